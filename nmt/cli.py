@@ -1,0 +1,135 @@
+"""The `nmt` command line: train, translate, evaluate. A thin shell over nmt.jobs."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Iterator, Optional
+
+import typer
+
+from nmt.errors import NmtError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Train, run and evaluate Transformer translation models from a YAML config.",
+)
+
+RunDirOption = Annotated[
+    Optional[str], typer.Option("--run-dir", help="Run directory (default: the latest training run, runs/latest).")
+]
+SetOption = Annotated[
+    Optional[list[str]], typer.Option("--set", help="Override a config value: key.path=value (repeatable).")
+]
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turns the errors users can fix into one red line on stderr and a non-zero exit."""
+    _quiet_libraries()
+    try:
+        yield
+    except NmtError as error:
+        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        code = 130 if type(error).__name__ == "TrainingInterrupted" else 1
+        raise typer.Exit(code) from None
+    except KeyboardInterrupt:
+        typer.secho("interrupted", fg=typer.colors.RED, err=True)
+        raise typer.Exit(130) from None
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.WARNING)
+    logging.getLogger("nmt").setLevel(logging.INFO)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Option("--config", "-c", help="YAML config file.")],
+    run_dir: RunDirOption = None,
+    set_: SetOption = None,
+) -> None:
+    """Train a model (or resume the run), then evaluate it on the eval split."""
+    with _user_errors():
+        from nmt import jobs
+
+        resolved, run = jobs.open_training_run(config, run_dir, set_ or [])
+        typer.echo(f"Run directory: {run.path}")
+        summary, report = jobs.train_and_evaluate(resolved, run)
+        typer.echo(
+            f"Trained {summary.steps} steps ({summary.epochs_completed} epochs, {summary.minutes:.1f} min, "
+            f"stopped by {summary.stopped_by}), {summary.parameters:,} parameters, "
+            f"{summary.target_tokens_per_second:,.0f} target tokens/s"
+        )
+        _print_scores(report, run.eval_dir(report["split"]))
+
+
+@app.command()
+def translate(
+    sentences: Annotated[Optional[list[str]], typer.Argument(help="Sentences to translate.")] = None,
+    run_dir: RunDirOption = None,
+    input_file: Annotated[Optional[Path], typer.Option("--input", "-i", help="File with one sentence per line.")] = None,
+    output_file: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write translations here (default: stdout).")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Translate sentences given as arguments, in a file, or on stdin (one per line)."""
+    with _user_errors():
+        from nmt import atomic, jobs
+        from nmt.text_io import decode_lines
+
+        if sentences:
+            if not all(sentence.strip() for sentence in sentences):
+                raise NmtError("empty sentence argument; pass text to translate, e.g. nmt translate \"A dog runs.\"")
+            lines = list(sentences)
+        elif input_file is not None:
+            try:
+                lines = decode_lines(input_file.read_bytes(), str(input_file))
+            except OSError as error:
+                raise NmtError(f"cannot read --input {input_file}: {error.strerror}") from None
+        elif not sys.stdin.isatty():
+            lines = decode_lines(sys.stdin.buffer.read(), "stdin")
+        else:
+            raise NmtError("nothing to translate: pass sentences, --input FILE, or text on stdin")
+        translations = jobs.translate(run_dir, set_ or [], lines)
+        text = "".join(line + "\n" for line in translations)
+        if output_file is not None:
+            atomic.write_text(output_file, text)
+        else:
+            sys.stdout.write(text)
+
+
+@app.command()
+def evaluate(
+    run_dir: RunDirOption = None,
+    split: Annotated[Optional[str], typer.Option("--split", help="train, validation or test (default: eval.split).")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Translate a split and score it with sacreBLEU (BLEU, chrF); writes eval/<split>/report.{json,md}."""
+    with _user_errors():
+        from nmt import jobs
+
+        if split is not None and split not in ("train", "validation", "test"):
+            raise NmtError(f"--split must be train, validation or test; got {split!r}")
+        run, config = jobs.load_run(run_dir, set_ or [])
+        report = jobs.evaluate(run, config, split or config.eval.split)
+        _print_scores(report, run.eval_dir(report["split"]))
+
+
+def _print_scores(report: dict, directory: Path) -> None:
+    typer.echo(
+        f"{report['split']}: BLEU {report['bleu']:.2f}  chrF {report['chrf']:.2f}  "
+        f"({report['num_sentences']} sentences, {report['sentences_per_second']:.1f} sentences/s)"
+    )
+    typer.echo(f"  {report['signature']}")
+    typer.echo(f"  report: {directory / 'report.md'}")
+
+
+if __name__ == "__main__":
+    app()

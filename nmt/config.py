@@ -1,0 +1,323 @@
+"""Typed configuration: YAML and `--set key.path=value` overrides, validated once at load time.
+
+Every default lives in the dataclasses below; the YAML file only states what differs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+from nmt.errors import ConfigError
+
+SplitName = Literal["train", "validation", "test"]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the parallel text comes from (always through TensorFlow Datasets)."""
+
+    # 'synthetic' (generated offline), 'multi30k' (our builder), 'local' (text files read by
+    # tfds.TranslateFolder) or any TFDS catalog name, e.g. 'ted_hrlr_translate/pt_to_en'.
+    dataset: str = "synthetic"
+    source_lang: str = "en"
+    target_lang: str = "sy"
+    # TFDS data directory for prepared datasets; None means TFDS's default (~/tensorflow_datasets).
+    data_dir: Optional[str] = None
+    # Local files: for 'local', files named <lang>.<split>.txt; for 'multi30k', the upstream
+    # <split>.<lang>.gz files (then nothing is downloaded). Relative paths are relative to the
+    # directory the command runs in.
+    manual_dir: Optional[str] = None
+    train_split: str = "train"
+    validation_split: str = "validation"
+    test_split: str = "test"
+    # Training pairs with more subword tokens than this on either side are left out.
+    max_length: int = 100
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """SentencePiece model(s), trained once on the training split."""
+
+    model_type: Literal["unigram", "bpe"] = "unigram"
+    vocab_size: int = 8000
+    # One model and vocabulary for both languages (needed by model.share_embeddings).
+    joint: bool = True
+    character_coverage: float = 1.0
+    # Sentences sampled per language to train SentencePiece.
+    max_sentences: int = 1_000_000
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Encoder-decoder Transformer."""
+
+    num_encoder_layers: int = 3
+    num_decoder_layers: int = 3
+    hidden_dim: int = 256
+    num_heads: int = 4
+    intermediate_dim: int = 1024
+    dropout: float = 0.1
+    attention_dropout: float = 0.1
+    # 'pre': layer norm before each sublayer (stable without tuning); 'post': the original paper's.
+    norm: Literal["pre", "post"] = "pre"
+    # One embedding matrix for source and target (needs tokenizer.joint).
+    share_embeddings: bool = True
+    # Output projection = target embedding matrix transposed.
+    tie_output: bool = True
+    # Longest sequence the model accepts, in tokens; longer input is truncated with a warning.
+    max_length: int = 256
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, stopping and checkpointing."""
+
+    # Where the run lives; None means runs/<config file name>.
+    run_dir: Optional[str] = None
+    # Token budget per batch (source or target side, padding included).
+    batch_tokens: int = 4096
+    epochs: int = 20
+    max_steps: Optional[int] = None
+    # Wall-clock budget over all (resumed) invocations, in minutes.
+    max_minutes: Optional[float] = None
+    # Peak learning rate, reached after warmup_steps and then decayed as 1/sqrt(step).
+    learning_rate: float = 1e-3
+    warmup_steps: int = 4000
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.98
+    adam_epsilon: float = 1e-9
+    label_smoothing: float = 0.1
+    clip_norm: Optional[float] = None
+    # Number of most recent checkpoints kept (the best one is kept separately).
+    keep_checkpoints: int = 3
+    shuffle_buffer: int = 20000
+    seed: int = 1234
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """Translation settings."""
+
+    batch_size: int = 64
+    # Output length limit: ratio * source tokens + offset (and never above model.max_length).
+    max_length_ratio: float = 1.5
+    max_length_offset: int = 10
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What `nmt evaluate` and the end of `nmt train` score."""
+
+    split: SplitName = "test"
+    # Which weights to use: the best by validation loss, or the most recent.
+    checkpoint: Literal["best", "last"] = "best"
+    # Sample translations shown in report.md.
+    num_samples: int = 12
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    decode: DecodeConfig = field(default_factory=DecodeConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load(path: Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Reads a YAML config (or starts from the defaults) and applies `key.path=value` overrides.
+
+    Raises:
+        ConfigError: the file is missing or malformed, or a key or value is invalid.
+    """
+    raw = read_yaml(path) if path is not None else {}
+    for override in overrides:
+        key_path, value = parse_override(override)
+        _set_path(raw, key_path, value)
+    return from_dict(raw)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read config file {path}: {error}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"YAML syntax error in {path}{where}: {problem}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections ({_keys_of(Config)}), got {type(raw).__name__}")
+    return raw
+
+
+def parse_override(override: str) -> tuple[list[str], Any]:
+    """Splits 'train.epochs=3' into (['train', 'epochs'], 3); the value is parsed as YAML."""
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set expects key.path=value (e.g. train.epochs=3), got {override!r}")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    return key.strip().split("."), value
+
+
+def _set_path(raw: dict[str, Any], key_path: list[str], value: Any) -> None:
+    node = raw
+    for part in key_path[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"cannot set {'.'.join(key_path)}: {part} is not a section")
+        node = child
+    node[key_path[-1]] = value
+
+
+def from_dict(raw: dict[str, Any]) -> Config:
+    """Builds a Config from nested plain data, checking every key and type."""
+    config = _build(Config, raw, path="")
+    _check_values(config)
+    return config
+
+
+def to_yaml(config: Config) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)
+
+
+def _keys_of(cls: type) -> str:
+    return ", ".join(f.name for f in dataclasses.fields(cls))
+
+
+def _build(cls: type, raw: Any, path: str) -> Any:
+    where = path or "the top level"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config key '{path}' must be a mapping with keys {_keys_of(cls)}, got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in raw:
+        if key not in fields:
+            full = f"{path}.{key}" if path else str(key)
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown config key '{full}'{hint}; valid keys in {where}: {_keys_of(cls)}")
+    values = {}
+    for name, value in raw.items():
+        full = f"{path}.{name}" if path else name
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, value if value is not None else {}, full)
+        else:
+            values[name] = _convert(value, hint, full)
+    return cls(**values)
+
+
+def _convert(value: Any, hint: Any, path: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        (inner,) = [option for option in options if option is not type(None)]
+        return _convert(value, inner, path)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise ConfigError(f"config key '{path}' must be one of {', '.join(map(str, choices))}; got {value!r}")
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    raise ConfigError(f"config key '{path}' must be {names.get(hint, hint)}; got {value!r} ({type(value).__name__})")
+
+
+def _check_values(config: Config) -> None:
+    """Range and cross-field checks that types alone cannot express."""
+    positive = {
+        "data.max_length": config.data.max_length,
+        "tokenizer.vocab_size": config.tokenizer.vocab_size,
+        "tokenizer.max_sentences": config.tokenizer.max_sentences,
+        "model.num_encoder_layers": config.model.num_encoder_layers,
+        "model.num_decoder_layers": config.model.num_decoder_layers,
+        "model.hidden_dim": config.model.hidden_dim,
+        "model.num_heads": config.model.num_heads,
+        "model.intermediate_dim": config.model.intermediate_dim,
+        "model.max_length": config.model.max_length,
+        "train.batch_tokens": config.train.batch_tokens,
+        "train.epochs": config.train.epochs,
+        "train.max_steps": config.train.max_steps,
+        "train.max_minutes": config.train.max_minutes,
+        "train.learning_rate": config.train.learning_rate,
+        "train.warmup_steps": config.train.warmup_steps,
+        "train.keep_checkpoints": config.train.keep_checkpoints,
+        "train.shuffle_buffer": config.train.shuffle_buffer,
+        "train.clip_norm": config.train.clip_norm,
+        "decode.batch_size": config.decode.batch_size,
+        "decode.max_length_ratio": config.decode.max_length_ratio,
+    }
+    for key, value in positive.items():
+        if value is not None and value <= 0:
+            raise ConfigError(f"config key '{key}' must be greater than 0; got {value}")
+    fractions = {
+        "model.dropout": config.model.dropout,
+        "model.attention_dropout": config.model.attention_dropout,
+        "train.label_smoothing": config.train.label_smoothing,
+        "train.adam_beta1": config.train.adam_beta1,
+        "train.adam_beta2": config.train.adam_beta2,
+    }
+    for key, value in fractions.items():
+        if not 0.0 <= value < 1.0:
+            raise ConfigError(f"config key '{key}' must be in [0, 1); got {value}")
+    if not 0.0 < config.tokenizer.character_coverage <= 1.0:
+        raise ConfigError(
+            f"config key 'tokenizer.character_coverage' must be in (0, 1]; got {config.tokenizer.character_coverage}"
+        )
+    if config.decode.max_length_offset < 0:
+        raise ConfigError(f"config key 'decode.max_length_offset' must be 0 or more; got {config.decode.max_length_offset}")
+    if config.eval.num_samples < 0:
+        raise ConfigError(f"config key 'eval.num_samples' must be 0 or more; got {config.eval.num_samples}")
+    if config.model.hidden_dim % config.model.num_heads:
+        raise ConfigError(
+            f"config key 'model.hidden_dim' ({config.model.hidden_dim}) must be divisible by "
+            f"'model.num_heads' ({config.model.num_heads})"
+        )
+    if config.model.share_embeddings and not config.tokenizer.joint:
+        raise ConfigError(
+            "config key 'model.share_embeddings' needs one vocabulary for both languages: "
+            "set tokenizer.joint=true or model.share_embeddings=false"
+        )
+    if config.data.source_lang == config.data.target_lang:
+        raise ConfigError(
+            f"config keys 'data.source_lang' and 'data.target_lang' are both {config.data.source_lang!r}; "
+            "they must name two different languages"
+        )
+    if config.tokenizer.vocab_size < 8:
+        raise ConfigError(f"config key 'tokenizer.vocab_size' must be at least 8; got {config.tokenizer.vocab_size}")

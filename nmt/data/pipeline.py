@@ -1,0 +1,88 @@
+"""tf.data pipeline from string pairs to padded, length-bucketed training batches.
+
+A batch is a dict:
+  source_ids  (batch, src_len)  source subwords, 0-padded
+  target_in   (batch, tgt_len)  BOS + target: what the decoder reads
+  target_out  (batch, tgt_len)  target + EOS: what it must predict at each position
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from nmt.data.tokenizer import BOS_ID, EOS_ID, Tokenizers
+
+
+def shift_target(target_ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """(BOS + target, target + EOS) for one unpadded target sequence (tgt_len,)."""
+    bos = tf.constant([BOS_ID], dtype=target_ids.dtype)
+    eos = tf.constant([EOS_ID], dtype=target_ids.dtype)
+    return tf.concat([bos, target_ids], axis=0), tf.concat([target_ids, eos], axis=0)
+
+
+def bucket_boundaries(max_length: int) -> list[int]:
+    """Upper length bounds of the buckets: fine-grained for short sentences, about 10% apart above."""
+    boundaries, length = [], 8
+    while length <= max_length:
+        boundaries.append(length)
+        length = max(length + 2, int(length * 1.1))
+    return boundaries
+
+
+def tokenize_pairs(pairs: tf.data.Dataset, tokenizers: Tokenizers) -> tf.data.Dataset:
+    """(source, target) strings -> (source_ids, target_ids) int32 vectors, tokenized in chunks."""
+    return (
+        pairs.batch(1024)
+        .map(
+            lambda source, target: (tokenizers.source.tokenize(source), tokenizers.target.tokenize(target)),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        .unbatch()
+    )
+
+
+def make_batches(
+    pairs: tf.data.Dataset,
+    tokenizers: Tokenizers,
+    batch_tokens: int,
+    max_length: int,
+    shuffle_buffer: int | None = None,
+    seed: int | None = None,
+) -> tf.data.Dataset:
+    """Training or validation batches; pairs longer than max_length tokens on a side are dropped.
+
+    Args:
+        pairs: (source, target) string pairs.
+        batch_tokens: token budget per batch: batch size x the bucket's longest sequence.
+        max_length: longest kept sequence, counted without BOS/EOS.
+        shuffle_buffer: shuffle examples (and so batches) every epoch when given.
+    """
+    examples = (
+        tokenize_pairs(pairs, tokenizers)
+        .filter(
+            lambda source, target: tf.logical_and(
+                tf.logical_and(tf.size(source) > 0, tf.size(target) > 0),
+                tf.logical_and(tf.size(source) <= max_length, tf.size(target) <= max_length),
+            )
+        )
+        .map(_to_example, num_parallel_calls=tf.data.AUTOTUNE)
+        .cache()
+    )
+    if shuffle_buffer:
+        examples = examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    boundaries = bucket_boundaries(max_length + 1)
+    # Bucket i holds sequences shorter than boundaries[i]; the last one up to max_length + 1.
+    longest = [*boundaries, max_length + 2]
+    batch_sizes = [max(1, batch_tokens // (length - 1)) for length in longest]
+    return examples.bucket_by_sequence_length(
+        element_length_func=lambda example: tf.maximum(
+            tf.shape(example["source_ids"])[0], tf.shape(example["target_in"])[0]
+        ),
+        bucket_boundaries=boundaries,
+        bucket_batch_sizes=batch_sizes,
+    ).prefetch(tf.data.AUTOTUNE)
+
+
+def _to_example(source_ids: tf.Tensor, target_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+    target_in, target_out = shift_target(target_ids)
+    return {"source_ids": source_ids, "target_in": target_in, "target_out": target_out}

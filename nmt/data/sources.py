@@ -1,0 +1,144 @@
+"""Parallel text through TensorFlow Datasets: catalog datasets, local text files and our builders."""
+
+from __future__ import annotations
+
+import functools
+import socket
+from pathlib import Path
+
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from nmt.config import DataConfig, SplitName
+from nmt.data import multi30k
+from nmt.data.multi30k import Multi30k
+from nmt.data.synthetic import SyntheticTranslation
+from nmt.errors import DataError
+
+OUR_BUILDERS = {"synthetic": SyntheticTranslation, "multi30k": Multi30k}
+# Hosts that TFDS catalog downloads and our Multi30k builder fetch from.
+_DOWNLOAD_HOSTS = {"multi30k": "raw.githubusercontent.com"}
+_DEFAULT_DOWNLOAD_HOST = "storage.googleapis.com"
+
+
+def network_available(host: str, port: int = 443, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to host can be opened. Offline, DNS fails at once, so this is fast;
+    without it a TFDS download retries for minutes before it gives up."""
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def load_split(config: DataConfig, split: SplitName) -> tf.data.Dataset:
+    """The (source, target) string pairs of one split, in the dataset's order."""
+    builder = prepared_builder(config)
+    name = split_name(config, split)
+    dataset = builder.as_dataset(split=name, shuffle_files=False)
+    source_lang, target_lang = config.source_lang, config.target_lang
+    return dataset.map(lambda example: (example[source_lang], example[target_lang]), num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def read_pairs(config: DataConfig, split: SplitName) -> tuple[list[str], list[str]]:
+    """Sources and references of one split as Python strings (for translation and scoring)."""
+    sources, targets = [], []
+    for source, target in load_split(config, split).as_numpy_iterator():
+        sources.append(source.decode("utf-8"))
+        targets.append(target.decode("utf-8"))
+    return sources, targets
+
+
+def split_name(config: DataConfig, split: SplitName) -> str:
+    return {"train": config.train_split, "validation": config.validation_split, "test": config.test_split}[split]
+
+
+@functools.lru_cache(maxsize=None)
+def prepared_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
+    """A TFDS builder whose data is ready to read, after checking languages and split names."""
+    if config.dataset == "local":
+        builder = _local_builder(config)
+    else:
+        builder = _our_or_catalog_builder(config)
+    _check_builder(builder, config)
+    return builder
+
+
+def _local_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
+    if config.manual_dir is None:
+        raise DataError("data.dataset 'local' needs data.manual_dir: a directory of <lang>.<split>.txt files")
+    directory = Path(config.manual_dir)
+    if not directory.is_dir():
+        raise DataError(f"data.manual_dir {directory} is not a directory")
+    if not list(directory.glob("*.*.txt")):
+        raise DataError(
+            f"no parallel text in data.manual_dir {directory}: expected files named <lang>.<split>.txt, "
+            f"e.g. {config.source_lang}.train.txt and {config.target_lang}.train.txt with matching lines"
+        )
+    try:
+        return tfds.TranslateFolder(root_dir=str(directory))
+    except (ValueError, OSError) as error:
+        raise DataError(f"cannot read parallel text in {directory}: {error}") from None
+
+
+def _our_or_catalog_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
+    name = config.dataset
+    builder_class = OUR_BUILDERS.get(name)
+    try:
+        builder = builder_class(data_dir=config.data_dir) if builder_class else tfds.builder(name, data_dir=config.data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        raise DataError(
+            f"unknown dataset '{name}' (data.dataset): use synthetic, multi30k, local, or a TFDS catalog "
+            "translation dataset such as ted_hrlr_translate/pt_to_en or wmt14_translate/de-en"
+        ) from None
+    except ValueError as error:
+        raise DataError(f"data.dataset '{name}': {error}") from None
+    if builder.is_prepared():
+        return builder
+    if name == "multi30k" and config.manual_dir is not None:
+        missing = multi30k.missing_files(Path(config.manual_dir))
+        if missing:
+            raise DataError(
+                f"data.manual_dir {config.manual_dir} lacks Multi30k files: {', '.join(missing[:4])}"
+                + (" …" if len(missing) > 4 else "")
+            )
+    elif name != "synthetic":
+        host = _DOWNLOAD_HOSTS.get(name, _DEFAULT_DOWNLOAD_HOST)
+        if not network_available(host):
+            raise DataError(_offline_message(config, host))
+    download_config = tfds.download.DownloadConfig(manual_dir=config.manual_dir)
+    try:
+        builder.download_and_prepare(download_config=download_config)
+    except (OSError, AssertionError) as error:
+        raise DataError(f"cannot prepare dataset '{name}': {str(error).splitlines()[0]}") from None
+    return builder
+
+
+def _offline_message(config: DataConfig, host: str) -> str:
+    where = config.data_dir or "~/tensorflow_datasets"
+    if config.dataset == "multi30k":
+        fix = "set data.manual_dir to a directory with the Multi30k .gz files (e.g. ../shared/data/multi30k)"
+    else:
+        fix = (
+            f"prepare it where there is internet (tfds build {config.dataset}) and copy the data to "
+            f"data.data_dir (now {where}), or use your own files with data.dataset=local and "
+            "data.manual_dir=DIR (files <lang>.<split>.txt)"
+        )
+    return f"cannot download dataset '{config.dataset}': no network ({host} unreachable); {fix}"
+
+
+def _check_builder(builder: tfds.core.DatasetBuilder, config: DataConfig) -> None:
+    languages = sorted(builder.info.features.keys())
+    for key, lang in (("source_lang", config.source_lang), ("target_lang", config.target_lang)):
+        if lang not in languages:
+            raise DataError(
+                f"data.{key} '{lang}' is not in dataset '{config.dataset}'; its languages are {', '.join(languages)}"
+            )
+    available = sorted(builder.info.splits.keys())
+    for split in ("train", "validation", "test"):
+        name = split_name(config, split)
+        if name not in available:
+            raise DataError(
+                f"data.{split}_split '{name}' is not a split of dataset '{config.dataset}'; "
+                f"its splits are {', '.join(available)}"
+            )

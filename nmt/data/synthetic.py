@@ -1,0 +1,209 @@
+"""An offline parallel corpus: English-like sentences and their translation into a made-up language.
+
+The two sides come from one synchronous grammar, so every source sentence has exactly one correct
+translation, but getting it right takes what real translation takes:
+- reordering: English SVO becomes SOV, prepositional phrases move to the front as postpositions,
+  adjectives follow the noun in reverse order;
+- agreement: articles and adjectives agree with the noun's gender and number, the verb with the
+  subject's number and the tense;
+- a vocabulary of a few hundred words, with a deterministic made-up lexicon on the target side.
+Splits are disjoint by construction: each distinct source sentence goes to one split by its hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass
+
+import tensorflow_datasets as tfds
+
+SOURCE_LANG = "en"
+TARGET_LANG = "sy"
+SPLIT_SIZES = {"train": 30000, "validation": 500, "test": 500}
+
+_NOUNS = (
+    "dog cat bird horse cow goat duck fox bear lion tiger rabbit frog snake monkey teacher doctor "
+    "farmer baker painter singer student girl boy king queen friend neighbor soldier sailor pilot "
+    "driver writer ball book car house tree garden river road bridge table chair window door letter "
+    "apple cake bottle box glass hat shoe boat train city village forest mountain lake flower song "
+    "picture key lamp cup basket"
+).split()
+_ADJECTIVES = (
+    "big small old young red blue green black white happy sad quiet loud tall short heavy light "
+    "clean dirty new rich poor brave lazy clever angry hungry tired strong weak warm cold bright "
+    "dark fast slow kind strange famous wild"
+).split()
+_VERBS = {  # base form: past form
+    "see": "saw", "find": "found", "hold": "held", "want": "wanted", "need": "needed",
+    "carry": "carried", "like": "liked", "love": "loved", "watch": "watched", "visit": "visited",
+    "follow": "followed", "push": "pushed", "pull": "pulled", "help": "helped", "paint": "painted",
+    "build": "built", "buy": "bought", "sell": "sold", "bring": "brought", "take": "took",
+    "make": "made", "clean": "cleaned", "open": "opened", "close": "closed", "draw": "drew",
+    "throw": "threw", "catch": "caught", "call": "called", "meet": "met", "remember": "remembered",
+    "forget": "forgot", "read": "read", "write": "wrote", "break": "broke", "hide": "hid",
+    "wash": "washed", "kick": "kicked", "touch": "touched", "chase": "chased", "guard": "guarded",
+}
+_ADVERBS = "quickly slowly carefully quietly happily often again suddenly gladly rarely".split()
+_PREPOSITIONS = "in near behind under beside above without with".split()
+_DETERMINERS = {"the": "the", "a": "some", "this": "these", "my": "my", "your": "your"}  # sg: pl
+_CONJUNCTIONS = ("and", "but")
+_ADJECTIVE_ENDINGS = {(0, False): "a", (0, True): "ai", (1, False): "o", (1, True): "ou"}
+_NOUN_PLURAL = {0: "i", 1: "ur"}
+
+
+def _plural(noun: str) -> str:
+    if noun.endswith(("s", "x", "ch", "sh")):
+        return noun + "es"
+    if noun.endswith("y") and noun[-2] not in "aeiou":
+        return noun[:-1] + "ies"
+    return noun + "s"
+
+
+def _third_person(verb: str) -> str:
+    if verb.endswith(("s", "x", "ch", "sh", "o")):
+        return verb + "es"
+    if verb.endswith("y") and verb[-2] not in "aeiou":
+        return verb[:-1] + "ies"
+    return verb + "s"
+
+
+@dataclass(frozen=True)
+class _Phrase:
+    source: list[str]
+    target: list[str]
+
+
+class Grammar:
+    """Generates (source, target) sentence pairs; the same seed gives the same lexicon and pairs."""
+
+    def __init__(self, seed: int = 2024):
+        rng = random.Random(seed)
+        used: set[str] = set()
+
+        def word(syllables: int) -> str:
+            while True:
+                candidate = "".join(
+                    rng.choice("ptkbdgmnlrsvz") + rng.choice("aeiou") + rng.choice(["", "", "n", "r", "l"])
+                    for _ in range(syllables)
+                )
+                if candidate not in used:
+                    used.add(candidate)
+                    return candidate
+
+        self.nouns = {noun: (word(2), rng.randrange(2)) for noun in _NOUNS}  # stem, gender
+        self.adjectives = {adjective: word(2) for adjective in _ADJECTIVES}
+        self.verbs = {verb: word(2) for verb in _VERBS}
+        self.adverbs = {adverb: word(3) for adverb in _ADVERBS}
+        self.postpositions = {preposition: word(1) for preposition in _PREPOSITIONS}
+        self.articles = {
+            (determiner, gender, plural): word(1)
+            for determiner in _DETERMINERS
+            for gender in (0, 1)
+            for plural in (False, True)
+        }
+        self.conjunctions = {conjunction: word(1) for conjunction in _CONJUNCTIONS}
+        self.object_marker = word(1)
+        self.future_particle = word(1)
+
+    def noun_phrase(self, rng: random.Random) -> tuple[_Phrase, bool]:
+        """Returns a noun phrase and whether it is plural."""
+        determiner = rng.choice(list(_DETERMINERS))
+        noun = rng.choice(_NOUNS)
+        plural = rng.random() < 0.4
+        adjectives = rng.sample(_ADJECTIVES, k=rng.choice([0, 0, 1, 1, 2]))
+        stem, gender = self.nouns[noun]
+        source = [_DETERMINERS[determiner] if plural else determiner, *adjectives, _plural(noun) if plural else noun]
+        ending = _ADJECTIVE_ENDINGS[(gender, plural)]
+        target = [
+            self.articles[(determiner, gender, plural)],
+            stem + _NOUN_PLURAL[gender] if plural else stem,
+            *(self.adjectives[adjective] + ending for adjective in reversed(adjectives)),
+        ]
+        return _Phrase(source, target), plural
+
+    def clause(self, rng: random.Random) -> _Phrase:
+        subject, plural_subject = self.noun_phrase(rng)
+        obj, _ = self.noun_phrase(rng)
+        verb = rng.choice(list(_VERBS))
+        tense = rng.choice(["past", "present", "future"])
+        if tense == "past":
+            source_verb = [_VERBS[verb]]
+        elif tense == "present":
+            source_verb = [verb if plural_subject else _third_person(verb)]
+        else:
+            source_verb = ["will", verb]
+        target_verb = self.verbs[verb] + ("ka" if tense == "past" else "") + ("m" if plural_subject else "s")
+        source = [*subject.source, *source_verb, *obj.source]
+        target = [*subject.target, *obj.target, self.object_marker]
+        if rng.random() < 0.4:
+            preposition = rng.choice(_PREPOSITIONS)
+            place, _ = self.noun_phrase(rng)
+            source += [preposition, *place.source]
+            target = [*place.target, self.postpositions[preposition], *target]
+        if rng.random() < 0.3:
+            adverb = rng.choice(_ADVERBS)
+            source.append(adverb)
+            target.append(self.adverbs[adverb])
+        target += [self.future_particle, target_verb] if tense == "future" else [target_verb]
+        return _Phrase(source, target)
+
+    def sentence(self, rng: random.Random) -> tuple[str, str]:
+        phrase = self.clause(rng)
+        if rng.random() < 0.25:
+            conjunction = rng.choice(_CONJUNCTIONS)
+            second = self.clause(rng)
+            phrase = _Phrase(
+                [*phrase.source, conjunction, *second.source],
+                [*phrase.target, self.conjunctions[conjunction], *second.target],
+            )
+        return _render(phrase.source), _render(phrase.target)
+
+
+def _render(words: list[str]) -> str:
+    text = " ".join(words) + "."
+    return text[0].upper() + text[1:]
+
+
+def _split_of(source: str) -> str:
+    bucket = int(hashlib.sha1(source.encode("utf-8")).hexdigest(), 16) % 100
+    return "test" if bucket < 3 else "validation" if bucket < 6 else "train"
+
+
+def generate_splits(seed: int = 2024, sizes: dict[str, int] = SPLIT_SIZES) -> dict[str, list[tuple[str, str]]]:
+    """Deterministic, disjoint splits of distinct sentence pairs."""
+    grammar = Grammar(seed)
+    rng = random.Random(seed + 1)
+    splits: dict[str, list[tuple[str, str]]] = {name: [] for name in sizes}
+    seen: set[str] = set()
+    while any(len(splits[name]) < size for name, size in sizes.items()):
+        source, target = grammar.sentence(rng)
+        if source in seen:
+            continue
+        seen.add(source)
+        split = splits[_split_of(source)]
+        if len(split) < sizes[_split_of(source)]:
+            split.append((source, target))
+    return splits
+
+
+class SyntheticTranslation(tfds.core.GeneratorBasedBuilder):
+    """TFDS builder for the synthetic corpus: generated on this machine, no download."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Initial release."}
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return self.dataset_info_from_configs(
+            description=__doc__,
+            features=tfds.features.Translation(languages=(SOURCE_LANG, TARGET_LANG)),
+            supervised_keys=(SOURCE_LANG, TARGET_LANG),
+        )
+
+    def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+        splits = generate_splits()
+        return {name: self._generate_examples(pairs) for name, pairs in splits.items()}
+
+    def _generate_examples(self, pairs: list[tuple[str, str]]):
+        for index, (source, target) in enumerate(pairs):
+            yield index, {SOURCE_LANG: source, TARGET_LANG: target}

@@ -1,0 +1,101 @@
+"""SentencePiece subword models: trained with the `sentencepiece` package, applied with tensorflow-text.
+
+Training needs the `sentencepiece` trainer (tensorflow-text only applies models); tokenizing inside
+tf.data and at translation time uses tensorflow-text's SentencepieceTokenizer, which reads the
+same model file, so training and inference share one implementation of the segmentation.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import sentencepiece as spm
+import tensorflow as tf
+import tensorflow_text as tf_text
+
+from nmt import atomic
+from nmt.config import TokenizerConfig
+from nmt.errors import RunDirError
+
+PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class Tokenizers:
+    source: tf_text.SentencepieceTokenizer
+    target: tf_text.SentencepieceTokenizer
+
+    @property
+    def source_vocab_size(self) -> int:
+        return int(self.source.vocab_size())
+
+    @property
+    def target_vocab_size(self) -> int:
+        return int(self.target.vocab_size())
+
+
+def model_files(directory: Path, joint: bool) -> dict[str, Path]:
+    """The model file(s) used for each side."""
+    if joint:
+        return {"source": directory / "joint.model", "target": directory / "joint.model"}
+    return {"source": directory / "source.model", "target": directory / "target.model"}
+
+
+def train(
+    config: TokenizerConfig,
+    source_texts: Iterable[str],
+    target_texts: Iterable[str],
+    directory: Path,
+) -> None:
+    """Trains the SentencePiece model(s) and writes them atomically into directory."""
+    directory.mkdir(parents=True, exist_ok=True)
+    files = model_files(directory, config.joint)
+    if config.joint:
+        _train_one(config, [*source_texts, *target_texts], files["source"])
+    else:
+        _train_one(config, list(source_texts), files["source"])
+        _train_one(config, list(target_texts), files["target"])
+
+
+def _train_one(config: TokenizerConfig, sentences: list[str], path: Path) -> None:
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(sentences),
+        model_writer=model,
+        model_type=config.model_type,
+        vocab_size=config.vocab_size,
+        character_coverage=config.character_coverage,
+        input_sentence_size=config.max_sentences,
+        shuffle_input_sentence=True,
+        # A small corpus may not support the requested size; take the largest vocabulary it does.
+        hard_vocab_limit=False,
+        pad_id=PAD_ID,
+        unk_id=UNK_ID,
+        bos_id=BOS_ID,
+        eos_id=EOS_ID,
+        num_threads=os.cpu_count() or 1,
+        minloglevel=2,
+    )
+    atomic.write_bytes(path, model.getvalue())
+
+
+def load(directory: Path, joint: bool) -> Tokenizers:
+    files = model_files(directory, joint)
+    models = {}
+    for side, path in files.items():
+        try:
+            models[side] = path.read_bytes()
+        except FileNotFoundError:
+            raise RunDirError(f"tokenizer model missing: {path}; re-run nmt train on this run directory") from None
+    return Tokenizers(
+        source=tf_text.SentencepieceTokenizer(model=models["source"], out_type=tf.int32),
+        target=tf_text.SentencepieceTokenizer(model=models["target"], out_type=tf.int32),
+    )
+
+
+def exists(directory: Path, joint: bool) -> bool:
+    return all(path.is_file() for path in model_files(directory, joint).values())

@@ -1,0 +1,90 @@
+"""Translator: a trained run directory turned into a function from sentences to sentences."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Callable, Sequence
+
+import tensorflow as tf
+
+from nmt import checkpoints
+from nmt.config import Config
+from nmt.data import tokenizer
+from nmt.data.tokenizer import EOS_ID, PAD_ID, Tokenizers
+from nmt.decoding.greedy import greedy_search
+from nmt.model.transformer import Transformer, build_transformer
+from nmt.run_dir import RunDir
+
+log = logging.getLogger("nmt")
+
+
+class Translator:
+    """Translates lists of sentences in batches with the decoding settings of `config.decode`.
+
+    Example:
+        translator = Translator.from_run_dir(run_dir.resolve("runs/quickstart"))
+        translator.translate(["The dog saw a cat."])
+    """
+
+    def __init__(self, config: Config, model: Transformer, tokenizers: Tokenizers):
+        self.config = config
+        self.model = model
+        self.tokenizers = tokenizers
+        self._search = tf.function(
+            functools.partial(greedy_search, model),
+            input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32)],
+        )
+
+    @classmethod
+    def from_run_dir(cls, run: RunDir, config: Config | None = None) -> "Translator":
+        """Rebuilds tokenizer and model from the run and loads the weights config.eval.checkpoint names."""
+        config = config or run.load_config()
+        tokenizers = tokenizer.load(run.tokenizer_dir, config.tokenizer.joint)
+        model = build_transformer(config.model, tokenizers.source_vocab_size, tokenizers.target_vocab_size)
+        path = run.checkpoint_path(config.eval.checkpoint)
+        checkpoints.restore(path, model)
+        log.debug("loaded %s", path)
+        return cls(config, model, tokenizers)
+
+    def translate(self, sentences: Sequence[str], on_batch: Callable[[int], None] | None = None) -> list[str]:
+        """One translation per sentence, in order; an empty (or blank) sentence gives ''.
+
+        Args:
+            on_batch: called with the number of sentences after each batch (for progress bars).
+        """
+        outputs = [""] * len(sentences)
+        todo = [index for index, sentence in enumerate(sentences) if sentence.strip()]
+        if not todo:
+            return outputs
+        token_ids = self.tokenizers.source.tokenize(tf.constant([sentences[index] for index in todo]))
+        lengths = token_ids.row_lengths().numpy()
+        self._warn_truncation(todo, lengths)
+        # Sorting by length keeps padding, and so wasted decoding work, small within each batch.
+        order = sorted(range(len(todo)), key=lambda position: lengths[position])
+        batch_size = self.config.decode.batch_size
+        for start in range(0, len(order), batch_size):
+            positions = order[start : start + batch_size]
+            batch = tf.gather(token_ids, positions)[:, : self.model.max_length].to_tensor(default_value=PAD_ID)
+            for position, text in zip(positions, self._translate_batch(batch)):
+                outputs[todo[position]] = text
+            if on_batch:
+                on_batch(len(positions))
+        return outputs
+
+    def _translate_batch(self, source_ids: tf.Tensor) -> list[str]:
+        decode = self.config.decode
+        source_lengths = tf.reduce_sum(tf.cast(tf.not_equal(source_ids, PAD_ID), tf.float32), axis=1)
+        max_lengths = tf.cast(source_lengths * decode.max_length_ratio, tf.int32) + decode.max_length_offset
+        max_lengths = tf.minimum(max_lengths, self.model.max_length - 1)
+        output_ids = self._search(source_ids, max_lengths)
+        # EOS and everything after it is dropped: EOS becomes padding and trailing padding is stripped.
+        output_ids = tf.where(tf.equal(output_ids, EOS_ID), PAD_ID, output_ids)
+        ragged = tf.RaggedTensor.from_tensor(output_ids, padding=PAD_ID)
+        return [text.decode("utf-8") for text in self.tokenizers.target.detokenize(ragged).numpy()]
+
+    def _warn_truncation(self, indices: list[int], lengths) -> None:
+        limit = self.model.max_length
+        for index, length in zip(indices, lengths):
+            if length > limit:
+                log.warning("sentence %d has %d tokens; only the first %d (model.max_length) are translated", index + 1, length, limit)

@@ -1,0 +1,43 @@
+"""Token embeddings scaled by sqrt(hidden_dim) plus fixed sinusoidal positions."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def sinusoidal_positions(max_length: int, hidden_dim: int) -> np.ndarray:
+    """(max_length, hidden_dim): sin on even channels, cos on odd ones (Vaswani et al., 2017)."""
+    positions = np.arange(max_length)[:, np.newaxis]
+    frequencies = np.exp(-math.log(10000.0) * np.arange(0, hidden_dim, 2) / hidden_dim)
+    table = np.zeros((max_length, hidden_dim), dtype=np.float32)
+    table[:, 0::2] = np.sin(positions * frequencies)
+    table[:, 1::2] = np.cos(positions * frequencies[: hidden_dim // 2])
+    return table
+
+
+class PositionalEmbedding(keras.layers.Layer):
+    """Embeds token ids and adds positions; `token_embedding` may be shared with another instance.
+
+    Args:
+        token_embedding: a keras.layers.Embedding of width hidden_dim.
+        max_length: longest sequence (number of positions).
+        dropout: dropout rate applied to the sum.
+    """
+
+    def __init__(self, token_embedding: keras.layers.Embedding, max_length: int, dropout: float, **kwargs):
+        super().__init__(**kwargs)
+        self.token_embedding = token_embedding
+        self.max_length = max_length
+        self.hidden_dim = token_embedding.output_dim
+        self.positions = tf.constant(sinusoidal_positions(max_length, self.hidden_dim))
+        self.dropout = keras.layers.Dropout(dropout)
+
+    def call(self, token_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+        length = tf.shape(token_ids)[1]
+        embedded = self.token_embedding(token_ids) * math.sqrt(self.hidden_dim)  # (batch, len, hidden_dim)
+        embedded += tf.cast(self.positions[tf.newaxis, :length], embedded.dtype)
+        return self.dropout(embedded, training=training)

@@ -1,0 +1,158 @@
+"""The encoder-decoder Transformer (Vaswani et al., 2017) as one Keras model."""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from nmt.config import ModelConfig
+from nmt.model import masks
+from nmt.model.decoder import DecoderLayer
+from nmt.model.embedding import PositionalEmbedding
+from nmt.model.encoder import EncoderLayer
+
+
+class Transformer(keras.Model):
+    """Maps source ids and shifted target ids to next-token logits.
+
+    `encode` and `decode` are public so that decoding can run the encoder once per sentence.
+
+    Args:
+        source_vocab_size, target_vocab_size: vocabulary sizes (equal when embeddings are shared).
+        num_encoder_layers, num_decoder_layers, hidden_dim, num_heads, intermediate_dim: sizes.
+        dropout, attention_dropout: rates.
+        norm: 'pre' or 'post' layer normalisation.
+        share_embeddings: one embedding matrix for both sides.
+        tie_output: output projection = transposed target embedding matrix.
+        max_length: number of positions.
+
+    Example:
+        model = Transformer(8000, 8000)
+        logits = model({"source_ids": source, "target_in": target_in})  # (batch, tgt_len, 8000)
+    """
+
+    def __init__(
+        self,
+        source_vocab_size: int,
+        target_vocab_size: int,
+        num_encoder_layers: int = 3,
+        num_decoder_layers: int = 3,
+        hidden_dim: int = 256,
+        num_heads: int = 4,
+        intermediate_dim: int = 1024,
+        dropout: float = 0.1,
+        attention_dropout: float = 0.1,
+        norm: str = "pre",
+        share_embeddings: bool = True,
+        tie_output: bool = True,
+        max_length: int = 256,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if share_embeddings and source_vocab_size != target_vocab_size:
+            raise ValueError(
+                f"shared embeddings need equal vocabularies; got {source_vocab_size} and {target_vocab_size}"
+            )
+        self.source_vocab_size = source_vocab_size
+        self.target_vocab_size = target_vocab_size
+        self.num_encoder_layers = num_encoder_layers
+        self.num_decoder_layers = num_decoder_layers
+        self.hidden_dim = hidden_dim
+        self.num_heads = num_heads
+        self.intermediate_dim = intermediate_dim
+        self.dropout_rate = dropout
+        self.attention_dropout = attention_dropout
+        self.norm = norm
+        self.share_embeddings = share_embeddings
+        self.tie_output = tie_output
+        self.max_length = max_length
+
+        # Embeddings start small so that sqrt(hidden_dim) scaling gives unit-variance inputs.
+        initializer = keras.initializers.RandomNormal(stddev=hidden_dim**-0.5)
+        source_table = keras.layers.Embedding(source_vocab_size, hidden_dim, embeddings_initializer=initializer, name="source_table")
+        target_table = (
+            source_table
+            if share_embeddings
+            else keras.layers.Embedding(target_vocab_size, hidden_dim, embeddings_initializer=initializer, name="target_table")
+        )
+        self.source_embedding = PositionalEmbedding(source_table, max_length, dropout, name="source_embedding")
+        self.target_embedding = PositionalEmbedding(target_table, max_length, dropout, name="target_embedding")
+        layer_args = dict(
+            hidden_dim=hidden_dim, num_heads=num_heads, intermediate_dim=intermediate_dim,
+            dropout=dropout, attention_dropout=attention_dropout, norm_first=norm == "pre",
+        )
+        self.encoder_layers = [EncoderLayer(**layer_args, name=f"encoder_{i}") for i in range(num_encoder_layers)]
+        self.decoder_layers = [DecoderLayer(**layer_args, name=f"decoder_{i}") for i in range(num_decoder_layers)]
+        # Pre-norm leaves the residual stream unnormalised, so each stack ends with a layer norm.
+        self.encoder_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="encoder_norm") if norm == "pre" else None
+        self.decoder_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="decoder_norm") if norm == "pre" else None
+        self.output_projection = None if tie_output else keras.layers.Dense(target_vocab_size, name="output_projection")
+
+    def encode(self, source_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+        """(batch, src_len) ids -> (batch, src_len, hidden_dim) memory."""
+        mask = masks.padding_mask(source_ids)
+        x = self.source_embedding(source_ids, training=training)
+        for layer in self.encoder_layers:
+            x = layer(x, attention_mask=mask, training=training)
+        return self.encoder_norm(x) if self.encoder_norm is not None else x
+
+    def decode(
+        self, target_in: tf.Tensor, memory: tf.Tensor, source_ids: tf.Tensor, training: bool = False
+    ) -> tf.Tensor:
+        """(batch, tgt_len) shifted target ids + memory -> (batch, tgt_len, target_vocab_size) logits."""
+        self_mask = masks.decoder_self_mask(target_in)
+        memory_mask = masks.cross_mask(target_in, source_ids)
+        x = self.target_embedding(target_in, training=training)
+        for layer in self.decoder_layers:
+            x = layer(x, memory, self_mask=self_mask, memory_mask=memory_mask, training=training)
+        if self.decoder_norm is not None:
+            x = self.decoder_norm(x)
+        if self.output_projection is not None:
+            return self.output_projection(x)
+        table = self.target_embedding.token_embedding.embeddings  # (vocab, hidden_dim)
+        return tf.matmul(x, tf.cast(table, x.dtype), transpose_b=True)
+
+    def call(self, inputs: dict[str, tf.Tensor], training: bool = False) -> tf.Tensor:
+        memory = self.encode(inputs["source_ids"], training=training)
+        return self.decode(inputs["target_in"], memory, inputs["source_ids"], training=training)
+
+    def get_config(self) -> dict:
+        return {
+            **super().get_config(),
+            "source_vocab_size": self.source_vocab_size,
+            "target_vocab_size": self.target_vocab_size,
+            "num_encoder_layers": self.num_encoder_layers,
+            "num_decoder_layers": self.num_decoder_layers,
+            "hidden_dim": self.hidden_dim,
+            "num_heads": self.num_heads,
+            "intermediate_dim": self.intermediate_dim,
+            "dropout": self.dropout_rate,
+            "attention_dropout": self.attention_dropout,
+            "norm": self.norm,
+            "share_embeddings": self.share_embeddings,
+            "tie_output": self.tie_output,
+            "max_length": self.max_length,
+        }
+
+
+def build_transformer(config: ModelConfig, source_vocab_size: int, target_vocab_size: int) -> Transformer:
+    """Creates the model and its weights (by running it once on a dummy batch)."""
+    model = Transformer(
+        source_vocab_size,
+        target_vocab_size,
+        num_encoder_layers=config.num_encoder_layers,
+        num_decoder_layers=config.num_decoder_layers,
+        hidden_dim=config.hidden_dim,
+        num_heads=config.num_heads,
+        intermediate_dim=config.intermediate_dim,
+        dropout=config.dropout,
+        attention_dropout=config.attention_dropout,
+        norm=config.norm,
+        share_embeddings=config.share_embeddings,
+        tie_output=config.tie_output,
+        max_length=config.max_length,
+        name="transformer",
+    )
+    dummy = tf.ones((1, 2), dtype=tf.int32)
+    model({"source_ids": dummy, "target_in": dummy})
+    return model

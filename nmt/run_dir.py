@@ -1,0 +1,98 @@
+"""The run directory: one training run's config, tokenizer, checkpoints, metrics and reports.
+
+  config.yaml           resolved configuration (translate/evaluate rebuild everything from it)
+  tokenizer/            SentencePiece model(s)
+  checkpoints/last/     the last train.keep_checkpoints training states (ckpt-<step>/: weights, optimizer, progress)
+  checkpoints/best/     ckpt-<step>/ with the weights of the lowest validation loss
+  metrics.jsonl         one JSON line per validation (epoch end or stop)
+  eval/<split>/         report.json, report.md, hypotheses.txt from the latest evaluation
+
+`runs/latest` (relative to the working directory) points at the most recent training run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from nmt import atomic, checkpoints, config as config_lib
+from nmt.config import Config
+from nmt.errors import ConfigError, RunDirError
+
+LATEST = Path("runs") / "latest"
+# Sections that fix the model's weights: an existing run cannot change them.
+FROZEN_SECTIONS = ("data", "tokenizer", "model")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    path: Path
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def tokenizer_dir(self) -> Path:
+        return self.path / "tokenizer"
+
+    @property
+    def last_checkpoints(self) -> Path:
+        return self.path / "checkpoints" / "last"
+
+    @property
+    def best_checkpoints(self) -> Path:
+        return self.path / "checkpoints" / "best"
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    def eval_dir(self, split: str) -> Path:
+        return self.path / "eval" / split
+
+    def load_config(self, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+        """The run's saved config with overrides, which may not touch data, tokenizer or model."""
+        if not self.config_file.is_file():
+            raise RunDirError(f"{self.path} is not a training run (no config.yaml); train one with nmt train --config FILE")
+        for override in overrides:
+            section = override.split("=", 1)[0].split(".")[0]
+            if section in FROZEN_SECTIONS:
+                raise ConfigError(
+                    f"--set {override}: '{section}' is fixed by the trained model in {self.path}; "
+                    "only train, decode and eval settings can change"
+                )
+        return config_lib.load(self.config_file, overrides)
+
+    def save_config(self, config: Config) -> None:
+        atomic.write_text(self.config_file, config_lib.to_yaml(config))
+
+    def checkpoint_path(self, which: str) -> Path:
+        """The 'best' or 'last' checkpoint; 'best' falls back to 'last' if no validation ran yet."""
+        last = checkpoints.latest(self.last_checkpoints)
+        path = (checkpoints.latest(self.best_checkpoints) or last) if which == "best" else last
+        if path is None:
+            raise RunDirError(f"no checkpoint in {self.path}/checkpoints; train first (nmt train --config FILE --run-dir {self.path})")
+        return path
+
+
+def resolve(run_dir: str | Path | None) -> RunDir:
+    """The given run directory, or the most recent training run."""
+    if run_dir is not None:
+        path = Path(run_dir)
+        if not path.is_dir():
+            raise RunDirError(f"run directory not found: {path}")
+        return RunDir(path)
+    if not LATEST.exists():
+        raise RunDirError("no training run found (runs/latest is missing); pass --run-dir DIR or run nmt train first")
+    return RunDir(LATEST.resolve())
+
+
+def mark_latest(run: RunDir) -> None:
+    """Points runs/latest at this run (an atomic symlink swap)."""
+    LATEST.parent.mkdir(parents=True, exist_ok=True)
+    temporary = LATEST.with_name(".latest.tmp")
+    temporary.unlink(missing_ok=True)
+    temporary.symlink_to(run.path.resolve(), target_is_directory=True)
+    os.replace(temporary, LATEST)
