@@ -1,0 +1,30 @@
+import random
+
+from nmt.data.synthetic import Grammar, generate_splits
+
+
+def test_deterministic_and_disjoint():
+    sizes = {"train": 500, "validation": 50, "test": 50}
+    first, second = generate_splits(sizes=sizes), generate_splits(sizes=sizes)
+    assert first == second
+    assert {name: len(pairs) for name, pairs in first.items()} == sizes
+    sources = {name: {source for source, _ in pairs} for name, pairs in first.items()}
+    assert not sources["train"] & sources["test"] and not sources["train"] & sources["validation"]
+
+
+def test_target_is_verb_final_with_agreement_and_tense():
+    grammar = Grammar()
+    rng = random.Random(0)
+    checked = 0
+    for _ in range(300):
+        source, target = grammar.sentence(rng)
+        assert source[0].isupper() and source.endswith(".") and target[0].isupper() and target.endswith(".")
+        words = source.lower().rstrip(".").split()
+        if "and" in words or "but" in words:
+            continue
+        verb = target.rstrip(".").split()[-1]
+        stem = next(stem for stem in grammar.verbs.values() if verb.startswith(stem))
+        assert verb[-1] in "sm" and verb[len(stem):-1] in ("", "ka")
+        assert ("will" in words) == (grammar.future_particle in target.lower().split())
+        checked += 1
+    assert checked > 150

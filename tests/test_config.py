@@ -1,0 +1,72 @@
+import pytest
+
+from nmt import config
+from nmt.errors import ConfigError
+
+
+def write(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_and_yaml_values(tmp_path):
+    loaded = config.load(write(tmp_path, "model:\n  hidden_dim: 64\ntrain:\n  learning_rate: 1\n"))
+    assert loaded.model.hidden_dim == 64
+    assert loaded.train.learning_rate == 1.0 and isinstance(loaded.train.learning_rate, float)
+    assert loaded.model.num_heads == config.ModelConfig().num_heads
+
+
+def test_unknown_key_names_path_and_valid_keys(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown config key 'model\.hidden_dims' \(did you mean 'hidden_dim'\?\).*num_heads"):
+        config.load(write(tmp_path, "model:\n  hidden_dims: 64\n"))
+
+
+def test_unknown_section(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown config key 'trian'.*valid keys in the top level: data, tokenizer"):
+        config.load(write(tmp_path, "trian:\n  epochs: 1\n"))
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("model:\n  num_heads: four\n", r"'model\.num_heads' must be an integer; got 'four'"),
+        ("model:\n  share_embeddings: 1\n", r"'model\.share_embeddings' must be true or false"),
+        ("model:\n  norm: middle\n", r"'model\.norm' must be one of pre, post; got 'middle'"),
+        ("train:\n  max_minutes: soon\n", r"'train\.max_minutes' must be a number"),
+        ("train:\n  epochs: 0\n", r"'train\.epochs' must be greater than 0"),
+        ("model:\n  dropout: 1.5\n", r"'model\.dropout' must be in \[0, 1\)"),
+        ("model:\n  hidden_dim: 30\n  num_heads: 4\n", r"divisible"),
+        ("tokenizer:\n  joint: false\n", r"share_embeddings.*tokenizer\.joint=true"),
+        ("model: 3\n", r"'model' must be a mapping"),
+    ],
+)
+def test_invalid_values(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        config.load(write(tmp_path, text))
+
+
+def test_yaml_syntax_error_reports_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"YAML syntax error in .*c\.yaml at line 3"):
+        config.load(write(tmp_path, "model:\n  hidden_dim: 64\n  bad: x: y\n"))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        config.load(tmp_path / "nope.yaml")
+
+
+def test_overrides_are_typed_and_validated(tmp_path):
+    path = write(tmp_path, "train:\n  epochs: 5\n")
+    loaded = config.load(path, ["train.epochs=2", "train.max_minutes=1.5", "data.data_dir=/tmp/x"])
+    assert (loaded.train.epochs, loaded.train.max_minutes, loaded.data.data_dir) == (2, 1.5, "/tmp/x")
+    with pytest.raises(ConfigError, match=r"unknown config key 'train\.epoch'"):
+        config.load(path, ["train.epoch=2"])
+    with pytest.raises(ConfigError, match="key.path=value"):
+        config.load(path, ["train.epochs"])
+
+
+def test_resolved_config_round_trips(tmp_path):
+    loaded = config.load(write(tmp_path, "model:\n  hidden_dim: 64\n"), ["train.max_steps=7"])
+    again = config.load(write(tmp_path, config.to_yaml(loaded)))
+    assert again == loaded
