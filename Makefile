@@ -1,0 +1,26 @@
+# `make demo` and `make test` are all a fresh machine needs; both install into .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+# Trains configs/quickstart.yaml offline (synthetic corpus), translates two sentences, evaluates.
+demo: install
+	$(BIN)/nmt train --config configs/quickstart.yaml
+	$(BIN)/nmt translate "The small dog saw a red ball." "My teachers will read these old books in the garden."
+	$(BIN)/nmt evaluate --split test
+
+test: install
+	$(BIN)/python -m pytest -q -p no:warnings
+
+clean:
+	rm -rf runs .pytest_cache

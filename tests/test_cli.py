@@ -1,0 +1,117 @@
+"""End-to-end: the real CLI trains a small model on the synthetic corpus, then translates and
+evaluates with it. The BLEU threshold fails if the model cannot learn (e.g. a broken causal mask
+or a missing target shift, which give BLEU near 0)."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from nmt.cli import app
+
+runner = CliRunner()
+BLEU_THRESHOLD = 35.0
+
+
+def invoke(*args, input=None):
+    return runner.invoke(app, list(args), input=input)
+
+
+def assert_user_error(result, message):
+    assert result.exit_code == 1, result.output
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, tfds_dir):
+    """A working directory holding configs/tiny.yaml and, after training, runs/tiny."""
+    directory = tmp_path_factory.mktemp("work")
+    (directory / "configs").mkdir()
+    config = (Path(__file__).parents[1] / "configs" / "quickstart.yaml").read_text()
+    (directory / "configs" / "tiny.yaml").write_text(config)
+    previous = os.getcwd()
+    os.chdir(directory)
+    result = invoke(
+        "train", "--config", "configs/tiny.yaml",
+        "--set", f"data.data_dir={tfds_dir}", "--set", "train.epochs=2",
+    )
+    assert result.exit_code == 0, result.output
+    yield directory
+    os.chdir(previous)
+
+
+def test_training_learns_and_writes_the_run_directory(workdir):
+    run = workdir / "runs" / "tiny"
+    report = json.loads((run / "eval" / "test" / "report.json").read_text())
+    assert report["bleu"] >= BLEU_THRESHOLD, report
+    assert report["num_sentences"] == 500 and report["signature"].startswith("nrefs:1|case:mixed")
+    assert {"bleu", "chrf", "signature", "num_sentences", "seconds", "decode"} <= report.keys()
+    assert "## Sample translations" in (run / "eval" / "test" / "report.md").read_text()
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2] and metrics[1]["validation_loss"] < metrics[0]["validation_loss"]
+    assert (run / "config.yaml").is_file() and (run / "tokenizer" / "joint.model").is_file()
+    assert list((run / "checkpoints" / "best").glob("ckpt-*")) and list((run / "checkpoints" / "last").glob("ckpt-*"))
+    assert (workdir / "runs" / "latest").resolve() == run.resolve()
+
+
+def test_translate_arguments_file_and_stdin(workdir):
+    result = invoke("translate", "The dog saw a cat.", "My small teachers will read the book.")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == 2 and all(line.endswith(".") and line[0].isupper() for line in lines)
+
+    (workdir / "in.txt").write_text("The dog saw a cat.\n\nMy small teachers will read the book.\n")
+    result = invoke("translate", "--run-dir", "runs/tiny", "--input", "in.txt", "--output", "out.txt")
+    assert result.exit_code == 0, result.output
+    assert (workdir / "out.txt").read_text().splitlines() == [lines[0], "", lines[1]]
+
+    result = invoke("translate", input="The dog saw a cat.\n\n")
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [lines[0], ""]
+
+
+def test_translate_bad_input(workdir):
+    assert_user_error(invoke("translate", "  "), "empty sentence argument")
+    (workdir / "latin1.txt").write_bytes("fine\ncaf\xe9\n".encode("latin-1"))
+    assert_user_error(invoke("translate", "--input", "latin1.txt"), "latin1.txt line 2 is not valid UTF-8")
+    assert_user_error(invoke("translate", "--input", "missing.txt"), "cannot read --input missing.txt")
+    assert_user_error(invoke("translate", "--run-dir", "nowhere", "Hello."), "run directory not found: nowhere")
+    (workdir / "empty_run").mkdir()
+    (workdir / "empty_run" / "config.yaml").write_text((workdir / "runs" / "tiny" / "config.yaml").read_text())
+    assert_user_error(invoke("translate", "--run-dir", "empty_run", "Hello."), "no checkpoint in empty_run")
+    assert_user_error(invoke("translate", "--set", "model.hidden_dim=8", "Hello."), "'model' is fixed by the trained model")
+
+
+def test_evaluate_other_split(workdir):
+    result = invoke("evaluate", "--split", "validation", "--set", "decode.batch_size=100")
+    assert result.exit_code == 0, result.output
+    assert "validation: BLEU" in result.output
+    report = json.loads((workdir / "runs" / "tiny" / "eval" / "validation" / "report.json").read_text())
+    assert report["split"] == "validation" and report["decode"]["batch_size"] == 100
+    assert_user_error(invoke("evaluate", "--split", "dev"), "--split must be train, validation or test")
+
+
+def test_resume_continues_from_the_last_checkpoint(workdir, tfds_dir):
+    before = json.loads((workdir / "runs" / "tiny" / "metrics.jsonl").read_text().splitlines()[-1])["step"]
+    result = invoke(
+        "train", "--config", "configs/tiny.yaml", "--set", f"data.data_dir={tfds_dir}",
+        "--set", f"train.max_steps={before + 3}",
+    )
+    assert result.exit_code == 0, result.output
+    assert "stopped by max_steps" in result.output
+    last = json.loads((workdir / "runs" / "tiny" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == before + 3
+
+
+def test_resume_with_a_different_model_is_refused(workdir, tfds_dir):
+    result = invoke("train", "--config", "configs/tiny.yaml", "--set", f"data.data_dir={tfds_dir}", "--set", "model.hidden_dim=64")
+    assert_user_error(result, "was trained with model.hidden_dim=128, this config says 64")
+
+
+def test_config_errors_are_one_line(workdir):
+    assert_user_error(invoke("train", "--config", "nope.yaml"), "config file not found: nope.yaml")
+    (workdir / "bad.yaml").write_text("model:\n  hidden_dimm: 3\n")
+    assert_user_error(invoke("train", "--config", "bad.yaml"), "unknown config key 'model.hidden_dimm'")
