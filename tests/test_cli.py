@@ -4,6 +4,7 @@ or a missing target shift, which give BLEU near 0)."""
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -81,6 +82,7 @@ def test_translate_bad_input(workdir):
     assert_user_error(invoke("translate", "--run-dir", "nowhere", "Hello."), "run directory not found: nowhere")
     (workdir / "empty_run").mkdir()
     (workdir / "empty_run" / "config.yaml").write_text((workdir / "runs" / "tiny" / "config.yaml").read_text())
+    shutil.copytree(workdir / "runs" / "tiny" / "tokenizer", workdir / "empty_run" / "tokenizer")
     assert_user_error(invoke("translate", "--run-dir", "empty_run", "Hello."), "no checkpoint in empty_run")
     assert_user_error(invoke("translate", "--set", "model.hidden_dim=8", "Hello."), "'model' is fixed by the trained model")
 
