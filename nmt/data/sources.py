@@ -40,10 +40,13 @@ def load_split(config: DataConfig, split: SplitName) -> tf.data.Dataset:
     return dataset.map(lambda example: (example[source_lang], example[target_lang]), num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def read_pairs(config: DataConfig, split: SplitName) -> tuple[list[str], list[str]]:
-    """Sources and references of one split as Python strings (for translation and scoring)."""
+def read_pairs(config: DataConfig, split: SplitName, limit: int | None = None) -> tuple[list[str], list[str]]:
+    """Sources and targets of one split (its first `limit` pairs) as Python strings."""
+    pairs = load_split(config, split)
+    if limit is not None:
+        pairs = pairs.take(limit)
     sources, targets = [], []
-    for source, target in load_split(config, split).as_numpy_iterator():
+    for source, target in pairs.as_numpy_iterator():
         sources.append(source.decode("utf-8"))
         targets.append(target.decode("utf-8"))
     return sources, targets

@@ -57,11 +57,7 @@ def prepare_tokenizers(config: Config, run: RunDir) -> tokenizer.Tokenizers:
     """Loads the run's SentencePiece model(s), training them on the training split the first time."""
     if not tokenizer.exists(run.tokenizer_dir, config.tokenizer.joint):
         log.info("training SentencePiece (%s, %d pieces) on the training split", config.tokenizer.model_type, config.tokenizer.vocab_size)
-        pairs = sources.load_split(config.data, "train").take(config.tokenizer.max_sentences)
-        source_texts, target_texts = [], []
-        for source, target in pairs.as_numpy_iterator():
-            source_texts.append(source.decode("utf-8"))
-            target_texts.append(target.decode("utf-8"))
+        source_texts, target_texts = sources.read_pairs(config.data, "train", limit=config.tokenizer.max_sentences)
         tokenizer.train(config.tokenizer, source_texts, target_texts, run.tokenizer_dir)
     return tokenizer.load(run.tokenizer_dir, config.tokenizer.joint)
 
