@@ -36,8 +36,7 @@ def _user_errors() -> Iterator[None]:
         yield
     except NmtError as error:
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
-        code = 130 if type(error).__name__ == "TrainingInterrupted" else 1
-        raise typer.Exit(code) from None
+        raise typer.Exit(error.exit_code) from None
     except KeyboardInterrupt:
         typer.secho("interrupted", fg=typer.colors.RED, err=True)
         raise typer.Exit(130) from None

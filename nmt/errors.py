@@ -4,6 +4,8 @@
 class NmtError(Exception):
     """A problem with the user's input, files or environment; the message says how to fix it."""
 
+    exit_code = 1
+
 
 class ConfigError(NmtError):
     """The configuration file or a --set override is invalid."""

@@ -30,6 +30,8 @@ _BATCH_SPEC = {key: tf.TensorSpec([None, None], tf.int32) for key in ("source_id
 class TrainingInterrupted(NmtError):
     """Ctrl-C during training; the state was saved first."""
 
+    exit_code = 130
+
 
 @dataclass
 class TrainSummary:
