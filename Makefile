@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test clean
+.PHONY: install demo test benchmark-quality clean
 
 install: $(VENV)/.installed
 
@@ -21,6 +21,12 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q -p no:warnings
+
+# Multi30k en->de: 40 minutes of training, then test BLEU with greedy search and beam 4
+# (benchmarks/quality.json and .md). MINUTES=5 for a quick look.
+MINUTES ?= 40
+benchmark-quality: install
+	$(BIN)/python scripts/benchmark.py quality --config configs/multi30k_en_de.yaml --minutes $(MINUTES)
 
 clean:
 	rm -rf runs .pytest_cache

@@ -56,6 +56,14 @@ def all_checkpoints(directory: Path) -> list[Path]:
     return [path for _, path in sorted(found)]
 
 
+def step_of(path: Path) -> int:
+    """The training step a ckpt-<step> directory was saved at."""
+    match = _NAME.match(path.name)
+    if match is None:
+        raise RunDirError(f"{path} is not a checkpoint directory (expected a name like ckpt-1200)")
+    return int(match.group(1))
+
+
 def latest(directory: Path) -> Path | None:
     checkpoints = all_checkpoints(directory)
     return checkpoints[-1] if checkpoints else None

@@ -1,4 +1,4 @@
-"""The `nmt` command line: train, translate, evaluate. A thin shell over nmt.jobs."""
+"""The `nmt` command line: train, translate, evaluate, average. A thin shell over nmt.jobs."""
 
 from __future__ import annotations
 
@@ -67,6 +67,10 @@ def train(
             f"stopped by {summary.stopped_by}), {summary.parameters:,} parameters, "
             f"{summary.target_tokens_per_second:,.0f} target tokens/s"
         )
+        best = summary.best_validation
+        if best is not None:
+            bleu = f"BLEU {best['validation_bleu']:.2f}, " if "validation_bleu" in best else ""
+            typer.echo(f"Best validation: {bleu}loss {best['validation_loss']:.3f} at step {best['step']} (epoch {best['epoch']})")
         _print_scores(report, run.eval_dir(report["split"]))
 
 
@@ -76,6 +80,9 @@ def translate(
     run_dir: RunDirOption = None,
     input_file: Annotated[Optional[Path], typer.Option("--input", "-i", help="File with one sentence per line.")] = None,
     output_file: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write translations here (default: stdout).")] = None,
+    n_best: Annotated[
+        int, typer.Option("--n-best", help="Print the N best translations per sentence as 'LINE ||| TEXT ||| SCORE' (N <= decode.beam_size).")
+    ] = 1,
     set_: SetOption = None,
 ) -> None:
     """Translate sentences given as arguments, in a file, or on stdin (one per line)."""
@@ -96,8 +103,14 @@ def translate(
             lines = decode_lines(sys.stdin.buffer.read(), "stdin")
         else:
             raise NmtError("nothing to translate: pass sentences, --input FILE, or text on stdin")
-        translations = jobs.translate(run_dir, set_ or [], lines)
-        text = "".join(line + "\n" for line in translations)
+        translations = jobs.translate(run_dir, set_ or [], lines, n_best)
+        if n_best == 1:
+            text = "".join(best[0].text + "\n" for best in translations)
+        else:
+            text = "".join(
+                f"{index} ||| {hypothesis.text} ||| {hypothesis.score:.4f}\n"
+                for index, hypotheses in enumerate(translations) for hypothesis in hypotheses
+            )
         if output_file is not None:
             atomic.write_text(output_file, text)
         else:
@@ -108,17 +121,44 @@ def translate(
 def evaluate(
     run_dir: RunDirOption = None,
     split: Annotated[Optional[str], typer.Option("--split", help="train, validation or test (default: eval.split).")] = None,
+    compare: Annotated[
+        Optional[str],
+        typer.Option("--compare", help="Another run directory: score both and test the difference (paired bootstrap)."),
+    ] = None,
     set_: SetOption = None,
 ) -> None:
-    """Translate a split and score it with sacreBLEU (BLEU, chrF); writes eval/<split>/report.{json,md}."""
+    """Translate a split and score it with sacreBLEU (BLEU, chrF); writes eval/<split>/report.{json,md}
+    (with --compare, eval/<split>/compare.{json,md})."""
     with _user_errors():
         from nmt import jobs
 
         if split is not None and split not in ("train", "validation", "test"):
             raise NmtError(f"--split must be train, validation or test; got {split!r}")
         run, config = jobs.load_run(run_dir, set_ or [])
-        report = jobs.evaluate(run, config, split or config.eval.split)
+        split = split or config.eval.split
+        if compare is not None:
+            comparison = jobs.compare(run, config, compare, set_ or [], split)
+            _print_comparison(comparison, run.eval_dir(split))
+            return
+        report = jobs.evaluate(run, config, split)
         _print_scores(report, run.eval_dir(report["split"]))
+
+
+@app.command()
+def average(
+    run_dir: RunDirOption = None,
+    last: Annotated[Optional[int], typer.Option("--last", help="Average the run's newest N checkpoints.")] = None,
+    checkpoint: Annotated[
+        Optional[list[Path]], typer.Option("--checkpoint", help="A checkpoint directory to average (repeatable).")
+    ] = None,
+) -> None:
+    """Average checkpoints into checkpoints/averaged (use it with --set eval.checkpoint=averaged)."""
+    with _user_errors():
+        from nmt import jobs
+
+        path = jobs.average(run_dir, last, checkpoint or [])
+        typer.echo(f"Averaged checkpoint: {path}")
+        typer.echo("  use it: nmt evaluate --set eval.checkpoint=averaged (or translate with the same --set)")
 
 
 def _print_scores(report: dict, directory: Path) -> None:
@@ -128,6 +168,17 @@ def _print_scores(report: dict, directory: Path) -> None:
     )
     typer.echo(f"  {report['signature']}")
     typer.echo(f"  report: {directory / 'report.md'}")
+
+
+def _print_comparison(comparison: dict, directory: Path) -> None:
+    typer.echo(f"{comparison['split']}: {comparison['system']} vs {comparison['baseline']} (baseline)")
+    for metric, values in comparison["metrics"].items():
+        base, ours = values["baseline"], values["system"]
+        typer.echo(
+            f"  {metric}: {ours['score']:.2f} ± {ours['ci95']:.2f} vs {base['score']:.2f} ± {base['ci95']:.2f}  "
+            f"difference {values['difference']:+.2f}, p = {values['p_value']:.4f}"
+        )
+    typer.echo(f"  report: {directory / 'compare.md'}")
 
 
 if __name__ == "__main__":

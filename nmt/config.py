@@ -100,6 +100,21 @@ class TrainConfig:
     keep_checkpoints: int = 3
     shuffle_buffer: int = 20000
     seed: int = 1234
+    # Validate (loss, and BLEU when validation_bleu) and save a checkpoint every eval_every epochs,
+    # or every eval_every_steps steps when that is set.
+    eval_every: int = 1
+    eval_every_steps: Optional[int] = None
+    # Translate the validation split at each validation and score it with sacreBLEU, through the
+    # same code and settings as `nmt evaluate --split validation --set decode.beam_size=<this beam>`.
+    validation_bleu: bool = True
+    # Beam used for validation BLEU (1 = greedy, the fastest).
+    validation_beam_size: int = 1
+    # What makes the checkpoint kept in checkpoints/best: highest validation BLEU, or lowest loss.
+    best_metric: Literal["bleu", "loss"] = "bleu"
+    # Stop after this many validations in a row without a better best_metric; None never stops early.
+    early_stopping_patience: Optional[int] = None
+    # At the end of training, average the last N checkpoints into checkpoints/averaged.
+    average_last: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +122,11 @@ class DecodeConfig:
     """Translation settings."""
 
     batch_size: int = 64
+    # 1 = greedy search; more = beam search keeping that many hypotheses per sentence.
+    beam_size: int = 4
+    # GNMT length penalty alpha: hypotheses are ranked by log-probability / ((5 + length) / 6) ** alpha;
+    # 0 ranks by log-probability alone, larger values favour longer outputs.
+    length_penalty: float = 0.6
     # Output length limit: ratio * source tokens + offset (and never above model.max_length).
     max_length_ratio: float = 1.5
     max_length_offset: int = 10
@@ -117,8 +137,9 @@ class EvalConfig:
     """What `nmt evaluate` and the end of `nmt train` score."""
 
     split: SplitName = "test"
-    # Which weights to use: the best by validation loss, or the most recent.
-    checkpoint: Literal["best", "last"] = "best"
+    # Which weights to use: the best by train.best_metric, the most recent, or the average written
+    # by `nmt average` / train.average_last.
+    checkpoint: Literal["best", "last", "averaged"] = "best"
     # Sample translations shown in report.md.
     num_samples: int = 12
 
@@ -280,6 +301,12 @@ def _check_values(config: Config) -> None:
         "train.keep_checkpoints": config.train.keep_checkpoints,
         "train.shuffle_buffer": config.train.shuffle_buffer,
         "train.clip_norm": config.train.clip_norm,
+        "train.eval_every": config.train.eval_every,
+        "train.eval_every_steps": config.train.eval_every_steps,
+        "train.validation_beam_size": config.train.validation_beam_size,
+        "train.early_stopping_patience": config.train.early_stopping_patience,
+        "train.average_last": config.train.average_last,
+        "decode.beam_size": config.decode.beam_size,
         "decode.batch_size": config.decode.batch_size,
         "decode.max_length_ratio": config.decode.max_length_ratio,
     }
@@ -302,6 +329,18 @@ def _check_values(config: Config) -> None:
         )
     if config.decode.max_length_offset < 0:
         raise ConfigError(f"config key 'decode.max_length_offset' must be 0 or more; got {config.decode.max_length_offset}")
+    if config.decode.length_penalty < 0:
+        raise ConfigError(f"config key 'decode.length_penalty' must be 0 or more; got {config.decode.length_penalty}")
+    if config.train.best_metric == "bleu" and not config.train.validation_bleu:
+        raise ConfigError(
+            "config key 'train.best_metric' is 'bleu' but train.validation_bleu is false; "
+            "set train.validation_bleu=true or train.best_metric=loss"
+        )
+    if config.train.average_last is not None and config.train.average_last > config.train.keep_checkpoints:
+        raise ConfigError(
+            f"config key 'train.average_last' ({config.train.average_last}) exceeds train.keep_checkpoints "
+            f"({config.train.keep_checkpoints}): only that many checkpoints are kept; raise keep_checkpoints"
+        )
     if config.eval.num_samples < 0:
         raise ConfigError(f"config key 'eval.num_samples' must be 0 or more; got {config.eval.num_samples}")
     if config.model.hidden_dim % config.model.num_heads:

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import keras
 
+from nmt import averaging
 from nmt import config as config_lib
 from nmt import run_dir as run_dir_lib
 from nmt.config import Config, SplitName
-from nmt.data import sources
-from nmt.decoding.translator import Translator
-from nmt.errors import RunDirError
+from nmt.data import tokenizer
+from nmt.decoding.translator import Hypothesis, Translator
+from nmt.errors import ConfigError, RunDirError
 from nmt.evaluation import report as report_lib
-from nmt.evaluation.scoring import score
+from nmt.evaluation import significance
+from nmt.evaluation.evaluator import SplitEvaluator
+from nmt.model.transformer import build_transformer
 from nmt.run_dir import RunDir
 from nmt.training.trainer import TrainSummary, train
 
@@ -57,26 +59,13 @@ def load_run(run_dir: str | None, overrides: list[str]) -> tuple[RunDir, Config]
 
 def evaluate(run: RunDir, config: Config, split: SplitName) -> dict:
     """Translates a split, scores it with sacreBLEU and writes eval/<split>/report.{json,md}."""
-    translator = Translator.from_run_dir(run, config)
-    source_texts, references = sources.read_pairs(config.data, split)
-    print(f"Translating {len(source_texts)} sentences of the {split} split", file=sys.stderr)
-    bar = keras.utils.Progbar(len(source_texts), verbose=1 if sys.stderr.isatty() else 0, unit_name="sentence")
-    done = 0
-
-    def advance(count: int) -> None:
-        nonlocal done
-        done += count
-        bar.update(done)
-
-    started = time.monotonic()
-    hypotheses = translator.translate(source_texts, on_batch=advance)
-    seconds = time.monotonic() - started
+    evaluation = _evaluate_run(run, config, SplitEvaluator(config.data, split))
     report = {
-        **score(hypotheses, references),
-        "num_sentences": len(source_texts),
-        "seconds": round(seconds, 2),
-        "sentences_per_second": round(len(source_texts) / max(seconds, 1e-9), 2),
-        "decode": {"method": "greedy", **config.to_dict()["decode"]},
+        **evaluation.scores,
+        "num_sentences": len(evaluation.sources),
+        "seconds": round(evaluation.seconds, 2),
+        "sentences_per_second": round(evaluation.sentences_per_second, 2),
+        "decode": {"method": "greedy" if config.decode.beam_size == 1 else "beam", **config.to_dict()["decode"]},
         "split": split,
         "dataset": config.data.dataset,
         "source_lang": config.data.source_lang,
@@ -84,10 +73,59 @@ def evaluate(run: RunDir, config: Config, split: SplitName) -> dict:
         "checkpoint": str(run.checkpoint_path(config.eval.checkpoint)),
     }
     report_lib.write(
-        run.eval_dir(split), report, source_texts, references, hypotheses,
+        run.eval_dir(split), report, evaluation.sources, evaluation.references, evaluation.hypotheses,
         _config_summary(config), config.eval.num_samples,
     )
     return report
+
+
+def compare(run: RunDir, config: Config, other_dir: str, overrides: list[str], split: SplitName) -> dict:
+    """Scores run and another run on one split and tests the difference with sacreBLEU's paired
+    bootstrap; writes eval/<split>/compare.{json,md} in run. The same overrides apply to both."""
+    other = run_dir_lib.resolve(other_dir)
+    other_config = other.load_config(overrides)
+    for key in ("dataset", "source_lang", "target_lang", f"{split}_split"):
+        if getattr(config.data, key) != getattr(other_config.data, key):
+            raise RunDirError(
+                f"cannot compare {run.path} and {other.path}: data.{key} differs "
+                f"({getattr(config.data, key)!r} vs {getattr(other_config.data, key)!r}); both must translate the same split"
+            )
+    evaluator = SplitEvaluator(config.data, split)
+    ours = _evaluate_run(run, config, evaluator)
+    theirs = _evaluate_run(other, other_config, evaluator)
+    comparison = significance.paired_bootstrap(
+        baseline=(str(other.path), theirs.hypotheses), system=(str(run.path), ours.hypotheses),
+        references=evaluator.references,
+    )
+    comparison.update(split=split, dataset=config.data.dataset, num_sentences=len(evaluator.sources))
+    significance.write(run.eval_dir(split), comparison)
+    return comparison
+
+
+def _evaluate_run(run: RunDir, config: Config, evaluator: SplitEvaluator):
+    translator = Translator.from_run_dir(run, config)
+    total = len(evaluator.sources)
+    print(f"Translating {total} sentences of the {evaluator.split} split with {run.path}", file=sys.stderr)
+    bar = keras.utils.Progbar(total, verbose=1 if sys.stderr.isatty() else 0, unit_name="sentence")
+    done = 0
+
+    def advance(count: int) -> None:
+        nonlocal done
+        done += count
+        bar.update(done)
+
+    return evaluator.run(translator, on_batch=advance)
+
+
+def average(run_dir: str | None, last: int | None, paths: list[Path]) -> Path:
+    """Averages the run's last N checkpoints, or the given ones, into checkpoints/averaged."""
+    run, config = load_run(run_dir, [])
+    if (last is None) == (not paths):
+        raise RunDirError("pass either --last N (the run's newest N checkpoints) or --checkpoint PATH (repeatable)")
+    chosen = averaging.last_checkpoints(run, last) if last is not None else [Path(path) for path in paths]
+    tokenizers = tokenizer.load(run.tokenizer_dir, config.tokenizer.joint)
+    model = build_transformer(config.model, tokenizers.source_vocab_size, tokenizers.target_vocab_size)
+    return averaging.average(run, model, chosen)
 
 
 def _config_summary(config: Config) -> dict:
@@ -104,6 +142,12 @@ def _config_summary(config: Config) -> dict:
     }
 
 
-def translate(run_dir: str | None, overrides: list[str], sentences: list[str]) -> list[str]:
+def translate(run_dir: str | None, overrides: list[str], sentences: list[str], n_best: int = 1) -> list[list[Hypothesis]]:
+    """The n_best translations of each sentence, best first."""
     run, config = load_run(run_dir, overrides)
-    return Translator.from_run_dir(run, config).translate(sentences)
+    if n_best < 1 or n_best > config.decode.beam_size:
+        raise ConfigError(
+            f"--n-best must be between 1 and decode.beam_size ({config.decode.beam_size}); got {n_best}. "
+            f"Raise the beam with --set decode.beam_size={max(n_best, 1)}"
+        )
+    return Translator.from_run_dir(run, config).translate_n_best(sentences, n_best)

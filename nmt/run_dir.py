@@ -3,7 +3,8 @@
   config.yaml           resolved configuration (translate/evaluate rebuild everything from it)
   tokenizer/            SentencePiece model(s)
   checkpoints/last/     the last train.keep_checkpoints training states (ckpt-<step>/: weights, optimizer, progress)
-  checkpoints/best/     ckpt-<step>/ with the weights of the lowest validation loss
+  checkpoints/best/     ckpt-<step>/ with the weights of the best validation (train.best_metric)
+  checkpoints/averaged/ ckpt-<step>/ with the mean of the last N checkpoints (nmt average, train.average_last)
   metrics.jsonl         one JSON line per validation (epoch end or stop)
   eval/<split>/         report.json, report.md, hypotheses.txt from the latest evaluation
 
@@ -46,6 +47,10 @@ class RunDir:
         return self.path / "checkpoints" / "best"
 
     @property
+    def averaged_checkpoints(self) -> Path:
+        return self.path / "checkpoints" / "averaged"
+
+    @property
     def metrics_file(self) -> Path:
         return self.path / "metrics.jsonl"
 
@@ -69,8 +74,15 @@ class RunDir:
         atomic.write_text(self.config_file, config_lib.to_yaml(config))
 
     def checkpoint_path(self, which: str) -> Path:
-        """The 'best' or 'last' checkpoint; 'best' falls back to 'last' if no validation ran yet."""
+        """The 'best', 'last' or 'averaged' checkpoint; 'best' falls back to 'last' if no validation ran yet."""
         last = checkpoints.latest(self.last_checkpoints)
+        if which == "averaged":
+            path = checkpoints.latest(self.averaged_checkpoints)
+            if path is None:
+                raise RunDirError(
+                    f"no averaged checkpoint in {self.path}; make one with nmt average --run-dir {self.path} --last N"
+                )
+            return path
         path = (checkpoints.latest(self.best_checkpoints) or last) if which == "best" else last
         if path is None:
             raise RunDirError(f"no checkpoint in {self.path}/checkpoints; train first (nmt train --config FILE --run-dir {self.path})")

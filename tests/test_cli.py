@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from nmt import checkpoints
 from nmt.cli import app
 
 runner = CliRunner()
@@ -53,6 +54,7 @@ def test_training_learns_and_writes_the_run_directory(workdir):
     assert "## Sample translations" in (run / "eval" / "test" / "report.md").read_text()
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == [1, 2] and metrics[1]["validation_loss"] < metrics[0]["validation_loss"]
+    assert metrics[1]["validation_bleu"] > metrics[0]["validation_bleu"]
     assert (run / "config.yaml").is_file() and (run / "tokenizer" / "joint.model").is_file()
     assert list((run / "checkpoints" / "best").glob("ckpt-*")) and list((run / "checkpoints" / "last").glob("ckpt-*"))
     assert (workdir / "runs" / "latest").resolve() == run.resolve()
@@ -96,16 +98,92 @@ def test_evaluate_other_split(workdir):
     assert_user_error(invoke("evaluate", "--split", "dev"), "--split must be train, validation or test")
 
 
+def read_metrics(workdir):
+    return [json.loads(line) for line in (workdir / "runs" / "tiny" / "metrics.jsonl").read_text().splitlines()]
+
+
+def read_report(workdir, split, name="report.json"):
+    return json.loads((workdir / "runs" / "tiny" / "eval" / split / name).read_text())
+
+
+def test_validation_bleu_logged_in_training_is_what_evaluate_reports(workdir):
+    last = read_metrics(workdir)[-1]
+    result = invoke("evaluate", "--split", "validation", "--set", "decode.beam_size=1", "--set", "eval.checkpoint=last")
+    assert result.exit_code == 0, result.output
+    report = read_report(workdir, "validation")
+    assert report["checkpoint"].endswith(f"ckpt-{last['step']}")
+    assert (report["bleu"], report["chrf"]) == (last["validation_bleu"], last["validation_chrf"])
+    # The best checkpoint is the one with the highest validation BLEU.
+    best = max(read_metrics(workdir), key=lambda record: record["validation_bleu"])
+    assert [path.name for path in (workdir / "runs" / "tiny" / "checkpoints" / "best").iterdir()] == [f"ckpt-{best['step']}"]
+
+
+def test_beam_search_n_best(workdir):
+    best = invoke("translate", "The dog saw a cat.")
+    result = invoke("translate", "--n-best", "3", "The dog saw a cat.", "A teacher reads.")
+    assert result.exit_code == 0, result.output
+    lines = [line.split(" ||| ") for line in result.output.splitlines()]
+    assert [line[0] for line in lines] == ["0", "0", "0", "1", "1", "1"]
+    assert lines[0][1] == best.output.strip()
+    for first in (0, 3):
+        scores = [float(line[2]) for line in lines[first : first + 3]]
+        assert scores == sorted(scores, reverse=True) and len({line[1] for line in lines[first : first + 3]}) == 3
+    assert_user_error(invoke("translate", "--n-best", "5", "A dog."), "--n-best must be between 1 and decode.beam_size (4)")
+    assert_user_error(invoke("translate", "--set", "decode.beam_size=0", "A dog."), "'decode.beam_size' must be greater than 0")
+    assert_user_error(
+        invoke("translate", "--set", "decode.length_penalty=-1", "A dog."), "'decode.length_penalty' must be 0 or more"
+    )
+
+
+def test_average_checkpoints(workdir):
+    run = workdir / "runs" / "tiny"
+    result = invoke("average", "--last", "2")
+    assert result.exit_code == 0, result.output
+    assert len(list((run / "checkpoints" / "averaged").glob("ckpt-*"))) == 1
+    result = invoke("evaluate", "--split", "validation", "--set", "eval.checkpoint=averaged", "--set", "decode.beam_size=1")
+    assert result.exit_code == 0, result.output
+    assert "/averaged/" in read_report(workdir, "validation")["checkpoint"]
+
+    assert_user_error(invoke("average", "--last", "9"), "cannot average the last 9 checkpoints")
+    assert_user_error(invoke("average"), "pass either --last N")
+    other = workdir / "other_run"
+    first = checkpoints.all_checkpoints(run / "checkpoints" / "last")[0]
+    shutil.copytree(first, other / "checkpoints" / "last" / first.name)
+    config = (run / "config.yaml").read_text().replace("hidden_dim: 128", "hidden_dim: 64")
+    (other / "config.yaml").write_text(config)
+    result = invoke("average", "--checkpoint", str(first), "--checkpoint", str(other / "checkpoints" / "last" / first.name))
+    assert_user_error(result, "its run has model.hidden_dim=64")
+
+
+def test_compare_two_runs_with_paired_bootstrap(workdir):
+    run = workdir / "runs" / "tiny"
+    earlier = workdir / "runs" / "earlier"
+    shutil.copytree(run, earlier)
+    # The copy's "best" becomes its oldest checkpoint: the same model one epoch less trained.
+    shutil.rmtree(earlier / "checkpoints" / "best")
+    oldest = checkpoints.all_checkpoints(earlier / "checkpoints" / "last")[0]
+    shutil.copytree(oldest, earlier / "checkpoints" / "best" / oldest.name)
+    result = invoke("evaluate", "--split", "validation", "--compare", str(earlier), "--set", "decode.beam_size=1")
+    assert result.exit_code == 0, result.output
+    comparison = read_report(workdir, "validation", "compare.json")
+    bleu = comparison["metrics"]["BLEU"]
+    assert bleu["system"]["score"] > bleu["baseline"]["score"] and bleu["p_value"] < 0.05
+    assert bleu["baseline"]["ci95"] > 0 and "p-value" in (run / "eval" / "validation" / "compare.md").read_text()
+    assert_user_error(invoke("evaluate", "--compare", "nowhere"), "run directory not found: nowhere")
+
+
 def test_resume_continues_from_the_last_checkpoint(workdir, tfds_dir):
-    before = json.loads((workdir / "runs" / "tiny" / "metrics.jsonl").read_text().splitlines()[-1])["step"]
+    metrics = read_metrics(workdir)
+    before = metrics[-1]["step"]
     result = invoke(
         "train", "--config", "configs/tiny.yaml", "--set", f"data.data_dir={tfds_dir}",
-        "--set", f"train.max_steps={before + 3}",
+        "--set", f"train.max_steps={before + 3}", "--set", "train.eval_every_steps=2",
     )
     assert result.exit_code == 0, result.output
     assert "stopped by max_steps" in result.output
-    last = json.loads((workdir / "runs" / "tiny" / "metrics.jsonl").read_text().splitlines()[-1])
-    assert last["step"] == before + 3
+    # Validation every 2 steps (mid-epoch), and once more where training stopped.
+    even = before + 1 if (before + 1) % 2 == 0 else before + 2
+    assert [record["step"] for record in read_metrics(workdir)[len(metrics):]] == [even, before + 3]
 
 
 def test_resume_with_a_different_model_is_refused(workdir, tfds_dir):

@@ -38,6 +38,13 @@ def test_unknown_section(tmp_path):
         ("model:\n  dropout: 1.5\n", r"'model\.dropout' must be in \[0, 1\)"),
         ("model:\n  hidden_dim: 30\n  num_heads: 4\n", r"divisible"),
         ("tokenizer:\n  joint: false\n", r"share_embeddings.*tokenizer\.joint=true"),
+        ("decode:\n  beam_size: 0\n", r"'decode\.beam_size' must be greater than 0; got 0"),
+        ("decode:\n  length_penalty: -0.5\n", r"'decode\.length_penalty' must be 0 or more; got -0\.5"),
+        ("train:\n  validation_beam_size: 0\n", r"'train\.validation_beam_size' must be greater than 0"),
+        ("train:\n  validation_bleu: false\n", r"'train\.best_metric' is 'bleu' but train\.validation_bleu is false"),
+        ("train:\n  average_last: 5\n", r"'train\.average_last' \(5\) exceeds train\.keep_checkpoints \(3\)"),
+        ("train:\n  early_stopping_patience: 0\n", r"'train\.early_stopping_patience' must be greater than 0"),
+        ("eval:\n  checkpoint: mean\n", r"'eval\.checkpoint' must be one of best, last, averaged"),
         ("model: 3\n", r"'model' must be a mapping"),
     ],
 )

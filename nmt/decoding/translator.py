@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import tensorflow as tf
@@ -12,15 +13,23 @@ from nmt import checkpoints
 from nmt.config import Config
 from nmt.data import tokenizer
 from nmt.data.tokenizer import EOS_ID, PAD_ID, Tokenizers
-from nmt.decoding.greedy import greedy_search
+from nmt.decoding.search import beam_search, greedy_search
 from nmt.model.transformer import Transformer, build_transformer
 from nmt.run_dir import RunDir
 
 log = logging.getLogger("nmt")
 
 
+@dataclass(frozen=True)
+class Hypothesis:
+    text: str
+    # Log-probability over the GNMT length penalty (decode.length_penalty); higher is better.
+    score: float
+
+
 class Translator:
-    """Translates lists of sentences in batches with the decoding settings of `config.decode`.
+    """Translates lists of sentences in batches with the decoding settings of `config.decode`:
+    greedy search when decode.beam_size is 1, beam search otherwise.
 
     Example:
         translator = Translator.from_run_dir(run_dir.resolve("runs/quickstart"))
@@ -31,9 +40,14 @@ class Translator:
         self.config = config
         self.model = model
         self.tokenizers = tokenizers
+        decode = config.decode
+        if decode.beam_size == 1:
+            search = functools.partial(greedy_search, model, alpha=decode.length_penalty)
+        else:
+            search = functools.partial(beam_search, model, beam_size=decode.beam_size, alpha=decode.length_penalty)
+        # One graph for every batch shape: the whole search compiles once.
         self._search = tf.function(
-            functools.partial(greedy_search, model),
-            input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32)],
+            search, input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32)]
         )
 
     @classmethod
@@ -53,7 +67,14 @@ class Translator:
         Args:
             on_batch: called with the number of sentences after each batch (for progress bars).
         """
-        outputs = [""] * len(sentences)
+        return [best[0].text for best in self.translate_n_best(sentences, 1, on_batch)]
+
+    def translate_n_best(
+        self, sentences: Sequence[str], n: int, on_batch: Callable[[int], None] | None = None
+    ) -> list[list[Hypothesis]]:
+        """The n best hypotheses per sentence (n <= decode.beam_size), best first; an empty
+        sentence gives n empty hypotheses scored 0."""
+        outputs = [[Hypothesis("", 0.0)] * n for _ in sentences]
         todo = [index for index, sentence in enumerate(sentences) if sentence.strip()]
         if not todo:
             return outputs
@@ -66,22 +87,27 @@ class Translator:
         for start in range(0, len(order), batch_size):
             positions = order[start : start + batch_size]
             batch = tf.gather(token_ids, positions)[:, : self.model.max_length].to_tensor(default_value=PAD_ID)
-            for position, text in zip(positions, self._translate_batch(batch)):
-                outputs[todo[position]] = text
+            for position, hypotheses in zip(positions, self._translate_batch(batch, n)):
+                outputs[todo[position]] = hypotheses
             if on_batch:
                 on_batch(len(positions))
         return outputs
 
-    def _translate_batch(self, source_ids: tf.Tensor) -> list[str]:
+    def _translate_batch(self, source_ids: tf.Tensor, n: int) -> list[list[Hypothesis]]:
         decode = self.config.decode
         source_lengths = tf.reduce_sum(tf.cast(tf.not_equal(source_ids, PAD_ID), tf.float32), axis=1)
         max_lengths = tf.cast(source_lengths * decode.max_length_ratio, tf.int32) + decode.max_length_offset
         max_lengths = tf.minimum(max_lengths, self.model.max_length - 1)
-        output_ids = self._search(source_ids, max_lengths)
+        output_ids, scores = self._search(source_ids, max_lengths)
+        output_ids, scores = output_ids[:, :n], scores[:, :n].numpy()
         # EOS and everything after it is dropped: EOS becomes padding and trailing padding is stripped.
         output_ids = tf.where(tf.equal(output_ids, EOS_ID), PAD_ID, output_ids)
-        ragged = tf.RaggedTensor.from_tensor(output_ids, padding=PAD_ID)
-        return [text.decode("utf-8") for text in self.tokenizers.target.detokenize(ragged).numpy()]
+        flat = tf.reshape(output_ids, [-1, tf.shape(output_ids)[2]])
+        texts = self.tokenizers.target.detokenize(tf.RaggedTensor.from_tensor(flat, padding=PAD_ID)).numpy()
+        return [
+            [Hypothesis(texts[row * n + rank].decode("utf-8"), float(scores[row, rank])) for rank in range(n)]
+            for row in range(len(scores))
+        ]
 
     def _warn_truncation(self, indices: list[int], lengths) -> None:
         limit = self.model.max_length

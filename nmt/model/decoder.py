@@ -1,5 +1,11 @@
 """One Transformer decoder layer: causal self-attention, cross-attention over the encoder output,
-and feed-forward, each in a residual block."""
+and feed-forward, each in a residual block.
+
+`call` runs a whole (teacher-forced) target sequence, for training; `step` runs one position
+against a cache of the keys and values of the positions before it, for decoding. Keras's
+MultiHeadAttention has no cache, so `step` calls its projections and its attention core
+(`_compute_attention`, the override point Keras documents) itself, on the same weights.
+"""
 
 from __future__ import annotations
 
@@ -52,3 +58,57 @@ class DecoderLayer(keras.layers.Layer):
             x, lambda h: self.feed_forward(h, training=training),
             self.feed_forward_norm, self.dropout, self.norm_first, training,
         )
+
+    def precompute_memory(self, memory: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Cross-attention keys and values of the encoder output: computed once per sentence.
+
+        Returns {"memory_key", "memory_value"}, each (batch, src_len, num_heads, key_dim).
+        """
+        return {
+            "memory_key": self.cross_attention.key_dense(memory),
+            "memory_value": self.cross_attention.value_dense(memory),
+        }
+
+    def step(
+        self, x: tf.Tensor, index: tf.Tensor, cache: dict[str, tf.Tensor], memory_mask: tf.Tensor
+    ) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        """Decodes the single position `index` (inference only, so no dropout).
+
+        Args:
+            x: (batch, 1, hidden_dim) input at position index.
+            index: scalar int32 position.
+            cache: "key"/"value" (batch, max_steps, num_heads, key_dim) self-attention keys and values,
+                filled for positions < index, plus this layer's precompute_memory output.
+            memory_mask: (batch, 1, src_len) real source tokens.
+
+        Returns:
+            (batch, 1, hidden_dim) output and the cache with position index filled in.
+        """
+        updated = dict(cache)
+
+        def attend_to_prefix(h):
+            attention = self.self_attention
+            updated["key"] = _write_position(cache["key"], attention.key_dense(h), index)
+            updated["value"] = _write_position(cache["value"], attention.value_dense(h), index)
+            visible = tf.range(tf.shape(cache["key"])[1]) <= index  # (max_steps,): positions 0..index
+            output, _ = attention._compute_attention(
+                attention.query_dense(h), updated["key"], updated["value"], visible[tf.newaxis, tf.newaxis, :]
+            )
+            return attention.output_dense(output)
+
+        def attend_to_memory(h):
+            attention = self.cross_attention
+            output, _ = attention._compute_attention(
+                attention.query_dense(h), cache["memory_key"], cache["memory_value"], memory_mask
+            )
+            return attention.output_dense(output)
+
+        x = residual(x, attend_to_prefix, self.self_attention_norm, self.dropout, self.norm_first, False)
+        x = residual(x, attend_to_memory, self.cross_attention_norm, self.dropout, self.norm_first, False)
+        x = residual(x, self.feed_forward, self.feed_forward_norm, self.dropout, self.norm_first, False)
+        return x, updated
+
+
+def _write_position(cache: tf.Tensor, values: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
+    """cache (batch, steps, heads, dim) with values (batch, 1, heads, dim) written at position index."""
+    return keras.ops.slice_update(cache, [0, index, 0, 0], values)

@@ -36,8 +36,10 @@ class PositionalEmbedding(keras.layers.Layer):
         self.positions = tf.constant(sinusoidal_positions(max_length, self.hidden_dim))
         self.dropout = keras.layers.Dropout(dropout)
 
-    def call(self, token_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
+    def call(self, token_ids: tf.Tensor, training: bool = False, start: tf.Tensor | int = 0) -> tf.Tensor:
+        """token_ids: (batch, len) at positions start .. start + len - 1 (start > 0 when decoding
+        one step at a time)."""
         length = tf.shape(token_ids)[1]
         embedded = self.token_embedding(token_ids) * math.sqrt(self.hidden_dim)  # (batch, len, hidden_dim)
-        embedded += tf.cast(self.positions[tf.newaxis, :length], embedded.dtype)
+        embedded += tf.cast(self.positions[tf.newaxis, start : start + length], embedded.dtype)
         return self.dropout(embedded, training=training)

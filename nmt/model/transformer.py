@@ -105,6 +105,37 @@ class Transformer(keras.Model):
         x = self.target_embedding(target_in, training=training)
         for layer in self.decoder_layers:
             x = layer(x, memory, self_mask=self_mask, memory_mask=memory_mask, training=training)
+        return self._logits(x)
+
+    def start_decoding(self, source_ids: tf.Tensor, max_steps: tf.Tensor | int) -> dict:
+        """Encodes the source once and allocates the decoder's cache for up to max_steps positions.
+
+        The cache holds, per decoder layer, the self-attention keys and values of the positions
+        decoded so far and the cross-attention keys and values of the encoder output; `decode_step`
+        reads and extends it. Rows are sentences: tile or reorder them with tf.gather on axis 0.
+        """
+        memory = self.encode(source_ids, training=False)
+        empty = tf.zeros(
+            [tf.shape(source_ids)[0], max_steps, self.num_heads, self.hidden_dim // self.num_heads], memory.dtype
+        )
+        return {
+            "memory_mask": masks.padding_mask(source_ids),
+            "layers": [{"key": empty, "value": empty, **layer.precompute_memory(memory)} for layer in self.decoder_layers],
+        }
+
+    def decode_step(self, token_ids: tf.Tensor, index: tf.Tensor, cache: dict) -> tuple[tf.Tensor, dict]:
+        """(batch,) ids at position index -> (batch, target_vocab_size) logits of the next token.
+
+        Equal to decode(...)[:, index] on the whole prefix, at the cost of one position.
+        """
+        x = self.target_embedding(token_ids[:, tf.newaxis], start=index)
+        layers = []
+        for layer, layer_cache in zip(self.decoder_layers, cache["layers"]):
+            x, layer_cache = layer.step(x, index, layer_cache, cache["memory_mask"])
+            layers.append(layer_cache)
+        return self._logits(x)[:, 0], {"memory_mask": cache["memory_mask"], "layers": layers}
+
+    def _logits(self, x: tf.Tensor) -> tf.Tensor:
         if self.decoder_norm is not None:
             x = self.decoder_norm(x)
         if self.output_projection is not None:

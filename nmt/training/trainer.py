@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -13,10 +14,12 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from nmt import checkpoints
+from nmt import averaging, checkpoints
 from nmt.config import Config
 from nmt.data import pipeline, sources, tokenizer
+from nmt.decoding.translator import Translator
 from nmt.errors import NmtError
+from nmt.evaluation.evaluator import SplitEvaluator
 from nmt.model.transformer import Transformer, build_transformer
 from nmt.run_dir import RunDir
 from nmt.training.losses import correct_tokens, label_smoothed_loss
@@ -39,9 +42,9 @@ class TrainSummary:
     epochs_completed: int
     minutes: float
     stopped_by: str
-    best_validation_loss: float | None
-    last_validation_loss: float | None
-    last_validation_accuracy: float | None
+    # The last validation's metrics (validation_loss, validation_bleu, ...), None if none ran.
+    last_validation: dict | None
+    best_validation: dict | None
     target_tokens_per_second: float
     parameters: int
 
@@ -52,7 +55,15 @@ class _State:
 
     epoch: int = 0
     train_seconds: float = 0.0
-    best_validation_loss: float = math.inf
+    # Best value so far of train.best_metric, and the validation record that reached it.
+    best_score: float | None = None
+    best_validation: dict | None = None
+    validations_without_improvement: int = 0
+
+    def improves(self, value: float, metric: str) -> bool:
+        if self.best_score is None:
+            return True
+        return value > self.best_score if metric == "bleu" else value < self.best_score
 
 
 def prepare_tokenizers(config: Config, run: RunDir) -> tokenizer.Tokenizers:
@@ -90,12 +101,27 @@ def train(config: Config, run: RunDir, progress: bool = True) -> TrainSummary:
     latest = checkpoints.latest(run.last_checkpoints)
     if latest is not None:
         saved = checkpoints.restore(latest, model, optimizer)
-        state = _State(**{key: saved[key] for key in asdict(state)})
+        state = _State(**{key: saved[key] for key in asdict(state) if key in saved})
         log.info("resuming from %s (step %d, %d epochs done)", latest, int(optimizer.iterations), state.epoch)
 
     train_step, validation_step = _step_functions(model, optimizer, config.train.label_smoothing)
-    loop = _Loop(config, run, model, optimizer, state, train_step, validation_step, progress)
-    return loop.run(train_batches, validation_batches)
+    bleu = None
+    if config.train.validation_bleu:
+        bleu = (SplitEvaluator(config.data, "validation"), Translator(validation_decode(config), model, tokenizers))
+    loop = _Loop(config, run, model, optimizer, state, train_step, validation_step, bleu, progress)
+    summary = loop.run(train_batches, validation_batches)
+    if config.train.average_last:
+        path = averaging.average(run, model, averaging.last_checkpoints(run, config.train.average_last))
+        log.info("averaged the last %d checkpoints into %s", config.train.average_last, path)
+    return summary
+
+
+def validation_decode(config: Config) -> Config:
+    """The config validation BLEU decodes with: config.decode with train.validation_beam_size.
+    `nmt evaluate --split validation` with these settings reproduces the logged BLEU."""
+    return dataclasses.replace(
+        config, decode=dataclasses.replace(config.decode, beam_size=config.train.validation_beam_size)
+    )
 
 
 def _step_functions(model: Transformer, optimizer: keras.optimizers.Optimizer, smoothing: float):
@@ -121,13 +147,16 @@ def _step_functions(model: Transformer, optimizer: keras.optimizers.Optimizer, s
 
 
 class _Loop:
-    """One invocation of training: iterates epochs until a stopping condition holds."""
+    """One invocation of training: steps until a stopping condition holds, validating and
+    checkpointing every train.eval_every epochs (or train.eval_every_steps steps) and at the end."""
 
-    def __init__(self, config, run, model, optimizer, state, train_step, validation_step, progress):
+    def __init__(self, config, run, model, optimizer, state, train_step, validation_step, bleu, progress):
         self.config, self.run_dir, self.model, self.optimizer, self.state = config, run, model, optimizer, state
         self.train_step, self.validation_step = train_step, validation_step
+        self.bleu = bleu
         self.progress = progress
         self.validation: dict | None = None
+        self.validated_step: int | None = None
         self.train_metrics: dict = {}
         self.tokens_per_second = 0.0
 
@@ -143,18 +172,26 @@ class _Loop:
             return "max_minutes"
         if self.state.epoch >= train.epochs:
             return "epochs"
+        patience = train.early_stopping_patience
+        if patience is not None and self.state.validations_without_improvement >= patience:
+            return "early_stopping"
         return None
 
     def run(self, train_batches: tf.data.Dataset, validation_batches: tf.data.Dataset) -> TrainSummary:
         stopped_by = self._stop_reason()
+        first_step = self.step
         steps_per_epoch = None
         try:
             while stopped_by is None:
-                epoch_steps, stopped_by = self._epoch(train_batches, steps_per_epoch)
+                epoch_steps, stopped_by = self._epoch(train_batches, validation_batches, steps_per_epoch)
                 if stopped_by is None:
                     self.state.epoch += 1
                     steps_per_epoch = epoch_steps
+                    if not self.config.train.eval_every_steps and self.state.epoch % self.config.train.eval_every == 0:
+                        self._validate_and_save(validation_batches)
                     stopped_by = self._stop_reason()
+            # Where training stopped is validated and saved, unless it just was (or nothing ran).
+            if self.step != first_step and self.validated_step != self.step:
                 self._validate_and_save(validation_batches)
         except KeyboardInterrupt:
             path = self._save_last()
@@ -167,14 +204,15 @@ class _Loop:
             epochs_completed=self.state.epoch,
             minutes=self.state.train_seconds / 60,
             stopped_by=stopped_by,
-            best_validation_loss=_finite_or_none(self.state.best_validation_loss),
-            last_validation_loss=self.validation["validation_loss"] if self.validation else None,
-            last_validation_accuracy=self.validation["validation_accuracy"] if self.validation else None,
+            last_validation=self.validation,
+            best_validation=self.state.best_validation,
             target_tokens_per_second=self.tokens_per_second,
             parameters=self.model.count_params(),
         )
 
-    def _epoch(self, batches: tf.data.Dataset, steps_per_epoch: int | None) -> tuple[int, str | None]:
+    def _epoch(
+        self, batches: tf.data.Dataset, validation_batches: tf.data.Dataset, steps_per_epoch: int | None
+    ) -> tuple[int, str | None]:
         """Trains until the data ends (returns None) or a budget runs out (returns its name)."""
         epoch = self.state.epoch + 1
         if self.progress:
@@ -184,7 +222,8 @@ class _Loop:
             steps_per_epoch, stateful_metrics=["loss", "acc", "tok/s", "lr"],
             verbose=1 if self.progress and sys.stdout.isatty() else 0,
         )
-        loss_sum = tokens = correct = 0.0
+        eval_every_steps = self.config.train.eval_every_steps
+        loss_sum = tokens = correct = seconds = 0.0
         started = clock = time.monotonic()
         steps = 0
         for batch in batches:
@@ -195,17 +234,22 @@ class _Loop:
             steps += 1
             now = time.monotonic()
             self.state.train_seconds += now - clock
-            clock = now
-            self.tokens_per_second = tokens / max(now - started, 1e-9)
+            seconds += now - clock
+            self.tokens_per_second = tokens / max(seconds, 1e-9)
             self.train_metrics = {"train_loss": loss_sum / tokens, "train_accuracy": correct / tokens}
             bar.update(steps, [
                 ("loss", loss_sum / tokens), ("acc", correct / tokens),
                 ("tok/s", self.tokens_per_second), ("lr", float(self.optimizer.learning_rate)),
             ])
+            if eval_every_steps and self.step % eval_every_steps == 0:
+                self._validate_and_save(validation_batches)
+            clock = time.monotonic()
             reason = self._stop_reason()
-            if reason in ("max_steps", "max_minutes"):
+            if reason in ("max_steps", "max_minutes", "early_stopping"):
                 self._end_epoch(bar, steps, time.monotonic() - started)
                 return steps, reason
+        # Reaching the end of the data takes time too (tf.data flushes its buckets): it counts.
+        self.state.train_seconds += time.monotonic() - clock
         self._end_epoch(bar, steps, time.monotonic() - started)
         return steps, None
 
@@ -225,6 +269,7 @@ class _Loop:
         )
 
     def _validate_and_save(self, batches: tf.data.Dataset) -> None:
+        """Validation loss (and BLEU), the best and last checkpoints, and a line in metrics.jsonl."""
         started = time.monotonic()
         loss_sum = tokens = correct = 0.0
         for batch in batches:
@@ -232,18 +277,23 @@ class _Loop:
             loss_sum += float(batch_loss)
             tokens += float(batch_tokens)
             correct += float(batch_correct)
-        self.state.train_seconds += time.monotonic() - started
         loss = loss_sum / max(tokens, 1.0)
         self.validation = {
             "validation_loss": loss,
             "validation_accuracy": correct / max(tokens, 1.0),
             "validation_perplexity": math.exp(min(loss, 50.0)),
         }
-        improved = loss < self.state.best_validation_loss
-        if improved:
-            self.state.best_validation_loss = loss
-            checkpoints.save(self.run_dir.best_checkpoints, self.step, self.model, None, asdict(self.state), keep=1)
-        self._save_last()
+        if self.bleu is not None:
+            evaluator, translator = self.bleu
+            evaluation = evaluator.run(translator)
+            self.validation.update(
+                validation_bleu=evaluation.scores["bleu"], validation_chrf=evaluation.scores["chrf"],
+                validation_decode_seconds=round(evaluation.seconds, 2),
+            )
+        self.state.train_seconds += time.monotonic() - started
+        metric = self.config.train.best_metric
+        value = self.validation["validation_bleu" if metric == "bleu" else "validation_loss"]
+        improved = self.state.improves(value, metric)
         record = {
             "epoch": self.state.epoch,
             "step": self.step,
@@ -254,14 +304,22 @@ class _Loop:
             "target_tokens_per_second": self.tokens_per_second,
             "elapsed_minutes": self.state.train_seconds / 60,
         }
+        if improved:
+            self.state.best_score, self.state.best_validation = value, record
+            self.state.validations_without_improvement = 0
+            checkpoints.save(self.run_dir.best_checkpoints, self.step, self.model, None, asdict(self.state), keep=1)
+        else:
+            self.state.validations_without_improvement += 1
+        self._save_last()
+        self.validated_step = self.step
         with self.run_dir.metrics_file.open("a", encoding="utf-8") as file:
             file.write(json.dumps(record) + "\n")
         if self.progress:
+            bleu = (
+                f", BLEU {self.validation['validation_bleu']:.2f} (beam {self.config.train.validation_beam_size})"
+                if "validation_bleu" in self.validation else ""
+            )
             print(
                 f"  validation loss {loss:.3f}, accuracy {self.validation['validation_accuracy']:.3f}, "
-                f"perplexity {self.validation['validation_perplexity']:.2f}{'  (best)' if improved else ''}",
+                f"perplexity {self.validation['validation_perplexity']:.2f}{bleu}{'  (best)' if improved else ''}",
             )
-
-
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None

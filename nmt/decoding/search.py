@@ -1,0 +1,145 @@
+"""Greedy and beam search over the Transformer's cached decoder, each one tf.while_loop.
+
+Both return (ids, scores):
+  ids     (batch, n, steps) target ids without BOS, each hypothesis ending with EOS then PAD_ID,
+          best first (n = 1 for greedy, beam_size for beam search);
+  scores  (batch, n) log-probability divided by the GNMT length penalty ((5 + length) / 6) ** alpha,
+          length counting EOS.
+
+Every output ends at EOS or at its sentence's length limit (`max_lengths`, tokens before EOS).
+PAD and BOS are never produced.
+
+Why our own beam search: Keras has none for encoder-decoder models, and TF's (tf-models, the
+retired tensorflow-addons) would add a dependency for ~80 lines. It follows fairseq's rules, so
+that beam 1 is exactly greedy: a hypothesis ending in EOS is finished only when it ranks among the
+beam_size best candidates, and a sentence is done when beam_size hypotheses have finished.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from nmt.model.transformer import Transformer
+
+# Finite stand-in for -inf: arithmetic on it stays finite, and a score below _DEAD is not a hypothesis.
+_NEG = -1e9
+_DEAD = _NEG / 2
+
+
+def length_penalty(lengths: tf.Tensor, alpha: float) -> tf.Tensor:
+    """GNMT's length penalty (Wu et al., 2016): ((5 + length) / 6) ** alpha; 1 when alpha is 0."""
+    return tf.pow((5.0 + tf.cast(lengths, tf.float32)) / 6.0, alpha)
+
+
+def greedy_search(
+    model: Transformer, source_ids: tf.Tensor, max_lengths: tf.Tensor, alpha: float = 0.0
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """The most likely next token at every step; ids (batch, 1, steps), scores (batch, 1)."""
+    batch_size = tf.shape(source_ids)[0]
+    max_steps = tf.reduce_max(max_lengths) + 1
+    cache = model.start_decoding(source_ids, max_steps)
+
+    def not_done(step, tokens, log_prob, length, finished, output, cache):
+        return tf.logical_and(step < max_steps, tf.logical_not(tf.reduce_all(finished)))
+
+    def extend(step, tokens, log_prob, length, finished, output, cache):
+        logits, cache = model.decode_step(tokens, step, cache)
+        log_probs = _next_token_log_probs(logits, step, max_lengths)
+        next_ids = tf.argmax(log_probs, axis=-1, output_type=tf.int32)
+        best = tf.gather(log_probs, next_ids, batch_dims=1)
+        log_prob += tf.where(finished, 0.0, best)
+        length += tf.cast(tf.logical_not(finished), tf.int32)
+        next_ids = tf.where(finished, PAD_ID, next_ids)
+        finished = tf.logical_or(finished, tf.equal(next_ids, EOS_ID))
+        return step + 1, next_ids, log_prob, length, finished, output.write(step, next_ids), cache
+
+    _, _, log_prob, length, _, output, _ = tf.while_loop(
+        not_done,
+        extend,
+        (
+            tf.constant(0), tf.fill([batch_size], BOS_ID), tf.zeros([batch_size]), tf.zeros([batch_size], tf.int32),
+            tf.zeros([batch_size], tf.bool), tf.TensorArray(tf.int32, size=0, dynamic_size=True), cache,
+        ),
+    )
+    ids = tf.transpose(output.stack())  # (batch, steps)
+    return ids[:, tf.newaxis], (log_prob / length_penalty(length, alpha))[:, tf.newaxis]
+
+
+def beam_search(
+    model: Transformer, source_ids: tf.Tensor, max_lengths: tf.Tensor, beam_size: int, alpha: float = 0.0
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """The beam_size best hypotheses per sentence; ids (batch, beam_size, steps), scores (batch, beam_size)."""
+    batch_size = tf.shape(source_ids)[0]
+    max_steps = tf.reduce_max(max_lengths) + 1
+    vocab_size = model.target_vocab_size
+    cache = model.start_decoding(source_ids, max_steps)
+    # Each sentence's row becomes beam_size rows (sentence-major), sharing one encoder pass.
+    cache = tf.nest.map_structure(lambda tensor: tf.repeat(tensor, beam_size, axis=0), cache)
+    beam_max_lengths = tf.repeat(max_lengths, beam_size)
+    rank = tf.range(2 * beam_size)[tf.newaxis]  # (1, 2 * beam)
+    row_offsets = (tf.range(batch_size) * beam_size)[:, tf.newaxis]  # (batch, 1)
+
+    def not_done(step, tokens, alive_ids, alive_scores, finished_ids, finished_scores, num_finished, cache):
+        return tf.logical_and(step < max_steps, tf.reduce_any(num_finished < beam_size))
+
+    def extend(step, tokens, alive_ids, alive_scores, finished_ids, finished_scores, num_finished, cache):
+        logits, cache = model.decode_step(tokens, step, cache)
+        log_probs = _next_token_log_probs(logits, step, beam_max_lengths)
+        candidates = alive_scores[:, :, tf.newaxis] + tf.reshape(log_probs, [batch_size, beam_size, vocab_size])
+        scores, indices = tf.math.top_k(tf.reshape(candidates, [batch_size, -1]), k=2 * beam_size)
+        beams, next_ids = indices // vocab_size, indices % vocab_size  # (batch, 2 * beam)
+        is_eos = tf.equal(next_ids, EOS_ID)
+        extended = _write_column(tf.gather(alive_ids, beams, batch_dims=1), next_ids, step)
+
+        # Hypotheses ending here: EOS candidates among the beam_size best, for sentences not yet done.
+        finishing = is_eos & (rank < beam_size) & (scores > _DEAD) & (num_finished < beam_size)[:, tf.newaxis]
+        normalized = tf.where(finishing, scores / length_penalty(step + 1, alpha), _NEG)
+        merged_scores = tf.concat([finished_scores, normalized], axis=1)
+        finished_scores, keep = tf.math.top_k(merged_scores, k=beam_size)
+        finished_ids = tf.gather(tf.concat([finished_ids, extended], axis=1), keep, batch_dims=1)
+        num_finished += tf.reduce_sum(tf.cast(finishing, tf.int32), axis=1)
+
+        # The beam_size best candidates that did not end continue; at most beam_size of 2 * beam_size end.
+        alive_scores, keep = tf.math.top_k(tf.where(is_eos, _NEG, scores), k=beam_size)
+        alive_ids = tf.gather(extended, keep, batch_dims=1)
+        rows = tf.reshape(row_offsets + tf.gather(beams, keep, batch_dims=1), [-1])
+        cache = _reorder(cache, rows)
+        tokens = tf.reshape(tf.gather(next_ids, keep, batch_dims=1), [-1])
+        return step + 1, tokens, alive_ids, alive_scores, finished_ids, finished_scores, num_finished, cache
+
+    empty_ids = tf.fill([batch_size, beam_size, max_steps], PAD_ID)
+    # Only the first row of each beam is live at the start, so the first step does not yield copies.
+    first_scores = tf.tile(tf.concat([[0.0], tf.fill([beam_size - 1], _NEG)], axis=0)[tf.newaxis], [batch_size, 1])
+    _, _, _, _, finished_ids, finished_scores, _, _ = tf.while_loop(
+        not_done,
+        extend,
+        (
+            tf.constant(0), tf.fill([batch_size * beam_size], BOS_ID), empty_ids, first_scores,
+            empty_ids, tf.fill([batch_size, beam_size], _NEG), tf.zeros([batch_size], tf.int32), cache,
+        ),
+    )
+    return finished_ids, finished_scores
+
+
+def _next_token_log_probs(logits: tf.Tensor, step: tf.Tensor, max_lengths: tf.Tensor) -> tf.Tensor:
+    """(rows, vocab) log-probabilities; PAD and BOS excluded, EOS forced once a row reaches its limit."""
+    vocab_size = tf.shape(logits)[-1]
+    token = tf.range(vocab_size)[tf.newaxis]
+    forbidden = tf.logical_or(tf.equal(token, PAD_ID), tf.equal(token, BOS_ID))
+    at_limit = (step >= max_lengths)[:, tf.newaxis]
+    forbidden = tf.logical_or(forbidden, tf.logical_and(at_limit, tf.not_equal(token, EOS_ID)))
+    return tf.nn.log_softmax(tf.where(forbidden, _NEG, tf.cast(logits, tf.float32)))
+
+
+def _write_column(ids: tf.Tensor, values: tf.Tensor, column: tf.Tensor) -> tf.Tensor:
+    """ids (batch, n, steps) with values (batch, n) written at position column of the last axis."""
+    one_hot = tf.one_hot(column, tf.shape(ids)[2], on_value=True, off_value=False, dtype=tf.bool)
+    return tf.where(one_hot, values[:, :, tf.newaxis], ids)
+
+
+def _reorder(cache: dict, rows: tf.Tensor) -> dict:
+    """Moves the self-attention keys and values with their hypotheses; the encoder's stay put
+    because hypotheses only move within their own sentence."""
+    layers = [{**layer, "key": tf.gather(layer["key"], rows), "value": tf.gather(layer["value"], rows)} for layer in cache["layers"]]
+    return {**cache, "layers": layers}

@@ -1,0 +1,103 @@
+"""Cached incremental decoding against full-prefix decoding, and greedy/beam search invariants, on
+tiny random models (sharpened so that they end some sentences early with EOS)."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from nmt.config import ModelConfig
+from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from nmt.decoding.search import beam_search, greedy_search, length_penalty
+from nmt.model.transformer import build_transformer
+
+TINY = ModelConfig(num_encoder_layers=2, num_decoder_layers=2, hidden_dim=16, num_heads=2,
+                   intermediate_dim=32, dropout=0.0, attention_dropout=0.0, max_length=40)
+VOCAB = 12
+SOURCE = tf.constant([[5, 6, 7, 8, 9, 4], [4, 10, 0, 0, 0, 0], [11, 11, 5, 0, 0, 0]])
+MAX_LENGTHS = tf.constant([9, 4, 7])
+
+
+def tiny_model(norm="pre", seed=0):
+    tf.keras.utils.set_random_seed(seed)
+    model = build_transformer(dataclasses.replace(TINY, norm=norm), VOCAB, VOCAB)
+    table = model.target_embedding.token_embedding.embeddings
+    # Larger embeddings make the tied output layer's distributions peaked, like a trained model's.
+    table.assign(table * 6.0)
+    return model
+
+
+def full_prefix_log_probs(model, source_ids, hypothesis, max_length):
+    """Per-token log-probabilities of one hypothesis, from the uncached decoder on the whole prefix,
+    with the searches' rules: PAD and BOS excluded, EOS forced at the length limit."""
+    tokens = [token for token in hypothesis if token != PAD_ID]
+    target_in = tf.constant([[BOS_ID, *tokens[:-1]]])
+    logits = model.decode(target_in, model.encode(source_ids), source_ids)[0].numpy().astype(np.float64)
+    logits[:, [PAD_ID, BOS_ID]] = -np.inf
+    for step in range(len(tokens)):
+        if step >= max_length:
+            logits[step, np.arange(VOCAB) != EOS_ID] = -np.inf
+    log_probs = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) - logits.max(-1, keepdims=True)
+    return np.array([log_probs[step, token] for step, token in enumerate(tokens)])
+
+
+@pytest.mark.parametrize("norm", ["pre", "post"])
+def test_cached_steps_equal_full_prefix_decoding(norm):
+    model = tiny_model(norm)
+    target_in = tf.constant([[BOS_ID, 5, 9, 3, 7, 7], [BOS_ID, 4, 4, 8, 6, 10], [BOS_ID, 11, 6, 5, 9, 4]])
+    expected = model.decode(target_in, model.encode(SOURCE), SOURCE).numpy()
+    cache = model.start_decoding(SOURCE, max_steps=8)
+    for index in range(target_in.shape[1]):
+        logits, cache = model.decode_step(target_in[:, index], tf.constant(index), cache)
+        np.testing.assert_allclose(logits.numpy(), expected[:, index], atol=1e-4)
+
+
+def test_cached_greedy_equals_uncached_greedy():
+    model = tiny_model()
+    ids, _ = greedy_search(model, SOURCE, MAX_LENGTHS)
+    memory = model.encode(SOURCE)
+    for row in range(SOURCE.shape[0]):
+        source = SOURCE[row : row + 1]
+        prefix = [BOS_ID]
+        while prefix[-1] != EOS_ID:
+            logits = model.decode(tf.constant([prefix]), memory[row : row + 1], source)[0, -1].numpy()
+            logits[[PAD_ID, BOS_ID]] = -np.inf
+            prefix.append(EOS_ID if len(prefix) - 1 >= MAX_LENGTHS[row] else int(np.argmax(logits)))
+        produced = [token for token in ids[row, 0].numpy() if token != PAD_ID]
+        assert produced == prefix[1:]
+    lengths = [len([t for t in ids[row, 0].numpy() if t != PAD_ID]) for row in range(3)]
+    assert any(length <= limit for length, limit in zip(lengths, MAX_LENGTHS.numpy())), "no early EOS exercised"
+
+
+def test_beam_of_one_is_greedy():
+    model = tiny_model(seed=3)
+    greedy_ids, greedy_scores = greedy_search(model, SOURCE, MAX_LENGTHS, alpha=0.6)
+    beam_ids, beam_scores = beam_search(model, SOURCE, MAX_LENGTHS, beam_size=1, alpha=0.6)
+    steps = greedy_ids.shape[2]
+    np.testing.assert_array_equal(beam_ids[:, :, :steps].numpy(), greedy_ids.numpy())
+    assert np.all(beam_ids[:, :, steps:].numpy() == PAD_ID)
+    np.testing.assert_allclose(beam_scores.numpy(), greedy_scores.numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_beam_hypotheses_are_well_formed_sorted_and_scored_exactly(alpha):
+    model = tiny_model(seed=1)
+    ids, scores = beam_search(model, SOURCE, MAX_LENGTHS, beam_size=4, alpha=alpha)
+    ids, scores = ids.numpy(), scores.numpy()
+    assert ids.shape[:2] == (3, 4)
+    for row in range(3):
+        assert np.all(np.diff(scores[row]) <= 1e-6), "hypotheses not sorted best first"
+        seen = set()
+        for rank in range(4):
+            tokens = [token for token in ids[row, rank] if token != PAD_ID]
+            assert tokens[-1] == EOS_ID and EOS_ID not in tokens[:-1] and BOS_ID not in tokens
+            assert len(tokens) - 1 <= MAX_LENGTHS[row]
+            assert tuple(tokens) not in seen, "duplicate hypothesis in the beam"
+            seen.add(tuple(tokens))
+            # The score must be the model's own probability of the hypothesis: a cache that is not
+            # reordered with its beams would score (and extend) the wrong prefixes.
+            log_prob = full_prefix_log_probs(model, SOURCE[row : row + 1], tokens, MAX_LENGTHS[row]).sum()
+            expected = log_prob / length_penalty(len(tokens), alpha).numpy()
+            np.testing.assert_allclose(scores[row, rank], expected, rtol=1e-4, atol=1e-4)
+
