@@ -25,6 +25,11 @@ from nmt.training.trainer import train
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
 
 
+@app.callback()
+def main() -> None:
+    """Benchmarks of nmt as a user runs it; each writes JSON and a Markdown table."""
+
+
 def machine() -> dict:
     """CPU model, core count and accelerator, so that numbers are read against their hardware."""
     import tensorflow as tf
