@@ -96,6 +96,24 @@ class TrainConfig:
     adam_epsilon: float = 1e-9
     label_smoothing: float = 0.1
     clip_norm: Optional[float] = None
+    # Compute precision of training: 'float32', 'mixed_bfloat16' (CPUs with bf16 units, recent GPUs),
+    # 'mixed_float16' (GPUs, with loss scaling) or 'auto' (the fastest the device supports). Weights
+    # stay float32; one the device cannot run fast falls back to float32 with a warning.
+    precision: Literal["float32", "mixed_bfloat16", "mixed_float16", "auto"] = "float32"
+    # Compile the training step with XLA.
+    jit_compile: bool = False
+    # tf.distribute strategy: 'none' (one device), 'mirrored' (the GPUs of this machine, or
+    # train.replicas logical CPU devices), 'multi_worker' (machines listed in TF_CONFIG) or 'tpu'.
+    distribute: Literal["none", "mirrored", "multi_worker", "tpu"] = "none"
+    # Devices for 'mirrored' (None: every GPU, or 1 CPU device).
+    replicas: Optional[int] = None
+    # Whether batch_tokens is the budget of the whole step ('global', split over replicas) or of
+    # each replica ('replica': the step grows with the replicas).
+    batch_scope: Literal["global", "replica"] = "global"
+    # Gradients of this many batches are summed before each update (large batches on one device).
+    # learning_rate and warmup_steps refer to batch_tokens batches: with updates k batches large
+    # (accumulation, or per-replica batches), warmup takes warmup_steps / k updates.
+    accumulate_steps: int = 1
     # Number of most recent checkpoints kept (the best one is kept separately).
     keep_checkpoints: int = 3
     shuffle_buffer: int = 20000
@@ -306,6 +324,8 @@ def _check_values(config: Config) -> None:
         "train.validation_beam_size": config.train.validation_beam_size,
         "train.early_stopping_patience": config.train.early_stopping_patience,
         "train.average_last": config.train.average_last,
+        "train.replicas": config.train.replicas,
+        "train.accumulate_steps": config.train.accumulate_steps,
         "decode.beam_size": config.decode.beam_size,
         "decode.batch_size": config.decode.batch_size,
         "decode.max_length_ratio": config.decode.max_length_ratio,
@@ -340,6 +360,11 @@ def _check_values(config: Config) -> None:
         raise ConfigError(
             f"config key 'train.average_last' ({config.train.average_last}) exceeds train.keep_checkpoints "
             f"({config.train.keep_checkpoints}): only that many checkpoints are kept; raise keep_checkpoints"
+        )
+    if config.train.replicas is not None and config.train.distribute != "mirrored":
+        raise ConfigError(
+            f"config key 'train.replicas' applies to train.distribute=mirrored only (it is {config.train.distribute!r}); "
+            "remove it or set train.distribute=mirrored"
         )
     if config.eval.num_samples < 0:
         raise ConfigError(f"config key 'eval.num_samples' must be 0 or more; got {config.eval.num_samples}")

@@ -19,6 +19,7 @@ from nmt.evaluation import significance
 from nmt.evaluation.evaluator import SplitEvaluator
 from nmt.model.transformer import build_transformer
 from nmt.run_dir import RunDir
+from nmt.training import distribute
 from nmt.training.trainer import TrainSummary, train
 
 
@@ -26,12 +27,17 @@ def open_training_run(config_path: Path, run_dir: str | None, overrides: list[st
     """Loads the config and creates (or reopens, for resuming) its run directory."""
     config = config_lib.load(config_path, overrides)
     path = Path(run_dir or config.train.run_dir or Path("runs") / Path(config_path).stem)
+    worker = distribute.worker_index(config.train)
+    if worker:
+        # Workers compute the same updates; only the first writes the run directory itself.
+        path = path / f"worker-{worker}"
     run = RunDir(path)
     if run.config_file.is_file():
         _check_resumable(run, config)
     path.mkdir(parents=True, exist_ok=True)
     run.save_config(config)
-    run_dir_lib.mark_latest(run)
+    if not worker:
+        run_dir_lib.mark_latest(run)
     return config, run
 
 

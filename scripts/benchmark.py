@@ -4,15 +4,24 @@
       trains the config for a wall-clock budget, then evaluates the test split with greedy search
       and with beam 4; adds an entry (keyed by config file) to benchmarks/quality.json and
       rewrites benchmarks/quality.md from all entries.
+
+  scripts/benchmark.py speed --config configs/reference_base.yaml --out benchmarks/speed.json
+      times training steps (tokens/s, padding, model FLOP utilisation against a matmul peak
+      measured in the same run), greedy and beam-4 decoding of the test split, and peak memory;
+      each --lever is a variant of the config whose training speed is measured in the same run
+      and reported as a ratio to the config's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
+import resource
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -20,6 +29,14 @@ from typing import Annotated, Optional
 import typer
 
 from nmt import atomic, jobs
+from nmt import config as config_lib
+from nmt.config import Config, ModelConfig
+from nmt.data.tokenizer import PAD_ID
+from nmt.decoding.translator import Translator
+from nmt.evaluation.evaluator import SplitEvaluator
+from nmt.model.transformer import build_transformer
+from nmt.run_dir import RunDir
+from nmt.training import precision, trainer
 from nmt.training.trainer import train
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
@@ -31,7 +48,8 @@ def main() -> None:
 
 
 def machine() -> dict:
-    """CPU model, core count and accelerator, so that numbers are read against their hardware."""
+    """CPU model, core count, vector units and accelerator, so that numbers are read against
+    their hardware (CPUs sold under one name differ in AVX-512 and bfloat16 support)."""
     import tensorflow as tf
 
     cpu = platform.processor() or platform.machine()
@@ -42,10 +60,12 @@ def machine() -> dict:
                 break
     except OSError:
         pass
+    flags = precision.cpu_flags()
+    vector = [name for name in ("avx512_bf16", "amx_bf16", "avx512f", "avx2") if name in flags]
     gpus = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
             for gpu in tf.config.list_physical_devices("GPU")]
-    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "gpu": ", ".join(gpus) or None,
-            "tensorflow": tf.__version__}
+    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "cpu_vector_units": vector,
+            "gpu": ", ".join(gpus) or None, "tensorflow": tf.__version__}
 
 
 @app.command()
@@ -118,6 +138,190 @@ def quality_table(entries: dict) -> str:
         )
     signatures = sorted({entry["signature"] for entry in entries.values()})
     return "\n".join([*lines, "", *(f"BLEU signature: `{signature}`" for signature in signatures)]) + "\n"
+
+
+def matmul_peak(precision: str, size: int = 4096, repeats: int = 5) -> float:
+    """The machine's dense matmul rate in GFLOP/s in the compute dtype of `precision` (best of
+    `repeats`), the denominator of model FLOP utilisation."""
+    import tensorflow as tf
+
+    dtype = tf.bfloat16 if precision == "mixed_bfloat16" else tf.float16 if precision == "mixed_float16" else tf.float32
+    a = tf.random.normal([size, size], dtype=tf.float32)
+    a, b = tf.cast(a, dtype), tf.cast(tf.transpose(a), dtype)
+    matmul = tf.function(lambda x, y: tf.reduce_sum(tf.cast(tf.matmul(x, y)[:1, :1], tf.float32)))
+    matmul(a, b).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        matmul(a, b).numpy()
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best / 1e9
+
+
+def training_flops(model: ModelConfig, vocab_size: int, source_len: int, target_len: int,
+                   source_tokens: int, target_tokens: int) -> float:
+    """Model FLOPs of one training step (forward + backward = 3 x forward) on the real tokens of a
+    batch: matmuls only (2 FLOPs per multiply-add), attention over the batch's padded lengths."""
+    d, f = model.hidden_dim, model.intermediate_dim
+    encoder_per_token = model.num_encoder_layers * (2 * 4 * d * d + 2 * 2 * d * f + 2 * 2 * source_len * d)
+    # Decoder: self-attention projections, cross-attention query/output, FFN, attention over
+    # target and source positions; the cross-attention keys/values are per source token.
+    decoder_per_token = model.num_decoder_layers * (
+        2 * 4 * d * d + 2 * 2 * d * d + 2 * 2 * d * f + 2 * 2 * target_len * d + 2 * 2 * source_len * d
+    ) + 2 * d * vocab_size
+    cross_kv_per_source_token = model.num_decoder_layers * 2 * 2 * d * d
+    forward = source_tokens * (encoder_per_token + cross_kv_per_source_token) + target_tokens * decoder_per_token
+    return 3.0 * forward
+
+
+def measure_training(config: Config, run: RunDir, steps: int, warmup: int) -> dict:
+    """Trains `warmup` steps (tracing, compilation, filling tf.data's cache), then times `steps`
+    more, as the trainer runs them (one host sync per step)."""
+    setup = trainer.prepare(config, run)
+    vocab_size = setup.tokenizers.target_vocab_size
+    batches = iter(setup.train_batches.repeat())
+    accumulate = config.train.accumulate_steps
+    for _ in range(warmup):
+        float(setup.train_step(tuple(next(batches) for _ in range(accumulate)))[0])
+    source_tokens = target_tokens = padded_tokens = 0
+    flops = 0.0
+    started = time.perf_counter()
+    for _ in range(steps):
+        group = tuple(next(batches) for _ in range(accumulate))
+        float(setup.train_step(group)[0])
+        for batch in group:
+            source, target = batch["source_ids"].numpy(), batch["target_out"].numpy()
+            batch_source, batch_target = int((source != PAD_ID).sum()), int((target != PAD_ID).sum())
+            source_tokens += batch_source
+            target_tokens += batch_target
+            padded_tokens += source.size + target.size
+            flops += training_flops(config.model, vocab_size, source.shape[1], target.shape[1], batch_source, batch_target)
+    seconds = time.perf_counter() - started
+    return {
+        "precision": setup.precision,
+        "jit_compile": config.train.jit_compile,
+        "steps": steps,
+        "seconds": round(seconds, 2),
+        "train_tokens_per_s": round((source_tokens + target_tokens) / seconds),
+        "train_target_tokens_per_s": round(target_tokens / seconds),
+        "padding_fraction": round(1 - (source_tokens + target_tokens) / padded_tokens, 4),
+        "model_gflops_per_s": round(flops / seconds / 1e9, 1),
+        "_model": setup.model,
+        "_tokenizers": setup.tokenizers,
+    }
+
+
+def measure_decoding(config: Config, model, tokenizers, beam_size: int) -> dict:
+    """Sentences/s and output subwords/s translating the test split (the evaluation path)."""
+    decode_config = dataclasses.replace(config, decode=dataclasses.replace(config.decode, beam_size=beam_size))
+    evaluator = SplitEvaluator(config.data, "test")
+    translator = Translator(decode_config, model, tokenizers)
+    translator.translate(evaluator.sources[:decode_config.decode.batch_size])  # traces the search
+    evaluation = evaluator.run(translator)
+    tokens = int(tokenizers.target.tokenize(evaluation.hypotheses).row_lengths().numpy().sum())
+    return {
+        "sentences_per_s": round(evaluation.sentences_per_second, 2),
+        "target_tokens_per_s": round(tokens / evaluation.seconds),
+        "bleu": evaluation.scores["bleu"],
+    }
+
+
+@app.command()
+def speed(
+    config: Annotated[Path, typer.Option(help="Training config.")] = Path("configs/reference_base.yaml"),
+    steps: Annotated[int, typer.Option(help="Timed training steps.")] = 150,
+    warmup: Annotated[int, typer.Option(help="Untimed training steps first.")] = 30,
+    overrides: Annotated[list[str], typer.Option("--set", help="key.path=value on top of the config.")] = [],
+    lever: Annotated[list[str], typer.Option(help="NAME:key=value[,key=value...]: a variant of the config "
+                                                  "whose training speed is measured too.")] = [],
+    decode_run_dir: Annotated[Optional[str], typer.Option(help="Trained run whose best checkpoint decodes "
+                                                               "(default: the model after the timed steps).")] = None,
+    out: Annotated[Path, typer.Option(help="JSON output; a Markdown table goes beside it.")] = Path("benchmarks/speed.json"),
+) -> None:
+    """Training and decoding throughput, model FLOP utilisation and peak memory of a config."""
+    resolved = config_lib.load(config, overrides)
+    if resolved.train.distribute != "none":
+        raise typer.BadParameter("the speed benchmark times one device; leave train.distribute at none")
+    variants = {"config": resolved}
+    for spec in lever:
+        name, _, settings = spec.partition(":")
+        variants[name] = config_lib.load(config, [*overrides, *settings.split(",")])
+    results, peaks = {}, {}
+    scratch = tempfile.TemporaryDirectory()
+    for name, variant in variants.items():
+        typer.echo(f"training speed: {name}", err=True)
+        # One scratch run directory: SentencePiece is trained once for all variants.
+        results[name] = measure_training(variant, RunDir(Path(scratch.name)), steps, warmup)
+        precision = results[name]["precision"]
+        if precision not in peaks:
+            peaks[precision] = matmul_peak(precision)
+        results[name]["matmul_peak_gflops_per_s"] = round(peaks[precision], 1)
+        results[name]["mfu"] = round(results[name]["model_gflops_per_s"] / peaks[precision], 3)
+    base = results["config"]
+    trained, tokenizers = base["_model"], base["_tokenizers"]
+    for result in results.values():
+        del result["_model"], result["_tokenizers"]
+        result["speedup"] = round(result["train_target_tokens_per_s"] / base["train_target_tokens_per_s"], 2)
+    scratch.cleanup()
+    if decode_run_dir:
+        translator = Translator.from_run_dir(RunDir(Path(decode_run_dir)))
+        model, tokenizers = translator.model, translator.tokenizers
+        decode_source = f"{decode_run_dir}, {translator.config.eval.checkpoint} checkpoint"
+    else:
+        # Users decode in float32 whatever the training precision: a float32 copy of the weights.
+        model = build_transformer(resolved.model, tokenizers.source_vocab_size, tokenizers.target_vocab_size)
+        model.set_weights(trained.get_weights())
+        decode_source = f"the model after {steps + warmup} training steps of this benchmark"
+    typer.echo("decoding speed: greedy, beam 4", err=True)
+    greedy = measure_decoding(resolved, model, tokenizers, 1)
+    beam = measure_decoding(resolved, model, tokenizers, 4)
+    entry = {
+        "config": str(config),
+        "overrides": overrides,
+        **{key: value for key, value in base.items() if key != "speedup"},
+        "decode_greedy_sentences_per_s": greedy["sentences_per_s"],
+        "decode_greedy_target_tokens_per_s": greedy["target_tokens_per_s"],
+        "decode_beam4_sentences_per_s": beam["sentences_per_s"],
+        "decode_beam4_target_tokens_per_s": beam["target_tokens_per_s"],
+        "decode_greedy_bleu": greedy["bleu"],
+        "decode_beam4_bleu": beam["bleu"],
+        "decode_model": decode_source,
+        # ru_maxrss is in KiB on Linux.
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "levers": {name: result for name, result in results.items() if name != "config"},
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic.write_text(out, json.dumps(entry, indent=2) + "\n")
+    atomic.write_text(out.with_suffix(".md"), speed_table(entry))
+    typer.echo(speed_table(entry))
+
+
+def speed_table(entry: dict) -> str:
+    hardware = entry["machine"]
+    where = f"{hardware['cpu']} ({hardware['cores']} cores)" + (f", {hardware['gpu']}" if hardware["gpu"] else "")
+    lines = [
+        f"Speed of `{entry['config']}` {' '.join(f'--set {o}' for o in entry['overrides'])} on {where}, "
+        f"{entry['date']}; training over {entry['steps']} steps after warm-up.",
+        "",
+        "| variant | precision | XLA | target tok/s | src+tgt tok/s | speedup | padding | model GFLOP/s | MFU |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, result in {"config": {**entry, "speedup": 1.0}, **entry["levers"]}.items():
+        lines.append(
+            f"| {name} | {result['precision']} | {'yes' if result['jit_compile'] else 'no'} | "
+            f"{result['train_target_tokens_per_s']:,} | {result['train_tokens_per_s']:,} | {result['speedup']:.2f}x | "
+            f"{result['padding_fraction']:.1%} | {result['model_gflops_per_s']} | {result['mfu']:.1%} |"
+        )
+    lines += [
+        "",
+        f"Decoding test ({entry['decode_model']}): greedy {entry['decode_greedy_sentences_per_s']} sentences/s "
+        f"({entry['decode_greedy_target_tokens_per_s']:,} tokens/s, BLEU {entry['decode_greedy_bleu']}), "
+        f"beam 4 {entry['decode_beam4_sentences_per_s']} sentences/s ({entry['decode_beam4_target_tokens_per_s']:,} "
+        f"tokens/s, BLEU {entry['decode_beam4_bleu']}). Peak resident memory {entry['peak_rss_mb']:,} MB.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

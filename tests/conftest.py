@@ -3,6 +3,13 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+# Two logical CPU devices, so that mirrored (multi-replica) training runs in tests; this must
+# happen before TensorFlow sets up its devices, hence here. Unplaced ops still run on /cpu:0.
+tf.config.set_logical_device_configuration(
+    tf.config.list_physical_devices("CPU")[0], [tf.config.LogicalDeviceConfiguration()] * 2
+)
 
 
 @pytest.fixture(scope="session")

@@ -46,6 +46,10 @@ def test_unknown_section(tmp_path):
         ("train:\n  early_stopping_patience: 0\n", r"'train\.early_stopping_patience' must be greater than 0"),
         ("eval:\n  checkpoint: mean\n", r"'eval\.checkpoint' must be one of best, last, averaged"),
         ("model: 3\n", r"'model' must be a mapping"),
+        ("train:\n  accumulate_steps: 0\n", r"'train\.accumulate_steps' must be greater than 0; got 0"),
+        ("train:\n  distribute: horovod\n", r"'train\.distribute' must be one of none, mirrored, multi_worker, tpu"),
+        ("train:\n  replicas: 2\n", r"'train\.replicas' applies to train\.distribute=mirrored only"),
+        ("train:\n  precision: fp8\n", r"'train\.precision' must be one of float32, mixed_bfloat16, mixed_float16, auto"),
     ],
 )
 def test_invalid_values(tmp_path, text, message):

@@ -26,6 +26,11 @@ def label_smoothed_loss(labels: tf.Tensor, logits: tf.Tensor, smoothing: float) 
     return tf.reduce_sum(per_token * weights), tf.reduce_sum(weights)
 
 
+def real_tokens(labels: tf.Tensor) -> tf.Tensor:
+    """Number of non-padding labels, as float32."""
+    return tf.reduce_sum(tf.cast(tf.not_equal(labels, PAD_ID), tf.float32))
+
+
 def correct_tokens(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     """Number of real target tokens whose argmax prediction is right."""
     predictions = tf.argmax(logits, axis=-1, output_type=labels.dtype)

@@ -10,19 +10,21 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import keras
 import tensorflow as tf
 
 from nmt import averaging, checkpoints
-from nmt.config import Config
+from nmt.config import Config, TrainConfig
 from nmt.data import pipeline, sources, tokenizer
 from nmt.decoding.translator import Translator
 from nmt.errors import NmtError
 from nmt.evaluation.evaluator import SplitEvaluator
 from nmt.model.transformer import Transformer, build_transformer
 from nmt.run_dir import RunDir
-from nmt.training.losses import correct_tokens, label_smoothed_loss
+from nmt.training.losses import correct_tokens, label_smoothed_loss, real_tokens
+from nmt.training import distribute, precision
 from nmt.training.schedule import InverseSqrtSchedule
 
 log = logging.getLogger("nmt")
@@ -75,41 +77,94 @@ def prepare_tokenizers(config: Config, run: RunDir) -> tokenizer.Tokenizers:
     return tokenizer.load(run.tokenizer_dir, config.tokenizer.joint)
 
 
+@dataclass
+class Setup:
+    """Everything a training step needs, built from the config: what `train` runs and what the
+    speed benchmark times."""
+
+    tokenizers: tokenizer.Tokenizers
+    train_batches: tf.data.Dataset
+    validation_batches: tf.data.Dataset
+    model: Transformer
+    optimizer: keras.optimizers.Optimizer
+    # Takes a tuple of train.accumulate_steps batches; returns (loss sum, tokens, correct tokens).
+    train_step: Callable[[tuple], tuple[tf.Tensor, tf.Tensor, tf.Tensor]]
+    validation_step: Callable[[dict], tuple[tf.Tensor, tf.Tensor, tf.Tensor]]
+    precision: str
+
+
+def prepare(config: Config, run: RunDir) -> Setup:
+    """Tokenizers (trained on first use), batches, model, optimizer and compiled step functions,
+    under the train.distribute strategy."""
+    # First: splitting the CPU into replicas must precede any other use of TF's devices.
+    strategy = distribute.make_strategy(config.train)
+    keras.utils.set_random_seed(config.train.seed)
+    tokenizers = prepare_tokenizers(config, run)
+    replicas = strategy.num_replicas_in_sync
+
+    def replica_batches(context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+        pairs = sources.load_split(config.data, "train")
+        if context is not None and context.num_input_pipelines > 1:
+            pairs = pairs.shard(context.num_input_pipelines, context.input_pipeline_id)
+        return pipeline.make_batches(
+            pairs, tokenizers, distribute.replica_batch_tokens(config.train, replicas), config.data.max_length,
+            shuffle_buffer=config.train.shuffle_buffer, seed=config.train.seed,
+        )
+
+    if config.train.distribute == "none":
+        train_batches = replica_batches()
+    else:
+        # Each replica gets whole bucketed batches of its own rather than slices of one batch.
+        train_batches = strategy.distribute_datasets_from_function(replica_batches)
+    validation_batches = pipeline.make_batches(
+        sources.load_split(config.data, "validation"), tokenizers, config.train.batch_tokens, config.data.max_length
+    )
+    policy = precision.resolve(config.train.precision)
+    with strategy.scope():
+        with precision.policy_scope(policy):
+            model = build_transformer(config.model, tokenizers.source_vocab_size, tokenizers.target_vocab_size)
+        warmup = config.train.warmup_steps / distribute.batch_multiplier(config.train, replicas)
+        optimizer = keras.optimizers.Adam(
+            learning_rate=InverseSqrtSchedule(config.train.learning_rate, warmup),
+            beta_1=config.train.adam_beta1, beta_2=config.train.adam_beta2, epsilon=config.train.adam_epsilon,
+            global_clipnorm=config.train.clip_norm,
+        )
+        if policy == "mixed_float16":
+            # float16 gradients underflow without scaling; bfloat16 has float32's range and needs none.
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer.build(model.trainable_variables)
+    train_step = _train_step(strategy, model, optimizer, config.train, train_batches.element_spec)
+    validation_step = _validation_step(model)
+    return Setup(tokenizers, train_batches, validation_batches, model, optimizer, train_step, validation_step, policy)
+
+
 def train(config: Config, run: RunDir, progress: bool = True) -> TrainSummary:
     """Trains (or resumes training) in run; returns what happened.
 
     Raises:
         TrainingInterrupted: on Ctrl-C, after saving the current state.
     """
-    keras.utils.set_random_seed(config.train.seed)
-    tokenizers = prepare_tokenizers(config, run)
-    train_batches = pipeline.make_batches(
-        sources.load_split(config.data, "train"), tokenizers, config.train.batch_tokens,
-        config.data.max_length, shuffle_buffer=config.train.shuffle_buffer, seed=config.train.seed,
-    )
-    validation_batches = pipeline.make_batches(
-        sources.load_split(config.data, "validation"), tokenizers, config.train.batch_tokens, config.data.max_length
-    )
-    model = build_transformer(config.model, tokenizers.source_vocab_size, tokenizers.target_vocab_size)
-    optimizer = keras.optimizers.Adam(
-        learning_rate=InverseSqrtSchedule(config.train.learning_rate, config.train.warmup_steps),
-        beta_1=config.train.adam_beta1, beta_2=config.train.adam_beta2, epsilon=config.train.adam_epsilon,
-        global_clipnorm=config.train.clip_norm,
-    )
-    optimizer.build(model.trainable_variables)
+    setup = prepare(config, run)
+    model, optimizer = setup.model, setup.optimizer
+    if setup.precision != "float32":
+        log.info("training in %s", setup.precision)
     state = _State()
     latest = checkpoints.latest(run.last_checkpoints)
     if latest is not None:
         saved = checkpoints.restore(latest, model, optimizer)
         state = _State(**{key: saved[key] for key in asdict(state) if key in saved})
-        log.info("resuming from %s (step %d, %d epochs done)", latest, int(optimizer.iterations), state.epoch)
+        log.info("resuming from %s (step %d, %d epochs done)", latest, int(optimizer.iterations.numpy()), state.epoch)
 
-    train_step, validation_step = _step_functions(model, optimizer, config.train.label_smoothing)
     bleu = None
     if config.train.validation_bleu:
-        bleu = (SplitEvaluator(config.data, "validation"), Translator(validation_decode(config), model, tokenizers))
-    loop = _Loop(config, run, model, optimizer, state, train_step, validation_step, bleu, progress)
-    summary = loop.run(train_batches, validation_batches)
+        decode_model = model
+        if setup.precision != "float32" or config.train.distribute != "none":
+            # `nmt evaluate` decodes in float32 on one device; so must validation BLEU to equal it:
+            # such a copy of the model gets the trained weights before each validation.
+            decode_model = build_transformer(config.model, setup.tokenizers.source_vocab_size, setup.tokenizers.target_vocab_size)
+        bleu = (SplitEvaluator(config.data, "validation"), Translator(validation_decode(config), decode_model, setup.tokenizers))
+    loop = _Loop(config, run, model, optimizer, state, setup.train_step, setup.validation_step, bleu, progress)
+    summary = loop.run(setup.train_batches, setup.validation_batches)
     if config.train.average_last:
         path = averaging.average(run, model, averaging.last_checkpoints(run, config.train.average_last))
         log.info("averaged the last %d checkpoints into %s", config.train.average_last, path)
@@ -124,18 +179,43 @@ def validation_decode(config: Config) -> Config:
     )
 
 
-def _step_functions(model: Transformer, optimizer: keras.optimizers.Optimizer, smoothing: float):
-    # A fixed signature: bucketing yields many batch shapes, which must not each trigger a retrace.
-    @tf.function(input_signature=[_BATCH_SPEC])
-    def train_step(batch):
-        with tf.GradientTape() as tape:
-            logits = model(batch, training=True)
-            loss_sum, tokens = label_smoothed_loss(batch["target_out"], logits, smoothing)
-            loss = loss_sum / tokens
-        gradients = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        return loss_sum, tokens, correct_tokens(batch["target_out"], logits)
+def _train_step(strategy: tf.distribute.Strategy, model: Transformer, optimizer: keras.optimizers.Optimizer,
+                train: TrainConfig, batch_spec) -> Callable:
+    """One update from a tuple of train.accumulate_steps batches (per replica): gradients are
+    summed over the batches and the replicas, the loss being normalised by all their tokens, so
+    an update equals one on the concatenated batch. Returns (loss sum, tokens, correct tokens)."""
 
+    def replica_step(batches):
+        local_tokens = tf.add_n([real_tokens(batch["target_out"]) for batch in batches])
+        tokens = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, local_tokens)
+        gradients, loss_sum, correct = None, 0.0, 0.0
+        for batch in batches:
+            with tf.GradientTape() as tape:
+                logits = model(batch, training=True)
+                batch_loss, _ = label_smoothed_loss(batch["target_out"], logits, train.label_smoothing)
+                loss = batch_loss / tokens
+                if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+                    loss = optimizer.scale_loss(loss)
+            batch_gradients = tape.gradient(loss, model.trainable_variables)
+            gradients = batch_gradients if gradients is None else [
+                tf.convert_to_tensor(total) + tf.convert_to_tensor(new) for total, new in zip(gradients, batch_gradients)
+            ]
+            loss_sum += batch_loss
+            correct += correct_tokens(batch["target_out"], logits)
+        optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        return loss_sum, local_tokens, correct
+
+    # A fixed signature: bucketing yields many batch shapes, which must not each trigger a retrace
+    # (XLA still compiles once per distinct shape).
+    @tf.function(input_signature=[(batch_spec,) * train.accumulate_steps], jit_compile=train.jit_compile)
+    def train_step(batches):
+        results = strategy.run(replica_step, args=(batches,))
+        return tuple(strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) for value in results)
+
+    return train_step
+
+
+def _validation_step(model: Transformer) -> Callable:
     @tf.function(input_signature=[_BATCH_SPEC])
     def validation_step(batch):
         logits = model(batch, training=False)
@@ -143,7 +223,7 @@ def _step_functions(model: Transformer, optimizer: keras.optimizers.Optimizer, s
         loss_sum, tokens = label_smoothed_loss(batch["target_out"], logits, 0.0)
         return loss_sum, tokens, correct_tokens(batch["target_out"], logits)
 
-    return train_step, validation_step
+    return validation_step
 
 
 class _Loop:
@@ -157,12 +237,14 @@ class _Loop:
         self.progress = progress
         self.validation: dict | None = None
         self.validated_step: int | None = None
+        # Batches waiting to fill an update of train.accumulate_steps batches (kept across epochs).
+        self.pending: list = []
         self.train_metrics: dict = {}
         self.tokens_per_second = 0.0
 
     @property
     def step(self) -> int:
-        return int(self.optimizer.iterations)
+        return int(self.optimizer.iterations.numpy())
 
     def _stop_reason(self) -> str | None:
         train = self.config.train
@@ -227,7 +309,11 @@ class _Loop:
         started = clock = time.monotonic()
         steps = 0
         for batch in batches:
-            batch_loss, batch_tokens, batch_correct = self.train_step(batch)
+            self.pending.append(batch)
+            if len(self.pending) < self.config.train.accumulate_steps:
+                continue
+            group, self.pending = tuple(self.pending), []
+            batch_loss, batch_tokens, batch_correct = self.train_step(group)
             loss_sum += float(batch_loss)
             tokens += float(batch_tokens)
             correct += float(batch_correct)
@@ -285,6 +371,8 @@ class _Loop:
         }
         if self.bleu is not None:
             evaluator, translator = self.bleu
+            if translator.model is not self.model:
+                translator.model.set_weights(self.model.get_weights())
             evaluation = evaluator.run(translator)
             self.validation.update(
                 validation_bleu=evaluation.scores["bleu"], validation_chrf=evaluation.scores["chrf"],

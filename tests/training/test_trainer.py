@@ -3,13 +3,15 @@ tests/test_cli.py)."""
 
 from types import SimpleNamespace
 
+import tensorflow as tf
+
 from nmt import config as config_lib
 from nmt.training.trainer import _Loop, _State, validation_decode
 
 
 def loop(state, **train):
     config = config_lib.from_dict({"train": train})
-    return _Loop(config, None, None, SimpleNamespace(iterations=5), state, None, None, None, progress=False)
+    return _Loop(config, None, None, SimpleNamespace(iterations=tf.constant(5)), state, None, None, None, progress=False)
 
 
 def test_best_metric_direction():

@@ -1,0 +1,87 @@
+"""Training precision: the Keras dtype policy a model computes in, and whether the device runs it fast.
+
+Mixed policies keep float32 weights and compute in 16 bits. bfloat16 has float32's range, so it
+needs no loss scaling; float16 does (see the trainer's LossScaleOptimizer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterator
+
+import keras
+import tensorflow as tf
+
+log = logging.getLogger("nmt")
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags (Linux), e.g. avx512_bf16; empty where unknown."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def _gpu_compute_capability() -> tuple[int, int] | None:
+    """The lowest compute capability among visible GPUs; None without a GPU."""
+    capabilities = [
+        tf.config.experimental.get_device_details(gpu).get("compute_capability")
+        for gpu in tf.config.list_physical_devices("GPU")
+    ]
+    capabilities = [capability for capability in capabilities if capability]
+    return min(capabilities) if capabilities else None
+
+
+def unsupported_reason(policy: str) -> str | None:
+    """Why this machine cannot run `policy` fast (None when it can)."""
+    if policy == "float32":
+        return None
+    capability = _gpu_compute_capability()
+    if capability is not None:
+        needed = (8, 0) if policy == "mixed_bfloat16" else (7, 0)
+        if capability < needed:
+            return f"the GPU (compute capability {capability[0]}.{capability[1]}) lacks fast {policy[6:]} units"
+        return None
+    if policy == "mixed_float16":
+        return "CPUs have no fast float16 matrix units (mixed_bfloat16 is the CPU's 16-bit choice)"
+    # Without these units TF emulates bfloat16 matmuls, which is slower than float32.
+    if not cpu_flags() & {"avx512_bf16", "amx_bf16"}:
+        return "this CPU has no bfloat16 units (avx512_bf16 or amx_bf16)"
+    return None
+
+
+def resolve(name: str) -> str:
+    """The policy to train with for train.precision = name: 'auto' picks the fastest the device
+    supports; an explicit policy the device cannot run fast falls back to float32 with a warning."""
+    if name == "auto":
+        if _gpu_compute_capability() is not None:
+            for policy in ("mixed_bfloat16", "mixed_float16"):
+                if unsupported_reason(policy) is None:
+                    return policy
+            return "float32"
+        return "mixed_bfloat16" if unsupported_reason("mixed_bfloat16") is None else "float32"
+    reason = unsupported_reason(name)
+    if reason is not None:
+        log.warning("train.precision=%s: %s; training in float32 instead", name, reason)
+        return "float32"
+    return name
+
+
+@contextlib.contextmanager
+def policy_scope(policy: str) -> Iterator[None]:
+    """Layers built inside compute in `policy`; the global policy is restored afterwards, so that
+    models built later (for translation) are unaffected."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)

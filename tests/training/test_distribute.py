@@ -1,0 +1,120 @@
+"""An update is the same computation however its batches are spread: one concatenated batch,
+accumulated batches (train.accumulate_steps), or replicas of a mirrored strategy (two logical
+CPU devices, set up in conftest.py). The loss is normalised by the tokens of the whole update; a
+per-batch or per-replica normalisation makes these tests fail."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from nmt import config as config_lib
+from nmt.config import ModelConfig
+from nmt.data.tokenizer import PAD_ID
+from nmt.errors import ConfigError
+from nmt.model.transformer import build_transformer
+from nmt.training import distribute, trainer
+
+VOCAB = 40
+SPEC = {key: tf.TensorSpec([None, None], tf.int32) for key in ("source_ids", "target_in", "target_out")}
+
+
+def batch(seed, size, source_length, target_length):
+    """Random ids with rows of different lengths (padding at the end)."""
+    rng = np.random.default_rng(seed)
+
+    def ids(length):
+        values = rng.integers(3, VOCAB, size=(size, length))
+        for row, keep in enumerate(rng.integers(1, length + 1, size=size)):
+            values[row, keep:] = PAD_ID
+        values[0, :] = rng.integers(3, VOCAB, size=length)  # the longest row fills the width
+        return values.astype(np.int32)
+
+    target = ids(target_length)
+    return {"source_ids": tf.constant(ids(source_length)), "target_in": tf.constant(target), "target_out": tf.constant(target)}
+
+
+def concatenate(first, second):
+    def pad(tensor, width):
+        return tf.pad(tensor, [[0, 0], [0, width - tensor.shape[1]]])
+
+    out = {}
+    for key in first:
+        width = max(first[key].shape[1], second[key].shape[1])
+        out[key] = tf.concat([pad(first[key], width), pad(second[key], width)], axis=0)
+    return out
+
+
+@pytest.fixture(scope="module")
+def initial_weights():
+    keras.utils.set_random_seed(0)
+    return build_transformer(model_config(), VOCAB, VOCAB).get_weights()
+
+
+def model_config():
+    return ModelConfig(num_encoder_layers=1, num_decoder_layers=1, hidden_dim=16, num_heads=2,
+                       intermediate_dim=32, dropout=0.0, attention_dropout=0.0, max_length=32)
+
+
+def update(strategy, initial_weights, batches, spec=SPEC, accumulate_steps=1):
+    """Weights after one update, and the step's (loss sum, tokens, correct tokens)."""
+    with strategy.scope():
+        model = build_transformer(model_config(), VOCAB, VOCAB)
+        model.set_weights(initial_weights)
+        # SGD: its update is proportional to the gradient, so any misweighting shows (Adam's first
+        # step is nearly sign(gradient) and would hide one).
+        optimizer = keras.optimizers.SGD(learning_rate=1.0)
+        optimizer.build(model.trainable_variables)
+    train = config_lib.from_dict({"train": {"accumulate_steps": accumulate_steps}}).train
+    step = trainer._train_step(strategy, model, optimizer, train, spec)
+    outputs = [float(value) for value in step(batches)]
+    return [np.asarray(weight.numpy()) for weight in model.weights], outputs
+
+
+def assert_same_update(expected, actual):
+    (expected_weights, expected_outputs), (actual_weights, actual_outputs) = expected, actual
+    np.testing.assert_allclose(actual_outputs, expected_outputs, rtol=1e-5)
+    for want, got in zip(expected_weights, actual_weights):
+        np.testing.assert_allclose(got, want, rtol=2e-4, atol=2e-6)
+
+
+FIRST, SECOND = batch(1, 3, 7, 5), batch(2, 5, 4, 9)
+
+
+def test_accumulated_batches_equal_one_concatenated_batch(initial_weights):
+    default = tf.distribute.get_strategy()
+    whole = update(default, initial_weights, (concatenate(FIRST, SECOND),))
+    assert whole[1][1] == float(tf.reduce_sum(tf.cast(concatenate(FIRST, SECOND)["target_out"] != PAD_ID, tf.float32)))
+    assert_same_update(whole, update(default, initial_weights, (FIRST, SECOND), accumulate_steps=2))
+
+
+def test_mirrored_replicas_equal_one_concatenated_batch(initial_weights):
+    strategy = distribute.make_strategy(config_lib.from_dict({"train": {"distribute": "mirrored", "replicas": 2}}).train)
+    assert strategy.num_replicas_in_sync == 2
+    dataset = tf.data.Dataset.from_generator(lambda: iter([FIRST, SECOND]), output_signature=SPEC)
+    # One input pipeline feeding two replicas: consecutive batches go to replica 0 and 1.
+    distributed = strategy.distribute_datasets_from_function(lambda context: dataset)
+    mirrored = update(strategy, initial_weights, (next(iter(distributed)),), distributed.element_spec)
+    assert_same_update(update(tf.distribute.get_strategy(), initial_weights, (concatenate(FIRST, SECOND),)), mirrored)
+
+
+def test_batch_sizes_and_warmup_follow_the_batch_scope():
+    def train(**values):
+        return config_lib.from_dict({"train": {"distribute": "mirrored", **values}}).train
+
+    assert distribute.replica_batch_tokens(train(batch_tokens=4096), 4) == 1024
+    assert distribute.batch_multiplier(train(batch_tokens=4096), 4) == 1
+    assert distribute.replica_batch_tokens(train(batch_scope="replica"), 4) == 4096
+    assert distribute.batch_multiplier(train(batch_scope="replica", accumulate_steps=2), 4) == 8
+
+
+def test_multi_worker_needs_a_valid_tf_config(monkeypatch):
+    train = config_lib.from_dict({"train": {"distribute": "multi_worker"}}).train
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ConfigError, match="needs the TF_CONFIG environment variable"):
+        distribute.make_strategy(train)
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {}}))
+    with pytest.raises(ConfigError, match="TF_CONFIG must be JSON with"):
+        distribute.make_strategy(train)
