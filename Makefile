@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test benchmark-quality clean
+.PHONY: install demo test benchmark-quality benchmark-speed clean
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,11 @@ test: install
 MINUTES ?= 40
 benchmark-quality: install
 	$(BIN)/python scripts/benchmark.py quality --config configs/multi30k_en_de.yaml --minutes $(MINUTES)
+
+# Training and decoding throughput, MFU and peak memory of the reference toolkit's setup
+# (benchmarks/speed.json and .md); about 15 minutes on 2 CPU cores.
+benchmark-speed: install
+	$(BIN)/python scripts/benchmark.py speed --config configs/reference_base.yaml
 
 clean:
 	rm -rf runs .pytest_cache

@@ -31,6 +31,7 @@ import typer
 from nmt import atomic, jobs
 from nmt import config as config_lib
 from nmt.config import Config, ModelConfig
+from nmt.data import tokenizer
 from nmt.data.tokenizer import PAD_ID
 from nmt.decoding.translator import Translator
 from nmt.evaluation.evaluator import SplitEvaluator
@@ -175,14 +176,21 @@ def training_flops(model: ModelConfig, vocab_size: int, source_len: int, target_
 
 
 def measure_training(config: Config, run: RunDir, steps: int, warmup: int) -> dict:
-    """Trains `warmup` steps (tracing, compilation, filling tf.data's cache), then times `steps`
-    more, as the trainer runs them (one host sync per step)."""
+    """One pass over the data first (reading and tokenizing it into tf.data's cache, as the first
+    epoch of training does), then `warmup` steps (tracing, compilation), then times `steps` more
+    as the trainer runs them (one host sync per step): the steady state of epochs 2 and later."""
     setup = trainer.prepare(config, run)
     vocab_size = setup.tokenizers.target_vocab_size
+    started = time.perf_counter()
+    for _ in setup.train_batches:
+        pass
+    first_pass_seconds = time.perf_counter() - started
     batches = iter(setup.train_batches.repeat())
     accumulate = config.train.accumulate_steps
+    started = time.perf_counter()
     for _ in range(warmup):
         float(setup.train_step(tuple(next(batches) for _ in range(accumulate)))[0])
+    warmup_seconds = time.perf_counter() - started
     source_tokens = target_tokens = padded_tokens = 0
     flops = 0.0
     started = time.perf_counter()
@@ -201,13 +209,15 @@ def measure_training(config: Config, run: RunDir, steps: int, warmup: int) -> di
         "precision": setup.precision,
         "jit_compile": config.train.jit_compile,
         "steps": steps,
+        "warmup_steps": warmup,
         "seconds": round(seconds, 2),
         "train_tokens_per_s": round((source_tokens + target_tokens) / seconds),
         "train_target_tokens_per_s": round(target_tokens / seconds),
         "padding_fraction": round(1 - (source_tokens + target_tokens) / padded_tokens, 4),
         "model_gflops_per_s": round(flops / seconds / 1e9, 1),
+        "data_first_pass_seconds": round(first_pass_seconds, 1),
+        "warmup_seconds": round(warmup_seconds, 1),
         "_model": setup.model,
-        "_tokenizers": setup.tokenizers,
     }
 
 
@@ -249,19 +259,22 @@ def speed(
     results, peaks = {}, {}
     scratch = tempfile.TemporaryDirectory()
     for name, variant in variants.items():
-        typer.echo(f"training speed: {name}", err=True)
+        typer.echo(f"training speed: {name} ...", err=True)
         # One scratch run directory: SentencePiece is trained once for all variants.
         results[name] = measure_training(variant, RunDir(Path(scratch.name)), steps, warmup)
+        typer.echo(f"  {results[name]['train_target_tokens_per_s']:,} target tokens/s (warm-up "
+                   f"{results[name]['warmup_seconds']} s, timed {results[name]['seconds']} s)", err=True)
         precision = results[name]["precision"]
         if precision not in peaks:
             peaks[precision] = matmul_peak(precision)
         results[name]["matmul_peak_gflops_per_s"] = round(peaks[precision], 1)
         results[name]["mfu"] = round(results[name]["model_gflops_per_s"] / peaks[precision], 3)
     base = results["config"]
-    trained, tokenizers = base["_model"], base["_tokenizers"]
+    trained = base["_model"]
     for result in results.values():
-        del result["_model"], result["_tokenizers"]
+        del result["_model"]
         result["speedup"] = round(result["train_target_tokens_per_s"] / base["train_target_tokens_per_s"], 2)
+    tokenizers = tokenizer.load(RunDir(Path(scratch.name)).tokenizer_dir, resolved.tokenizer.joint)
     scratch.cleanup()
     if decode_run_dir:
         translator = Translator.from_run_dir(RunDir(Path(decode_run_dir)))
@@ -303,7 +316,8 @@ def speed_table(entry: dict) -> str:
     where = f"{hardware['cpu']} ({hardware['cores']} cores)" + (f", {hardware['gpu']}" if hardware["gpu"] else "")
     lines = [
         f"Speed of `{entry['config']}` {' '.join(f'--set {o}' for o in entry['overrides'])} on {where}, "
-        f"{entry['date']}; training over {entry['steps']} steps after warm-up.",
+        f"{entry['date']}; training timed over {entry['steps']} steps after one pass over the data and "
+        f"{entry['warmup_steps']} warm-up steps.",
         "",
         "| variant | precision | XLA | target tok/s | src+tgt tok/s | speedup | padding | model GFLOP/s | MFU |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",

@@ -1,0 +1,51 @@
+"""train.distribute=multi_worker with two workers on loopback, as two real `nmt train` processes."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from nmt.config import DataConfig
+from nmt.data import sources
+
+QUICKSTART = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("localhost", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_workers_train_one_model(tmp_path, tfds_dir):
+    # Workers must not prepare one TFDS dataset at the same time: it is prepared first.
+    sources.load_split(DataConfig(data_dir=tfds_dir), "train")
+    cluster = {"worker": [f"localhost:{free_port()}", f"localhost:{free_port()}"]}
+    command = [
+        sys.executable, "-m", "nmt.cli", "train", "--config", str(QUICKSTART), "--run-dir", str(tmp_path / "run"),
+        "--set", f"data.data_dir={tfds_dir}", "--set", "train.distribute=multi_worker", "--set", "train.max_steps=3",
+        "--set", "train.validation_bleu=false", "--set", "train.best_metric=loss",
+        # Keeps the closing evaluation of a 3-step model short: outputs of at most 2 tokens.
+        "--set", "decode.beam_size=1", "--set", "decode.max_length_ratio=0.01", "--set", "decode.max_length_offset=1",
+    ]
+    workers = [
+        subprocess.Popen(
+            command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})},
+        )
+        for index in range(2)
+    ]
+    outputs = [worker.communicate(timeout=600)[0] for worker in workers]
+    for index, (worker, output) in enumerate(zip(workers, outputs)):
+        assert worker.returncode == 0, f"worker {index}: {output[-3000:]}"
+    chief, other = (
+        [json.loads(line) for line in (path / "metrics.jsonl").read_text().splitlines()]
+        for path in (tmp_path / "run", tmp_path / "run" / "worker-1")
+    )
+    assert chief[-1]["step"] == other[-1]["step"] == 3
+    # Synchronous training: both workers hold the same weights, so they validate identically, and
+    # report the same training loss, summed over both workers' batches.
+    assert chief[-1]["validation_loss"] == other[-1]["validation_loss"]
+    assert chief[-1]["train_loss"] == other[-1]["train_loss"]
