@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Annotated, Optional
 
+import keras
 import typer
 
 from nmt import atomic, jobs
@@ -53,14 +54,7 @@ def machine() -> dict:
     their hardware (CPUs sold under one name differ in AVX-512 and bfloat16 support)."""
     import tensorflow as tf
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = precision.cpuinfo().get("model name") or platform.processor() or platform.machine()
     flags = precision.cpu_flags()
     vector = [name for name in ("avx512_bf16", "amx_bf16", "avx512f", "avx2") if name in flags]
     gpus = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
@@ -141,12 +135,12 @@ def quality_table(entries: dict) -> str:
     return "\n".join([*lines, "", *(f"BLEU signature: `{signature}`" for signature in signatures)]) + "\n"
 
 
-def matmul_peak(precision: str, size: int = 4096, repeats: int = 5) -> float:
-    """The machine's dense matmul rate in GFLOP/s in the compute dtype of `precision` (best of
-    `repeats`), the denominator of model FLOP utilisation."""
+def matmul_peak(policy: str, size: int = 4096, repeats: int = 5) -> float:
+    """The machine's dense matmul rate in GFLOP/s in the compute dtype of the Keras `policy` (best
+    of `repeats`), the denominator of model FLOP utilisation."""
     import tensorflow as tf
 
-    dtype = tf.bfloat16 if precision == "mixed_bfloat16" else tf.float16 if precision == "mixed_float16" else tf.float32
+    dtype = {"mixed_bfloat16": tf.bfloat16, "mixed_float16": tf.float16}.get(policy, tf.float32)
     a = tf.random.normal([size, size], dtype=tf.float32)
     a, b = tf.cast(a, dtype), tf.cast(tf.transpose(a), dtype)
     matmul = tf.function(lambda x, y: tf.reduce_sum(tf.cast(tf.matmul(x, y)[:1, :1], tf.float32)))
@@ -175,10 +169,11 @@ def training_flops(model: ModelConfig, vocab_size: int, source_len: int, target_
     return 3.0 * forward
 
 
-def measure_training(config: Config, run: RunDir, steps: int, warmup: int) -> dict:
+def measure_training(config: Config, run: RunDir, steps: int, warmup: int) -> tuple[dict, keras.Model]:
     """One pass over the data first (reading and tokenizing it into tf.data's cache, as the first
     epoch of training does), then `warmup` steps (tracing, compilation), then times `steps` more
-    as the trainer runs them (one host sync per step): the steady state of epochs 2 and later."""
+    as the trainer runs them (one host sync per step): the steady state of epochs 2 and later.
+    Returns the measurements and the trained model."""
     setup = trainer.prepare(config, run)
     vocab_size = setup.tokenizers.target_vocab_size
     started = time.perf_counter()
@@ -217,8 +212,7 @@ def measure_training(config: Config, run: RunDir, steps: int, warmup: int) -> di
         "model_gflops_per_s": round(flops / seconds / 1e9, 1),
         "data_first_pass_seconds": round(first_pass_seconds, 1),
         "warmup_seconds": round(warmup_seconds, 1),
-        "_model": setup.model,
-    }
+    }, setup.model
 
 
 def measure_decoding(config: Config, model, tokenizers, beam_size: int) -> dict:
@@ -261,18 +255,19 @@ def speed(
     for name, variant in variants.items():
         typer.echo(f"training speed: {name} ...", err=True)
         # One scratch run directory: SentencePiece is trained once for all variants.
-        results[name] = measure_training(variant, RunDir(Path(scratch.name)), steps, warmup)
-        typer.echo(f"  {results[name]['train_target_tokens_per_s']:,} target tokens/s (warm-up "
-                   f"{results[name]['warmup_seconds']} s, timed {results[name]['seconds']} s)", err=True)
-        precision = results[name]["precision"]
-        if precision not in peaks:
-            peaks[precision] = matmul_peak(precision)
-        results[name]["matmul_peak_gflops_per_s"] = round(peaks[precision], 1)
-        results[name]["mfu"] = round(results[name]["model_gflops_per_s"] / peaks[precision], 3)
+        result, model = measure_training(variant, RunDir(Path(scratch.name)), steps, warmup)
+        if name == "config":
+            trained = model  # decodes below, unless --decode-run-dir
+        typer.echo(f"  {result['train_target_tokens_per_s']:,} target tokens/s (warm-up "
+                   f"{result['warmup_seconds']} s, timed {result['seconds']} s)", err=True)
+        policy = result["precision"]
+        if policy not in peaks:
+            peaks[policy] = matmul_peak(policy)
+        result["matmul_peak_gflops_per_s"] = round(peaks[policy], 1)
+        result["mfu"] = round(result["model_gflops_per_s"] / peaks[policy], 3)
+        results[name] = result
     base = results["config"]
-    trained = base["_model"]
     for result in results.values():
-        del result["_model"]
         result["speedup"] = round(result["train_target_tokens_per_s"] / base["train_target_tokens_per_s"], 2)
     tokenizers = tokenizer.load(RunDir(Path(scratch.name)).tokenizer_dir, resolved.tokenizer.joint)
     scratch.cleanup()

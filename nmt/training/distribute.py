@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 
 import tensorflow as tf
 
 from nmt.config import TrainConfig
 from nmt.errors import ConfigError
-
-log = logging.getLogger("nmt")
 
 
 def make_strategy(train: TrainConfig) -> tf.distribute.Strategy:

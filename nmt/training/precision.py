@@ -19,15 +19,22 @@ log = logging.getLogger("nmt")
 
 
 @lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
-    """The CPU feature flags (Linux), e.g. avx512_bf16; empty where unknown."""
+def cpuinfo() -> dict[str, str]:
+    """The first CPU's fields in /proc/cpuinfo ('model name', 'flags', ...); empty where unknown."""
+    fields: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return frozenset(line.split(":", 1)[1].split())
+            key, sep, value = line.partition(":")
+            if sep:
+                fields.setdefault(key.strip(), value.strip())
     except OSError:
         pass
-    return frozenset()
+    return fields
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags (Linux), e.g. avx512_bf16; empty where unknown."""
+    return frozenset(cpuinfo().get("flags", "").split())
 
 
 def _gpu_compute_capability() -> tuple[int, int] | None:
@@ -62,12 +69,9 @@ def resolve(name: str) -> str:
     """The policy to train with for train.precision = name: 'auto' picks the fastest the device
     supports; an explicit policy the device cannot run fast falls back to float32 with a warning."""
     if name == "auto":
-        if _gpu_compute_capability() is not None:
-            for policy in ("mixed_bfloat16", "mixed_float16"):
-                if unsupported_reason(policy) is None:
-                    return policy
-            return "float32"
-        return "mixed_bfloat16" if unsupported_reason("mixed_bfloat16") is None else "float32"
+        # float16 only ever on GPUs; on CPUs it is never the fast choice.
+        candidates = ("mixed_bfloat16", "mixed_float16") if _gpu_compute_capability() else ("mixed_bfloat16",)
+        return next((policy for policy in candidates if unsupported_reason(policy) is None), "float32")
     reason = unsupported_reason(name)
     if reason is not None:
         log.warning("train.precision=%s: %s; training in float32 instead", name, reason)
