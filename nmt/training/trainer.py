@@ -23,7 +23,7 @@ from nmt.errors import NmtError
 from nmt.evaluation.evaluator import SplitEvaluator
 from nmt.model.transformer import Transformer, build_transformer
 from nmt.run_dir import RunDir
-from nmt.training.losses import correct_tokens, label_smoothed_loss, real_tokens
+from nmt.training.losses import correct_tokens, label_smoothed_loss, real_target_logits, real_tokens
 from nmt.training import distribute, precision
 from nmt.training.schedule import InverseSqrtSchedule
 
@@ -191,8 +191,8 @@ def _train_step(strategy: tf.distribute.Strategy, model: Transformer, optimizer:
         gradients, loss_sum, correct = None, 0.0, 0.0
         for batch in batches:
             with tf.GradientTape() as tape:
-                logits = model(batch, training=True)
-                batch_loss, _ = label_smoothed_loss(batch["target_out"], logits, train.label_smoothing)
+                labels, logits = real_target_logits(model, batch, training=True)
+                batch_loss, _ = label_smoothed_loss(labels, logits, train.label_smoothing)
                 loss = batch_loss / tokens
                 if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
                     loss = optimizer.scale_loss(loss)
@@ -201,7 +201,7 @@ def _train_step(strategy: tf.distribute.Strategy, model: Transformer, optimizer:
                 tf.convert_to_tensor(total) + tf.convert_to_tensor(new) for total, new in zip(gradients, batch_gradients)
             ]
             loss_sum += batch_loss
-            correct += correct_tokens(batch["target_out"], logits)
+            correct += correct_tokens(labels, logits)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return loss_sum, local_tokens, correct
 
@@ -218,10 +218,10 @@ def _train_step(strategy: tf.distribute.Strategy, model: Transformer, optimizer:
 def _validation_step(model: Transformer) -> Callable:
     @tf.function(input_signature=[_BATCH_SPEC])
     def validation_step(batch):
-        logits = model(batch, training=False)
+        labels, logits = real_target_logits(model, batch, training=False)
         # Validation loss is plain cross-entropy, comparable across label-smoothing settings.
-        loss_sum, tokens = label_smoothed_loss(batch["target_out"], logits, 0.0)
-        return loss_sum, tokens, correct_tokens(batch["target_out"], logits)
+        loss_sum, tokens = label_smoothed_loss(labels, logits, 0.0)
+        return loss_sum, tokens, correct_tokens(labels, logits)
 
     return validation_step
 

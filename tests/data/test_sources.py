@@ -12,6 +12,13 @@ def test_synthetic_splits(tfds_dir):
     assert all(text.endswith(".") for text in source_texts + targets)
 
 
+def test_datasets_built_from_a_split_do_not_autotune(tfds_dir):
+    # The autotuner's sleeping thread made each epoch's iterator take ~50 s to close.
+    pairs = sources.load_split(DataConfig(data_dir=tfds_dir), "validation")
+    batches = pairs.map(lambda source, target: source).shuffle(10).padded_batch(4).prefetch(2)
+    assert batches.options().autotune.enabled is False
+
+
 def test_local_files_through_translate_folder(tmp_path):
     for split, count in (("train", 5), ("validation", 2), ("test", 3)):
         (tmp_path / f"en.{split}.txt").write_text("".join(f"hello {i}\n" for i in range(count)))

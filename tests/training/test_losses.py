@@ -25,3 +25,22 @@ def test_smoothing_penalises_overconfidence():
 def test_correct_tokens_counts_real_tokens_only():
     logits = tf.one_hot([[3, 2, 1]], 4) * 10
     assert float(correct_tokens(tf.constant([[3, 1, 0]]), logits)) == 1.0
+
+
+def test_gradient_equals_autodiff_of_log_softmax_form():
+    logits = tf.random.stateless_normal((2, 3, 7), seed=(3, 4))
+    labels = tf.constant([[4, 5, 0], [6, 1, 2]])
+    weights = tf.cast(tf.not_equal(labels, 0), tf.float32)
+    upstream = tf.random.stateless_normal((), seed=(5, 6))
+    for smoothing in (0.0, 0.1):
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(logits)
+            log_probs = tf.nn.log_softmax(logits)
+            nll = -tf.gather(log_probs, labels, axis=-1, batch_dims=2)
+            expected = tf.reduce_sum(((1 - smoothing) * nll - smoothing * tf.reduce_mean(log_probs, -1)) * weights)
+            total, _ = label_smoothed_loss(labels, logits, smoothing)
+        np.testing.assert_allclose(float(total), float(expected), rtol=1e-5)
+        np.testing.assert_allclose(
+            tape.gradient(total, logits, output_gradients=upstream).numpy(),
+            tape.gradient(expected, logits, output_gradients=upstream).numpy(), atol=1e-6,
+        )
