@@ -7,14 +7,20 @@ import tensorflow as tf
 from nmt.data.tokenizer import PAD_ID
 
 
-def real_target_logits(model, batch: dict[str, tf.Tensor], training: bool) -> tuple[tf.Tensor, tf.Tensor]:
+def real_target_logits(
+    model, batch: dict[str, tf.Tensor], training: bool, drop_padding: bool = True
+) -> tuple[tf.Tensor, tf.Tensor]:
     """(labels (tokens,), logits (tokens, vocab)) of the batch's real target tokens only.
 
     The vocabulary projection and the softmax over it are most of a small model's work per
-    token; running them on padding positions (~10% of a bucketed batch) would be waste.
+    token; running them on padding positions (~10% of a bucketed batch) would be waste. With
+    drop_padding=False all positions are kept ((batch, tgt_len) labels, PAD_ID on padding): XLA
+    compiles once per input shape, and the number of real tokens would be a new shape every step.
     """
     memory = model.encode(batch["source_ids"], training=training)
     states = model.decoder_states(batch["target_in"], memory, batch["source_ids"], training=training)
+    if not drop_padding:
+        return batch["target_out"], model.logits(states)
     real = tf.not_equal(batch["target_out"], PAD_ID)
     return tf.boolean_mask(batch["target_out"], real), model.logits(tf.boolean_mask(states, real))
 

@@ -191,7 +191,7 @@ def _train_step(strategy: tf.distribute.Strategy, model: Transformer, optimizer:
         gradients, loss_sum, correct = None, 0.0, 0.0
         for batch in batches:
             with tf.GradientTape() as tape:
-                labels, logits = real_target_logits(model, batch, training=True)
+                labels, logits = real_target_logits(model, batch, training=True, drop_padding=not train.jit_compile)
                 batch_loss, _ = label_smoothed_loss(labels, logits, train.label_smoothing)
                 loss = batch_loss / tokens
                 if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):

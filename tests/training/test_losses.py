@@ -44,3 +44,23 @@ def test_gradient_equals_autodiff_of_log_softmax_form():
             tape.gradient(total, logits, output_gradients=upstream).numpy(),
             tape.gradient(expected, logits, output_gradients=upstream).numpy(), atol=1e-6,
         )
+
+
+def test_dropping_padding_positions_changes_no_loss():
+    from nmt.config import ModelConfig
+    from nmt.model.transformer import build_transformer
+    from nmt.training.losses import real_target_logits
+
+    model = build_transformer(ModelConfig(num_encoder_layers=1, num_decoder_layers=1, hidden_dim=16, num_heads=2,
+                                          intermediate_dim=32), 30, 30)
+    batch = {
+        "source_ids": tf.constant([[5, 6, 7], [8, 9, 0]]),
+        "target_in": tf.constant([[1, 10, 11, 12], [1, 13, 0, 0]]),
+        "target_out": tf.constant([[10, 11, 12, 2], [13, 2, 0, 0]]),
+    }
+    labels, logits = real_target_logits(model, batch, training=False)
+    assert labels.shape == (6,) and logits.shape == (6, 30)
+    all_labels, all_logits = real_target_logits(model, batch, training=False, drop_padding=False)
+    assert all_logits.shape == (2, 4, 30)
+    dropped, kept = label_smoothed_loss(labels, logits, 0.1), label_smoothed_loss(all_labels, all_logits, 0.1)
+    np.testing.assert_allclose([float(x) for x in dropped], [float(x) for x in kept], rtol=1e-5)
