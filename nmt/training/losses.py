@@ -17,10 +17,10 @@ def real_target_logits(
     drop_padding=False all positions are kept ((batch, tgt_len) labels, PAD_ID on padding): XLA
     compiles once per input shape, and the number of real tokens would be a new shape every step.
     """
+    if not drop_padding:
+        return batch["target_out"], model(batch, training=training)
     memory = model.encode(batch["source_ids"], training=training)
     states = model.decoder_states(batch["target_in"], memory, batch["source_ids"], training=training)
-    if not drop_padding:
-        return batch["target_out"], model.logits(states)
     real = tf.not_equal(batch["target_out"], PAD_ID)
     return tf.boolean_mask(batch["target_out"], real), model.logits(tf.boolean_mask(states, real))
 
@@ -48,7 +48,7 @@ def _smoothed_cross_entropy(labels: tf.Tensor, logits: tf.Tensor, smoothing: flo
     logsumexp(logits) - (1 - s) * logits[label] - s * mean(logits), and the gradient is
     softmax(logits) - (1 - s) * onehot(label) - s / vocab, each one pass over the logits.
     """
-    vocab = tf.cast(tf.shape(logits)[-1], tf.float32)
+    vocab = tf.shape(logits)[-1]
 
     @tf.custom_gradient
     def loss(logits):
@@ -59,8 +59,8 @@ def _smoothed_cross_entropy(labels: tf.Tensor, logits: tf.Tensor, smoothing: flo
         def gradient(upstream):
             upstream = upstream[..., tf.newaxis]
             probs = tf.exp(logits - log_normaliser[..., tf.newaxis])
-            label_mass = tf.one_hot(labels, tf.shape(logits)[-1], on_value=1.0 - smoothing, off_value=0.0)
-            return upstream * (probs - label_mass - smoothing / vocab)
+            label_mass = tf.one_hot(labels, vocab, on_value=1.0 - smoothing, off_value=0.0)
+            return upstream * (probs - label_mass - smoothing / tf.cast(vocab, tf.float32))
 
         return value, gradient
 

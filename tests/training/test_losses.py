@@ -1,7 +1,9 @@
 import numpy as np
 import tensorflow as tf
 
-from nmt.training.losses import correct_tokens, label_smoothed_loss
+from nmt.config import ModelConfig
+from nmt.model.transformer import build_transformer
+from nmt.training.losses import correct_tokens, label_smoothed_loss, real_target_logits
 
 
 def test_padding_is_ignored_and_matches_sparse_cross_entropy():
@@ -47,10 +49,6 @@ def test_gradient_equals_autodiff_of_log_softmax_form():
 
 
 def test_dropping_padding_positions_changes_no_loss():
-    from nmt.config import ModelConfig
-    from nmt.model.transformer import build_transformer
-    from nmt.training.losses import real_target_logits
-
     model = build_transformer(ModelConfig(num_encoder_layers=1, num_decoder_layers=1, hidden_dim=16, num_heads=2,
                                           intermediate_dim=32), 30, 30)
     batch = {
