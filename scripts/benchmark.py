@@ -3,7 +3,9 @@
   scripts/benchmark.py quality --config configs/multi30k_en_de.yaml --minutes 40
       trains the config for a wall-clock budget, then evaluates the test split with greedy search
       and with beam 4; adds an entry (keyed by config file) to benchmarks/quality.json and
-      rewrites benchmarks/quality.md from all entries.
+      rewrites benchmarks/quality.md from all entries. With --patience N it trains until
+      validation BLEU has not improved for N evaluations instead (full training; resumable with
+      --no-fresh), keyed "<config> (full training)".
 
   scripts/benchmark.py speed --config configs/reference_base.yaml --out benchmarks/speed.json
       times training steps (tokens/s, padding, model FLOP utilisation against a matmul peak
@@ -67,15 +69,21 @@ def machine() -> dict:
 def quality(
     config: Annotated[Path, typer.Option(help="Training config.")] = Path("configs/multi30k_en_de.yaml"),
     minutes: Annotated[float, typer.Option(help="Wall-clock training budget, validation included.")] = 40.0,
+    patience: Annotated[Optional[int], typer.Option(
+        help="Train until validation BLEU has not improved for this many evaluations (full training), "
+             "with no time budget; --minutes is then ignored.")] = None,
     run_dir: Annotated[Optional[str], typer.Option(help="Run directory (default: runs/benchmark_<config name>).")] = None,
     out: Annotated[Path, typer.Option(help="JSON file collecting the entries.")] = Path("benchmarks/quality.json"),
     fresh: Annotated[bool, typer.Option(help="Delete the run directory first instead of resuming it.")] = True,
 ) -> None:
-    """Train for a time budget, then score the test split with greedy search and beam 4."""
-    run_dir = run_dir or f"runs/benchmark_{config.stem}"
+    """Train for a time budget (or until validation BLEU stops improving), then score the test
+    split with greedy search and beam 4."""
+    full = patience is not None
+    run_dir = run_dir or f"runs/benchmark_{config.stem}" + ("_full" if full else "")
     if fresh:
         shutil.rmtree(run_dir, ignore_errors=True)
-    resolved, run = jobs.open_training_run(config, run_dir, [f"train.max_minutes={minutes}"])
+    budget = [f"train.early_stopping_patience={patience}"] if full else [f"train.max_minutes={minutes}"]
+    resolved, run = jobs.open_training_run(config, run_dir, budget)
     started = time.monotonic()
     summary = train(resolved, run)
     train_wall_minutes = (time.monotonic() - started) / 60
@@ -89,7 +97,8 @@ def quality(
         "pair": f"{data.source_lang}-{data.target_lang}",
         "dataset": data.dataset,
         "test_split": data.test_split,
-        "minutes_budget": minutes,
+        "minutes_budget": None if full else minutes,
+        "early_stopping_patience": patience,
         "train_minutes": round(summary.minutes, 2),
         "train_wall_minutes": round(train_wall_minutes, 2),
         "steps": summary.steps,
@@ -109,24 +118,33 @@ def quality(
         "date": time.strftime("%Y-%m-%d"),
     }
     entries = json.loads(out.read_text()) if out.is_file() else {}
-    entries[str(config)] = entry
+    entries[quality_key(config, full)] = entry
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic.write_text(out, json.dumps(entries, indent=2) + "\n")
     atomic.write_text(out.with_suffix(".md"), quality_table(entries))
-    typer.echo(quality_table({str(config): entry}))
+    typer.echo(quality_table({quality_key(config, full): entry}))
+
+
+def quality_key(config: Path, full: bool) -> str:
+    # A budgeted run and a full training of one config are separate entries, side by side.
+    return f"{config} (full training)" if full else str(config)
 
 
 def quality_table(entries: dict) -> str:
     lines = [
-        "| config | pair | test | minutes | steps | epochs | greedy BLEU | beam-4 BLEU | beam-4 chrF | "
-        "greedy sent/s | beam-4 sent/s | machine |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| config | pair | test | trained until | minutes | steps | epochs | greedy BLEU | beam-4 BLEU | "
+        "beam-4 chrF | greedy sent/s | beam-4 sent/s | machine |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for entry in entries.values():
         hardware = entry["machine"]
-        where = f"{hardware['cpu']} ({hardware['cores']} cores)" + (f", {hardware['gpu']}" if hardware["gpu"] else "")
+        where = (f"{hardware['cpu']} ({hardware['cores']} cores"
+                 + (f", {hardware['cpu_vector_units'][0]}" if hardware.get("cpu_vector_units") else "") + ")"
+                 + (f", {hardware['gpu']}" if hardware["gpu"] else ""))
+        until = (f"{entry['minutes_budget']:g}-minute budget" if entry.get("minutes_budget")
+                 else f"no validation gain in {entry['early_stopping_patience']} evaluations")
         lines.append(
-            f"| {entry['config']} | {entry['pair']} | {entry['test_split']} | {entry['train_minutes']:.1f} | "
+            f"| {entry['config']} | {entry['pair']} | {entry['test_split']} | {until} | {entry['train_minutes']:.1f} | "
             f"{entry['steps']} | {entry['epochs']} | {entry['greedy_bleu']:.2f} | {entry['beam4_bleu']:.2f} | "
             f"{entry['beam4_chrf']:.2f} | {entry['greedy_sentences_per_second']:.1f} | "
             f"{entry['beam4_sentences_per_second']:.1f} | {where} |"
