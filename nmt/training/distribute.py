@@ -49,10 +49,12 @@ def _mirrored_devices(replicas: int | None) -> list[str]:
         return [f"/gpu:{index}" for index in range(replicas or len(gpus))]
     replicas = replicas or 1
     cpu = tf.config.list_physical_devices("CPU")[0]
-    if len(tf.config.list_logical_devices("CPU")) < replicas:
-        try:
-            tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
-        except RuntimeError:
+    # Configure first, count after: listing logical devices sets them up, and from then on TF
+    # refuses a new split (raises RuntimeError), which is fine only if enough are there already.
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+    except RuntimeError:
+        if len(tf.config.list_logical_devices("CPU")) < replicas:
             raise ConfigError(
                 f"train.replicas={replicas} CPU replicas: TensorFlow's devices were already set up in this "
                 "process; start a fresh process (nmt train does this first)"

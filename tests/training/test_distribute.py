@@ -4,6 +4,8 @@ CPU devices, set up in conftest.py). The loss is normalised by the tokens of the
 per-batch or per-replica normalisation makes these tests fail."""
 
 import json
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -118,3 +120,16 @@ def test_multi_worker_needs_a_valid_tf_config(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {}}))
     with pytest.raises(ConfigError, match="TF_CONFIG must be JSON with"):
         distribute.make_strategy(train)
+
+
+def test_cpu_replicas_in_a_fresh_process():
+    """What `nmt train --set train.replicas=2` does on a CPU: split it before anything else has
+    set up TensorFlow's devices (this test session's process already has, in conftest.py)."""
+    program = (
+        "from nmt import config\n"
+        "from nmt.training import distribute\n"
+        "train = config.from_dict({'train': {'distribute': 'mirrored', 'replicas': 2}}).train\n"
+        "print(distribute.make_strategy(train).num_replicas_in_sync)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.split()[-1] == "2", result.stderr[-2000:]
