@@ -205,9 +205,13 @@ def test_mirrored_bfloat16_training_with_accumulation_resumes_and_matches_evalua
         "train", "--config", "configs/tiny.yaml", "--run-dir", "runs/mirrored", "--set", f"data.data_dir={tfds_dir}",
         "--set", "train.distribute=mirrored", "--set", "train.replicas=2", "--set", "train.accumulate_steps=2",
         "--set", "train.precision=mixed_bfloat16", "--set", "train.eval_every_steps=2", "--set", "decode.beam_size=1",
-        # Short outputs keep the decoding of a 4-step model (validations, evaluations) quick.
+        # Short outputs keep the decoding of a 4-step model (validations, evaluations) quick, and
+        # one layer each side the tracing of the replicated, accumulated step.
         "--set", "decode.max_length_ratio=0.3", "--set", "decode.max_length_offset=2",
+        "--set", "model.num_encoder_layers=1", "--set", "model.num_decoder_layers=1",
     ]
+    # Same data and tokenizer settings as runs/tiny: its SentencePiece model saves training another.
+    shutil.copytree(workdir / "runs" / "tiny" / "tokenizer", workdir / "runs" / "mirrored" / "tokenizer")
     assert invoke(*common, "--set", "train.max_steps=2").exit_code == 0
     result = invoke(*common, "--set", "train.max_steps=4")
     assert result.exit_code == 0, result.output
