@@ -38,7 +38,7 @@ def greedy_search(
     """The most likely next token at every step; ids (batch, 1, steps), scores (batch, 1)."""
     batch_size = tf.shape(source_ids)[0]
     max_steps = tf.reduce_max(max_lengths) + 1
-    cache = model.start_decoding(source_ids, max_steps)
+    cache = model.start_decoding(source_ids)
 
     def not_done(step, tokens, log_prob, length, finished, output, cache):
         return tf.logical_and(step < max_steps, tf.logical_not(tf.reduce_all(finished)))
@@ -61,6 +61,7 @@ def greedy_search(
             tf.constant(0), tf.fill([batch_size], BOS_ID), tf.zeros([batch_size]), tf.zeros([batch_size], tf.int32),
             tf.zeros([batch_size], tf.bool), tf.TensorArray(tf.int32, size=0, dynamic_size=True), cache,
         ),
+        shape_invariants=(None, None, None, None, None, None, model.decoding_shape_invariants(cache)),
     )
     ids = tf.transpose(output.stack())  # (batch, steps)
     return ids[:, tf.newaxis], (log_prob / length_penalty(length, alpha))[:, tf.newaxis]
@@ -73,7 +74,7 @@ def beam_search(
     batch_size = tf.shape(source_ids)[0]
     max_steps = tf.reduce_max(max_lengths) + 1
     vocab_size = model.target_vocab_size
-    cache = model.start_decoding(source_ids, max_steps)
+    cache = model.start_decoding(source_ids)
     # Each sentence's row becomes beam_size rows (sentence-major), sharing one encoder pass.
     cache = tf.nest.map_structure(lambda tensor: tf.repeat(tensor, beam_size, axis=0), cache)
     beam_max_lengths = tf.repeat(max_lengths, beam_size)
@@ -118,6 +119,7 @@ def beam_search(
             tf.constant(0), tf.fill([batch_size * beam_size], BOS_ID), empty_ids, first_scores,
             empty_ids, tf.fill([batch_size, beam_size], _NEG), tf.zeros([batch_size], tf.int32), cache,
         ),
+        shape_invariants=(None, None, None, None, None, None, None, model.decoding_shape_invariants(cache)),
     )
     return finished_ids, finished_scores
 

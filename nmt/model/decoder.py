@@ -77,23 +77,23 @@ class DecoderLayer(keras.layers.Layer):
         Args:
             x: (batch, 1, hidden_dim) input at position index.
             index: scalar int32 position.
-            cache: "key"/"value" (batch, max_steps, num_heads, key_dim) self-attention keys and values,
-                filled for positions < index, plus this layer's precompute_memory output.
+            cache: "key"/"value" (batch, index, num_heads, key_dim) self-attention keys and values of
+                the positions before index, plus this layer's precompute_memory output.
             memory_mask: (batch, 1, src_len) real source tokens.
 
         Returns:
-            (batch, 1, hidden_dim) output and the cache with position index filled in.
+            (batch, 1, hidden_dim) output and the cache with position index appended.
         """
         updated = dict(cache)
 
         def attend_to_prefix(h):
             attention = self.self_attention
-            updated["key"] = _write_position(cache["key"], attention.key_dense(h), index)
-            updated["value"] = _write_position(cache["value"], attention.value_dense(h), index)
-            visible = tf.range(tf.shape(cache["key"])[1]) <= index  # (max_steps,): positions 0..index
-            output, _ = attention._compute_attention(
-                attention.query_dense(h), updated["key"], updated["value"], visible[tf.newaxis, tf.newaxis, :]
-            )
+            # The cache grows by one position: attention then spans only the positions decoded so
+            # far, and needs no mask. (Writing into a preallocated max-length cache with
+            # keras.ops.slice_update ran an XLA kernel per write on CPU and copied the whole cache.)
+            updated["key"] = tf.concat([cache["key"], attention.key_dense(h)], axis=1)
+            updated["value"] = tf.concat([cache["value"], attention.value_dense(h)], axis=1)
+            output, _ = attention._compute_attention(attention.query_dense(h), updated["key"], updated["value"])
             return attention.output_dense(output)
 
         def attend_to_memory(h):
@@ -108,7 +108,3 @@ class DecoderLayer(keras.layers.Layer):
         x = residual(x, self.feed_forward, self.feed_forward_norm, self.dropout, self.norm_first, False)
         return x, updated
 
-
-def _write_position(cache: tf.Tensor, values: tf.Tensor, index: tf.Tensor) -> tf.Tensor:
-    """cache (batch, steps, heads, dim) with values (batch, 1, heads, dim) written at position index."""
-    return keras.ops.slice_update(cache, [0, index, 0, 0], values)

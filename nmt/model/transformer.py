@@ -115,20 +115,34 @@ class Transformer(keras.Model):
             x = layer(x, memory, self_mask=self_mask, memory_mask=memory_mask, training=training)
         return self._final_norm(x)
 
-    def start_decoding(self, source_ids: tf.Tensor, max_steps: tf.Tensor | int) -> dict:
-        """Encodes the source once and allocates the decoder's cache for up to max_steps positions.
+    def start_decoding(self, source_ids: tf.Tensor) -> dict:
+        """Encodes the source once and starts the decoder's cache, empty of target positions.
 
         The cache holds, per decoder layer, the self-attention keys and values of the positions
         decoded so far and the cross-attention keys and values of the encoder output; `decode_step`
         reads and extends it. Rows are sentences: tile or reorder them with tf.gather on axis 0.
+        A loop that carries it declares `decoding_shape_invariants(cache)`.
         """
         memory = self.encode(source_ids, training=False)
-        empty = tf.zeros(
-            [tf.shape(source_ids)[0], max_steps, self.num_heads, self.hidden_dim // self.num_heads], memory.dtype
-        )
+        empty = tf.zeros([tf.shape(source_ids)[0], 0, self.num_heads, self.hidden_dim // self.num_heads], memory.dtype)
         return {
             "memory_mask": masks.padding_mask(source_ids),
             "layers": [{"key": empty, "value": empty, **layer.precompute_memory(memory)} for layer in self.decoder_layers],
+        }
+
+    @staticmethod
+    def decoding_shape_invariants(cache: dict) -> dict:
+        """tf.while_loop shape invariants of a decoding cache: the self-attention keys and values
+        grow by a position each step; every other shape stays."""
+        def grows(tensor: tf.Tensor) -> tf.TensorShape:
+            return tf.TensorShape([tensor.shape[0], None, *tensor.shape[2:]])
+
+        return {
+            "memory_mask": cache["memory_mask"].shape,
+            "layers": [
+                {**{name: tensor.shape for name, tensor in layer.items()}, "key": grows(layer["key"]), "value": grows(layer["value"])}
+                for layer in cache["layers"]
+            ],
         }
 
     def decode_step(self, token_ids: tf.Tensor, index: tf.Tensor, cache: dict) -> tuple[tf.Tensor, dict]:

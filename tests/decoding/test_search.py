@@ -47,7 +47,7 @@ def test_cached_steps_equal_full_prefix_decoding(norm):
     model = tiny_model(norm)
     target_in = tf.constant([[BOS_ID, 5, 9, 3, 7, 7], [BOS_ID, 4, 4, 8, 6, 10], [BOS_ID, 11, 6, 5, 9, 4]])
     expected = model.decode(target_in, model.encode(SOURCE), SOURCE).numpy()
-    cache = model.start_decoding(SOURCE, max_steps=8)
+    cache = model.start_decoding(SOURCE)
     for index in range(target_in.shape[1]):
         logits, cache = model.decode_step(target_in[:, index], tf.constant(index), cache)
         np.testing.assert_allclose(logits.numpy(), expected[:, index], atol=1e-4)
