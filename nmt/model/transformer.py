@@ -133,14 +133,17 @@ class Transformer(keras.Model):
     @staticmethod
     def decoding_shape_invariants(cache: dict) -> dict:
         """tf.while_loop shape invariants of a decoding cache: the self-attention keys and values
-        grow by a position each step; every other shape stays."""
+        grow by a position each step, and a search may drop rows (sentences it is done with)."""
+        def rows_vary(tensor: tf.Tensor) -> tf.TensorShape:
+            return tf.TensorShape([None, *tensor.shape[1:]])
+
         def grows(tensor: tf.Tensor) -> tf.TensorShape:
-            return tf.TensorShape([tensor.shape[0], None, *tensor.shape[2:]])
+            return tf.TensorShape([None, None, *tensor.shape[2:]])
 
         return {
-            "memory_mask": cache["memory_mask"].shape,
+            "memory_mask": rows_vary(cache["memory_mask"]),
             "layers": [
-                {**{name: tensor.shape for name, tensor in layer.items()}, "key": grows(layer["key"]), "value": grows(layer["value"])}
+                {**{name: rows_vary(tensor) for name, tensor in layer.items()}, "key": grows(layer["key"]), "value": grows(layer["value"])}
                 for layer in cache["layers"]
             ],
         }
