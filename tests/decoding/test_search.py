@@ -53,21 +53,32 @@ def test_cached_steps_equal_full_prefix_decoding(norm):
         np.testing.assert_allclose(logits.numpy(), expected[:, index], atol=1e-4)
 
 
-def test_cached_greedy_equals_uncached_greedy():
-    model = tiny_model()
-    ids, _ = greedy_search(model, SOURCE, MAX_LENGTHS)
-    memory = model.encode(SOURCE)
-    for row in range(SOURCE.shape[0]):
-        source = SOURCE[row : row + 1]
+@pytest.mark.parametrize("order", [[0, 1, 2], [2, 1, 0], [1, 0, 2]])
+def test_cached_greedy_equals_uncached_greedy(order):
+    """In every order of the batch, so that sentences leave the working batch from its start, middle
+    and end (a finished sentence's rows are dropped, and the others' must follow them)."""
+    model = tiny_model(seed=1)
+    # A louder cross-attention makes every step depend on its own sentence's source, so that a
+    # sentence decoded against another's encoder output (rows mixed up) scores differently.
+    for layer in model.decoder_layers:
+        layer.cross_attention.output_dense.kernel.assign(layer.cross_attention.output_dense.kernel * 30.0)
+    source_ids, max_lengths = tf.gather(SOURCE, order), tf.gather(MAX_LENGTHS, order)
+    ids, scores = greedy_search(model, source_ids, max_lengths)
+    memory = model.encode(source_ids)
+    for row in range(source_ids.shape[0]):
+        source = source_ids[row : row + 1]
         prefix = [BOS_ID]
         while prefix[-1] != EOS_ID:
             logits = model.decode(tf.constant([prefix]), memory[row : row + 1], source)[0, -1].numpy()
             logits[[PAD_ID, BOS_ID]] = -np.inf
-            prefix.append(EOS_ID if len(prefix) - 1 >= MAX_LENGTHS[row] else int(np.argmax(logits)))
+            prefix.append(EOS_ID if len(prefix) - 1 >= max_lengths[row] else int(np.argmax(logits)))
         produced = [token for token in ids[row, 0].numpy() if token != PAD_ID]
         assert produced == prefix[1:]
+        # The score is sensitive to every step's source memory, even where the argmax is not.
+        expected = full_prefix_log_probs(model, source, produced, int(max_lengths[row])).sum()
+        np.testing.assert_allclose(scores[row, 0].numpy(), expected, atol=1e-4)
     lengths = [len([t for t in ids[row, 0].numpy() if t != PAD_ID]) for row in range(3)]
-    assert any(length <= limit for length, limit in zip(lengths, MAX_LENGTHS.numpy())), "no early EOS exercised"
+    assert len(set(lengths)) == 3, "sentences should finish at different steps"
 
 
 def test_beam_of_one_is_greedy():
