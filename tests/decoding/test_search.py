@@ -74,9 +74,10 @@ def test_cached_greedy_equals_uncached_greedy(order):
             prefix.append(EOS_ID if len(prefix) - 1 >= max_lengths[row] else int(np.argmax(logits)))
         produced = [token for token in ids[row, 0].numpy() if token != PAD_ID]
         assert produced == prefix[1:]
-        # The score is sensitive to every step's source memory, even where the argmax is not.
+        # The score is sensitive to every step's source memory, even where the argmax is not (rows
+        # mixed up moved one by 0.64; the tolerance leaves room for other CPUs' rounding).
         expected = full_prefix_log_probs(model, source, produced, int(max_lengths[row])).sum()
-        np.testing.assert_allclose(scores[row, 0].numpy(), expected, atol=1e-4)
+        np.testing.assert_allclose(scores[row, 0].numpy(), expected, atol=1e-3)
     lengths = [len([t for t in ids[row, 0].numpy() if t != PAD_ID]) for row in range(3)]
     assert len(set(lengths)) == 3, "sentences should finish at different steps"
 
