@@ -32,7 +32,7 @@ benchmark-quality: install
 # evaluations (hours on 2 CPU cores; an interrupted run continues where it stopped).
 PATIENCE ?= 10
 benchmark-quality-full: install
-	$(BIN)/python scripts/benchmark.py quality --config configs/multi30k_en_de.yaml --patience $(PATIENCE) --no-fresh
+	$(BIN)/python scripts/benchmark.py quality --config configs/multi30k_en_de.yaml --patience $(PATIENCE)
 
 # Training and decoding throughput, MFU and peak memory of the reference toolkit's setup
 # (benchmarks/speed.json and .md); about 15 minutes on 2 CPU cores.

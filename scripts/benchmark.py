@@ -4,8 +4,8 @@
       trains the config for a wall-clock budget, then evaluates the test split with greedy search
       and with beam 4; adds an entry (keyed by config file) to benchmarks/quality.json and
       rewrites benchmarks/quality.md from all entries. With --patience N it trains until
-      validation BLEU has not improved for N evaluations instead (full training; resumable with
-      --no-fresh), keyed "<config> (full training)".
+      validation BLEU has not improved for N evaluations instead (full training; run again, it
+      resumes), keyed "<config> (full training)".
 
   scripts/benchmark.py speed --config configs/reference_base.yaml --out benchmarks/speed.json
       times training steps (tokens/s, padding, model FLOP utilisation against a matmul peak
@@ -72,20 +72,28 @@ def quality(
     patience: Annotated[Optional[int], typer.Option(
         help="Train until validation BLEU has not improved for this many evaluations (full training), "
              "with no time budget; --minutes is then ignored.")] = None,
-    run_dir: Annotated[Optional[str], typer.Option(help="Run directory (default: runs/benchmark_<config name>).")] = None,
+    run_dir: Annotated[Optional[str], typer.Option(
+        help="Run directory (default: runs/benchmark_<config name>, with _full after it for --patience).")] = None,
     out: Annotated[Path, typer.Option(help="JSON file collecting the entries.")] = Path("benchmarks/quality.json"),
-    fresh: Annotated[bool, typer.Option(help="Delete the run directory first instead of resuming it.")] = True,
+    fresh: Annotated[Optional[bool], typer.Option(
+        help="Delete the run directory first instead of resuming it (default: yes for a time budget, "
+             "which must start from scratch; no with --patience, so that a full training resumes).")] = None,
 ) -> None:
     """Train for a time budget (or until validation BLEU stops improving), then score the test
     split with greedy search and beam 4."""
     full = patience is not None
     run_dir = run_dir or f"runs/benchmark_{config.stem}" + ("_full" if full else "")
-    if fresh:
+    if fresh if fresh is not None else not full:
         shutil.rmtree(run_dir, ignore_errors=True)
     budget = [f"train.early_stopping_patience={patience}"] if full else [f"train.max_minutes={minutes}"]
     resolved, run = jobs.open_training_run(config, run_dir, budget)
     started = time.monotonic()
-    summary = train(resolved, run)
+    try:
+        summary = train(resolved, run)
+    except trainer.TrainingInterrupted:
+        typer.echo("interrupted, state saved: " + ("run the same command again to resume" if full else
+                   "a time-budget benchmark starts afresh when run again"), err=True)
+        raise typer.Exit(130) from None
     train_wall_minutes = (time.monotonic() - started) / 60
     decodes = {}
     for name, beam in (("greedy", 1), ("beam4", 4)):
