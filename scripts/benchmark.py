@@ -82,8 +82,9 @@ def quality(
     """Train for a time budget (or until validation BLEU stops improving), then score the test
     split with greedy search and beam 4."""
     full = patience is not None
+    key = f"{config} (full training)" if full else str(config)  # both kinds of entry, side by side
     run_dir = run_dir or f"runs/benchmark_{config.stem}" + ("_full" if full else "")
-    if fresh if fresh is not None else not full:
+    if (not full) if fresh is None else fresh:
         shutil.rmtree(run_dir, ignore_errors=True)
     budget = [f"train.early_stopping_patience={patience}"] if full else [f"train.max_minutes={minutes}"]
     resolved, run = jobs.open_training_run(config, run_dir, budget)
@@ -126,16 +127,11 @@ def quality(
         "date": time.strftime("%Y-%m-%d"),
     }
     entries = json.loads(out.read_text()) if out.is_file() else {}
-    entries[quality_key(config, full)] = entry
+    entries[key] = entry
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic.write_text(out, json.dumps(entries, indent=2) + "\n")
     atomic.write_text(out.with_suffix(".md"), quality_table(entries))
-    typer.echo(quality_table({quality_key(config, full): entry}))
-
-
-def quality_key(config: Path, full: bool) -> str:
-    # A budgeted run and a full training of one config are separate entries, side by side.
-    return f"{config} (full training)" if full else str(config)
+    typer.echo(quality_table({key: entry}))
 
 
 def quality_table(entries: dict) -> str:

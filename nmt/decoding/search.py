@@ -57,7 +57,7 @@ def greedy_search(
         going_on = tf.where(tf.not_equal(next_ids, EOS_ID))[:, 0]
         cache = tf.cond(
             tf.size(going_on) < tf.size(active),
-            lambda: _keep_sentences(_reorder(cache, going_on), going_on),
+            lambda: tf.nest.map_structure(lambda tensor: tf.gather(tensor, going_on), cache),
             lambda: cache,
         )
         return (
@@ -130,13 +130,13 @@ def beam_search(
         next_tokens = tf.gather(next_ids, keep, batch_dims=1)
 
         # Sentences with beam_size finished hypotheses are done; the others go on.
-        going_on = tf.where(counts < beam_size)[:, 0]  # (A',) positions among the active
+        going_on = tf.cast(tf.where(counts < beam_size)[:, 0], tf.int32)  # (A',) positions among the active
         row_base = going_on[:, tf.newaxis] * beam_size
-        rows = tf.reshape(tf.cast(row_base, tf.int32) + tf.gather(parents, going_on), [-1])
+        rows = tf.reshape(row_base + tf.gather(parents, going_on), [-1])
         cache = _reorder(cache, rows)
         cache = tf.cond(
             tf.size(going_on) < tf.size(active),
-            lambda: _keep_sentences(cache, tf.reshape(tf.cast(row_base, tf.int32) + in_beam, [-1])),
+            lambda: _keep_sentences(cache, tf.reshape(row_base + in_beam, [-1])),
             lambda: cache,
         )
         tokens = tf.reshape(tf.gather(next_tokens, going_on), [-1])
@@ -190,8 +190,8 @@ def _reorder(cache: dict, rows: tf.Tensor) -> dict:
 
 
 def _keep_sentences(cache: dict, rows: tf.Tensor) -> dict:
-    """Keeps the encoder's keys, values and mask of `rows` only, for the sentences still searched
-    (the self-attention's follow their hypotheses in `_reorder`)."""
+    """Keeps the encoder's keys, values and mask of `rows` only, for the sentences beam search
+    still searches (the self-attention's follow their hypotheses in `_reorder`)."""
     def keep(layer: dict) -> dict:
         return {**layer, "memory_key": tf.gather(layer["memory_key"], rows), "memory_value": tf.gather(layer["memory_value"], rows)}
 
