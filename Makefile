@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test benchmark-quality benchmark-quality-full benchmark-speed clean
+.PHONY: install demo test benchmark-quality benchmark-quality-full benchmark-speed benchmark-speed-reference clean
 
 install: $(VENV)/.installed
 
@@ -38,6 +38,19 @@ benchmark-quality-full: install
 # (benchmarks/speed.json and .md); about 15 minutes on 2 CPU cores.
 benchmark-speed: install
 	$(BIN)/python scripts/benchmark.py speed --config configs/reference_base.yaml
+
+# The same, with the reference toolkit (OpenNMT-tf 2.32 on TensorFlow 2.12, in its own environment:
+# it cannot share one with nmt's TensorFlow) training the same model on the same data in the same
+# run, so the speed-up over it is measured on this machine. Needs Python <= 3.11 for TensorFlow 2.12.
+REFERENCE_VENV ?= .venv-reference
+$(REFERENCE_VENV)/.installed:
+	$(PYTHON) -m venv $(REFERENCE_VENV)
+	$(REFERENCE_VENV)/bin/python -m pip install --quiet "OpenNMT-tf==2.32.0" "tensorflow==2.12.1"
+	touch $@
+
+benchmark-speed-reference: install $(REFERENCE_VENV)/.installed
+	$(BIN)/python scripts/benchmark.py speed --config configs/reference_base.yaml \
+		--reference-python $(REFERENCE_VENV)/bin/python
 
 clean:
 	rm -rf runs .pytest_cache

@@ -11,7 +11,9 @@
       times training steps (tokens/s, padding, model FLOP utilisation against a matmul peak
       measured in the same run), greedy and beam-4 decoding of the test split, and peak memory;
       each --lever is a variant of the config whose training speed is measured in the same run
-      and reported as a ratio to the config's.
+      and reported as a ratio to the config's. With --reference-python, the reference toolkit
+      (OpenNMT-tf, scripts/reference_opennmt.py) trains the same model on the same segmented data
+      in the same run, and the config's speed is reported as a ratio to it too.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import os
 import platform
 import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +37,7 @@ import typer
 from nmt import atomic, jobs
 from nmt import config as config_lib
 from nmt.config import Config, ModelConfig
-from nmt.data import tokenizer
+from nmt.data import sources, tokenizer
 from nmt.data.tokenizer import PAD_ID
 from nmt.decoding.translator import Translator
 from nmt.evaluation.evaluator import SplitEvaluator
@@ -91,10 +94,10 @@ def quality(
     started = time.monotonic()
     try:
         summary = train(resolved, run)
-    except trainer.TrainingInterrupted:
+    except trainer.TrainingInterrupted as interrupted:
         typer.echo("interrupted, state saved: " + ("run the same command again to resume" if full else
                    "a time-budget benchmark starts afresh when run again"), err=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(interrupted.exit_code) from None
     train_wall_minutes = (time.monotonic() - started) / 60
     decodes = {}
     for name, beam in (("greedy", 1), ("beam4", 4)):
@@ -237,6 +240,46 @@ def measure_training(config: Config, run: RunDir, steps: int, warmup: int) -> tu
     }, setup.model
 
 
+def measure_reference(reference_python: Path, config: Config, tokenizer_dir: Path, steps: int, warmup: int) -> dict:
+    """Training throughput of the reference toolkit on this config's model, batching and training
+    data, segmented by the same SentencePiece model (scripts/reference_opennmt.py, run by the
+    reference's own Python)."""
+    import sentencepiece as spm
+
+    model = config.model
+    if not (config.tokenizer.joint and model.share_embeddings and model.tie_output
+            and model.num_encoder_layers == model.num_decoder_layers):
+        raise typer.BadParameter("--reference-python needs a joint vocabulary, shared and tied embeddings and "
+                                 "as many encoder as decoder layers (the reference's Transformer)")
+    segmenter = spm.SentencePieceProcessor(model_file=str(tokenizer.model_files(tokenizer_dir, joint=True)["source"]))
+    with tempfile.TemporaryDirectory() as directory:
+        work = Path(directory)
+        for side, texts in zip(("source", "target"), sources.read_pairs(config.data, "train")):
+            pieces = segmenter.encode(texts, out_type=str)
+            (work / f"train.{side}").write_text("".join(" ".join(line) + "\n" for line in pieces), encoding="utf-8")
+        # OpenNMT-tf's own special tokens first; it adds one for unknown pieces at the end, so
+        # the vocabulary has as many entries as ours (whose pad/unk/bos/eos are ids 0-3).
+        vocabulary = ["<blank>", "<s>", "</s>"] + [segmenter.id_to_piece(i) for i in range(4, segmenter.get_piece_size())]
+        (work / "vocabulary.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
+        job = {
+            "directory": directory, "steps": steps, "warmup": warmup,
+            "model": {"num_layers": model.num_encoder_layers, "hidden_dim": model.hidden_dim, "num_heads": model.num_heads,
+                      "intermediate_dim": model.intermediate_dim, "dropout": model.dropout,
+                      "attention_dropout": model.attention_dropout},
+            "batch_tokens": config.train.batch_tokens, "max_length": config.data.max_length,
+            "adam_beta2": config.train.adam_beta2, "warmup_steps": config.train.warmup_steps,
+            "label_smoothing": config.train.label_smoothing,
+        }
+        (work / "job.json").write_text(json.dumps(job), encoding="utf-8")
+        script = Path(__file__).with_name("reference_opennmt.py")
+        done = subprocess.run([str(reference_python), str(script), str(work / "job.json")], capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = " | ".join(done.stderr.strip().splitlines()[-3:])
+        raise typer.BadParameter(f"the reference toolkit failed under {reference_python} "
+                                 f"(make benchmark-speed-reference installs it): {tail}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def measure_decoding(config: Config, model, tokenizers, beam_size: int) -> dict:
     """Sentences/s and output subwords/s translating the test split (the evaluation path)."""
     decode_config = dataclasses.replace(config, decode=dataclasses.replace(config.decode, beam_size=beam_size))
@@ -262,6 +305,9 @@ def speed(
                                                   "whose training speed is measured too.")] = [],
     decode_run_dir: Annotated[Optional[str], typer.Option(help="Trained run whose best checkpoint decodes "
                                                                "(default: the model after the timed steps).")] = None,
+    reference_python: Annotated[Optional[Path], typer.Option(
+        help="Python of an environment with OpenNMT-tf 2.32 (make benchmark-speed-reference makes "
+             ".venv-reference): the reference trains the same model on the same data in this run.")] = None,
     out: Annotated[Path, typer.Option(help="JSON output; a Markdown table goes beside it.")] = Path("benchmarks/speed.json"),
 ) -> None:
     """Training and decoding throughput, model FLOP utilisation and peak memory of a config."""
@@ -292,6 +338,13 @@ def speed(
     for result in results.values():
         result["speedup"] = round(result["train_target_tokens_per_s"] / base["train_target_tokens_per_s"], 2)
     tokenizers = tokenizer.load(RunDir(Path(scratch.name)).tokenizer_dir, resolved.tokenizer.joint)
+    reference = None
+    if reference_python:
+        typer.echo("training speed: the reference toolkit ...", err=True)
+        reference = measure_reference(reference_python, resolved, RunDir(Path(scratch.name)).tokenizer_dir, steps, warmup)
+        reference["speedup"] = round(base["train_target_tokens_per_s"] / reference["train_target_tokens_per_s"], 2)
+        typer.echo(f"  {reference['train_target_tokens_per_s']:,} target tokens/s: the config is "
+                   f"{reference['speedup']}x the reference", err=True)
     scratch.cleanup()
     if decode_run_dir:
         translator = Translator.from_run_dir(RunDir(Path(decode_run_dir)))
@@ -319,6 +372,8 @@ def speed(
         # ru_maxrss is in KiB on Linux.
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "levers": {name: result for name, result in results.items() if name != "config"},
+        # The reference toolkit measured in this run; its "speedup" is the config's over it.
+        "reference": reference,
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d"),
     }
@@ -344,6 +399,12 @@ def speed_table(entry: dict) -> str:
             f"| {name} | {result['precision']} | {'yes' if result['jit_compile'] else 'no'} | "
             f"{result['train_target_tokens_per_s']:,} | {result['train_tokens_per_s']:,} | {result['speedup']:.2f}x | "
             f"{result['padding_fraction']:.1%} | {result['model_gflops_per_s']} | {result['mfu']:.1%} |"
+        )
+    reference = entry.get("reference")
+    if reference:
+        lines.append(
+            f"| reference: {reference['toolkit']} | float32 | no | {reference['train_target_tokens_per_s']:,} | "
+            f"{reference['train_tokens_per_s']:,} | config is {reference['speedup']:.2f}x this | | | |"
         )
     lines += [
         "",

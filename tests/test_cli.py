@@ -5,6 +5,7 @@ or a missing target shift, which give BLEU near 0)."""
 import json
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 
 from nmt import checkpoints
 from nmt.cli import app
+from nmt.training import trainer
 
 runner = CliRunner()
 BLEU_THRESHOLD = 35.0
@@ -184,6 +186,31 @@ def test_resume_continues_from_the_last_checkpoint(workdir, tfds_dir):
     # Validation every 2 steps (mid-epoch), and once more where training stopped.
     even = before + 1 if (before + 1) % 2 == 0 else before + 2
     assert [record["step"] for record in read_metrics(workdir)[len(metrics):]] == [even, before + 3]
+
+
+def test_sigterm_saves_the_state_like_ctrl_c(workdir, tfds_dir, monkeypatch):
+    """What schedulers and `kill` send: the state at the step reached is saved, not lost."""
+    last = workdir / "runs" / "tiny" / "checkpoints" / "last"
+    before = checkpoints.step_of(checkpoints.latest(last))
+    stop_reason = trainer._Loop._stop_reason
+
+    def terminate_after_two_steps(loop):
+        if loop.step == before + 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return stop_reason(loop)
+
+    monkeypatch.setattr(trainer._Loop, "_stop_reason", terminate_after_two_steps)
+    # Should training not handle SIGTERM, this fails the test instead of killing pytest.
+    previous = signal.signal(signal.SIGTERM, lambda *_: pytest.fail("SIGTERM reached the default handler"))
+    try:
+        result = invoke("train", "--config", "configs/tiny.yaml", "--set", f"data.data_dir={tfds_dir}",
+                        "--set", f"train.max_steps={before + 10}")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert result.exit_code == 143, result.output
+    assert f"training stopped by SIGTERM at step {before + 2}; state saved" in result.output
+    assert "Traceback" not in result.output
+    assert checkpoints.step_of(checkpoints.latest(last)) == before + 2
 
 
 def test_resume_with_a_different_model_is_refused(workdir, tfds_dir):

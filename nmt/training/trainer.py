@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import contextlib
 import math
+import signal
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import keras
 import tensorflow as tf
@@ -33,9 +36,33 @@ _BATCH_SPEC = {key: tf.TensorSpec([None, None], tf.int32) for key in ("source_id
 
 
 class TrainingInterrupted(NmtError):
-    """Ctrl-C during training; the state was saved first."""
+    """Ctrl-C or SIGTERM during training; the state was saved first."""
 
-    exit_code = 130
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the training loop is, so it saves as on Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _sigterm_saves() -> Iterator[None]:
+    """Schedulers, `kill` and `timeout` stop a job with SIGTERM, whose default kills the process
+    at once and loses the epoch in progress; inside this block it stops training like Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+
+    def terminate(signum, frame):
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass
@@ -142,7 +169,7 @@ def train(config: Config, run: RunDir, progress: bool = True) -> TrainSummary:
     """Trains (or resumes training) in run; returns what happened.
 
     Raises:
-        TrainingInterrupted: on Ctrl-C, after saving the current state.
+        TrainingInterrupted: on Ctrl-C or SIGTERM, after saving the current state.
     """
     setup = prepare(config, run)
     model, optimizer = setup.model, setup.optimizer
@@ -264,22 +291,25 @@ class _Loop:
         first_step = self.step
         steps_per_epoch = None
         try:
-            while stopped_by is None:
-                epoch_steps, stopped_by = self._epoch(train_batches, validation_batches, steps_per_epoch)
-                if stopped_by is None:
-                    self.state.epoch += 1
-                    steps_per_epoch = epoch_steps
-                    if not self.config.train.eval_every_steps and self.state.epoch % self.config.train.eval_every == 0:
-                        self._validate_and_save(validation_batches)
-                    stopped_by = self._stop_reason()
-            # Where training stopped is validated and saved, unless it just was (or nothing ran).
-            if self.step != first_step and self.validated_step != self.step:
-                self._validate_and_save(validation_batches)
-        except KeyboardInterrupt:
+            with _sigterm_saves():
+                while stopped_by is None:
+                    epoch_steps, stopped_by = self._epoch(train_batches, validation_batches, steps_per_epoch)
+                    if stopped_by is None:
+                        self.state.epoch += 1
+                        steps_per_epoch = epoch_steps
+                        if not self.config.train.eval_every_steps and self.state.epoch % self.config.train.eval_every == 0:
+                            self._validate_and_save(validation_batches)
+                        stopped_by = self._stop_reason()
+                # Where training stopped is validated and saved, unless it just was (or nothing ran).
+                if self.step != first_step and self.validated_step != self.step:
+                    self._validate_and_save(validation_batches)
+        except KeyboardInterrupt as interrupt:
             path = self._save_last()
+            terminated = isinstance(interrupt, _Terminated)
             raise TrainingInterrupted(
-                f"training interrupted at step {self.step}; state saved to {path}. "
-                f"Run the same nmt train command again to resume."
+                f"training {'stopped by SIGTERM' if terminated else 'interrupted'} at step {self.step}; "
+                f"state saved to {path}. Run the same nmt train command again to resume.",
+                exit_code=128 + (signal.SIGTERM if terminated else signal.SIGINT),
             ) from None
         return TrainSummary(
             steps=self.step,
