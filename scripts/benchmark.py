@@ -320,10 +320,11 @@ def speed(
         variants[name] = config_lib.load(config, [*overrides, *settings.split(",")])
     results, peaks = {}, {}
     scratch = tempfile.TemporaryDirectory()
+    # One scratch run directory: SentencePiece is trained once for all variants (and the reference).
+    scratch_run = RunDir(Path(scratch.name))
     for name, variant in variants.items():
         typer.echo(f"training speed: {name} ...", err=True)
-        # One scratch run directory: SentencePiece is trained once for all variants.
-        result, model = measure_training(variant, RunDir(Path(scratch.name)), steps, warmup)
+        result, model = measure_training(variant, scratch_run, steps, warmup)
         if name == "config":
             trained = model  # decodes below, unless --decode-run-dir
         typer.echo(f"  {result['train_target_tokens_per_s']:,} target tokens/s (warm-up "
@@ -337,11 +338,11 @@ def speed(
     base = results["config"]
     for result in results.values():
         result["speedup"] = round(result["train_target_tokens_per_s"] / base["train_target_tokens_per_s"], 2)
-    tokenizers = tokenizer.load(RunDir(Path(scratch.name)).tokenizer_dir, resolved.tokenizer.joint)
+    tokenizers = tokenizer.load(scratch_run.tokenizer_dir, resolved.tokenizer.joint)
     reference = None
     if reference_python:
         typer.echo("training speed: the reference toolkit ...", err=True)
-        reference = measure_reference(reference_python, resolved, RunDir(Path(scratch.name)).tokenizer_dir, steps, warmup)
+        reference = measure_reference(reference_python, resolved, scratch_run.tokenizer_dir, steps, warmup)
         reference["config_speedup"] = round(base["train_target_tokens_per_s"] / reference["train_target_tokens_per_s"], 2)
         typer.echo(f"  {reference['train_target_tokens_per_s']:,} target tokens/s: the config trains "
                    f"{reference['config_speedup']}x as fast", err=True)
