@@ -23,6 +23,10 @@ def paired_bootstrap(
         [baseline, system], {"BLEU": BLEU(), "chrF": CHRF()}, [references], test_type="bs", n_samples=SAMPLES
     )
     signatures, results = test()
+    # sacreBLEU counts resampled differences strictly above the observed one, so two identical
+    # outputs get its smallest p-value, 1/(samples+1), which reads as significant: there is no
+    # difference to test, hence p = 1.
+    identical = baseline[1] == system[1]
     comparison = {"baseline": baseline[0], "system": system[0], "bootstrap_samples": SAMPLES, "metrics": {}}
     for metric, signature in signatures.items():
         base, ours = results[metric]
@@ -31,7 +35,7 @@ def paired_bootstrap(
             "baseline": _rounded(base),
             "system": _rounded(ours),
             "difference": round(float(ours.score - base.score), 2),
-            "p_value": round(float(ours.p_value), 4),
+            "p_value": 1.0 if identical else round(float(ours.p_value), 4),
         }
     return comparison
 
