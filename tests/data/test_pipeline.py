@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from nmt.config import TokenizerConfig
@@ -12,12 +13,21 @@ def test_shift_target():
     np.testing.assert_array_equal(target_out.numpy(), [7, 8, 9, EOS_ID])
 
 
-def test_batches_respect_token_budget_and_length_limit(tmp_path):
-    words = "alpha beta gamma delta epsilon zeta eta theta iota kappa".split()
-    sources = [" ".join(words[: 1 + i % 10]) for i in range(300)]
-    targets = [" ".join(reversed(words[: 1 + i % 10])) for i in range(300)]
-    tokenizer.train(TokenizerConfig(vocab_size=40), sources, targets, tmp_path)
-    tokenizers = tokenizer.load(tmp_path, joint=True)
+WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa".split()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """300 pairs of 1 to 10 words and a SentencePiece model trained on them."""
+    sources = [" ".join(WORDS[: 1 + i % 10]) for i in range(300)]
+    targets = [" ".join(reversed(WORDS[: 1 + i % 10])) for i in range(300)]
+    directory = tmp_path_factory.mktemp("tokenizer")
+    tokenizer.train(TokenizerConfig(vocab_size=40), sources, targets, directory)
+    return sources, targets, tokenizer.load(directory, joint=True)
+
+
+def test_batches_respect_token_budget_and_length_limit(corpus):
+    sources, targets, tokenizers = corpus
     pairs = tf.data.Dataset.from_tensor_slices((sources, targets))
     batches = list(pipeline.make_batches(pairs, tokenizers, batch_tokens=64, max_length=6, shuffle_buffer=100, seed=1))
     seen = 0
@@ -42,3 +52,21 @@ def test_bucket_boundaries_increase():
     boundaries = pipeline.bucket_boundaries(100)
     assert boundaries[0] == 8 and boundaries[-1] <= 100
     assert all(b > a for a, b in zip(boundaries, boundaries[1:]))
+
+
+def test_the_partly_filled_batch_is_not_always_last_in_an_epoch(corpus):
+    _, _, tokenizers = corpus
+    # One length bucket: 103 equal pairs make full batches and one smaller leftover batch.
+    pairs = tf.data.Dataset.from_tensor_slices(([" ".join(WORDS[:3])] * 103, [" ".join(WORDS[:3])] * 103))
+
+    def leftover_positions(shuffle_buffer):
+        batches = pipeline.make_batches(pairs, tokenizers, batch_tokens=64, max_length=6, shuffle_buffer=shuffle_buffer, seed=3)
+        positions = []
+        for _ in range(5):
+            rows = [int(batch["source_ids"].shape[0]) for batch in batches]
+            assert sum(rows) == 103 and len(set(rows)) == 2
+            positions.append((rows.index(min(rows)), len(rows)))
+        return positions
+
+    assert all(position == count - 1 for position, count in leftover_positions(None))
+    assert any(position != count - 1 for position, count in leftover_positions(100))
