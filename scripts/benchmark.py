@@ -68,6 +68,18 @@ def machine() -> dict:
             "gpu": ", ".join(gpus) or None, "tensorflow": tf.__version__}
 
 
+def code_version() -> str:
+    """The commit measured (with "+changes" when the working tree differs from it), so that a
+    result can be traced to the code behind it; "unknown" outside a git checkout."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit.stdout.strip() + ("+changes" if changed.stdout.strip() else "")
+
+
 @app.command()
 def quality(
     config: Annotated[Path, typer.Option(help="Training config.")] = Path("configs/multi30k_en_de.yaml"),
@@ -127,6 +139,7 @@ def quality(
         "chrf_signature": decodes["beam4"]["chrf_signature"],
         "beam4_over_greedy_time": round(decodes["greedy"]["sentences_per_second"] / decodes["beam4"]["sentences_per_second"], 2),
         "machine": machine(),
+        "code": code_version(),
         "date": time.strftime("%Y-%m-%d"),
     }
     entries = json.loads(out.read_text()) if out.is_file() else {}
@@ -140,8 +153,8 @@ def quality(
 def quality_table(entries: dict) -> str:
     lines = [
         "| config | pair | test | trained until | minutes | steps | epochs | greedy BLEU | beam-4 BLEU | "
-        "beam-4 chrF | greedy sent/s | beam-4 sent/s | machine |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "beam-4 chrF | greedy sent/s | beam-4 sent/s | machine | code |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for entry in entries.values():
         hardware = entry["machine"]
@@ -154,7 +167,7 @@ def quality_table(entries: dict) -> str:
             f"| {entry['config']} | {entry['pair']} | {entry['test_split']} | {until} | {entry['train_minutes']:.1f} | "
             f"{entry['steps']} | {entry['epochs']} | {entry['greedy_bleu']:.2f} | {entry['beam4_bleu']:.2f} | "
             f"{entry['beam4_chrf']:.2f} | {entry['greedy_sentences_per_second']:.1f} | "
-            f"{entry['beam4_sentences_per_second']:.1f} | {where} |"
+            f"{entry['beam4_sentences_per_second']:.1f} | {where} | {entry.get('code', 'unknown')} |"
         )
     signatures = sorted({entry["signature"] for entry in entries.values()})
     return "\n".join([*lines, "", *(f"BLEU signature: `{signature}`" for signature in signatures)]) + "\n"
@@ -376,6 +389,7 @@ def speed(
         # The reference toolkit measured in this run; "config_speedup": the config's target tokens/s over its.
         "reference": reference,
         "machine": machine(),
+        "code": code_version(),
         "date": time.strftime("%Y-%m-%d"),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -389,7 +403,7 @@ def speed_table(entry: dict) -> str:
     where = f"{hardware['cpu']} ({hardware['cores']} cores)" + (f", {hardware['gpu']}" if hardware["gpu"] else "")
     lines = [
         f"Speed of `{entry['config']}` {' '.join(f'--set {o}' for o in entry['overrides'])} on {where}, "
-        f"{entry['date']}; training timed over {entry['steps']} steps after one pass over the data and "
+        f"{entry['date']}, code {entry.get('code', 'unknown')}; training timed over {entry['steps']} steps after one pass over the data and "
         f"{entry['warmup_steps']} warm-up steps.",
         "",
         "| variant | precision | XLA | target tok/s | src+tgt tok/s | speedup | padding | model GFLOP/s | MFU |",
