@@ -87,8 +87,9 @@ def make_batches(
     if shuffle_buffer:
         # Bucketing emits each bucket's partly filled batch when the data runs out: ~20 small
         # batches (down to 2 sentences) in a row at every epoch's end, just before validation and
-        # the checkpoint. Their noisy updates filled Adam's momentum and cost up to 9 validation
-        # BLEU at each epoch's end on Multi30k; shuffled among full batches they are harmless.
+        # the checkpoint. Adam gives each as large a step as a full batch: on Multi30k a model
+        # scored validation BLEU 20.9 at an epoch's end and 29.9 half an epoch later. Shuffled
+        # among full batches, they lowered validation loss at every epoch (see README).
         batches = batches.shuffle(BATCH_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
     return batches.prefetch(tf.data.AUTOTUNE)
 
