@@ -42,6 +42,9 @@ benchmark-speed: install
 # The same, with the reference toolkit (OpenNMT-tf 2.32 on TensorFlow 2.12, in its own environment:
 # it cannot share one with nmt's TensorFlow) training the same model on the same data in the same
 # run, so the speed-up over it is measured on this machine. Needs Python <= 3.11 for TensorFlow 2.12.
+# DECODE_RUN_DIR=runs/X (a trained reference_base run): both decode the test split, ours with X's
+# model, the reference with its own after as many training steps.
+DECODE_RUN_DIR ?=
 REFERENCE_VENV ?= .venv-reference
 $(REFERENCE_VENV)/.installed:
 	$(PYTHON) -m venv $(REFERENCE_VENV)
@@ -50,7 +53,7 @@ $(REFERENCE_VENV)/.installed:
 
 benchmark-speed-reference: install $(REFERENCE_VENV)/.installed
 	$(BIN)/python scripts/benchmark.py speed --config configs/reference_base.yaml \
-		--reference-python $(REFERENCE_VENV)/bin/python
+		--reference-python $(REFERENCE_VENV)/bin/python $(if $(DECODE_RUN_DIR),--decode-run-dir $(DECODE_RUN_DIR))
 
 clean:
 	rm -rf runs .pytest_cache

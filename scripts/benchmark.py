@@ -13,7 +13,9 @@
       each --lever is a variant of the config whose training speed is measured in the same run
       and reported as a ratio to the config's. With --reference-python, the reference toolkit
       (OpenNMT-tf, scripts/reference_opennmt.py) trains the same model on the same segmented data
-      in the same run, and the config's speed is reported as a ratio to it too.
+      in the same run, and the config's speed is reported as a ratio to it too; the reference also
+      decodes the test split, trained for as many steps as the model ours decodes (the benchmark's
+      own, or --decode-run-dir's), so decoding is compared on models of like training.
 """
 
 from __future__ import annotations
@@ -34,13 +36,14 @@ from typing import Annotated, Optional
 import keras
 import typer
 
-from nmt import atomic, jobs
+from nmt import atomic, checkpoints, jobs
 from nmt import config as config_lib
 from nmt.config import Config, ModelConfig
 from nmt.data import sources, tokenizer
 from nmt.data.tokenizer import PAD_ID
 from nmt.decoding.translator import Translator
 from nmt.evaluation.evaluator import SplitEvaluator
+from nmt.evaluation.scoring import score
 from nmt.model.transformer import build_transformer
 from nmt.run_dir import RunDir
 from nmt.training import precision, trainer
@@ -253,10 +256,12 @@ def measure_training(config: Config, run: RunDir, steps: int, warmup: int) -> tu
     }, setup.model
 
 
-def measure_reference(reference_python: Path, config: Config, tokenizer_dir: Path, steps: int, warmup: int) -> dict:
-    """Training throughput of the reference toolkit on this config's model, batching and training
-    data, segmented by the same SentencePiece model (scripts/reference_opennmt.py, run by the
-    reference's own Python)."""
+def measure_reference(reference_python: Path, config: Config, tokenizer_dir: Path, steps: int, warmup: int,
+                      decode_steps: Optional[int]) -> dict:
+    """The reference toolkit on this config's model, batching and training data, segmented by the same
+    SentencePiece model (scripts/reference_opennmt.py, run by the reference's own Python): training
+    throughput over the same steps as ours and, given decode_steps, greedy and beam-4 decoding of the
+    test split with the config's decoding settings by its model after that many training steps."""
     import sentencepiece as spm
 
     model = config.model
@@ -265,32 +270,50 @@ def measure_reference(reference_python: Path, config: Config, tokenizer_dir: Pat
         raise typer.BadParameter("--reference-python needs a joint vocabulary, shared and tied embeddings and "
                                  "as many encoder as decoder layers (the reference's Transformer)")
     segmenter = spm.SentencePieceProcessor(model_file=str(tokenizer.model_files(tokenizer_dir, joint=True)["source"]))
+    test = SplitEvaluator(config.data, "test")
+    beam_sizes = (1, 4) if decode_steps else ()
     with tempfile.TemporaryDirectory() as directory:
         work = Path(directory)
-        for side, texts in zip(("source", "target"), sources.read_pairs(config.data, "train")):
+
+        def write_segmented(name: str, texts: list[str]) -> None:
             pieces = segmenter.encode(texts, out_type=str)
-            (work / f"train.{side}").write_text("".join(" ".join(line) + "\n" for line in pieces), encoding="utf-8")
+            (work / name).write_text("".join(" ".join(line) + "\n" for line in pieces), encoding="utf-8")
+
+        for side, texts in zip(("source", "target"), sources.read_pairs(config.data, "train")):
+            write_segmented(f"train.{side}", texts)
+        write_segmented("test.source", test.sources)
         # OpenNMT-tf's own special tokens first; it adds one for unknown pieces at the end, so
         # the vocabulary has as many entries as ours (whose pad/unk/bos/eos are ids 0-3).
         vocabulary = ["<blank>", "<s>", "</s>"] + [segmenter.id_to_piece(i) for i in range(4, segmenter.get_piece_size())]
         (work / "vocabulary.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
         job = {
-            "directory": directory, "steps": steps, "warmup": warmup,
+            "directory": directory, "steps": steps, "warmup": warmup, "train_steps": max(steps + warmup, decode_steps or 0),
             "model": {"num_layers": model.num_encoder_layers, "hidden_dim": model.hidden_dim, "num_heads": model.num_heads,
                       "intermediate_dim": model.intermediate_dim, "dropout": model.dropout,
                       "attention_dropout": model.attention_dropout},
             "batch_tokens": config.train.batch_tokens, "max_length": config.data.max_length,
             "adam_beta2": config.train.adam_beta2, "warmup_steps": config.train.warmup_steps,
             "label_smoothing": config.train.label_smoothing,
+            "decode": {"source_file": str(work / "test.source"), "beam_sizes": beam_sizes,
+                       "batch_size": config.decode.batch_size, "length_penalty": config.decode.length_penalty,
+                       "max_length": model.max_length - 1},
         }
         (work / "job.json").write_text(json.dumps(job), encoding="utf-8")
         script = Path(__file__).with_name("reference_opennmt.py")
         done = subprocess.run([str(reference_python), str(script), str(work / "job.json")], capture_output=True, text=True)
-    if done.returncode != 0:
-        tail = " | ".join(done.stderr.strip().splitlines()[-3:])
-        raise typer.BadParameter(f"the reference toolkit failed under {reference_python} "
-                                 f"(make benchmark-speed-reference installs it): {tail}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        if done.returncode != 0:
+            tail = " | ".join(done.stderr.strip().splitlines()[-3:])
+            raise typer.BadParameter(f"the reference toolkit failed under {reference_python} "
+                                     f"(make benchmark-speed-reference installs it): {tail}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        for beam_size, name in zip(beam_sizes, ("greedy", "beam4")):
+            lines = (work / f"test.beam{beam_size}").read_text(encoding="utf-8").splitlines()
+            hypotheses = [segmenter.decode_pieces(line.split()) for line in lines]
+            seconds = result["decode_seconds"][str(beam_size)]
+            result[f"decode_{name}_sentences_per_s"] = round(len(hypotheses) / seconds, 2)
+            result[f"decode_{name}_target_tokens_per_s"] = round(sum(len(line.split()) for line in lines) / seconds)
+            result[f"decode_{name}_bleu"] = score(hypotheses, test.references)["bleu"]
+    return result
 
 
 def measure_decoding(config: Config, model, tokenizers, beam_size: int) -> dict:
@@ -316,11 +339,12 @@ def speed(
     overrides: Annotated[list[str], typer.Option("--set", help="key.path=value on top of the config.")] = [],
     lever: Annotated[list[str], typer.Option(help="NAME:key=value[,key=value...]: a variant of the config "
                                                   "whose training speed is measured too.")] = [],
-    decode_run_dir: Annotated[Optional[str], typer.Option(help="Trained run whose best checkpoint decodes "
+    decode_run_dir: Annotated[Optional[str], typer.Option(help="Trained run whose eval.checkpoint decodes "
                                                                "(default: the model after the timed steps).")] = None,
     reference_python: Annotated[Optional[Path], typer.Option(
         help="Python of an environment with OpenNMT-tf 2.32 (make benchmark-speed-reference makes "
-             ".venv-reference): the reference trains the same model on the same data in this run.")] = None,
+             ".venv-reference): the reference trains the same model on the same data in this run, as many "
+             "steps as the model that decodes, and decodes the test split too.")] = None,
     out: Annotated[Path, typer.Option(help="JSON output; a Markdown table goes beside it.")] = Path("benchmarks/speed.json"),
 ) -> None:
     """Training and decoding throughput, model FLOP utilisation and peak memory of a config."""
@@ -352,26 +376,38 @@ def speed(
     for result in results.values():
         result["speedup"] = round(result["train_target_tokens_per_s"] / base["train_target_tokens_per_s"], 2)
     tokenizers = tokenizer.load(scratch_run.tokenizer_dir, resolved.tokenizer.joint)
-    reference = None
-    if reference_python:
-        typer.echo("training speed: the reference toolkit ...", err=True)
-        reference = measure_reference(reference_python, resolved, scratch_run.tokenizer_dir, steps, warmup)
-        reference["config_speedup"] = round(base["train_target_tokens_per_s"] / reference["train_target_tokens_per_s"], 2)
-        typer.echo(f"  {reference['train_target_tokens_per_s']:,} target tokens/s: the config trains "
-                   f"{reference['config_speedup']}x as fast", err=True)
-    scratch.cleanup()
     if decode_run_dir:
-        translator = Translator.from_run_dir(RunDir(Path(decode_run_dir)))
+        decode_run = RunDir(Path(decode_run_dir))
+        translator = Translator.from_run_dir(decode_run)
         model, tokenizers = translator.model, translator.tokenizers
-        decode_source = f"{decode_run_dir}, {translator.config.eval.checkpoint} checkpoint"
+        decode_steps = checkpoints.step_of(checkpoints.latest(decode_run.last_checkpoints))
+        decode_source = f"{decode_run_dir}, {translator.config.eval.checkpoint} checkpoint, {decode_steps} training steps"
     else:
         # Users decode in float32 whatever the training precision: a float32 copy of the weights.
         model = build_transformer(resolved.model, tokenizers.source_vocab_size, tokenizers.target_vocab_size)
         model.set_weights(trained.get_weights())
-        decode_source = f"the model after {steps + warmup} training steps of this benchmark"
+        decode_steps = steps + warmup
+        decode_source = f"the model after {decode_steps} training steps of this benchmark"
+    reference = None
+    if reference_python:
+        # Only a trained model is worth comparing decoding on: a briefly trained one runs on to the
+        # length limit, ours's (1.5 x source + 10) far below the reference's single one (255).
+        reference_decode_steps = decode_steps if decode_run_dir else None
+        what = f"training speed, then decoding after {decode_steps} steps" if decode_run_dir else "training speed"
+        typer.echo(f"the reference toolkit: {what} ...", err=True)
+        reference = measure_reference(reference_python, resolved, scratch_run.tokenizer_dir, steps, warmup,
+                                      reference_decode_steps)
+        reference["config_speedup"] = round(base["train_target_tokens_per_s"] / reference["train_target_tokens_per_s"], 2)
+        typer.echo(f"  {reference['train_target_tokens_per_s']:,} target tokens/s: the config trains "
+                   f"{reference['config_speedup']}x as fast", err=True)
+    scratch.cleanup()
     typer.echo("decoding speed: greedy, beam 4", err=True)
     greedy = measure_decoding(resolved, model, tokenizers, 1)
     beam = measure_decoding(resolved, model, tokenizers, 4)
+    if reference_python and decode_run_dir:
+        for name, ours in (("greedy", greedy), ("beam4", beam)):
+            reference[f"config_decode_{name}_speedup"] = round(
+                ours["sentences_per_s"] / reference[f"decode_{name}_sentences_per_s"], 2)
     entry = {
         "config": str(config),
         "overrides": overrides,
@@ -425,12 +461,28 @@ def speed_table(entry: dict) -> str:
                       f"(target tokens/s, measured in this run on the same model, data and batch size)."]
     lines += [
         "",
-        f"Decoding test ({entry['decode_model']}): greedy {entry['decode_greedy_sentences_per_s']} sentences/s "
-        f"({entry['decode_greedy_target_tokens_per_s']:,} tokens/s, BLEU {entry['decode_greedy_bleu']}), "
-        f"beam 4 {entry['decode_beam4_sentences_per_s']} sentences/s ({entry['decode_beam4_target_tokens_per_s']:,} "
-        f"tokens/s, BLEU {entry['decode_beam4_bleu']}). Peak resident memory {entry['peak_rss_mb']:,} MB.",
+        f"Decoding the test split ({entry['decode_model']}; decode.batch_size, length penalty and length limit of the "
+        f"config; tracing excluded):",
+        "",
+        "| decoder | greedy sent/s | greedy tok/s | greedy BLEU | beam-4 sent/s | beam-4 tok/s | beam-4 BLEU |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        _decoding_row("nmt", entry),
     ]
+    if reference and "decode_steps" in reference:
+        lines += [
+            _decoding_row(f"reference, its model after {reference['decode_steps']} steps", reference),
+            "",
+            f"Beam 4 decodes **{reference['config_decode_beam4_speedup']:.2f}x** as many sentences/s as the reference "
+            f"(greedy {reference['config_decode_greedy_speedup']:.2f}x).",
+        ]
+    lines += ["", f"Peak resident memory {entry['peak_rss_mb']:,} MB."]
     return "\n".join(lines) + "\n"
+
+
+def _decoding_row(name: str, result: dict) -> str:
+    return (f"| {name} | {result['decode_greedy_sentences_per_s']} | {result['decode_greedy_target_tokens_per_s']:,} | "
+            f"{result['decode_greedy_bleu']} | {result['decode_beam4_sentences_per_s']} | "
+            f"{result['decode_beam4_target_tokens_per_s']:,} | {result['decode_beam4_bleu']} |")
 
 
 if __name__ == "__main__":

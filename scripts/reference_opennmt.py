@@ -1,11 +1,13 @@
-"""Training throughput of the reference toolkit (OpenNMT-tf 2.32 on TensorFlow 2.12) on the data,
-model and batching of an nmt config, for `scripts/benchmark.py speed --reference-python`.
+"""Training and decoding throughput of the reference toolkit (OpenNMT-tf 2.32 on TensorFlow 2.12)
+on the data, model and batching of an nmt config, for `scripts/benchmark.py speed --reference-python`.
 
 Runs under the reference's own Python (`make benchmark-speed-reference` installs it into
 .venv-reference: it needs TensorFlow 2.12, which cannot share an environment with nmt's). It reads
-the job that benchmark.py writes (SentencePiece-segmented training text, the vocabulary, the model
-and batch settings), trains for warmup + steps steps, and prints one JSON object: target and
-source+target tokens/s over the steps after the warm-up, from OpenNMT-tf's own step logs.
+the job that benchmark.py writes (SentencePiece-segmented training text and test sources, the
+vocabulary, the model, batch and decoding settings), trains for train_steps steps, decodes the test
+sources with each beam size asked for into test.beam<N> (space-separated pieces), and prints one JSON object:
+target and source+target tokens/s over steps warmup+1 .. warmup+steps, from OpenNMT-tf's own step
+logs, and each beam size's decoding seconds, from its own inference log (tracing excluded, as ours).
 """
 
 import argparse
@@ -23,16 +25,23 @@ import tensorflow as tf
 _STEP_LINE = re.compile(r"Step = (\d+) ; steps/s = ([\d.]+), tokens/s = \d+ \((\d+) source, (\d+) target\)")
 
 
-class _StepLog(logging.Handler):
+# predict_dataset's log_time line: the loop over the data after the graph is traced.
+_PREDICTION_TIME = re.compile(r"Total prediction time \(s\): ([\d.]+)")
+
+
+class _Log(logging.Handler):
     def __init__(self):
         super().__init__()
-        self.records = []
+        self.steps = []
+        self.prediction_seconds = []
 
     def emit(self, record):
-        match = _STEP_LINE.match(record.getMessage())
-        if match:
+        message = record.getMessage()
+        if match := _STEP_LINE.match(message):
             step, steps_per_s, source, target = match.groups()
-            self.records.append((int(step), float(steps_per_s), int(source), int(target)))
+            self.steps.append((int(step), float(steps_per_s), int(source), int(target)))
+        elif match := _PREDICTION_TIME.match(message):
+            self.prediction_seconds.append(float(match.group(1)))
 
 
 def main() -> None:
@@ -75,30 +84,43 @@ def main() -> None:
             "length_bucket_width": 1,
             "maximum_features_length": job["max_length"],
             "maximum_labels_length": job["max_length"],
-            "max_step": job["warmup"] + job["steps"],
+            "max_step": job["train_steps"],
             "save_summary_steps": report_every,
             "save_checkpoints_steps": 10**9,
             "keep_checkpoint_max": 1,
         },
     }
-    handler = _StepLog()
-    tf.get_logger().addHandler(handler)
+    log = _Log()
+    tf.get_logger().addHandler(log)
     tf.get_logger().setLevel(logging.INFO)
     opennmt.Runner(model, config, auto_config=False).train(num_devices=1)
-    timed = [record for record in handler.records if record[0] > job["warmup"]]
+    timed = [record for record in log.steps if job["warmup"] < record[0] <= job["warmup"] + job["steps"]]
     if not timed:
-        sys.exit(f"no OpenNMT-tf step log after step {job['warmup']}: {handler.records}")
+        sys.exit(f"no OpenNMT-tf step log after step {job['warmup']}: {log.steps}")
     # Each log covers report_every steps at its own rate: tokens / seconds over all of them.
     seconds = sum(report_every / steps_per_s for _, steps_per_s, _, _ in timed)
     source = sum(rate * report_every / steps_per_s for _, steps_per_s, rate, _ in timed)
     target = sum(rate * report_every / steps_per_s for _, steps_per_s, _, rate in timed)
-    print(json.dumps({
+    decode = job["decode"]
+    for beam_size in decode["beam_sizes"]:
+        # nmt's decoding settings; batches of similar lengths as OpenNMT-tf's own inference
+        # defaults for a Transformer make them (buckets 5 tokens wide).
+        config["params"].update({"beam_width": beam_size, "length_penalty": decode["length_penalty"],
+                                 "maximum_decoding_length": decode["max_length"]})
+        config["infer"] = {"batch_size": decode["batch_size"], "batch_type": "examples", "length_bucket_width": 5}
+        opennmt.Runner(model, config, auto_config=False).infer(
+            decode["source_file"], predictions_file=str(work / f"test.beam{beam_size}"), log_time=True)
+    result = {
         "toolkit": f"OpenNMT-tf {opennmt.__version__}, TensorFlow {tf.__version__}",
         "timed_steps": report_every * len(timed),
         "seconds": round(seconds, 2),
         "train_tokens_per_s": round((source + target) / seconds),
         "train_target_tokens_per_s": round(target / seconds),
-    }))
+    }
+    if decode["beam_sizes"]:
+        result["decode_steps"] = job["train_steps"]
+        result["decode_seconds"] = dict(zip(map(str, decode["beam_sizes"]), log.prediction_seconds))
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
