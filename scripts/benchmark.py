@@ -257,7 +257,7 @@ def measure_training(config: Config, run: RunDir, steps: int, warmup: int) -> tu
 
 
 def measure_reference(reference_python: Path, config: Config, tokenizer_dir: Path, steps: int, warmup: int,
-                      decode_steps: Optional[int]) -> dict:
+                      test: SplitEvaluator, decode_steps: Optional[int]) -> dict:
     """The reference toolkit on this config's model, batching and training data, segmented by the same
     SentencePiece model (scripts/reference_opennmt.py, run by the reference's own Python): training
     throughput over the same steps as ours and, given decode_steps, greedy and beam-4 decoding of the
@@ -270,7 +270,6 @@ def measure_reference(reference_python: Path, config: Config, tokenizer_dir: Pat
         raise typer.BadParameter("--reference-python needs a joint vocabulary, shared and tied embeddings and "
                                  "as many encoder as decoder layers (the reference's Transformer)")
     segmenter = spm.SentencePieceProcessor(model_file=str(tokenizer.model_files(tokenizer_dir, joint=True)["source"]))
-    test = SplitEvaluator(config.data, "test")
     beam_sizes = (1, 4) if decode_steps else ()
     with tempfile.TemporaryDirectory() as directory:
         work = Path(directory)
@@ -281,7 +280,8 @@ def measure_reference(reference_python: Path, config: Config, tokenizer_dir: Pat
 
         for side, texts in zip(("source", "target"), sources.read_pairs(config.data, "train")):
             write_segmented(f"train.{side}", texts)
-        write_segmented("test.source", test.sources)
+        if beam_sizes:
+            write_segmented("test.source", test.sources)
         # OpenNMT-tf's own special tokens first; it adds one for unknown pieces at the end, so
         # the vocabulary has as many entries as ours (whose pad/unk/bos/eos are ids 0-3).
         vocabulary = ["<blank>", "<s>", "</s>"] + [segmenter.id_to_piece(i) for i in range(4, segmenter.get_piece_size())]
@@ -307,22 +307,21 @@ def measure_reference(reference_python: Path, config: Config, tokenizer_dir: Pat
                                      f"(make benchmark-speed-reference installs it): {tail}")
         result = json.loads(done.stdout.strip().splitlines()[-1])
         for beam_size, name in zip(beam_sizes, ("greedy", "beam4")):
-            lines = (work / f"test.beam{beam_size}").read_text(encoding="utf-8").splitlines()
-            hypotheses = [segmenter.decode_pieces(line.split()) for line in lines]
+            pieces = [line.split() for line in (work / f"test.beam{beam_size}").read_text(encoding="utf-8").splitlines()]
+            hypotheses = [segmenter.decode_pieces(line) for line in pieces]
             seconds = result["decode_seconds"][str(beam_size)]
             result[f"decode_{name}_sentences_per_s"] = round(len(hypotheses) / seconds, 2)
-            result[f"decode_{name}_target_tokens_per_s"] = round(sum(len(line.split()) for line in lines) / seconds)
+            result[f"decode_{name}_target_tokens_per_s"] = round(sum(map(len, pieces)) / seconds)
             result[f"decode_{name}_bleu"] = score(hypotheses, test.references)["bleu"]
     return result
 
 
-def measure_decoding(config: Config, model, tokenizers, beam_size: int) -> dict:
+def measure_decoding(config: Config, model, tokenizers, test: SplitEvaluator, beam_size: int) -> dict:
     """Sentences/s and output subwords/s translating the test split (the evaluation path)."""
     decode_config = dataclasses.replace(config, decode=dataclasses.replace(config.decode, beam_size=beam_size))
-    evaluator = SplitEvaluator(config.data, "test")
     translator = Translator(decode_config, model, tokenizers)
-    translator.translate(evaluator.sources[:decode_config.decode.batch_size])  # traces the search
-    evaluation = evaluator.run(translator)
+    translator.translate(test.sources[:decode_config.decode.batch_size])  # traces the search
+    evaluation = test.run(translator)
     tokens = int(tokenizers.target.tokenize(evaluation.hypotheses).row_lengths().numpy().sum())
     return {
         "sentences_per_s": round(evaluation.sentences_per_second, 2),
@@ -376,6 +375,7 @@ def speed(
     for result in results.values():
         result["speedup"] = round(result["train_target_tokens_per_s"] / base["train_target_tokens_per_s"], 2)
     tokenizers = tokenizer.load(scratch_run.tokenizer_dir, resolved.tokenizer.joint)
+    test = SplitEvaluator(resolved.data, "test")
     if decode_run_dir:
         decode_run = RunDir(Path(decode_run_dir))
         translator = Translator.from_run_dir(decode_run)
@@ -395,16 +395,16 @@ def speed(
         reference_decode_steps = decode_steps if decode_run_dir else None
         what = f"training speed, then decoding after {decode_steps} steps" if decode_run_dir else "training speed"
         typer.echo(f"the reference toolkit: {what} ...", err=True)
-        reference = measure_reference(reference_python, resolved, scratch_run.tokenizer_dir, steps, warmup,
+        reference = measure_reference(reference_python, resolved, scratch_run.tokenizer_dir, steps, warmup, test,
                                       reference_decode_steps)
         reference["config_speedup"] = round(base["train_target_tokens_per_s"] / reference["train_target_tokens_per_s"], 2)
         typer.echo(f"  {reference['train_target_tokens_per_s']:,} target tokens/s: the config trains "
                    f"{reference['config_speedup']}x as fast", err=True)
     scratch.cleanup()
     typer.echo("decoding speed: greedy, beam 4", err=True)
-    greedy = measure_decoding(resolved, model, tokenizers, 1)
-    beam = measure_decoding(resolved, model, tokenizers, 4)
-    if reference_python and decode_run_dir:
+    greedy = measure_decoding(resolved, model, tokenizers, test, 1)
+    beam = measure_decoding(resolved, model, tokenizers, test, 4)
+    if reference and "decode_steps" in reference:
         for name, ours in (("greedy", greedy), ("beam4", beam)):
             reference[f"config_decode_{name}_speedup"] = round(
                 ours["sentences_per_s"] / reference[f"decode_{name}_sentences_per_s"], 2)
