@@ -72,8 +72,10 @@ def main() -> None:
         },
         "params": {
             "optimizer": "Adam",
-            "optimizer_params": {"beta_1": 0.9, "beta_2": job["adam_beta2"], "epsilon": 1e-9},
-            "learning_rate": 2.0,
+            "optimizer_params": {"beta_1": job["adam_beta1"], "beta_2": job["adam_beta2"], "epsilon": job["adam_epsilon"]},
+            # NoamDecay is scale * min(step / warmup**1.5, 1 / sqrt(step)) / sqrt(model_dim): this
+            # scale makes it nmt's schedule, peaking at nmt's learning_rate after warmup_steps.
+            "learning_rate": job["learning_rate"] * (model_settings["hidden_dim"] * job["warmup_steps"]) ** 0.5,
             "decay_type": "NoamDecay",
             "decay_params": {"model_dim": model_settings["hidden_dim"], "warmup_steps": job["warmup_steps"]},
             "label_smoothing": job["label_smoothing"],
