@@ -4,7 +4,7 @@ on the data, model and batching of an nmt config, for `scripts/benchmark.py spee
 Runs under the reference's own Python (`make benchmark-speed-reference` installs it into
 .venv-reference: it needs TensorFlow 2.12, which cannot share an environment with nmt's). It reads
 the job that benchmark.py writes (SentencePiece-segmented training text and test sources, the
-vocabulary, the model, batch and decoding settings), trains for train_steps steps, decodes the test
+vocabulary, the model, batch, learning-rate schedule and decoding settings), trains for train_steps steps, decodes the test
 sources with each beam size asked for into test.beam<N> (space-separated pieces), and prints one JSON object:
 target and source+target tokens/s over steps warmup+1 .. warmup+steps, from OpenNMT-tf's own step
 logs, and each beam size's decoding seconds, from its own inference log (tracing excluded, as ours).
@@ -104,12 +104,12 @@ def main() -> None:
     source = sum(rate * report_every / steps_per_s for _, steps_per_s, rate, _ in timed)
     target = sum(rate * report_every / steps_per_s for _, steps_per_s, _, rate in timed)
     decode = job["decode"]
+    # nmt's decoding settings; batches of similar lengths as OpenNMT-tf's own inference
+    # defaults for a Transformer make them (buckets 5 tokens wide).
+    config["params"].update({"length_penalty": decode["length_penalty"], "maximum_decoding_length": decode["max_length"]})
+    config["infer"] = {"batch_size": decode["batch_size"], "batch_type": "examples", "length_bucket_width": 5}
     for beam_size in decode["beam_sizes"]:
-        # nmt's decoding settings; batches of similar lengths as OpenNMT-tf's own inference
-        # defaults for a Transformer make them (buckets 5 tokens wide).
-        config["params"].update({"beam_width": beam_size, "length_penalty": decode["length_penalty"],
-                                 "maximum_decoding_length": decode["max_length"]})
-        config["infer"] = {"batch_size": decode["batch_size"], "batch_type": "examples", "length_bucket_width": 5}
+        config["params"]["beam_width"] = beam_size
         opennmt.Runner(model, config, auto_config=False).infer(
             decode["source_file"], predictions_file=str(work / f"test.beam{beam_size}"), log_time=True)
     result = {
