@@ -318,8 +318,9 @@ def measure_reference(reference_python: Path, config: Config, tokenizer_dir: Pat
     return result
 
 
-def measure_decoding(config: Config, model, tokenizers, test: SplitEvaluator, beam_size: int) -> dict:
-    """Sentences/s and output subwords/s translating the test split (the evaluation path)."""
+def measure_decoding(config: Config, model, tokenizers, test: SplitEvaluator, beam_size: int) -> tuple[dict, list[str]]:
+    """Sentences/s and output subwords/s translating the test split (the evaluation path), and the
+    translations."""
     decode_config = dataclasses.replace(config, decode=dataclasses.replace(config.decode, beam_size=beam_size))
     translator = Translator(decode_config, model, tokenizers)
     translator.translate(test.sources[:decode_config.decode.batch_size])  # traces the search
@@ -329,7 +330,61 @@ def measure_decoding(config: Config, model, tokenizers, test: SplitEvaluator, be
         "sentences_per_s": round(evaluation.sentences_per_second, 2),
         "target_tokens_per_s": round(tokens / evaluation.seconds),
         "bleu": evaluation.scores["bleu"],
-    }
+    }, evaluation.hypotheses
+
+
+def measure_ctranslate2(config: Config, model, tokenizer_dir: Path, test: SplitEvaluator,
+                        greedy_hypotheses: list[str]) -> dict:
+    """The same model converted to CTranslate2 (scripts/ctranslate2_model.py), a C++ inference
+    engine, decoding the test split greedy and with beam 4: the ceiling the issue sets for decoding.
+    It gets our batches (length-sorted, decode.batch_size), length penalty weight and thread count;
+    its length penalty is length ** alpha (ours GNMT's), and its length limit is one per batch, so
+    each batch gets the largest of our per-sentence limits. "greedy_agreement": the share of greedy
+    translations equal to ours, which checks the conversion."""
+    import ctranslate2
+    import sentencepiece as spm
+
+    import ctranslate2_model
+
+    files = tokenizer.model_files(tokenizer_dir, config.tokenizer.joint)
+    segmenters = {side: spm.SentencePieceProcessor(model_file=str(path)) for side, path in files.items()}
+    device = "cuda" if ctranslate2.get_cuda_device_count() else "cpu"
+    threads = os.cpu_count() or 1
+    result = {"engine": f"CTranslate2 {ctranslate2.__version__}, float32, {device}"
+                        + (f", {threads} threads" if device == "cpu" else "")}
+    with tempfile.TemporaryDirectory() as directory:
+        converted = ctranslate2_model.convert(model, ctranslate2_model.vocabulary(files["source"]),
+                                              ctranslate2_model.vocabulary(files["target"]), Path(directory))
+        engine = ctranslate2.Translator(str(converted), device=device, compute_type="float32", intra_threads=threads)
+
+        def translate(sentences: list[str], beam_size: int) -> list[list[str]]:
+            source = segmenters["source"].encode(sentences, out_type=str)
+            order = sorted(range(len(source)), key=lambda index: len(source[index]))
+            outputs = [None] * len(source)
+            for start in range(0, len(order), config.decode.batch_size):
+                batch = order[start:start + config.decode.batch_size]
+                limit = max(int(len(source[index]) * config.decode.max_length_ratio) for index in batch)
+                results = engine.translate_batch(
+                    [source[index] for index in batch], beam_size=beam_size,
+                    length_penalty=config.decode.length_penalty,
+                    max_decoding_length=min(limit + config.decode.max_length_offset, model.max_length - 1))
+                for index, result in zip(batch, results):
+                    outputs[index] = result.hypotheses[0]
+            return outputs
+
+        for beam_size, name in ((1, "greedy"), (4, "beam4")):
+            translate(test.sources[:config.decode.batch_size], beam_size)  # warms up, as ours does
+            started = time.perf_counter()
+            pieces = translate(test.sources, beam_size)
+            hypotheses = [segmenters["target"].decode_pieces(line) for line in pieces]
+            seconds = time.perf_counter() - started
+            result[f"decode_{name}_sentences_per_s"] = round(len(hypotheses) / seconds, 2)
+            result[f"decode_{name}_target_tokens_per_s"] = round(sum(map(len, pieces)) / seconds)
+            result[f"decode_{name}_bleu"] = score(hypotheses, test.references)["bleu"]
+            if name == "greedy":
+                same = sum(ours == theirs for ours, theirs in zip(greedy_hypotheses, hypotheses))
+                result["greedy_agreement"] = round(same / len(hypotheses), 3)
+    return result
 
 
 @app.command()
@@ -346,6 +401,9 @@ def speed(
         help="Python of an environment with OpenNMT-tf 2.32 (make benchmark-speed-reference makes "
              ".venv-reference): the reference trains the same model on the same data in this run, as many "
              "steps as the model that decodes, and decodes the test split too.")] = None,
+    ctranslate2: Annotated[bool, typer.Option(
+        "--ctranslate2", help="Also decode the test split with the same model converted to CTranslate2 "
+                              "(pip install -e '.[ctranslate2]').")] = False,
     out: Annotated[Path, typer.Option(help="JSON output; a Markdown table goes beside it.")] = Path("benchmarks/speed.json"),
 ) -> None:
     """Training and decoding throughput, model FLOP utilisation and peak memory of a config."""
@@ -402,14 +460,19 @@ def speed(
         reference["config_speedup"] = round(base["train_target_tokens_per_s"] / reference["train_target_tokens_per_s"], 2)
         typer.echo(f"  {reference['train_target_tokens_per_s']:,} target tokens/s: the config trains "
                    f"{reference['config_speedup']}x as fast", err=True)
-    scratch.cleanup()
     typer.echo("decoding speed: greedy, beam 4", err=True)
-    greedy = measure_decoding(resolved, model, tokenizers, test, 1)
-    beam = measure_decoding(resolved, model, tokenizers, test, 4)
-    if reference and "decode_steps" in reference:
+    greedy, greedy_hypotheses = measure_decoding(resolved, model, tokenizers, test, 1)
+    beam, _ = measure_decoding(resolved, model, tokenizers, test, 4)
+    engine = None
+    if ctranslate2:
+        typer.echo("decoding speed of the same model in CTranslate2: greedy, beam 4", err=True)
+        tokenizer_dir = decode_run.tokenizer_dir if decode_run_dir else scratch_run.tokenizer_dir
+        engine = measure_ctranslate2(resolved, model, tokenizer_dir, test, greedy_hypotheses)
+    scratch.cleanup()
+    for other in (decoder for decoder in (reference, engine) if decoder and "decode_beam4_bleu" in decoder):
         for name, ours in (("greedy", greedy), ("beam4", beam)):
-            reference[f"config_decode_{name}_speedup"] = round(
-                ours["sentences_per_s"] / reference[f"decode_{name}_sentences_per_s"], 2)
+            other[f"config_decode_{name}_speedup"] = round(
+                ours["sentences_per_s"] / other[f"decode_{name}_sentences_per_s"], 2)
     entry = {
         "config": str(config),
         "overrides": overrides,
@@ -426,6 +489,8 @@ def speed(
         "levers": {name: result for name, result in results.items() if name != "config"},
         # The reference toolkit measured in this run; "config_speedup": the config's target tokens/s over its.
         "reference": reference,
+        # The same model decoded by CTranslate2 in this run; "config_decode_*_speedup": ours over its.
+        "ctranslate2": engine,
         "machine": machine(),
         "code": code_version(),
         "date": time.strftime("%Y-%m-%d"),
@@ -476,6 +541,22 @@ def speed_table(entry: dict) -> str:
             "",
             f"Beam 4 decodes **{reference['config_decode_beam4_speedup']:.2f}x** as many sentences/s as the reference "
             f"(greedy {reference['config_decode_greedy_speedup']:.2f}x).",
+        ]
+    engine = entry.get("ctranslate2")
+    if engine:
+        lines += [
+            "",
+            f"The same model in {engine['engine']} (our batches, length penalty weight and limits, the limit one "
+            f"per batch, its length penalty length^alpha; {engine['greedy_agreement']:.1%} of its greedy "
+            f"translations equal ours):",
+            "",
+            "| decoder | greedy sent/s | greedy tok/s | greedy BLEU | beam-4 sent/s | beam-4 tok/s | beam-4 BLEU |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+            _decoding_row("nmt", entry),
+            _decoding_row("CTranslate2", engine),
+            "",
+            f"nmt decodes **{engine['config_decode_beam4_speedup']:.2f}x** CTranslate2's sentences/s with beam 4 "
+            f"(greedy {engine['config_decode_greedy_speedup']:.2f}x).",
         ]
     lines += ["", f"Peak resident memory {entry['peak_rss_mb']:,} MB."]
     return "\n".join(lines) + "\n"

@@ -1,0 +1,109 @@
+"""Our Transformer as a CTranslate2 model, for the speed benchmark's decoding ceiling.
+
+CTranslate2 (a C++ inference engine) ships converters for other toolkits' checkpoints, not for
+Keras models, so this fills its TransformerSpec with our weights: the same model, decoded by a
+dedicated engine. benchmark.py checks the conversion by comparing its greedy output with ours.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ctranslate2
+import numpy as np
+import sentencepiece as spm
+
+from nmt.model.embedding import sinusoidal_positions
+from nmt.model.transformer import Transformer
+
+
+def _linear(spec, weight: np.ndarray, bias: np.ndarray | None = None) -> None:
+    """CTranslate2 linear layers hold (out, in) weights; Keras Dense and EinsumDense hold (in, out)."""
+    spec.weight = np.ascontiguousarray(weight.T, dtype=np.float32)
+    if bias is not None:
+        spec.bias = bias.astype(np.float32)
+
+
+def _norm(spec, layer) -> None:
+    spec.gamma, spec.beta = layer.gamma.numpy(), layer.beta.numpy()
+
+
+def _projections(attention, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Keras MultiHeadAttention projections (in, heads, key_dim) as one fused (in, out) matrix and
+    bias, in CTranslate2's order (query, key, value), (key, value) or (output)."""
+    kernels, biases = [], []
+    for name in names:
+        dense = getattr(attention, name)
+        kernel = dense.kernel.numpy()
+        if name == "output_dense":  # (heads, key_dim, out)
+            kernels.append(kernel.reshape(-1, kernel.shape[-1]))
+        else:
+            kernels.append(kernel.reshape(kernel.shape[0], -1))
+        biases.append(dense.bias.numpy().reshape(-1))
+    return np.concatenate(kernels, axis=1), np.concatenate(biases)
+
+
+def _attention(spec, attention, fused: list[list[str]]) -> None:
+    for linear, names in zip(spec.linear, fused):
+        _linear(linear, *_projections(attention, names))
+
+
+def _feed_forward(spec, feed_forward, norm) -> None:
+    _norm(spec.layer_norm, norm)
+    _linear(spec.linear_0, feed_forward.inner.kernel.numpy(), feed_forward.inner.bias.numpy())
+    _linear(spec.linear_1, feed_forward.outer.kernel.numpy(), feed_forward.outer.bias.numpy())
+
+
+def vocabulary(model_file: Path) -> list[str]:
+    """The SentencePiece model's pieces in id order; its <unk>, <s>, </s> are CTranslate2's defaults."""
+    processor = spm.SentencePieceProcessor(model_file=str(model_file))
+    return [processor.id_to_piece(i) for i in range(processor.get_piece_size())]
+
+
+def convert(model: Transformer, source_vocabulary: list[str], target_vocabulary: list[str], out: Path) -> Path:
+    """Writes `model` (pre- or post-norm, shared or separate embeddings, tied or own output layer)
+    as a float32 CTranslate2 model directory `out`; returns it."""
+    spec = ctranslate2.specs.TransformerSpec.from_config(
+        (model.num_encoder_layers, model.num_decoder_layers), model.num_heads, pre_norm=model.norm == "pre",
+    )
+    spec.config.layer_norm_epsilon = model.encoder_layers[0].attention_norm.epsilon
+    positions = sinusoidal_positions(model.max_length, model.hidden_dim)
+    source_table = model.source_embedding.token_embedding.embeddings.numpy()
+    target_table = model.target_embedding.token_embedding.embeddings.numpy()
+
+    encoder = spec.encoder
+    encoder.embeddings[0].weight = source_table
+    encoder.position_encodings.encodings = positions
+    for layer_spec, layer in zip(encoder.layer, model.encoder_layers):
+        _norm(layer_spec.self_attention.layer_norm, layer.attention_norm)
+        _attention(layer_spec.self_attention, layer.self_attention,
+                   [["query_dense", "key_dense", "value_dense"], ["output_dense"]])
+        _feed_forward(layer_spec.ffn, layer.feed_forward, layer.feed_forward_norm)
+    if model.encoder_norm is not None:
+        _norm(encoder.layer_norm, model.encoder_norm)
+
+    decoder = spec.decoder
+    decoder.embeddings.weight = target_table
+    decoder.position_encodings.encodings = positions
+    for layer_spec, layer in zip(decoder.layer, model.decoder_layers):
+        _norm(layer_spec.self_attention.layer_norm, layer.self_attention_norm)
+        _attention(layer_spec.self_attention, layer.self_attention,
+                   [["query_dense", "key_dense", "value_dense"], ["output_dense"]])
+        _norm(layer_spec.attention.layer_norm, layer.cross_attention_norm)
+        _attention(layer_spec.attention, layer.cross_attention,
+                   [["query_dense"], ["key_dense", "value_dense"], ["output_dense"]])
+        _feed_forward(layer_spec.ffn, layer.feed_forward, layer.feed_forward_norm)
+    if model.decoder_norm is not None:
+        _norm(decoder.layer_norm, model.decoder_norm)
+    if model.output_projection is None:
+        decoder.projection.weight = target_table
+    else:
+        _linear(decoder.projection, model.output_projection.kernel.numpy(), model.output_projection.bias.numpy())
+
+    spec.register_source_vocabulary(source_vocabulary)
+    spec.register_target_vocabulary(target_vocabulary)
+    spec.validate()
+    spec.optimize()
+    out.mkdir(parents=True, exist_ok=True)
+    spec.save(str(out))
+    return out
