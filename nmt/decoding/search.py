@@ -41,17 +41,18 @@ def greedy_search(
     batch_size = tf.shape(source_ids)[0]
     max_steps = tf.reduce_max(max_lengths) + 1
     cache = model.start_decoding(source_ids)
+    output_kernel = model.output_kernel()  # once, not every step
 
     # `active` (A,) indexes the sentences still decoded; tokens, limits and cache rows are theirs.
     def not_done(step, active, tokens, limits, log_prob, length, output, cache):
         return tf.logical_and(step < max_steps, tf.size(active) > 0)
 
     def extend(step, active, tokens, limits, log_prob, length, output, cache):
-        logits, cache = model.decode_step(tokens, step, cache)
-        log_probs = _next_token_log_probs(logits, step, limits)
-        next_ids = tf.argmax(log_probs, axis=-1, output_type=tf.int32)
+        logits, cache = model.decode_step(tokens, step, cache, output_kernel)
+        best_log_prob, next_ids = _best_next_tokens(logits, step, limits, 1)
+        next_ids = next_ids[:, 0]
         sentences = active[:, tf.newaxis]
-        log_prob = tf.tensor_scatter_nd_add(log_prob, sentences, tf.gather(log_probs, next_ids, batch_dims=1))
+        log_prob = tf.tensor_scatter_nd_add(log_prob, sentences, best_log_prob[:, 0])
         length = tf.tensor_scatter_nd_add(length, sentences, tf.ones_like(next_ids))
         output = output.write(step, tf.tensor_scatter_nd_update(tf.fill([batch_size], PAD_ID), sentences, next_ids))
         going_on = tf.where(tf.not_equal(next_ids, EOS_ID))[:, 0]
@@ -90,8 +91,8 @@ def beam_search(
     """
     batch_size = tf.shape(source_ids)[0]
     max_steps = tf.reduce_max(max_lengths) + 1
-    vocab_size = model.target_vocab_size
     cache = model.start_decoding(source_ids)
+    output_kernel = model.output_kernel()  # once, not every step
     # Each sentence's row becomes beam_size rows (sentence-major), sharing one encoder pass.
     cache = tf.nest.map_structure(lambda tensor: tf.repeat(tensor, beam_size, axis=0), cache)
     rank = tf.range(2 * beam_size)[tf.newaxis]  # (1, 2 * beam)
@@ -103,11 +104,14 @@ def beam_search(
         return tf.logical_and(step < max_steps, tf.size(active) > 0)
 
     def extend(step, active, tokens, limits, alive_ids, alive_scores, finished_ids, finished_scores, num_finished, cache):
-        logits, cache = model.decode_step(tokens, step, cache)
-        log_probs = _next_token_log_probs(logits, step, limits)
-        candidates = alive_scores[:, :, tf.newaxis] + tf.reshape(log_probs, [-1, beam_size, vocab_size])
+        logits, cache = model.decode_step(tokens, step, cache, output_kernel)
+        # The 2 * beam best continuations of a sentence are among its hypotheses' 2 * beam best
+        # tokens each: a top-k over (A, beam x 2 * beam) candidates instead of (A, beam x vocab).
+        row_log_probs, row_ids = _best_next_tokens(logits, step, limits, 2 * beam_size)  # (A * beam, 2 * beam)
+        candidates = alive_scores[:, :, tf.newaxis] + tf.reshape(row_log_probs, [-1, beam_size, 2 * beam_size])
         scores, indices = tf.math.top_k(tf.reshape(candidates, [tf.size(active), -1]), k=2 * beam_size)
-        beams, next_ids = indices // vocab_size, indices % vocab_size  # (A, 2 * beam)
+        beams = indices // (2 * beam_size)  # (A, 2 * beam)
+        next_ids = tf.gather(tf.reshape(row_ids, [tf.size(active), -1]), indices, batch_dims=1)
         is_eos = tf.equal(next_ids, EOS_ID)
         extended = _write_column(tf.gather(alive_ids, beams, batch_dims=1), next_ids, step)
 
@@ -166,14 +170,18 @@ def beam_search(
     return finished_ids, finished_scores
 
 
-def _next_token_log_probs(logits: tf.Tensor, step: tf.Tensor, max_lengths: tf.Tensor) -> tf.Tensor:
-    """(rows, vocab) log-probabilities; PAD and BOS excluded, EOS forced once a row reaches its limit."""
-    vocab_size = tf.shape(logits)[-1]
-    token = tf.range(vocab_size)[tf.newaxis]
-    forbidden = tf.logical_or(tf.equal(token, PAD_ID), tf.equal(token, BOS_ID))
+def _best_next_tokens(logits: tf.Tensor, step: tf.Tensor, max_lengths: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """The k most likely next tokens of each row: log-probabilities and ids, (rows, k) each, best
+    first. PAD and BOS are excluded; a row at its length limit gets EOS (log-probability 0) and
+    k - 1 dead entries."""
+    # One pass adds the exclusions (a (vocab,) vector); the fused log-softmax beat
+    # reduce_logsumexp's separate max, subtract and exp passes over the (rows, vocab) logits.
+    excluded = tf.scatter_nd([[PAD_ID], [BOS_ID]], [_NEG, _NEG], tf.shape(logits)[-1:])
+    best, ids = tf.math.top_k(tf.nn.log_softmax(tf.cast(logits, tf.float32) + excluded), k=k)
     at_limit = (step >= max_lengths)[:, tf.newaxis]
-    forbidden = tf.logical_or(forbidden, tf.logical_and(at_limit, tf.not_equal(token, EOS_ID)))
-    return tf.nn.log_softmax(tf.where(forbidden, _NEG, tf.cast(logits, tf.float32)))
+    only_eos = tf.concat([[0.0], tf.fill([k - 1], _NEG)], axis=0)[tf.newaxis]
+    eos_first = tf.concat([[EOS_ID], tf.fill([k - 1], PAD_ID)], axis=0)[tf.newaxis]
+    return tf.where(at_limit, only_eos, best), tf.where(at_limit, eos_first, ids)
 
 
 def _write_column(ids: tf.Tensor, values: tf.Tensor, column: tf.Tensor) -> tf.Tensor:

@@ -19,9 +19,9 @@ SOURCE = tf.constant([[5, 6, 7, 8, 9, 4], [4, 10, 0, 0, 0, 0], [11, 11, 5, 0, 0,
 MAX_LENGTHS = tf.constant([9, 4, 7])
 
 
-def tiny_model(norm="pre", seed=0):
+def tiny_model(norm="pre", seed=0, tie_output=True):
     tf.keras.utils.set_random_seed(seed)
-    model = build_transformer(dataclasses.replace(TINY, norm=norm), VOCAB, VOCAB)
+    model = build_transformer(dataclasses.replace(TINY, norm=norm, tie_output=tie_output), VOCAB, VOCAB)
     table = model.target_embedding.token_embedding.embeddings
     # Larger embeddings make the tied output layer's distributions peaked, like a trained model's.
     table.assign(table * 6.0)
@@ -43,14 +43,17 @@ def full_prefix_log_probs(model, source_ids, hypothesis, max_length):
 
 
 @pytest.mark.parametrize("norm", ["pre", "post"])
-def test_cached_steps_equal_full_prefix_decoding(norm):
-    model = tiny_model(norm)
+@pytest.mark.parametrize("tie_output", [True, False])
+def test_cached_steps_equal_full_prefix_decoding(norm, tie_output):
+    """With and without the output kernel that the searches compute once and pass to every step."""
+    model = tiny_model(norm, tie_output=tie_output)
     target_in = tf.constant([[BOS_ID, 5, 9, 3, 7, 7], [BOS_ID, 4, 4, 8, 6, 10], [BOS_ID, 11, 6, 5, 9, 4]])
     expected = model.decode(target_in, model.encode(SOURCE), SOURCE).numpy()
-    cache = model.start_decoding(SOURCE)
-    for index in range(target_in.shape[1]):
-        logits, cache = model.decode_step(target_in[:, index], tf.constant(index), cache)
-        np.testing.assert_allclose(logits.numpy(), expected[:, index], atol=1e-4)
+    for output_kernel in (None, model.output_kernel()):
+        cache = model.start_decoding(SOURCE)
+        for index in range(target_in.shape[1]):
+            logits, cache = model.decode_step(target_in[:, index], tf.constant(index), cache, output_kernel)
+            np.testing.assert_allclose(logits.numpy(), expected[:, index], atol=1e-4)
 
 
 @pytest.mark.parametrize("order", [[0, 1, 2], [2, 1, 0], [1, 0, 2]])
