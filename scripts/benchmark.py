@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Annotated, Optional
 
+import nmt  # noqa: F401  (before TensorFlow: it sets TensorFlow's environment, as the CLI does)
+
 import keras
 import typer
 

@@ -3,6 +3,8 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
+
+import nmt  # noqa: E402,F401  (before TensorFlow: it sets TensorFlow's environment, as the CLI does)
 import tensorflow as tf  # noqa: E402
 
 # Two logical CPU devices, so that mirrored (multi-replica) training runs in tests; this must
