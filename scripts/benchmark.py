@@ -15,12 +15,15 @@
       (OpenNMT-tf, scripts/reference_opennmt.py) trains the same model on the same segmented data
       in the same run, and the config's speed is reported as a ratio to it too; the reference also
       decodes the test split, trained for as many steps as the model ours decodes (the benchmark's
-      own, or --decode-run-dir's), so decoding is compared on models of like training.
+      own, or --decode-run-dir's), so decoding is compared on models of like training. With
+      --ctranslate2, the model that decodes is also converted to CTranslate2 (a C++ inference
+      engine, scripts/ctranslate2_model.py) and decodes the test split in the same run.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import os
 import platform
@@ -410,6 +413,9 @@ def speed(
 ) -> None:
     """Training and decoding throughput, model FLOP utilisation and peak memory of a config."""
     resolved = config_lib.load(config, overrides)
+    if ctranslate2 and importlib.util.find_spec("ctranslate2") is None:
+        raise typer.BadParameter("--ctranslate2 needs the ctranslate2 package: pip install -e '.[ctranslate2]' "
+                                 "(make benchmark-speed-ctranslate2 installs it)")
     if resolved.train.distribute != "none":
         raise typer.BadParameter("the speed benchmark times one device; leave train.distribute at none")
     variants = {"config": resolved}
