@@ -108,7 +108,6 @@ class DecoderLayer(keras.layers.Layer):
         return x, updated
 
 
-
 def _heads_first(x: tf.Tensor) -> tf.Tensor:
     """(batch, len, heads, key_dim) -> (batch, heads, len, key_dim)."""
     return tf.transpose(x, [0, 2, 1, 3])
@@ -117,8 +116,7 @@ def _heads_first(x: tf.Tensor) -> tf.Tensor:
 def _one_position(x: tf.Tensor) -> tf.Tensor:
     """(batch, 1, heads, key_dim) -> (batch, heads, 1, key_dim): with one position, a reshape
     (no copy) does what a transpose does."""
-    shape = tf.shape(x)
-    return tf.reshape(x, [shape[0], shape[2], 1, shape[3]])
+    return tf.reshape(x, [-1, x.shape[2], 1, x.shape[3]])
 
 
 def _attend_one_position(
@@ -134,5 +132,4 @@ def _attend_one_position(
     if mask is not None:
         scores = tf.where(mask, scores, tf.constant(-1e9, scores.dtype))
     output = tf.matmul(tf.nn.softmax(scores), value)  # (batch, heads, 1, key_dim)
-    shape = tf.shape(output)
-    return attention.output_dense(tf.reshape(output, [shape[0], 1, shape[1], shape[3]]))
+    return attention.output_dense(tf.reshape(output, [-1, 1, output.shape[1], output.shape[3]]))
