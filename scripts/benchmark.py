@@ -46,7 +46,7 @@ from nmt import config as config_lib
 from nmt.config import Config, ModelConfig
 from nmt.data import sources, tokenizer
 from nmt.data.tokenizer import PAD_ID
-from nmt.decoding.translator import Translator
+from nmt.decoding.translator import Translator, length_limits
 from nmt.evaluation.evaluator import SplitEvaluator
 from nmt.evaluation.scoring import score
 from nmt.model.transformer import build_transformer
@@ -317,10 +317,19 @@ def measure_reference(reference_python: Path, config: Config, tokenizer_dir: Pat
             pieces = [line.split() for line in (work / f"test.beam{beam_size}").read_text(encoding="utf-8").splitlines()]
             hypotheses = [segmenter.decode_pieces(line) for line in pieces]
             seconds = result["decode_seconds"][str(beam_size)]
-            result[f"decode_{name}_sentences_per_s"] = round(len(hypotheses) / seconds, 2)
-            result[f"decode_{name}_target_tokens_per_s"] = round(sum(map(len, pieces)) / seconds)
-            result[f"decode_{name}_bleu"] = score(hypotheses, test.references)["bleu"]
+            result.update(other_decoder_scores(name, pieces, hypotheses, seconds, test))
     return result
+
+
+def other_decoder_scores(name: str, pieces: list[list[str]], hypotheses: list[str], seconds: float,
+                         test: SplitEvaluator) -> dict:
+    """Another decoder's sentences/s, output subwords/s and BLEU on the test split, keyed
+    decode_<name>_*; pieces are its output subwords, hypotheses the detokenized translations."""
+    return {
+        f"decode_{name}_sentences_per_s": round(len(hypotheses) / seconds, 2),
+        f"decode_{name}_target_tokens_per_s": round(sum(map(len, pieces)) / seconds),
+        f"decode_{name}_bleu": score(hypotheses, test.references)["bleu"],
+    }
 
 
 def measure_decoding(config: Config, model, tokenizers, test: SplitEvaluator, beam_size: int) -> tuple[dict, list[str]]:
@@ -368,11 +377,10 @@ def measure_ctranslate2(config: Config, model, tokenizer_dir: Path, test: SplitE
             outputs = [None] * len(source)
             for start in range(0, len(order), config.decode.batch_size):
                 batch = order[start:start + config.decode.batch_size]
-                limit = max(int(len(source[index]) * config.decode.max_length_ratio) for index in batch)
+                limits = length_limits([len(source[index]) for index in batch], config.decode, model.max_length)
                 results = engine.translate_batch(
                     [source[index] for index in batch], beam_size=beam_size,
-                    length_penalty=config.decode.length_penalty,
-                    max_decoding_length=min(limit + config.decode.max_length_offset, model.max_length - 1))
+                    length_penalty=config.decode.length_penalty, max_decoding_length=int(limits.numpy().max()))
                 for index, result in zip(batch, results):
                     outputs[index] = result.hypotheses[0]
             return outputs
@@ -383,9 +391,7 @@ def measure_ctranslate2(config: Config, model, tokenizer_dir: Path, test: SplitE
             pieces = translate(test.sources, beam_size)
             hypotheses = [segmenters["target"].decode_pieces(line) for line in pieces]
             seconds = time.perf_counter() - started
-            result[f"decode_{name}_sentences_per_s"] = round(len(hypotheses) / seconds, 2)
-            result[f"decode_{name}_target_tokens_per_s"] = round(sum(map(len, pieces)) / seconds)
-            result[f"decode_{name}_bleu"] = score(hypotheses, test.references)["bleu"]
+            result.update(other_decoder_scores(name, pieces, hypotheses, seconds, test))
             if name == "greedy":
                 same = sum(ours == theirs for ours, theirs in zip(greedy_hypotheses, hypotheses))
                 result["greedy_agreement"] = round(same / len(hypotheses), 3)

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import tensorflow as tf
 
 from nmt import checkpoints
-from nmt.config import Config
+from nmt.config import Config, DecodeConfig
 from nmt.data import tokenizer
 from nmt.data.tokenizer import EOS_ID, PAD_ID, Tokenizers
 from nmt.decoding.search import beam_search, greedy_search
@@ -18,6 +18,15 @@ from nmt.model.transformer import Transformer, build_transformer
 from nmt.run_dir import RunDir
 
 log = logging.getLogger("nmt")
+
+
+def length_limits(source_lengths, decode: DecodeConfig, max_length: int) -> tf.Tensor:
+    """int32 longest outputs (tokens before EOS) for sources of these lengths (subwords):
+    decode.max_length_ratio x length + decode.max_length_offset, within the model's max_length
+    positions (BOS takes one)."""
+    lengths = tf.cast(source_lengths, tf.float32)
+    limits = tf.cast(lengths * decode.max_length_ratio, tf.int32) + decode.max_length_offset
+    return tf.minimum(limits, max_length - 1)
 
 
 @dataclass(frozen=True)
@@ -95,9 +104,8 @@ class Translator:
 
     def _translate_batch(self, source_ids: tf.Tensor, n: int) -> list[list[Hypothesis]]:
         decode = self.config.decode
-        source_lengths = tf.reduce_sum(tf.cast(tf.not_equal(source_ids, PAD_ID), tf.float32), axis=1)
-        max_lengths = tf.cast(source_lengths * decode.max_length_ratio, tf.int32) + decode.max_length_offset
-        max_lengths = tf.minimum(max_lengths, self.model.max_length - 1)
+        source_lengths = tf.reduce_sum(tf.cast(tf.not_equal(source_ids, PAD_ID), tf.int32), axis=1)
+        max_lengths = length_limits(source_lengths, decode, self.model.max_length)
         output_ids, scores = self._search(source_ids, max_lengths)
         output_ids, scores = output_ids[:, :n], scores[:, :n].numpy()
         # EOS and everything after it is dropped: EOS becomes padding and trailing padding is stripped.

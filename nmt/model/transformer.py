@@ -166,12 +166,13 @@ class Transformer(keras.Model):
     def _final_norm(self, x: tf.Tensor) -> tf.Tensor:
         return self.decoder_norm(x) if self.decoder_norm is not None else x
 
-    def output_kernel(self) -> tf.Tensor:
-        """The output projection's weights as (hidden_dim, target_vocab_size), the layout of a plain
-        matmul: the tied embedding table lies (vocab, hidden_dim), and on CPU a matmul reading it
-        transposed ran at ~80% of the speed of one on a transposed copy at decoding batch sizes."""
+    def output_kernel(self) -> tf.Tensor | None:
+        """The tied output projection's weights as (hidden_dim, target_vocab_size), the layout of a
+        plain matmul: the embedding table lies (vocab, hidden_dim), and on CPU a matmul reading it
+        transposed ran at ~80% of the speed of one on a transposed copy at decoding batch sizes.
+        None for an untied output layer, whose kernel lies that way already."""
         if self.output_projection is not None:
-            return self.output_projection.kernel
+            return None
         return tf.transpose(self.target_embedding.token_embedding.embeddings)
 
     def logits(self, states: tf.Tensor, output_kernel: tf.Tensor | None = None) -> tf.Tensor:
@@ -181,12 +182,10 @@ class Transformer(keras.Model):
         # would broadcast the table over the batch, and its gradient then sums a (batch, vocab,
         # hidden_dim) tensor (training steps ~2x slower).
         flat = tf.reshape(states, [-1, self.hidden_dim])
-        if output_kernel is not None:
-            logits = tf.matmul(flat, tf.cast(output_kernel, flat.dtype))
-            if self.output_projection is not None:
-                logits = tf.nn.bias_add(logits, tf.cast(self.output_projection.bias, flat.dtype))
-        elif self.output_projection is not None:
+        if self.output_projection is not None:
             logits = self.output_projection(flat)
+        elif output_kernel is not None:
+            logits = tf.matmul(flat, tf.cast(output_kernel, flat.dtype))
         else:
             # Training: reading the table transposed beats copying it once per step.
             table = self.target_embedding.token_embedding.embeddings
