@@ -14,7 +14,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from nmt.model.sublayers import FeedForward, residual
+from nmt.model.sublayers import Dropout, FeedForward, residual
 
 
 class DecoderLayer(keras.layers.Layer):
@@ -34,7 +34,7 @@ class DecoderLayer(keras.layers.Layer):
         self.self_attention_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="self_attention_norm")
         self.cross_attention_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="cross_attention_norm")
         self.feed_forward_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="feed_forward_norm")
-        self.dropout = keras.layers.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def call(
         self,

@@ -8,6 +8,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from nmt.model.sublayers import Dropout
+
 
 def sinusoidal_positions(max_length: int, hidden_dim: int) -> np.ndarray:
     """(max_length, hidden_dim): sin on even channels, cos on odd ones (Vaswani et al., 2017)."""
@@ -34,7 +36,7 @@ class PositionalEmbedding(keras.layers.Layer):
         self.max_length = max_length
         self.hidden_dim = token_embedding.output_dim
         self.positions = tf.constant(sinusoidal_positions(max_length, self.hidden_dim))
-        self.dropout = keras.layers.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def call(self, token_ids: tf.Tensor, training: bool = False, start: tf.Tensor | int = 0) -> tf.Tensor:
         """token_ids: (batch, len) at positions start .. start + len - 1 (start > 0 when decoding

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from nmt.model.sublayers import FeedForward, residual
+from nmt.model.sublayers import Dropout, FeedForward, residual
 
 
 class EncoderLayer(keras.layers.Layer):
@@ -25,7 +25,7 @@ class EncoderLayer(keras.layers.Layer):
         self.feed_forward = FeedForward(hidden_dim, intermediate_dim, dropout, name="feed_forward")
         self.attention_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="attention_norm")
         self.feed_forward_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="feed_forward_norm")
-        self.dropout = keras.layers.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def call(self, x: tf.Tensor, attention_mask: tf.Tensor, training: bool = False) -> tf.Tensor:
         """x: (batch, src_len, hidden_dim); attention_mask: (batch, src_len, src_len) or broadcastable."""

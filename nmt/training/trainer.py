@@ -26,7 +26,7 @@ from nmt.errors import NmtError
 from nmt.evaluation.evaluator import SplitEvaluator
 from nmt.model.transformer import Transformer, build_transformer
 from nmt.run_dir import RunDir
-from nmt.training.losses import correct_tokens, label_smoothed_loss, real_target_logits, real_tokens
+from nmt.training.losses import label_smoothed_loss, real_target_logits, real_tokens
 from nmt.training import distribute, precision
 from nmt.training.schedule import InverseSqrtSchedule
 
@@ -219,7 +219,7 @@ def _train_step(strategy: tf.distribute.Strategy, model: Transformer, optimizer:
         for batch in batches:
             with tf.GradientTape() as tape:
                 labels, logits = real_target_logits(model, batch, training=True, drop_padding=not train.jit_compile)
-                batch_loss, _ = label_smoothed_loss(labels, logits, train.label_smoothing)
+                batch_loss, _, batch_correct = label_smoothed_loss(labels, logits, train.label_smoothing)
                 loss = batch_loss / tokens
                 if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
                     loss = optimizer.scale_loss(loss)
@@ -228,7 +228,7 @@ def _train_step(strategy: tf.distribute.Strategy, model: Transformer, optimizer:
                 tf.convert_to_tensor(total) + tf.convert_to_tensor(new) for total, new in zip(gradients, batch_gradients)
             ]
             loss_sum += batch_loss
-            correct += correct_tokens(labels, logits)
+            correct += batch_correct
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return loss_sum, local_tokens, correct
 
@@ -247,8 +247,7 @@ def _validation_step(model: Transformer) -> Callable:
     def validation_step(batch):
         labels, logits = real_target_logits(model, batch, training=False)
         # Validation loss is plain cross-entropy, comparable across label-smoothing settings.
-        loss_sum, tokens = label_smoothed_loss(labels, logits, 0.0)
-        return loss_sum, tokens, correct_tokens(labels, logits)
+        return label_smoothed_loss(labels, logits, 0.0)
 
     return validation_step
 

@@ -3,13 +3,13 @@ import tensorflow as tf
 
 from nmt.config import ModelConfig
 from nmt.model.transformer import build_transformer
-from nmt.training.losses import correct_tokens, label_smoothed_loss, real_target_logits
+from nmt.training.losses import label_smoothed_loss, real_target_logits
 
 
 def test_padding_is_ignored_and_matches_sparse_cross_entropy():
     logits = tf.random.stateless_normal((2, 3, 7), seed=(1, 2))
     labels = tf.constant([[4, 5, 0], [6, 0, 0]])
-    total, tokens = label_smoothed_loss(labels, logits, 0.0)
+    total, tokens, _ = label_smoothed_loss(labels, logits, 0.0)
     assert float(tokens) == 3.0
     expected = tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True).numpy()
     np.testing.assert_allclose(float(total), expected[0, 0] + expected[0, 1] + expected[1, 0], rtol=1e-5)
@@ -26,7 +26,15 @@ def test_smoothing_penalises_overconfidence():
 
 def test_correct_tokens_counts_real_tokens_only():
     logits = tf.one_hot([[3, 2, 1]], 4) * 10
-    assert float(correct_tokens(tf.constant([[3, 1, 0]]), logits)) == 1.0
+    assert float(label_smoothed_loss(tf.constant([[3, 1, 0]]), logits, 0.1)[2]) == 1.0
+
+
+def test_loss_is_exact_where_the_label_probability_underflows():
+    # p(label) = e^-200 is 0 in float32; the loss must still be 200, not inf or a clipped value.
+    logits = tf.constant([[0.0, 200.0, 0.0]])
+    total, _, correct = label_smoothed_loss(tf.constant([2]), logits, 0.0)
+    np.testing.assert_allclose(float(total), 200.0, rtol=1e-6)
+    assert float(correct) == 0.0
 
 
 def test_gradient_equals_autodiff_of_log_softmax_form():
@@ -40,7 +48,7 @@ def test_gradient_equals_autodiff_of_log_softmax_form():
             log_probs = tf.nn.log_softmax(logits)
             nll = -tf.gather(log_probs, labels, axis=-1, batch_dims=2)
             expected = tf.reduce_sum(((1 - smoothing) * nll - smoothing * tf.reduce_mean(log_probs, -1)) * weights)
-            total, _ = label_smoothed_loss(labels, logits, smoothing)
+            total, _, _ = label_smoothed_loss(labels, logits, smoothing)
         np.testing.assert_allclose(float(total), float(expected), rtol=1e-5)
         np.testing.assert_allclose(
             tape.gradient(total, logits, output_gradients=upstream).numpy(),
