@@ -104,7 +104,9 @@ def resolve(run_dir: str | Path | None) -> RunDir:
 def mark_latest(run: RunDir) -> None:
     """Points runs/latest at this run (an atomic symlink swap)."""
     LATEST.parent.mkdir(parents=True, exist_ok=True)
-    temporary = LATEST.with_name(".latest.tmp")
+    # A name of this process's own: two trainings started at once would otherwise swap each
+    # other's temporary link away.
+    temporary = LATEST.with_name(f".latest.{os.getpid()}.tmp")
     temporary.unlink(missing_ok=True)
     temporary.symlink_to(run.path.resolve(), target_is_directory=True)
     os.replace(temporary, LATEST)
