@@ -181,6 +181,13 @@ def quality_table(entries: dict) -> str:
     return "\n".join([*lines, "", *(f"BLEU signature: `{signature}`" for signature in signatures)]) + "\n"
 
 
+def as_run_here(config: Config) -> Config:
+    """The config as this machine trains it: train.precision resolved, a precision the device
+    cannot run fast having fallen back to float32 (a bf16 lever on a CPU without bf16 units)."""
+    return dataclasses.replace(config, train=dataclasses.replace(
+        config.train, precision=precision.resolve(config.train.precision)))
+
+
 def matmul_peak(policy: str, size: int = 4096, repeats: int = 5) -> float:
     """The machine's dense matmul rate in GFLOP/s in the compute dtype of the Keras `policy` (best
     of `repeats`), the denominator of model FLOP utilisation."""
@@ -427,7 +434,11 @@ def speed(
     variants = {"config": resolved}
     for spec in lever:
         name, _, settings = spec.partition(":")
-        variants[name] = config_lib.load(config, [*overrides, *settings.split(",")])
+        variant = config_lib.load(config, [*overrides, *settings.split(",")])
+        if as_run_here(variant) == as_run_here(resolved):
+            typer.echo(f"lever {name}: this machine would train it exactly as the config; not measured", err=True)
+            continue
+        variants[name] = variant
     results, peaks = {}, {}
     scratch = tempfile.TemporaryDirectory()
     # One scratch run directory: SentencePiece is trained once for all variants (and the reference).
