@@ -538,8 +538,12 @@ def speed_table(entry: dict) -> str:
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     reference = entry.get("reference")
+
+    def versus_reference(result: dict) -> float:
+        return result["train_target_tokens_per_s"] / reference["train_target_tokens_per_s"]
+
     for name, result in {"config": {**entry, "speedup": 1.0}, **entry["levers"]}.items():
-        versus = f"{result['train_target_tokens_per_s'] / reference['train_target_tokens_per_s']:.2f}x" if reference else ""
+        versus = f"{versus_reference(result):.2f}x" if reference else ""
         lines.append(
             f"| {name} | {result['precision']} | {'yes' if result['jit_compile'] else 'no'} | "
             f"{result['train_target_tokens_per_s']:,} | {result['train_tokens_per_s']:,} | {result['speedup']:.2f}x | "
@@ -553,7 +557,7 @@ def speed_table(entry: dict) -> str:
         fastest = max(entry["levers"].items(), key=lambda item: item[1]["train_target_tokens_per_s"], default=None)
         lines += ["", f"The config trains **{reference['config_speedup']:.2f}x** as fast as the reference toolkit "
                       f"(target tokens/s, measured in this run on the same model, data and batch size)"
-                  + (f"; with its fastest lever, {fastest[0]}, **{fastest[1]['train_target_tokens_per_s'] / reference['train_target_tokens_per_s']:.2f}x**."
+                  + (f"; with its fastest lever, {fastest[0]}, **{versus_reference(fastest[1]):.2f}x**."
                      if fastest and fastest[1]["speedup"] > 1 else ".")]
     lines += [
         "",
