@@ -74,6 +74,17 @@ class ModelConfig:
     tie_output: bool = True
     # Longest sequence the model accepts, in tokens; longer input is truncated with a warning.
     max_length: int = 256
+    # Attention (nmt/model/attention.py), one step of its history each: 'additive' (Bahdanau),
+    # 'dot' (q.k) and 'scaled_dot' (q.k/sqrt(d)) attend with one head; 'multi_head' (Vaswani et
+    # al.) splits queries, keys and values into num_heads heads; 'multi_query' (Shazeer, 2019)
+    # shares one key/value head between them and 'grouped_query' (Ainslie et al., 2023) one per
+    # group of heads: a decoding cache num_heads / num_kv_heads times smaller.
+    attention: Literal["additive", "dot", "scaled_dot", "multi_head", "multi_query", "grouped_query"] = "multi_head"
+    # Key/value heads of 'grouped_query' (divides num_heads); only for that variant.
+    num_kv_heads: Optional[int] = None
+    # Learned query, key, value and output projections; false attends over the inputs themselves
+    # (single-head variants only; 'additive' keeps the query and key layers of its scoring net).
+    attention_projections: bool = True
 
 
 @dataclass(frozen=True)
@@ -373,6 +384,7 @@ def _check_values(config: Config) -> None:
             f"config key 'model.hidden_dim' ({config.model.hidden_dim}) must be divisible by "
             f"'model.num_heads' ({config.model.num_heads})"
         )
+    _check_attention(config.model)
     if config.model.share_embeddings and not config.tokenizer.joint:
         raise ConfigError(
             "config key 'model.share_embeddings' needs one vocabulary for both languages: "
@@ -385,3 +397,23 @@ def _check_values(config: Config) -> None:
         )
     if config.tokenizer.vocab_size < 8:
         raise ConfigError(f"config key 'tokenizer.vocab_size' must be at least 8; got {config.tokenizer.vocab_size}")
+
+
+def _check_attention(model: ModelConfig) -> None:
+    if model.num_kv_heads is not None and model.attention != "grouped_query":
+        raise ConfigError(
+            f"config key 'model.num_kv_heads' applies to model.attention=grouped_query only (it is {model.attention!r}); "
+            "remove it or set model.attention=grouped_query"
+        )
+    if model.attention == "grouped_query":
+        if model.num_kv_heads is None:
+            raise ConfigError("model.attention=grouped_query needs 'model.num_kv_heads', the number of key/value heads (e.g. 2)")
+        if model.num_kv_heads <= 0 or model.num_heads % model.num_kv_heads:
+            raise ConfigError(
+                f"config key 'model.num_kv_heads' ({model.num_kv_heads}) must divide 'model.num_heads' ({model.num_heads})"
+            )
+    if not model.attention_projections and model.attention not in ("additive", "dot", "scaled_dot"):
+        raise ConfigError(
+            f"model.attention={model.attention} splits projected queries, keys and values into heads: it needs "
+            "model.attention_projections=true (or choose additive, dot or scaled_dot)"
+        )

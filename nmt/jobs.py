@@ -141,11 +141,21 @@ def _config_summary(config: Config) -> dict:
         "tokenizer": f"SentencePiece {config.tokenizer.model_type}, {config.tokenizer.vocab_size} pieces, "
         + ("joint" if config.tokenizer.joint else "separate"),
         "model": f"{model.num_encoder_layers}+{model.num_decoder_layers} layers, hidden {model.hidden_dim}, "
-        f"{model.num_heads} heads, FFN {model.intermediate_dim}, dropout {model.dropout}, {model.norm}-norm",
+        f"{_attention_summary(model)}, FFN {model.intermediate_dim}, dropout {model.dropout}, {model.norm}-norm",
         "training": f"{config.train.batch_tokens}-token batches, peak lr {config.train.learning_rate}, "
         f"warmup {config.train.warmup_steps}, label smoothing {config.train.label_smoothing}",
         "checkpoint": config.eval.checkpoint,
     }
+
+
+def _attention_summary(model) -> str:
+    if model.attention == "multi_head":
+        return f"{model.num_heads} heads"
+    if model.attention == "multi_query":
+        return f"{model.num_heads} heads sharing 1 key/value head"
+    if model.attention == "grouped_query":
+        return f"{model.num_heads} heads in {model.num_kv_heads} key/value groups"
+    return f"{model.attention.replace('_', '-')} attention" + ("" if model.attention_projections else " over unprojected inputs")
 
 
 def translate(run_dir: str | None, overrides: list[str], sentences: list[str], n_best: int = 1) -> list[list[Hypothesis]]:

@@ -429,6 +429,8 @@ def speed(
     if ctranslate2 and importlib.util.find_spec("ctranslate2") is None:
         raise typer.BadParameter("--ctranslate2 needs the ctranslate2 package: pip install -e '.[ctranslate2]' "
                                  "(make benchmark-speed-ctranslate2 installs it)")
+    if ctranslate2 and resolved.model.attention != "multi_head":
+        raise typer.BadParameter(f"--ctranslate2 converts multi_head attention only; this config has {resolved.model.attention}")
     if resolved.train.distribute != "none":
         raise typer.BadParameter("the speed benchmark times one device; leave train.distribute at none")
     variants = {"config": resolved}

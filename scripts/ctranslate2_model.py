@@ -18,7 +18,7 @@ from nmt.model.transformer import Transformer
 
 
 def _linear(spec, weight: np.ndarray, bias: np.ndarray | None = None) -> None:
-    """CTranslate2 linear layers hold (out, in) weights; Keras Dense and EinsumDense hold (in, out)."""
+    """CTranslate2 linear layers hold (out, in) weights; ours hold (in, out)."""
     spec.weight = np.ascontiguousarray(weight.T, dtype=np.float32)
     if bias is not None:
         spec.bias = bias.astype(np.float32)
@@ -28,24 +28,13 @@ def _norm(spec, layer) -> None:
     spec.gamma, spec.beta = layer.gamma.numpy(), layer.beta.numpy()
 
 
-def _projections(attention, names: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Keras MultiHeadAttention projections (in, heads, key_dim) as one fused (in, out) matrix and
-    bias, in CTranslate2's order (query, key, value), (key, value) or (output)."""
-    kernels, biases = [], []
-    for name in names:
-        dense = getattr(attention, name)
-        kernel = dense.kernel.numpy()
-        if name == "output_dense":  # (heads, key_dim, out)
-            kernels.append(kernel.reshape(-1, kernel.shape[-1]))
-        else:
-            kernels.append(kernel.reshape(kernel.shape[0], -1))
-        biases.append(dense.bias.numpy().reshape(-1))
-    return np.concatenate(kernels, axis=1), np.concatenate(biases)
-
-
 def _attention(spec, attention, fused: list[list[str]]) -> None:
+    """Fills CTranslate2's fused linear layers, in its order ((query, key, value), (key, value) or
+    (output)), with the attention layer's projections."""
+    weights = attention.dense_weights()
     for linear, names in zip(spec.linear, fused):
-        _linear(linear, *_projections(attention, names))
+        _linear(linear, np.concatenate([weights[name][0] for name in names], axis=1),
+                np.concatenate([weights[name][1] for name in names]))
 
 
 def _feed_forward(spec, feed_forward, norm) -> None:
@@ -62,7 +51,17 @@ def vocabulary(model_file: Path) -> list[str]:
 
 def convert(model: Transformer, source_vocabulary: list[str], target_vocabulary: list[str], out: Path) -> Path:
     """Writes `model` (pre- or post-norm, shared or separate embeddings, tied or own output layer)
-    as a float32 CTranslate2 model directory `out`; returns it."""
+    as a float32 CTranslate2 model directory `out`; returns it.
+
+    Raises:
+        ValueError: the model's attention is not multi_head (CTranslate2's Transformer specs
+            have no additive, single-head unprojected or shared key/value-head attention).
+    """
+    if model.attention != "multi_head":
+        raise ValueError(
+            f"CTranslate2 cannot express model.attention={model.attention}: its encoder-decoder Transformer "
+            "has multi_head attention only"
+        )
     spec = ctranslate2.specs.TransformerSpec.from_config(
         (model.num_encoder_layers, model.num_decoder_layers), model.num_heads, pre_norm=model.norm == "pre",
     )
@@ -77,7 +76,7 @@ def convert(model: Transformer, source_vocabulary: list[str], target_vocabulary:
     for layer_spec, layer in zip(encoder.layer, model.encoder_layers):
         _norm(layer_spec.self_attention.layer_norm, layer.attention_norm)
         _attention(layer_spec.self_attention, layer.self_attention,
-                   [["query_dense", "key_dense", "value_dense"], ["output_dense"]])
+                   [["query", "key", "value"], ["output"]])
         _feed_forward(layer_spec.ffn, layer.feed_forward, layer.feed_forward_norm)
     if model.encoder_norm is not None:
         _norm(encoder.layer_norm, model.encoder_norm)
@@ -88,10 +87,10 @@ def convert(model: Transformer, source_vocabulary: list[str], target_vocabulary:
     for layer_spec, layer in zip(decoder.layer, model.decoder_layers):
         _norm(layer_spec.self_attention.layer_norm, layer.self_attention_norm)
         _attention(layer_spec.self_attention, layer.self_attention,
-                   [["query_dense", "key_dense", "value_dense"], ["output_dense"]])
+                   [["query", "key", "value"], ["output"]])
         _norm(layer_spec.attention.layer_norm, layer.cross_attention_norm)
         _attention(layer_spec.attention, layer.cross_attention,
-                   [["query_dense"], ["key_dense", "value_dense"], ["output_dense"]])
+                   [["query"], ["key", "value"], ["output"]])
         _feed_forward(layer_spec.ffn, layer.feed_forward, layer.feed_forward_norm)
     if model.decoder_norm is not None:
         _norm(decoder.layer_norm, model.decoder_norm)

@@ -50,6 +50,12 @@ def test_unknown_section(tmp_path):
         ("train:\n  distribute: horovod\n", r"'train\.distribute' must be one of none, mirrored, multi_worker, tpu"),
         ("train:\n  replicas: 2\n", r"'train\.replicas' applies to train\.distribute=mirrored only"),
         ("train:\n  precision: fp8\n", r"'train\.precision' must be one of float32, mixed_bfloat16, mixed_float16, auto"),
+        ("model:\n  attention: linear\n",
+         r"'model\.attention' must be one of additive, dot, scaled_dot, multi_head, multi_query, grouped_query; got 'linear'"),
+        ("model:\n  attention: grouped_query\n", r"grouped_query needs 'model\.num_kv_heads'"),
+        ("model:\n  attention: grouped_query\n  num_kv_heads: 3\n", r"'model\.num_kv_heads' \(3\) must divide 'model\.num_heads' \(4\)"),
+        ("model:\n  num_kv_heads: 2\n", r"'model\.num_kv_heads' applies to model\.attention=grouped_query only"),
+        ("model:\n  attention_projections: false\n", r"multi_head splits projected queries.*attention_projections=true"),
     ],
 )
 def test_invalid_values(tmp_path, text, message):

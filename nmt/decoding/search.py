@@ -193,7 +193,7 @@ def _write_column(ids: tf.Tensor, values: tf.Tensor, column: tf.Tensor) -> tf.Te
 def _reorder(cache: dict, rows: tf.Tensor) -> dict:
     """Moves the self-attention keys and values with their hypotheses (and drops those of rows not
     in `rows`); the encoder's stay put because hypotheses only move within their own sentence."""
-    layers = [{**layer, "key": tf.gather(layer["key"], rows), "value": tf.gather(layer["value"], rows)} for layer in cache["layers"]]
+    layers = [{**layer, "self": tf.nest.map_structure(lambda tensor: tf.gather(tensor, rows), layer["self"])} for layer in cache["layers"]]
     return {**cache, "layers": layers}
 
 
@@ -201,6 +201,6 @@ def _keep_sentences(cache: dict, rows: tf.Tensor) -> dict:
     """Keeps the encoder's keys, values and mask of `rows` only, for the sentences beam search
     still searches (the self-attention's follow their hypotheses in `_reorder`)."""
     def keep(layer: dict) -> dict:
-        return {**layer, "memory_key": tf.gather(layer["memory_key"], rows), "memory_value": tf.gather(layer["memory_value"], rows)}
+        return {**layer, "memory": tf.nest.map_structure(lambda tensor: tf.gather(tensor, rows), layer["memory"])}
 
     return {"memory_mask": tf.gather(cache["memory_mask"], rows), "layers": [keep(layer) for layer in cache["layers"]]}

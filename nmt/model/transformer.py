@@ -25,6 +25,7 @@ class Transformer(keras.Model):
         share_embeddings: one embedding matrix for both sides.
         tie_output: output projection = transposed target embedding matrix.
         max_length: number of positions.
+        attention, num_kv_heads, attention_projections: the attention variant (nmt.model.attention).
 
     Example:
         model = Transformer(8000, 8000)
@@ -46,6 +47,9 @@ class Transformer(keras.Model):
         share_embeddings: bool = True,
         tie_output: bool = True,
         max_length: int = 256,
+        attention: str = "multi_head",
+        num_kv_heads: int | None = None,
+        attention_projections: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -66,6 +70,9 @@ class Transformer(keras.Model):
         self.share_embeddings = share_embeddings
         self.tie_output = tie_output
         self.max_length = max_length
+        self.attention = attention
+        self.num_kv_heads = num_kv_heads
+        self.attention_projections = attention_projections
 
         # Embeddings start small so that sqrt(hidden_dim) scaling gives unit-variance inputs.
         initializer = keras.initializers.RandomNormal(stddev=hidden_dim**-0.5)
@@ -80,6 +87,7 @@ class Transformer(keras.Model):
         layer_args = dict(
             hidden_dim=hidden_dim, num_heads=num_heads, intermediate_dim=intermediate_dim,
             dropout=dropout, attention_dropout=attention_dropout, norm_first=norm == "pre",
+            attention=attention, num_kv_heads=num_kv_heads, attention_projections=attention_projections,
         )
         self.encoder_layers = [EncoderLayer(**layer_args, name=f"encoder_{i}") for i in range(num_encoder_layers)]
         self.decoder_layers = [DecoderLayer(**layer_args, name=f"decoder_{i}") for i in range(num_decoder_layers)]
@@ -88,12 +96,17 @@ class Transformer(keras.Model):
         self.decoder_norm = keras.layers.LayerNormalization(epsilon=1e-6, name="decoder_norm") if norm == "pre" else None
         self.output_projection = None if tie_output else keras.layers.Dense(target_vocab_size, name="output_projection")
 
-    def encode(self, source_ids: tf.Tensor, training: bool = False) -> tf.Tensor:
-        """(batch, src_len) ids -> (batch, src_len, hidden_dim) memory."""
+    def encode(self, source_ids: tf.Tensor, training: bool = False, attention_maps: list | None = None) -> tf.Tensor:
+        """(batch, src_len) ids -> (batch, src_len, hidden_dim) memory; attention_maps, if given,
+        receives each layer's self-attention logits and weights."""
         mask = masks.padding_mask(source_ids)
         x = self.source_embedding(source_ids, training=training)
         for layer in self.encoder_layers:
-            x = layer(x, attention_mask=mask, training=training)
+            if attention_maps is None:
+                x = layer(x, attention_mask=mask, training=training)
+            else:
+                x, maps = layer(x, attention_mask=mask, training=training, return_attention=True)
+                attention_maps.append(maps["self"])
         return self.encoder_norm(x) if self.encoder_norm is not None else x
 
     def decode(
@@ -103,31 +116,47 @@ class Transformer(keras.Model):
         return self.logits(self.decoder_states(target_in, memory, source_ids, training=training))
 
     def decoder_states(
-        self, target_in: tf.Tensor, memory: tf.Tensor, source_ids: tf.Tensor, training: bool = False
+        self, target_in: tf.Tensor, memory: tf.Tensor, source_ids: tf.Tensor, training: bool = False,
+        attention_maps: dict[str, list] | None = None,
     ) -> tf.Tensor:
         """(batch, tgt_len) shifted target ids + memory -> (batch, tgt_len, hidden_dim) final decoder
         states, which `logits` projects onto the vocabulary. Training projects only the states of
-        real (non-padding) positions."""
+        real (non-padding) positions. attention_maps, if given, is {"self": list, "cross": list}
+        and receives each layer's attention logits and weights."""
         self_mask = masks.decoder_self_mask(target_in)
         memory_mask = masks.cross_mask(target_in, source_ids)
         x = self.target_embedding(target_in, training=training)
         for layer in self.decoder_layers:
-            x = layer(x, memory, self_mask=self_mask, memory_mask=memory_mask, training=training)
+            if attention_maps is None:
+                x = layer(x, memory, self_mask=self_mask, memory_mask=memory_mask, training=training)
+            else:
+                x, maps = layer(x, memory, self_mask=self_mask, memory_mask=memory_mask, training=training, return_attention=True)
+                for kind, found in maps.items():
+                    attention_maps[kind].append(found)
         return self._final_norm(x)
+
+    def attention_maps(self, source_ids: tf.Tensor, target_in: tf.Tensor) -> dict[str, list[dict[str, tf.Tensor]]]:
+        """Every attention layer's logits and weights, (batch, heads, queries, keys) each, on one
+        teacher-forced pass (inference mode): {"encoder", "decoder_self", "cross"}, a
+        {"logits", "weights"} dict per layer, first layer first."""
+        maps = {"encoder": [], "decoder_self": [], "cross": []}
+        memory = self.encode(source_ids, attention_maps=maps["encoder"])
+        self.decoder_states(target_in, memory, source_ids, attention_maps={"self": maps["decoder_self"], "cross": maps["cross"]})
+        return maps
 
     def start_decoding(self, source_ids: tf.Tensor) -> dict:
         """Encodes the source once and starts the decoder's cache, empty of target positions.
 
-        The cache holds, per decoder layer, the self-attention keys and values of the positions
-        decoded so far and the cross-attention keys and values of the encoder output; `decode_step`
-        reads and extends it. Rows are sentences: tile or reorder them with tf.gather on axis 0.
-        A loop that carries it declares `decoding_shape_invariants(cache)`.
+        The cache holds "memory_mask" and, per decoder layer, "self" (the self-attention's keys and
+        values of the positions decoded so far, each tensor (rows, ..., positions, ...) growing
+        along axis 2) and "memory" (the cross-attention's keys and values of the encoder output);
+        `decode_step` reads and extends it. Rows are sentences: tile or reorder them with tf.gather
+        on axis 0. A loop that carries it declares `decoding_shape_invariants(cache)`.
         """
         memory = self.encode(source_ids, training=False)
-        empty = tf.zeros([tf.shape(source_ids)[0], self.num_heads, 0, self.hidden_dim // self.num_heads], memory.dtype)
         return {
             "memory_mask": masks.padding_mask(source_ids),
-            "layers": [{"key": empty, "value": empty, **layer.precompute_memory(memory)} for layer in self.decoder_layers],
+            "layers": [layer.start_cache(memory) for layer in self.decoder_layers],
         }
 
     @staticmethod
@@ -137,13 +166,13 @@ class Transformer(keras.Model):
         def rows_vary(tensor: tf.Tensor) -> tf.TensorShape:
             return tf.TensorShape([None, *tensor.shape[1:]])
 
-        def grows(tensor: tf.Tensor) -> tf.TensorShape:  # (rows, heads, positions, key_dim)
-            return tf.TensorShape([None, tensor.shape[1], None, tensor.shape[3]])
+        def grows(tensor: tf.Tensor) -> tf.TensorShape:
+            return tf.TensorShape([None, tensor.shape[1], None, *tensor.shape[3:]])
 
         return {
             "memory_mask": rows_vary(cache["memory_mask"]),
             "layers": [
-                {**{name: rows_vary(tensor) for name, tensor in layer.items()}, "key": grows(layer["key"]), "value": grows(layer["value"])}
+                {"self": tf.nest.map_structure(grows, layer["self"]), "memory": tf.nest.map_structure(rows_vary, layer["memory"])}
                 for layer in cache["layers"]
             ],
         }
@@ -159,7 +188,7 @@ class Transformer(keras.Model):
         x = self.target_embedding(token_ids[:, tf.newaxis], start=index)
         layers = []
         for layer, layer_cache in zip(self.decoder_layers, cache["layers"]):
-            x, layer_cache = layer.step(x, index, layer_cache, cache["memory_mask"])
+            x, layer_cache = layer.step(x, layer_cache, cache["memory_mask"])
             layers.append(layer_cache)
         return self.logits(self._final_norm(x)[:, 0], output_kernel), {"memory_mask": cache["memory_mask"], "layers": layers}
 
@@ -212,6 +241,9 @@ class Transformer(keras.Model):
             "share_embeddings": self.share_embeddings,
             "tie_output": self.tie_output,
             "max_length": self.max_length,
+            "attention": self.attention,
+            "num_kv_heads": self.num_kv_heads,
+            "attention_projections": self.attention_projections,
         }
 
 
@@ -231,6 +263,9 @@ def build_transformer(config: ModelConfig, source_vocab_size: int, target_vocab_
         share_embeddings=config.share_embeddings,
         tie_output=config.tie_output,
         max_length=config.max_length,
+        attention=config.attention,
+        num_kv_heads=config.num_kv_heads,
+        attention_projections=config.attention_projections,
         name="transformer",
     )
     dummy = tf.ones((1, 2), dtype=tf.int32)
