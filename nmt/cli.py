@@ -1,4 +1,4 @@
-"""The `nmt` command line: train, translate, evaluate, average. A thin shell over nmt.jobs."""
+"""The `nmt` command line: train, translate, attention, evaluate, average. A thin shell over nmt.jobs."""
 
 from __future__ import annotations
 
@@ -83,12 +83,20 @@ def translate(
     n_best: Annotated[
         int, typer.Option("--n-best", help="Print the N best translations per sentence as 'LINE ||| TEXT ||| SCORE' (N <= decode.beam_size).")
     ] = 1,
+    align: Annotated[
+        bool, typer.Option("--align", help="Print 'LINE ||| TEXT ||| ALIGNMENT': for each output word j, 'i-j' with i the source "
+                           "word it attends to most (last layer's cross-attention, mean of heads).")
+    ] = False,
     set_: SetOption = None,
 ) -> None:
     """Translate sentences given as arguments, in a file, or on stdin (one per line)."""
     with _user_errors():
         from nmt import atomic, jobs
+        from nmt.decoding.alignment import pharaoh, word_alignment
         from nmt.text_io import decode_lines
+
+        if align and n_best != 1:
+            raise NmtError("--align aligns the best translation only; leave out --n-best")
 
         if sentences:
             if not all(sentence.strip() for sentence in sentences):
@@ -103,8 +111,13 @@ def translate(
             lines = decode_lines(sys.stdin.buffer.read(), "stdin")
         else:
             raise NmtError("nothing to translate: pass sentences, --input FILE, or text on stdin")
-        translations = jobs.translate(run_dir, set_ or [], lines, n_best)
-        if n_best == 1:
+        translations = jobs.translate(run_dir, set_ or [], lines, n_best, with_attention=align)
+        if align:
+            text = "".join(
+                f"{index} ||| {best.text} ||| {pharaoh(word_alignment(best.attention)) if best.attention else ''}\n"
+                for index, (best, *_) in enumerate(translations)
+            )
+        elif n_best == 1:
             text = "".join(best[0].text + "\n" for best in translations)
         else:
             text = "".join(
@@ -115,6 +128,36 @@ def translate(
             atomic.write_text(output_file, text)
         else:
             sys.stdout.write(text)
+
+
+@app.command()
+def attention(
+    sentence: Annotated[str, typer.Argument(help="Sentence to translate and look at.")],
+    run_dir: RunDirOption = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="PNG file to write.")] = Path("attention.png"),
+    include_self: Annotated[bool, typer.Option("--self", help="Also draw the encoder's and decoder's self-attention.")] = False,
+    softmax_demo: Annotated[
+        bool, typer.Option("--softmax-demo", help="Instead, draw the softmax of one of the model's own cross-attention rows, "
+                           "its dot products unscaled (std ~ sqrt(d)) and scaled to unit deviation.")
+    ] = False,
+    set_: SetOption = None,
+) -> None:
+    """Translate a sentence and draw its attention: every layer and head of the cross-attention
+    (source subwords across, output subwords down) and the last layer's mean over heads."""
+    with _user_errors():
+        from nmt import jobs
+
+        translation, drawn = jobs.draw_attention(run_dir, set_ or [], sentence, output, include_self, softmax_demo)
+        typer.echo(translation)
+        if softmax_demo:
+            unscaled, scaled = drawn["unscaled"], drawn["scaled to unit deviation"]
+            typer.echo(
+                f"softmax of one query's logits: std {unscaled['logit_std']:.2f} -> max weight {unscaled['max_weight']:.2f}; "
+                f"scaled to std 1 -> max weight {scaled['max_weight']:.2f}"
+            )
+        else:
+            typer.echo(f"{drawn['panels']} heatmaps, {drawn['width']}x{drawn['height']} pixels")
+        typer.echo(f"  picture: {output}")
 
 
 @app.command()

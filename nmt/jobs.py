@@ -6,14 +6,15 @@ import sys
 from pathlib import Path
 
 import keras
+import numpy as np
 
-from nmt import averaging
+from nmt import averaging, plots
 from nmt import config as config_lib
 from nmt import run_dir as run_dir_lib
 from nmt.config import Config, SplitName
 from nmt.data import tokenizer
 from nmt.decoding.translator import Hypothesis, Translator
-from nmt.errors import ConfigError, RunDirError
+from nmt.errors import ConfigError, NmtError, RunDirError
 from nmt.evaluation import report as report_lib
 from nmt.evaluation import significance
 from nmt.evaluation.evaluator import SplitEvaluator
@@ -158,12 +159,38 @@ def _attention_summary(model) -> str:
     return f"{model.attention.replace('_', '-')} attention" + ("" if model.attention_projections else " over unprojected inputs")
 
 
-def translate(run_dir: str | None, overrides: list[str], sentences: list[str], n_best: int = 1) -> list[list[Hypothesis]]:
-    """The n_best translations of each sentence, best first."""
+def translate(run_dir: str | None, overrides: list[str], sentences: list[str], n_best: int = 1,
+              with_attention: bool = False) -> list[list[Hypothesis]]:
+    """The n_best translations of each sentence, best first (the best with its attention weights
+    when with_attention)."""
     run, config = load_run(run_dir, overrides)
     if n_best < 1 or n_best > config.decode.beam_size:
         raise ConfigError(
             f"--n-best must be between 1 and decode.beam_size ({config.decode.beam_size}); got {n_best}. "
             f"Raise the beam with --set decode.beam_size={max(n_best, 1)}"
         )
-    return Translator.from_run_dir(run, config).translate_n_best(sentences, n_best)
+    return Translator.from_run_dir(run, config).translate_n_best(sentences, n_best, with_attention=with_attention)
+
+
+def draw_attention(run_dir: str | None, overrides: list[str], sentence: str, output: Path, include_self: bool,
+                   softmax_demo: bool) -> tuple[str, dict]:
+    """Translates one sentence and draws its attention (or, with softmax_demo, the softmax of one
+    of its cross-attention rows unscaled and scaled) into the PNG output; returns the translation
+    and what plots drew."""
+    if not sentence.strip():
+        raise NmtError('empty sentence: pass text to translate and look at, e.g. nmt attention "A dog runs."')
+    run, config = load_run(run_dir, overrides)
+    translator = Translator.from_run_dir(run, config)
+    best = translator.translate_n_best([sentence], 1, with_attention=True)[0][0]
+    if not softmax_demo:
+        return best.text, plots.attention_figure(best.attention, output, include_self)
+    layer = translator.model.decoder_layers[-1].cross_attention
+    if layer.variant == "additive":
+        raise NmtError("--softmax-demo shows dot-product logits; this run's attention is additive (a feed-forward score)")
+    raw = best.attention.logits["cross"][-1] / layer.logit_scale  # (heads, target, source): q·k unscaled
+    deviations = raw.std(axis=-1)
+    # The row of typical spread: the median deviation over heads and output steps.
+    head, row = np.unravel_index(np.argsort(deviations, axis=None)[deviations.size // 2], deviations.shape)
+    drawn = plots.softmax_demo_figure(raw[head, row], best.attention.source_pieces, layer.score_dim,
+                                      best.attention.target_pieces[row], output)
+    return best.text, drawn

@@ -18,6 +18,11 @@
       own, or --decode-run-dir's), so decoding is compared on models of like training. With
       --ctranslate2, the model that decodes is also converted to CTranslate2 (a C++ inference
       engine, scripts/ctranslate2_model.py) and decodes the test split in the same run.
+
+  scripts/benchmark.py attention [--corpus synthetic|multi30k] [--variant NAME]
+      trains each step of attention's history (scripts/attention_ablation.py) for the same minutes
+      on the synthetic corpus and on Multi30k en->de, and writes benchmarks/attention.json, .md
+      and .png; resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -601,6 +606,53 @@ def _decoding_row(name: str, result: dict) -> str:
     return (f"| {name} | {result['decode_greedy_sentences_per_s']} | {result['decode_greedy_target_tokens_per_s']:,} | "
             f"{result['decode_greedy_bleu']} | {result['decode_beam4_sentences_per_s']} | "
             f"{result['decode_beam4_target_tokens_per_s']:,} | {result['decode_beam4_bleu']} |")
+
+
+@app.command()
+def attention(
+    corpus: Annotated[Optional[list[str]], typer.Option(
+        help="synthetic (configs/quickstart.yaml's model) or multi30k (configs/multi30k_en_de.yaml's); repeatable "
+             "(default: both).")] = None,
+    variant: Annotated[Optional[list[str]], typer.Option(help="Variants of the ladder to run (default: all).")] = None,
+    minutes_synthetic: Annotated[float, typer.Option(help="Training minutes per variant on the synthetic corpus.")] = 2.0,
+    minutes_multi30k: Annotated[float, typer.Option(help="Training minutes per variant on Multi30k.")] = 10.0,
+    set_: Annotated[Optional[list[str]], typer.Option(
+        "--set", help="A setting for every variant of every corpus: key.path=value (repeatable).")] = None,
+    out: Annotated[Path, typer.Option(help="JSON results; Markdown and PNG go beside it.")] = Path("benchmarks/attention.json"),
+    fresh: Annotated[bool, typer.Option(help="Re-run variants already in the results (default: resume, skipping them).")] = False,
+) -> None:
+    """Each step of attention's history (additive, dot, scaled dot, projections, heads, shared
+    key/value heads) trained for the same minutes, one change at a time, then measured on the
+    validation split. Results are written after each variant: run it again to continue."""
+    import attention_ablation
+
+    plans = {
+        "synthetic": (Path("configs/quickstart.yaml"), minutes_synthetic, 200, 100),
+        "multi30k": (Path("configs/multi30k_en_de.yaml"), minutes_multi30k, 200, 100),
+    }
+    unknown = [name for name in (corpus or []) if name not in plans] + [name for name in (variant or []) if name not in attention_ablation.LADDER]
+    if unknown:
+        raise typer.BadParameter(f"unknown corpus or variant {unknown[0]!r}; corpora: {', '.join(plans)}; "
+                                 f"variants: {', '.join(attention_ablation.LADDER)}")
+    entries = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {}
+    for name in corpus or list(plans):
+        config, minutes, equal_steps, eval_every = plans[name]
+        settings = {"config": str(config), "minutes": minutes, "equal_steps": equal_steps, "overrides": set_ or []}
+        entry = entries.get(name)
+        if fresh or entry is None or any(entry[key] != value for key, value in settings.items()):
+            entry = entries[name] = {**settings, "machine": machine(), "code": code_version(), "variants": {}}
+        for chosen in variant or list(attention_ablation.LADDER):
+            if chosen in entry["variants"]:
+                typer.echo(f"{name} {chosen}: measured already (--fresh to re-run)")
+                continue
+            typer.echo(f"{name} {chosen}: training {minutes} minutes", err=True)
+            result = attention_ablation.run_variant(config, chosen, minutes, equal_steps, eval_every, set_ or [],
+                                                    Path("runs/attention") / name / chosen.replace("+", "_"))
+            entry["variants"][chosen] = result
+            atomic.write_text(out, json.dumps(entries, indent=2) + "\n")
+            atomic.write_text(out.with_suffix(".md"), attention_ablation.markdown(entries))
+            attention_ablation.plot(entries, out.with_suffix(".png"))
+            typer.echo(f"{name} {attention_ablation.summary_line(result)}")
 
 
 if __name__ == "__main__":

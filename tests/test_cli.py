@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import struct
 from pathlib import Path
 
 import pytest
@@ -89,6 +90,46 @@ def test_translate_bad_input(workdir):
     shutil.copytree(workdir / "runs" / "tiny" / "tokenizer", workdir / "empty_run" / "tokenizer")
     assert_user_error(invoke("translate", "--run-dir", "empty_run", "Hello."), "no checkpoint in empty_run")
     assert_user_error(invoke("translate", "--set", "model.hidden_dim=8", "Hello."), "'model' is fixed by the trained model")
+
+
+def png_size(path):
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n"
+    return struct.unpack(">II", header[16:24])
+
+
+def test_attention_pictures(workdir):
+    result = invoke("attention", "The dog saw a cat.", "--output", "attention.png")
+    assert result.exit_code == 0, result.output
+    translation, panels, picture = result.output.splitlines()
+    assert translation == invoke("translate", "The dog saw a cat.").output.strip()
+    # configs/quickstart.yaml: 2 decoder layers of 4 heads, and the last layer's mean of heads.
+    width, height = png_size(workdir / "attention.png")
+    assert panels == f"9 heatmaps, {width}x{height} pixels"
+    result = invoke("attention", "The dog saw a cat.", "--self", "--output", "self.png")
+    assert result.exit_code == 0 and "25 heatmaps" in result.output, result.output
+    result = invoke("attention", "The dog saw a cat.", "--softmax-demo", "--output", "softmax.png")
+    assert result.exit_code == 0 and "softmax of one query's logits: std" in result.output, result.output
+    assert png_size(workdir / "softmax.png")[0] > 0
+    assert_user_error(invoke("attention", "  ", "--output", "empty.png"), "empty sentence")
+    assert not (workdir / "empty.png").exists()
+
+
+def test_translate_align(workdir):
+    sentences = ["The dog saw a cat.", "", "My small teachers will read the old book in the garden."]
+    result = invoke("translate", "--align", input="\n".join(sentences) + "\n")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert len(lines) == 3
+    for index, (line, source) in enumerate(zip(lines, sentences)):
+        number, translation, alignment = line.split(" ||| ")
+        assert int(number) == index
+        pairs = [tuple(map(int, pair.split("-"))) for pair in alignment.split()]
+        # One pair per output word, each source word index in range.
+        assert [target for _, target in pairs] == list(range(len(translation.split())))
+        assert all(0 <= source_word < len(source.split()) for source_word, _ in pairs)
+    assert lines[1] == "1 |||  ||| "
+    assert_user_error(invoke("translate", "--align", "--n-best", "2", "A dog."), "--align aligns the best translation only")
 
 
 def test_evaluate_other_split(workdir):

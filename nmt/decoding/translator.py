@@ -7,12 +7,13 @@ import logging
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from nmt import checkpoints
 from nmt.config import Config, DecodeConfig
 from nmt.data import tokenizer
-from nmt.data.tokenizer import EOS_ID, PAD_ID, Tokenizers
+from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizers
 from nmt.decoding.search import beam_search, greedy_search
 from nmt.model.transformer import Transformer, build_transformer
 from nmt.run_dir import RunDir
@@ -30,10 +31,28 @@ def length_limits(source_lengths, decode: DecodeConfig, max_length: int) -> tf.T
 
 
 @dataclass(frozen=True)
+class SentenceAttention:
+    """Every attention layer's weights while the best translation of one sentence was produced.
+
+    maps: "encoder" (layers, heads, source, source), "decoder_self" (layers, heads, target, target)
+    and "cross" (layers, heads, target, source) numpy arrays of weights; target row j is the step
+    that produced target_pieces[j] (the last is "</s>"). logits: the scores before the softmax, in
+    the same layout (masked positions hold a large negative number).
+    """
+
+    source_pieces: list[str]
+    target_pieces: list[str]
+    maps: dict[str, np.ndarray]
+    logits: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
 class Hypothesis:
     text: str
     # Log-probability over the GNMT length penalty (decode.length_penalty); higher is better.
     score: float
+    # The best hypothesis's attention, when asked for (translate_n_best(..., with_attention=True)).
+    attention: SentenceAttention | None = None
 
 
 class Translator:
@@ -79,10 +98,12 @@ class Translator:
         return [best[0].text for best in self.translate_n_best(sentences, 1, on_batch)]
 
     def translate_n_best(
-        self, sentences: Sequence[str], n: int, on_batch: Callable[[int], None] | None = None
+        self, sentences: Sequence[str], n: int, on_batch: Callable[[int], None] | None = None,
+        with_attention: bool = False,
     ) -> list[list[Hypothesis]]:
         """The n best hypotheses per sentence (n <= decode.beam_size), best first; an empty
-        sentence gives n empty hypotheses scored 0."""
+        sentence gives n empty hypotheses scored 0. with_attention: the best hypothesis of each
+        (non-empty) sentence carries its attention weights (one more, teacher-forced, pass)."""
         outputs = [[Hypothesis("", 0.0)] * n for _ in sentences]
         todo = [index for index, sentence in enumerate(sentences) if sentence.strip()]
         if not todo:
@@ -96,26 +117,59 @@ class Translator:
         for start in range(0, len(order), batch_size):
             positions = order[start : start + batch_size]
             batch = tf.gather(token_ids, positions)[:, : self.model.max_length].to_tensor(default_value=PAD_ID)
-            for position, hypotheses in zip(positions, self._translate_batch(batch, n)):
+            for position, hypotheses in zip(positions, self._translate_batch(batch, n, with_attention)):
                 outputs[todo[position]] = hypotheses
             if on_batch:
                 on_batch(len(positions))
         return outputs
 
-    def _translate_batch(self, source_ids: tf.Tensor, n: int) -> list[list[Hypothesis]]:
+    def _translate_batch(self, source_ids: tf.Tensor, n: int, with_attention: bool) -> list[list[Hypothesis]]:
         decode = self.config.decode
         source_lengths = tf.reduce_sum(tf.cast(tf.not_equal(source_ids, PAD_ID), tf.int32), axis=1)
         max_lengths = length_limits(source_lengths, decode, self.model.max_length)
         output_ids, scores = self._search(source_ids, max_lengths)
         output_ids, scores = output_ids[:, :n], scores[:, :n].numpy()
+        attention = self._attention(source_ids, output_ids[:, 0]) if with_attention else [None] * len(scores)
         # EOS and everything after it is dropped: EOS becomes padding and trailing padding is stripped.
         output_ids = tf.where(tf.equal(output_ids, EOS_ID), PAD_ID, output_ids)
         flat = tf.reshape(output_ids, [-1, tf.shape(output_ids)[2]])
         texts = self.tokenizers.target.detokenize(tf.RaggedTensor.from_tensor(flat, padding=PAD_ID)).numpy()
         return [
-            [Hypothesis(texts[row * n + rank].decode("utf-8"), float(scores[row, rank])) for rank in range(n)]
+            [
+                Hypothesis(texts[row * n + rank].decode("utf-8"), float(scores[row, rank]), attention[row] if rank == 0 else None)
+                for rank in range(n)
+            ]
             for row in range(len(scores))
         ]
+
+    def _attention(self, source_ids: tf.Tensor, output_ids: tf.Tensor) -> list[SentenceAttention]:
+        """The model's attention on (source, output) pairs, teacher-forced: the same weights as
+        the cached steps that produced the output, which decoding does not keep."""
+        outputs = output_ids.numpy()  # (batch, steps): each ends with EOS, then PAD
+        target_in = np.where(outputs == EOS_ID, PAD_ID, np.concatenate([np.full_like(outputs[:, :1], BOS_ID), outputs[:, :-1]], axis=1))
+        maps = self.model.attention_maps(source_ids, tf.constant(target_in))
+        sources = source_ids.numpy()
+        found = []
+
+        def crop(layers: list[dict], name: str, queries: int, keys: int) -> np.ndarray:
+            return np.stack([layer[name][row, :, :queries, :keys].numpy() for layer in layers])
+
+        for row in range(len(outputs)):
+            source_length = int(np.sum(sources[row] != PAD_ID))
+            target_length = int(np.argmax(outputs[row] == EOS_ID)) + 1
+            lengths = {"encoder": (source_length, source_length), "decoder_self": (target_length, target_length),
+                       "cross": (target_length, source_length)}
+            found.append(SentenceAttention(
+                source_pieces=self._pieces(self.tokenizers.source, sources[row, :source_length]),
+                target_pieces=self._pieces(self.tokenizers.target, outputs[row, :target_length]),
+                maps={kind: crop(layers, "weights", *lengths[kind]) for kind, layers in maps.items()},
+                logits={kind: crop(layers, "logits", *lengths[kind]) for kind, layers in maps.items()},
+            ))
+        return found
+
+    @staticmethod
+    def _pieces(segmenter, ids) -> list[str]:
+        return [piece.decode("utf-8") for piece in segmenter.id_to_string(tf.constant(ids, tf.int32)).numpy()]
 
     def _warn_truncation(self, indices: list[int], lengths) -> None:
         limit = self.model.max_length

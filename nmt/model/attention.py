@@ -120,7 +120,7 @@ class Attention(keras.layers.Layer):
 
     def empty_cache(self, batch_size: tf.Tensor, dtype: tf.DType) -> dict[str, tf.Tensor]:
         """A self-attention cache of no positions; `step` grows every tensor in it along axis 2."""
-        key_dim = self.key_dim if self.key_dense is not None else self.hidden_dim
+        key_dim = self.score_dim
         value_dim = self.key_dim if self.value_dense is not None else self.hidden_dim
         return {
             "key": tf.zeros([batch_size, self.kv_heads, 0, key_dim], dtype),
@@ -199,6 +199,21 @@ class Attention(keras.layers.Layer):
             "projections": self.projections,
             "dropout": self.dropout,
         }
+
+    @property
+    def score_dim(self) -> int:
+        """The width of the queries and keys whose dot products (or additive scores) are taken."""
+        return self.key_dim if self.query_dense is not None else self.hidden_dim
+
+    @property
+    def logit_scale(self) -> float:
+        """The factor on the dot products: 1 / sqrt(score_dim) where scaled, else 1."""
+        return 1.0 if self.variant in ("dot", "additive") else self.score_dim**-0.5
+
+    def score_kernels(self) -> list[tf.Variable]:
+        """The kernels of the query and key layers, through which the scores are learned (empty
+        for dot products over unprojected inputs)."""
+        return [dense.kernel for dense in (self.query_dense, self.key_dense) if dense is not None]
 
     def dense_weights(self) -> dict[str, tuple]:
         """The projections as plain matrices, for converters to other engines: {"query", "key",
