@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test benchmark-quality benchmark-quality-full benchmark-speed benchmark-speed-reference benchmark-speed-ctranslate2 clean
+.PHONY: install demo test benchmark-quality benchmark-quality-full benchmark-speed benchmark-speed-reference benchmark-speed-ctranslate2 benchmark-attention clean
 
 install: $(VENV)/.installed
 
@@ -68,6 +68,17 @@ $(VENV)/.ctranslate2: $(VENV)/.installed
 benchmark-speed-ctranslate2: install $(VENV)/.ctranslate2
 	$(BIN)/python scripts/benchmark.py speed --config configs/reference_base.yaml --ctranslate2 \
 		--out benchmarks/speed_ctranslate2.json $(if $(DECODE_RUN_DIR),--decode-run-dir $(DECODE_RUN_DIR))
+
+# The attention ablation: each step of attention's history (additive, dot, scaled dot, projections,
+# heads, shared key/value heads) trained for the same minutes on the synthetic corpus and on
+# Multi30k en->de, then measured on validation (benchmarks/attention.json, .md and .png).
+# 8 variants x (minutes + ~2 of measuring) per corpus; run again after an interruption to continue.
+ATTENTION_MINUTES_SYNTHETIC ?= 5
+ATTENTION_MINUTES_MULTI30K ?= 10
+ATTENTION_SET ?= train.warmup_steps=300
+benchmark-attention: install
+	$(BIN)/python scripts/benchmark.py attention --minutes-synthetic $(ATTENTION_MINUTES_SYNTHETIC) \
+		--minutes-multi30k $(ATTENTION_MINUTES_MULTI30K) $(foreach setting,$(ATTENTION_SET),--set $(setting))
 
 clean:
 	rm -rf runs .pytest_cache

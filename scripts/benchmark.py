@@ -614,7 +614,7 @@ def attention(
         help="synthetic (configs/quickstart.yaml's model) or multi30k (configs/multi30k_en_de.yaml's); repeatable "
              "(default: both).")] = None,
     variant: Annotated[Optional[list[str]], typer.Option(help="Variants of the ladder to run (default: all).")] = None,
-    minutes_synthetic: Annotated[float, typer.Option(help="Training minutes per variant on the synthetic corpus.")] = 2.0,
+    minutes_synthetic: Annotated[float, typer.Option(help="Training minutes per variant on the synthetic corpus.")] = 5.0,
     minutes_multi30k: Annotated[float, typer.Option(help="Training minutes per variant on Multi30k.")] = 10.0,
     set_: Annotated[Optional[list[str]], typer.Option(
         "--set", help="A setting for every variant of every corpus: key.path=value (repeatable).")] = None,
@@ -627,7 +627,7 @@ def attention(
     import attention_ablation
 
     plans = {
-        "synthetic": (Path("configs/quickstart.yaml"), minutes_synthetic, 200, 100),
+        "synthetic": (Path("configs/quickstart.yaml"), minutes_synthetic, 300, 100),
         "multi30k": (Path("configs/multi30k_en_de.yaml"), minutes_multi30k, 200, 100),
     }
     unknown = [name for name in (corpus or []) if name not in plans] + [name for name in (variant or []) if name not in attention_ablation.LADDER]
