@@ -200,9 +200,9 @@ def train_and_score(model_config, corpus, steps, learning_rate) -> float:
     ("grouped_query", 2),
 ])
 def test_a_tiny_model_of_each_variant_learns_the_synthetic_corpus(variant, num_kv_heads, corpus):
-    """A decoder that sees the future (a causal mask of ones) scored 0.0 BLEU here, multi_head 89.8
-    (source padding is guarded by the weight and Transformer tests: a model trained on padded
-    batches learns to ignore it, so this test would not notice). Unscaled dot products grow with training until the softmax saturates (the problem scaled_dot
+    """A decoder that sees the future (a causal mask of ones) scored 0.0 BLEU here against 79.4 for
+    multi_head. (Source padding is guarded by the weight and Transformer tests: a model trained on
+    padded batches learns to ignore padding, so this test would not notice it.) Unscaled dot products grow with training until the softmax saturates (the problem scaled_dot
     solved): at the others' learning rate dot reached 3.6 BLEU, so it trains slower and longer."""
     config = ModelConfig(num_encoder_layers=1, num_decoder_layers=1, hidden_dim=64, num_heads=HEADS, intermediate_dim=128,
                          dropout=0.0, attention_dropout=0.0, max_length=32, attention=variant, num_kv_heads=num_kv_heads)
