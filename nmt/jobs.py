@@ -179,11 +179,20 @@ def draw_attention(run_dir: str | None, overrides: list[str], sentence: str, out
     and what plots drew."""
     if not sentence.strip():
         raise NmtError('empty sentence: pass text to translate and look at, e.g. nmt attention "A dog runs."')
+    if output.suffix.lower() != ".png" or output.is_dir():
+        raise NmtError(f"--output must name a .png file; got {output}")
     run, config = load_run(run_dir, overrides)
     translator = Translator.from_run_dir(run, config)
     best = translator.translate_n_best([sentence], 1, with_attention=True)[0][0]
+    try:
+        return best.text, _draw(translator, best, output, include_self, softmax_demo)
+    except OSError as error:
+        raise NmtError(f"cannot write {output}: {error.strerror}") from None
+
+
+def _draw(translator: Translator, best: Hypothesis, output: Path, include_self: bool, softmax_demo: bool) -> dict:
     if not softmax_demo:
-        return best.text, plots.attention_figure(best.attention, output, include_self)
+        return plots.attention_figure(best.attention, output, include_self)
     layer = translator.model.decoder_layers[-1].cross_attention
     if layer.variant == "additive":
         raise NmtError("--softmax-demo shows dot-product logits; this run's attention is additive (a feed-forward score)")
@@ -191,6 +200,5 @@ def draw_attention(run_dir: str | None, overrides: list[str], sentence: str, out
     deviations = raw.std(axis=-1)
     # The row of typical spread: the median deviation over heads and output steps.
     head, row = np.unravel_index(np.argsort(deviations, axis=None)[deviations.size // 2], deviations.shape)
-    drawn = plots.softmax_demo_figure(raw[head, row], best.attention.source_pieces, layer.score_dim,
-                                      best.attention.target_pieces[row], output)
-    return best.text, drawn
+    return plots.softmax_demo_figure(raw[head, row], best.attention.source_pieces, layer.score_dim,
+                                     best.attention.target_pieces[row], output)

@@ -639,8 +639,12 @@ def attention(
         config, minutes, equal_steps, eval_every = plans[name]
         settings = {"config": str(config), "minutes": minutes, "equal_steps": equal_steps, "overrides": set_ or []}
         entry = entries.get(name)
+        # Variants are compared within one entry only: the same settings on the same machine.
+        settings["machine"] = machine()
         if fresh or entry is None or any(entry[key] != value for key, value in settings.items()):
-            entry = entries[name] = {**settings, "machine": machine(), "code": code_version(), "variants": {}}
+            if entry is not None and not fresh:
+                typer.echo(f"{name}: the settings or the machine differ from the results' ({out}); starting afresh", err=True)
+            entry = entries[name] = {**settings, "code": code_version(), "variants": {}}
         for chosen in variant or list(attention_ablation.LADDER):
             if chosen in entry["variants"]:
                 typer.echo(f"{name} {chosen}: measured already (--fresh to re-run)")

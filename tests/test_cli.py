@@ -113,6 +113,7 @@ def test_attention_pictures(workdir):
     assert png_size(workdir / "softmax.png")[0] > 0
     assert_user_error(invoke("attention", "  ", "--output", "empty.png"), "empty sentence")
     assert not (workdir / "empty.png").exists()
+    assert_user_error(invoke("attention", "A dog.", "--output", "picture.jpg"), "--output must name a .png file")
 
 
 def test_translate_align(workdir):

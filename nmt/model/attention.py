@@ -149,7 +149,7 @@ class Attention(keras.layers.Layer):
             logits = tf.where(attention_mask[:, tf.newaxis], logits, _large_negative(logits.dtype))
         weights = tf.nn.softmax(logits)
         output = self._grouped(tf.matmul, self.weights_dropout(weights, training=training), value)
-        output = _positions_first(output)  # (batch, tgt_len, query_heads, value_dim)
+        output = _positions_first(output, query.shape[1])  # (batch, tgt_len, query_heads, value_dim)
         if self.output_dense is not None:
             output = self.output_dense(output)
         else:
@@ -159,17 +159,17 @@ class Attention(keras.layers.Layer):
         return output
 
     def _queries(self, x: tf.Tensor) -> tf.Tensor:
-        queries = x[:, tf.newaxis] if self.query_dense is None else _heads_first(self.query_dense(x))
+        queries = x[:, tf.newaxis] if self.query_dense is None else _heads_first(self.query_dense(x), x.shape[1])
         if self.variant not in ("dot", "additive"):
             # Scaling the queries costs (len x dim) multiplies instead of (len x len).
             queries *= tf.cast(queries.shape[-1] ** -0.5, queries.dtype)
         return queries
 
     def _keys(self, memory: tf.Tensor) -> tf.Tensor:
-        return memory[:, tf.newaxis] if self.key_dense is None else _heads_first(self.key_dense(memory))
+        return memory[:, tf.newaxis] if self.key_dense is None else _heads_first(self.key_dense(memory), memory.shape[1])
 
     def _values(self, memory: tf.Tensor) -> tf.Tensor:
-        return memory[:, tf.newaxis] if self.value_dense is None else _heads_first(self.value_dense(memory))
+        return memory[:, tf.newaxis] if self.value_dense is None else _heads_first(self.value_dense(memory), memory.shape[1])
 
     def _logits(self, queries: tf.Tensor, keys: tf.Tensor) -> tf.Tensor:
         if self.variant == "additive":
@@ -244,16 +244,18 @@ def as_sublayer(attention: Attention, memory: tf.Tensor | None, mask: tf.Tensor,
     return attend
 
 
-def _heads_first(x: tf.Tensor) -> tf.Tensor:
-    """(batch, len, heads, dim) -> (batch, heads, len, dim); for one position a reshape (no copy)."""
-    if x.shape[1] == 1:
+def _heads_first(x: tf.Tensor, length: int | None) -> tf.Tensor:
+    """(batch, len, heads, dim) -> (batch, heads, len, dim); for one position (a decoding step) a
+    reshape, which copies nothing. length: len as known statically (EinsumDense's output shape
+    forgets it)."""
+    if length == 1:
         return tf.reshape(x, [-1, x.shape[2], 1, x.shape[3]])
     return tf.transpose(x, [0, 2, 1, 3])
 
 
-def _positions_first(x: tf.Tensor) -> tf.Tensor:
+def _positions_first(x: tf.Tensor, length: int | None) -> tf.Tensor:
     """(batch, heads, len, dim) -> (batch, len, heads, dim); for one position a reshape."""
-    if x.shape[2] == 1:
+    if length == 1:
         return tf.reshape(x, [-1, 1, x.shape[1], x.shape[3]])
     return tf.transpose(x, [0, 2, 1, 3])
 

@@ -41,7 +41,9 @@ class PositionalEmbedding(keras.layers.Layer):
     def call(self, token_ids: tf.Tensor, training: bool = False, start: tf.Tensor | int = 0) -> tf.Tensor:
         """token_ids: (batch, len) at positions start .. start + len - 1 (start > 0 when decoding
         one step at a time)."""
-        length = tf.shape(token_ids)[1]
+        # A static length (1 in a decoding step) keeps the output's static shape, which the
+        # attention layer reads to reshape rather than transpose a single position.
+        length = token_ids.shape[1] or tf.shape(token_ids)[1]
         embedded = self.token_embedding(token_ids) * math.sqrt(self.hidden_dim)  # (batch, len, hidden_dim)
-        embedded += tf.cast(self.positions[tf.newaxis, start : start + length], embedded.dtype)
+        embedded += tf.cast(tf.slice(self.positions, [start, 0], [length, -1]), embedded.dtype)
         return self.dropout(embedded, training=training)
