@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from nmt import checkpoints, jobs
 from nmt.config import Config
-from nmt.data import sources, tokenizer
+from nmt.data import tokenizer
 from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from nmt.decoding.translator import Translator
 from nmt.evaluation.evaluator import SplitEvaluator
@@ -88,17 +88,17 @@ def run_variant(config_path: Path, variant: str, minutes: float, equal_steps: in
     }
     # The end state (the last checkpoint) is what the cache, speed and diagnosis describe.
     result["beam4_sentences_per_second"] = result["at_equal_minutes"]["beam4_sentences_per_second"]
-    pairs = _validation_pairs(config, tokenizers, DIAGNOSIS_SENTENCES)
+    pairs = _validation_pairs(config, tokenizers, evaluator, DIAGNOSIS_SENTENCES)
     result["cache"] = cache_bytes(model, *pairs)
     result["diagnosis"] = diagnosis(model, *pairs)
     return result
 
 
-def _validation_pairs(config: Config, tokenizers, count: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """(source_ids, target_in, target_out) of the first `count` validation pairs, padded."""
-    source_texts, target_texts = sources.read_pairs(config.data, "validation")
-    source = tokenizers.source.tokenize(tf.constant(source_texts[:count]))[:, : config.model.max_length - 1]
-    target = tokenizers.target.tokenize(tf.constant(target_texts[:count]))[:, : config.model.max_length - 1]
+def _validation_pairs(config: Config, tokenizers, evaluator: SplitEvaluator, count: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """(source_ids, target_in, target_out) of the first `count` validation pairs (read once, by
+    the evaluator), padded."""
+    source = tokenizers.source.tokenize(tf.constant(evaluator.sources[:count]))[:, : config.model.max_length - 1]
+    target = tokenizers.target.tokenize(tf.constant(evaluator.references[:count]))[:, : config.model.max_length - 1]
     bos = tf.fill([target.nrows(), 1], BOS_ID)
     eos = tf.fill([target.nrows(), 1], EOS_ID)
     return (
