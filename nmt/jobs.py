@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 import sys
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from nmt import averaging, plots
+from nmt import averaging, checkpoints, plots
 from nmt import config as config_lib
 from nmt import run_dir as run_dir_lib
 from nmt.config import Config, SplitName
@@ -20,8 +22,12 @@ from nmt.evaluation import significance
 from nmt.evaluation.evaluator import SplitEvaluator
 from nmt.model.transformer import build_transformer
 from nmt.run_dir import RunDir
-from nmt.training import distribute
-from nmt.training.trainer import TrainSummary, train
+from nmt.training import distribute, sinks, trainer
+from nmt.training.trainer import TrainSummary, ValidationScores, Validate
+
+log = logging.getLogger("nmt")
+# Validation sentences whose translations each validation shows (TensorBoard's text tab).
+VALIDATION_SAMPLES = 4
 
 
 def open_training_run(config_path: Path, run_dir: str | None, overrides: list[str]) -> tuple[Config, RunDir]:
@@ -54,9 +60,69 @@ def _check_resumable(run: RunDir, config: Config) -> None:
                 )
 
 
+def train(config: Config, run: RunDir, progress: bool = True) -> TrainSummary:
+    """Trains (or resumes) the run, validating with translation scores when
+    train.validation_bleu, reporting to the console (when progress) and metrics.jsonl, and
+    averaging the last train.average_last checkpoints at the end."""
+    reports: list[sinks.Sink] = [sinks.Console(config.train.validation_beam_size)] if progress else []
+    reports.append(sinks.MetricsFile(run.metrics_file))
+    summary = trainer.train(config, run, _validator(config, run) if config.train.validation_bleu else None, reports)
+    found = len(checkpoints.all_checkpoints(run.last_checkpoints))
+    if config.train.average_last and found:
+        # A run stopped early by a budget may hold fewer: it averages what it has.
+        count = min(config.train.average_last, found)
+        if count < config.train.average_last:
+            log.info("averaging the %d checkpoints the run holds (train.average_last=%d)", count, config.train.average_last)
+        path = averaging.average(run, _build_model(config, run), averaging.last_checkpoints(run, count))
+        log.info("averaged the last %d checkpoints into %s", count, path)
+    return summary
+
+
 def train_and_evaluate(config: Config, run: RunDir) -> tuple[TrainSummary, dict]:
     summary = train(config, run)
     return summary, evaluate(run, config, config.eval.split)
+
+
+def validation_decode(config: Config) -> Config:
+    """The config validation BLEU decodes with: config.decode with train.validation_beam_size.
+    `nmt evaluate --split validation` with these settings reproduces the logged BLEU."""
+    return dataclasses.replace(
+        config, decode=dataclasses.replace(config.decode, beam_size=config.train.validation_beam_size)
+    )
+
+
+def _validator(config: Config, run: RunDir) -> Validate:
+    """BLEU and chrF of the validation split, as `nmt evaluate` computes them. Built on first use:
+    the trainer must set up TensorFlow's devices before anything reads data."""
+    translator: Translator | None = None
+    evaluator: SplitEvaluator | None = None
+
+    def validate(model: keras.Model) -> ValidationScores:
+        nonlocal translator, evaluator
+        if translator is None:
+            evaluator = SplitEvaluator(config.data, "validation")
+            decode_model = model
+            if model.compute_dtype != "float32" or config.train.distribute != "none":
+                # `nmt evaluate` decodes in float32 on one device; so must validation to equal it:
+                # such a copy of the model gets the trained weights before each validation.
+                decode_model = _build_model(config, run)
+            translator = Translator(validation_decode(config), decode_model, tokenizer.load(run.tokenizer_dir, config.tokenizer.joint))
+        if translator.model is not model:
+            translator.model.set_weights(model.get_weights())
+        evaluation = evaluator.run(translator)
+        samples = zip(evaluation.sources, evaluation.references, evaluation.hypotheses)
+        return ValidationScores(
+            {"validation_bleu": evaluation.scores["bleu"], "validation_chrf": evaluation.scores["chrf"],
+             "validation_decode_seconds": round(evaluation.seconds, 2)},
+            tuple(sinks.Sample(*sample) for _, sample in zip(range(VALIDATION_SAMPLES), samples)),
+        )
+
+    return validate
+
+
+def _build_model(config: Config, run: RunDir) -> keras.Model:
+    tokenizers = tokenizer.load(run.tokenizer_dir, config.tokenizer.joint)
+    return build_transformer(config.model, tokenizers.source_vocab_size, tokenizers.target_vocab_size)
 
 
 def load_run(run_dir: str | None, overrides: list[str]) -> tuple[RunDir, Config]:
@@ -130,9 +196,7 @@ def average(run_dir: str | None, last: int | None, paths: list[Path]) -> Path:
     if (last is None) == (not paths):
         raise RunDirError("pass either --last N (the run's newest N checkpoints) or --checkpoint PATH (repeatable)")
     chosen = averaging.last_checkpoints(run, last) if last is not None else [Path(path) for path in paths]
-    tokenizers = tokenizer.load(run.tokenizer_dir, config.tokenizer.joint)
-    model = build_transformer(config.model, tokenizers.source_vocab_size, tokenizers.target_vocab_size)
-    return averaging.average(run, model, chosen)
+    return averaging.average(run, _build_model(config, run), chosen)
 
 
 def _config_summary(config: Config) -> dict:

@@ -27,7 +27,6 @@ from nmt.model import masks
 from nmt.model.transformer import build_transformer
 from nmt.run_dir import RunDir
 from nmt.training.losses import label_smoothed_loss
-from nmt.training.trainer import train
 
 # The ladder, one change at a time: steps 0-2 score with one head over the inputs themselves,
 # then the projections (4-5), the heads (6), and the shared key/value heads beyond the paper.
@@ -55,7 +54,7 @@ def run_variant(config_path: Path, variant: str, minutes: float, equal_steps: in
         "train.validation_bleu=true", "train.validation_beam_size=1",
     ]
     config, run = jobs.open_training_run(config_path, str(run_dir), [*overrides, *LADDER[variant], *budget])
-    summary = train(config, run, progress=False)
+    summary = jobs.train(config, run, progress=False)
     curve = [json.loads(line) for line in run.metrics_file.read_text(encoding="utf-8").splitlines()]
     tokenizers = tokenizer.load(run.tokenizer_dir, config.tokenizer.joint)
     model = build_transformer(config.model, tokenizers.source_vocab_size, tokenizers.target_vocab_size)

@@ -57,7 +57,6 @@ from nmt.evaluation.scoring import score
 from nmt.model.transformer import build_transformer
 from nmt.run_dir import RunDir
 from nmt.training import precision, trainer
-from nmt.training.trainer import train
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False)
 
@@ -118,7 +117,7 @@ def quality(
     resolved, run = jobs.open_training_run(config, run_dir, budget)
     started = time.monotonic()
     try:
-        summary = train(resolved, run)
+        summary = jobs.train(resolved, run)
     except trainer.TrainingInterrupted as interrupted:
         typer.echo("interrupted, state saved: " + ("run the same command again to resume" if full else
                    "a time-budget benchmark starts afresh when run again"), err=True)

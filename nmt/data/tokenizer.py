@@ -8,6 +8,7 @@ same model file, so training and inference share one implementation of the segme
 from __future__ import annotations
 
 import io
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +19,11 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from nmt import atomic
-from nmt.config import TokenizerConfig
+from nmt.config import DataConfig, TokenizerConfig
+from nmt.data import sources
 from nmt.errors import RunDirError
+
+log = logging.getLogger("nmt")
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
@@ -95,6 +99,15 @@ def load(directory: Path, joint: bool) -> Tokenizers:
         source=tf_text.SentencepieceTokenizer(model=models["source"], out_type=tf.int32),
         target=tf_text.SentencepieceTokenizer(model=models["target"], out_type=tf.int32),
     )
+
+
+def prepare(config: TokenizerConfig, data: DataConfig, directory: Path) -> Tokenizers:
+    """Loads the SentencePiece model(s) in directory, training them on the training split the first time."""
+    if not exists(directory, config.joint):
+        log.info("training SentencePiece (%s, %d pieces) on the training split", config.model_type, config.vocab_size)
+        source_texts, target_texts = sources.read_pairs(data, "train", limit=config.max_sentences)
+        train(config, source_texts, target_texts, directory)
+    return load(directory, config.joint)
 
 
 def exists(directory: Path, joint: bool) -> bool:

@@ -1,34 +1,34 @@
-"""The training loop: batches -> gradient steps, validation, checkpoints, stopping and resuming."""
+"""The training loop: batches -> gradient steps, validation, checkpoints, stopping and resuming.
+
+It reports what happens as records to the sinks it is given (nmt/training/sinks.py), and scores
+translations only through the `validate` callable it is given: training imports neither decoding
+nor evaluation."""
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import json
 import logging
 import math
 import signal
-import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 import keras
 import tensorflow as tf
 
-from nmt import averaging, checkpoints
+from nmt import checkpoints
 from nmt.config import Config, TrainConfig
 from nmt.data import pipeline, sources, tokenizer
-from nmt.decoding.translator import Translator
 from nmt.errors import NmtError
-from nmt.evaluation.evaluator import SplitEvaluator
 from nmt.model.transformer import Transformer, build_transformer
 from nmt.run_dir import RunDir
 from nmt.training.losses import label_smoothed_loss, real_target_logits, real_tokens
 from nmt.training import distribute, precision
 from nmt.training.schedule import InverseSqrtSchedule
+from nmt.training.sinks import EpochEnd, EpochStart, Sample, Sink, StepRecord, ValidationRecord
 
 log = logging.getLogger("nmt")
 
@@ -95,13 +95,16 @@ class _State:
         return value > self.best_score if metric == "bleu" else value < self.best_score
 
 
-def prepare_tokenizers(config: Config, run: RunDir) -> tokenizer.Tokenizers:
-    """Loads the run's SentencePiece model(s), training them on the training split the first time."""
-    if not tokenizer.exists(run.tokenizer_dir, config.tokenizer.joint):
-        log.info("training SentencePiece (%s, %d pieces) on the training split", config.tokenizer.model_type, config.tokenizer.vocab_size)
-        source_texts, target_texts = sources.read_pairs(config.data, "train", limit=config.tokenizer.max_sentences)
-        tokenizer.train(config.tokenizer, source_texts, target_texts, run.tokenizer_dir)
-    return tokenizer.load(run.tokenizer_dir, config.tokenizer.joint)
+@dataclass(frozen=True)
+class ValidationScores:
+    """What `validate(model)` returns: translation metrics (e.g. validation_bleu, validation_chrf,
+    validation_decode_seconds), which join the validation record, and a few sample translations."""
+
+    metrics: dict[str, float]
+    samples: tuple[Sample, ...] = ()
+
+
+Validate = Callable[[keras.Model], ValidationScores]
 
 
 @dataclass
@@ -114,8 +117,9 @@ class Setup:
     validation_batches: tf.data.Dataset
     model: Transformer
     optimizer: keras.optimizers.Optimizer
-    # Takes a tuple of train.accumulate_steps batches; returns (loss sum, tokens, correct tokens).
-    train_step: Callable[[tuple], tuple[tf.Tensor, tf.Tensor, tf.Tensor]]
+    # Takes a tuple of train.accumulate_steps batches; returns (loss sum, tokens, correct tokens,
+    # gradient norm).
+    train_step: Callable[[tuple], tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]]
     validation_step: Callable[[dict], tuple[tf.Tensor, tf.Tensor, tf.Tensor]]
     precision: str
 
@@ -126,7 +130,7 @@ def prepare(config: Config, run: RunDir) -> Setup:
     # First: splitting the CPU into replicas must precede any other use of TF's devices.
     strategy = distribute.make_strategy(config.train)
     keras.utils.set_random_seed(config.train.seed)
-    tokenizers = prepare_tokenizers(config, run)
+    tokenizers = tokenizer.prepare(config.tokenizer, config.data, run.tokenizer_dir)
     replicas = strategy.num_replicas_in_sync
 
     def replica_batches(context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
@@ -165,52 +169,35 @@ def prepare(config: Config, run: RunDir) -> Setup:
     return Setup(tokenizers, train_batches, validation_batches, model, optimizer, train_step, validation_step, policy)
 
 
-def train(config: Config, run: RunDir, progress: bool = True) -> TrainSummary:
-    """Trains (or resumes training) in run; returns what happened.
+def train(config: Config, run: RunDir, validate: Validate | None = None, sinks: Sequence[Sink] = ()) -> TrainSummary:
+    """Trains (or resumes training) in run, validating with `validate` (translation metrics
+    besides the loss) and reporting to sinks; returns what happened.
 
     Raises:
         TrainingInterrupted: on Ctrl-C or SIGTERM, after saving the current state.
     """
     setup = prepare(config, run)
-    model, optimizer = setup.model, setup.optimizer
     if setup.precision != "float32":
         log.info("training in %s", setup.precision)
     state = _State()
     latest = checkpoints.latest(run.last_checkpoints)
     if latest is not None:
-        saved = checkpoints.restore(latest, model, optimizer)
+        saved = checkpoints.restore(latest, setup.model, setup.optimizer)
         state = _State(**{key: saved[key] for key in asdict(state) if key in saved})
-        log.info("resuming from %s (step %d, %d epochs done)", latest, int(optimizer.iterations.numpy()), state.epoch)
-
-    bleu = None
-    if config.train.validation_bleu:
-        decode_model = model
-        if setup.precision != "float32" or config.train.distribute != "none":
-            # `nmt evaluate` decodes in float32 on one device; so must validation BLEU to equal it:
-            # such a copy of the model gets the trained weights before each validation.
-            decode_model = build_transformer(config.model, setup.tokenizers.source_vocab_size, setup.tokenizers.target_vocab_size)
-        bleu = (SplitEvaluator(config.data, "validation"), Translator(validation_decode(config), decode_model, setup.tokenizers))
-    loop = _Loop(config, run, model, optimizer, state, setup.train_step, setup.validation_step, bleu, progress)
-    summary = loop.run(setup.train_batches, setup.validation_batches)
-    if config.train.average_last:
-        path = averaging.average(run, model, averaging.last_checkpoints(run, config.train.average_last))
-        log.info("averaged the last %d checkpoints into %s", config.train.average_last, path)
-    return summary
-
-
-def validation_decode(config: Config) -> Config:
-    """The config validation BLEU decodes with: config.decode with train.validation_beam_size.
-    `nmt evaluate --split validation` with these settings reproduces the logged BLEU."""
-    return dataclasses.replace(
-        config, decode=dataclasses.replace(config.decode, beam_size=config.train.validation_beam_size)
-    )
+        log.info("resuming from %s (step %d, %d epochs done)", latest, int(setup.optimizer.iterations.numpy()), state.epoch)
+    try:
+        return _Loop(config, run, setup, state, validate, sinks).run()
+    finally:
+        for sink in sinks:
+            sink.close()
 
 
 def _train_step(strategy: tf.distribute.Strategy, model: Transformer, optimizer: keras.optimizers.Optimizer,
                 train: TrainConfig, batch_spec) -> Callable:
     """One update from a tuple of train.accumulate_steps batches (per replica): gradients are
     summed over the batches and the replicas, the loss being normalised by all their tokens, so
-    an update equals one on the concatenated batch. Returns (loss sum, tokens, correct tokens)."""
+    an update equals one on the concatenated batch. Returns (loss sum, tokens, correct tokens,
+    gradient norm)."""
 
     def replica_step(batches):
         local_tokens = tf.add_n([real_tokens(batch["target_out"]) for batch in batches])
@@ -229,15 +216,19 @@ def _train_step(strategy: tf.distribute.Strategy, model: Transformer, optimizer:
             ]
             loss_sum += batch_loss
             correct += batch_correct
+        gradient_norm = tf.linalg.global_norm(gradients)
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            gradient_norm /= tf.cast(optimizer.dynamic_scale, gradient_norm.dtype)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        return loss_sum, local_tokens, correct
+        return loss_sum, local_tokens, correct, gradient_norm
 
     # A fixed signature: bucketing yields many batch shapes, which must not each trigger a retrace
     # (XLA still compiles once per distinct shape).
     @tf.function(input_signature=[(batch_spec,) * train.accumulate_steps], jit_compile=train.jit_compile)
     def train_step(batches):
-        results = strategy.run(replica_step, args=(batches,))
-        return tuple(strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) for value in results)
+        *sums, gradient_norm = strategy.run(replica_step, args=(batches,))
+        return (*(strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) for value in sums),
+                strategy.reduce(tf.distribute.ReduceOp.MEAN, gradient_norm, axis=None))
 
     return train_step
 
@@ -252,25 +243,57 @@ def _validation_step(model: Transformer) -> Callable:
     return validation_step
 
 
+
+@dataclass
+class _Totals:
+    """Sums over the batches of one epoch (or one validation pass)."""
+
+    loss: float = 0.0
+    tokens: float = 0.0
+    correct: float = 0.0
+    seconds: float = 0.0
+    steps: int = 0
+
+    def add(self, loss: float, tokens: float, correct: float) -> None:
+        self.loss += loss
+        self.tokens += tokens
+        self.correct += correct
+
+    @property
+    def mean_loss(self) -> float:
+        return self.loss / max(self.tokens, 1.0)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / max(self.tokens, 1.0)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / max(self.seconds, 1e-9)
+
+
 class _Loop:
     """One invocation of training: steps until a stopping condition holds, validating and
     checkpointing every train.eval_every epochs (or train.eval_every_steps steps) and at the end."""
 
-    def __init__(self, config, run, model, optimizer, state, train_step, validation_step, bleu, progress):
-        self.config, self.run_dir, self.model, self.optimizer, self.state = config, run, model, optimizer, state
-        self.train_step, self.validation_step = train_step, validation_step
-        self.bleu = bleu
-        self.progress = progress
-        self.validation: dict | None = None
+    def __init__(self, config: Config, run: RunDir, setup: Setup, state: _State, validate: Validate | None,
+                 sinks: Sequence[Sink]):
+        self.config, self.run_dir, self.setup, self.state = config, run, setup, state
+        self.validate, self.sinks = validate, sinks
         self.validated_step: int | None = None
+        self.last_validation: dict | None = None
         # Batches waiting to fill an update of train.accumulate_steps batches (kept across epochs).
         self.pending: list = []
-        self.train_metrics: dict = {}
-        self.tokens_per_second = 0.0
+        # The epoch in progress (or the last one).
+        self.totals = _Totals()
 
     @property
     def step(self) -> int:
-        return int(self.optimizer.iterations.numpy())
+        return int(self.setup.optimizer.iterations.numpy())
+
+    def _emit(self, method: str, record) -> None:
+        for sink in self.sinks:
+            getattr(sink, method)(record)
 
     def _stop_reason(self) -> str | None:
         train = self.config.train
@@ -285,23 +308,23 @@ class _Loop:
             return "early_stopping"
         return None
 
-    def run(self, train_batches: tf.data.Dataset, validation_batches: tf.data.Dataset) -> TrainSummary:
+    def run(self) -> TrainSummary:
         stopped_by = self._stop_reason()
         first_step = self.step
         steps_per_epoch = None
         try:
             with _sigterm_saves():
                 while stopped_by is None:
-                    epoch_steps, stopped_by = self._epoch(train_batches, validation_batches, steps_per_epoch)
+                    epoch_steps, stopped_by = self._epoch(steps_per_epoch)
                     if stopped_by is None:
                         self.state.epoch += 1
                         steps_per_epoch = epoch_steps
                         if not self.config.train.eval_every_steps and self.state.epoch % self.config.train.eval_every == 0:
-                            self._validate_and_save(validation_batches)
+                            self._validate_and_save()
                         stopped_by = self._stop_reason()
                 # Where training stopped is validated and saved, unless it just was (or nothing ran).
                 if self.step != first_step and self.validated_step != self.step:
-                    self._validate_and_save(validation_batches)
+                    self._validate_and_save()
         except KeyboardInterrupt as interrupt:
             path = self._save_last()
             terminated = isinstance(interrupt, _Terminated)
@@ -315,128 +338,98 @@ class _Loop:
             epochs_completed=self.state.epoch,
             minutes=self.state.train_seconds / 60,
             stopped_by=stopped_by,
-            last_validation=self.validation,
+            last_validation=self.last_validation,
             best_validation=self.state.best_validation,
-            target_tokens_per_second=self.tokens_per_second,
-            parameters=self.model.count_params(),
+            target_tokens_per_second=self.totals.tokens_per_second,
+            parameters=self.setup.model.count_params(),
         )
 
-    def _epoch(
-        self, batches: tf.data.Dataset, validation_batches: tf.data.Dataset, steps_per_epoch: int | None
-    ) -> tuple[int, str | None]:
+    def _epoch(self, steps_per_epoch: int | None) -> tuple[int, str | None]:
         """Trains until the data ends (returns None) or a budget runs out (returns its name)."""
         epoch = self.state.epoch + 1
-        if self.progress:
-            print(f"Epoch {epoch}/{self.config.train.epochs}")
-        # A live bar on terminals only; logs get the one summary line printed at the end of the epoch.
-        bar = keras.utils.Progbar(
-            steps_per_epoch, stateful_metrics=["loss", "acc", "tok/s", "lr"],
-            verbose=1 if self.progress and sys.stdout.isatty() else 0,
-        )
+        self._emit("epoch_started", EpochStart(epoch, self.config.train.epochs, steps_per_epoch))
         eval_every_steps = self.config.train.eval_every_steps
-        loss_sum = tokens = correct = seconds = 0.0
+        totals = self.totals = _Totals()
         started = clock = time.monotonic()
-        steps = 0
-        for batch in batches:
+        for batch in self.setup.train_batches:
             self.pending.append(batch)
             if len(self.pending) < self.config.train.accumulate_steps:
                 continue
             group, self.pending = tuple(self.pending), []
-            batch_loss, batch_tokens, batch_correct = self.train_step(group)
-            loss_sum += float(batch_loss)
-            tokens += float(batch_tokens)
-            correct += float(batch_correct)
-            steps += 1
+            loss, tokens, correct, gradient_norm = (float(value) for value in self.setup.train_step(group))
+            totals.add(loss, tokens, correct)
+            totals.steps += 1
             now = time.monotonic()
             self.state.train_seconds += now - clock
-            seconds += now - clock
-            self.tokens_per_second = tokens / max(seconds, 1e-9)
-            self.train_metrics = {"train_loss": loss_sum / tokens, "train_accuracy": correct / tokens}
-            bar.update(steps, [
-                ("loss", loss_sum / tokens), ("acc", correct / tokens),
-                ("tok/s", self.tokens_per_second), ("lr", float(self.optimizer.learning_rate)),
-            ])
+            totals.seconds += now - clock
+            self._emit("stepped", StepRecord(
+                step=self.step, epoch=epoch, steps_in_epoch=totals.steps,
+                loss=loss / max(tokens, 1.0), accuracy=correct / max(tokens, 1.0),
+                epoch_loss=totals.mean_loss, epoch_accuracy=totals.accuracy,
+                learning_rate=float(self.setup.optimizer.learning_rate), gradient_norm=gradient_norm,
+                target_tokens_per_second=totals.tokens_per_second,
+            ))
             if eval_every_steps and self.step % eval_every_steps == 0:
-                self._validate_and_save(validation_batches)
+                self._validate_and_save()
             clock = time.monotonic()
             reason = self._stop_reason()
             if reason in ("max_steps", "max_minutes", "early_stopping"):
-                self._end_epoch(bar, steps, time.monotonic() - started)
-                return steps, reason
+                self._end_epoch(epoch, time.monotonic() - started)
+                return totals.steps, reason
         # Reaching the end of the data takes time too (tf.data flushes its buckets): it counts.
         self.state.train_seconds += time.monotonic() - clock
-        self._end_epoch(bar, steps, time.monotonic() - started)
-        return steps, None
+        self._end_epoch(epoch, time.monotonic() - started)
+        return totals.steps, None
 
-    def _end_epoch(self, bar: keras.utils.Progbar, steps: int, seconds: float) -> None:
-        bar.update(steps, finalize=True)
-        if self.progress and self.train_metrics:
-            print(
-                f"  {steps} steps in {seconds:.0f} s: loss {self.train_metrics['train_loss']:.3f}, "
-                f"accuracy {self.train_metrics['train_accuracy']:.3f}, {self.tokens_per_second:,.0f} target tokens/s "
-                f"(step {self.step}, {self.state.train_seconds / 60:.1f} min in all)"
-            )
+    def _end_epoch(self, epoch: int, seconds: float) -> None:
+        totals = self.totals
+        self._emit("epoch_ended", EpochEnd(
+            epoch=epoch, steps=totals.steps, seconds=seconds, step=self.step,
+            total_minutes=self.state.train_seconds / 60, loss=totals.mean_loss, accuracy=totals.accuracy,
+            target_tokens_per_second=totals.tokens_per_second,
+        ))
 
     def _save_last(self) -> Path:
         return checkpoints.save(
-            self.run_dir.last_checkpoints, self.step, self.model, self.optimizer, asdict(self.state),
+            self.run_dir.last_checkpoints, self.step, self.setup.model, self.setup.optimizer, asdict(self.state),
             keep=self.config.train.keep_checkpoints,
         )
 
-    def _validate_and_save(self, batches: tf.data.Dataset) -> None:
-        """Validation loss (and BLEU), the best and last checkpoints, and a line in metrics.jsonl."""
+    def _validate_and_save(self) -> None:
+        """Validation loss (and what `validate` scores), the best and last checkpoints, and a
+        validation record for the sinks."""
         started = time.monotonic()
-        loss_sum = tokens = correct = 0.0
-        for batch in batches:
-            batch_loss, batch_tokens, batch_correct = self.validation_step(batch)
-            loss_sum += float(batch_loss)
-            tokens += float(batch_tokens)
-            correct += float(batch_correct)
-        loss = loss_sum / max(tokens, 1.0)
-        self.validation = {
-            "validation_loss": loss,
-            "validation_accuracy": correct / max(tokens, 1.0),
-            "validation_perplexity": math.exp(min(loss, 50.0)),
+        totals = _Totals()
+        for batch in self.setup.validation_batches:
+            totals.add(*(float(value) for value in self.setup.validation_step(batch)))
+        validation = {
+            "validation_loss": totals.mean_loss,
+            "validation_accuracy": totals.accuracy,
+            "validation_perplexity": math.exp(min(totals.mean_loss, 50.0)),
         }
-        if self.bleu is not None:
-            evaluator, translator = self.bleu
-            if translator.model is not self.model:
-                translator.model.set_weights(self.model.get_weights())
-            evaluation = evaluator.run(translator)
-            self.validation.update(
-                validation_bleu=evaluation.scores["bleu"], validation_chrf=evaluation.scores["chrf"],
-                validation_decode_seconds=round(evaluation.seconds, 2),
-            )
+        scores = self.validate(self.setup.model) if self.validate is not None else ValidationScores({})
+        validation.update(scores.metrics)
         self.state.train_seconds += time.monotonic() - started
         metric = self.config.train.best_metric
-        value = self.validation["validation_bleu" if metric == "bleu" else "validation_loss"]
+        value = validation["validation_bleu" if metric == "bleu" else "validation_loss"]
         improved = self.state.improves(value, metric)
         record = {
             "epoch": self.state.epoch,
             "step": self.step,
-            **self.train_metrics,
-            **self.validation,
+            **({"train_loss": self.totals.mean_loss, "train_accuracy": self.totals.accuracy} if self.totals.steps else {}),
+            **validation,
             "best": improved,
-            "learning_rate": float(self.optimizer.learning_rate),
-            "target_tokens_per_second": self.tokens_per_second,
+            "learning_rate": float(self.setup.optimizer.learning_rate),
+            "target_tokens_per_second": self.totals.tokens_per_second,
             "elapsed_minutes": self.state.train_seconds / 60,
         }
         if improved:
             self.state.best_score, self.state.best_validation = value, record
             self.state.validations_without_improvement = 0
-            checkpoints.save(self.run_dir.best_checkpoints, self.step, self.model, None, asdict(self.state), keep=1)
+            checkpoints.save(self.run_dir.best_checkpoints, self.step, self.setup.model, None, asdict(self.state), keep=1)
         else:
             self.state.validations_without_improvement += 1
         self._save_last()
         self.validated_step = self.step
-        with self.run_dir.metrics_file.open("a", encoding="utf-8") as file:
-            file.write(json.dumps(record) + "\n")
-        if self.progress:
-            bleu = (
-                f", BLEU {self.validation['validation_bleu']:.2f} (beam {self.config.train.validation_beam_size})"
-                if "validation_bleu" in self.validation else ""
-            )
-            print(
-                f"  validation loss {loss:.3f}, accuracy {self.validation['validation_accuracy']:.3f}, "
-                f"perplexity {self.validation['validation_perplexity']:.2f}{bleu}{'  (best)' if improved else ''}",
-            )
+        self.last_validation = validation
+        self._emit("validated", ValidationRecord(record, scores.samples))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from nmt import config as config_lib
 from nmt.config import DataConfig
-from nmt.data import sources
+from nmt.data import sources, tokenizer
 from nmt.run_dir import RunDir
 from nmt.training import trainer
 
@@ -29,7 +29,7 @@ def test_two_workers_train_one_model(tmp_path, tfds_dir):
     # Each worker would train the same SentencePiece model at the same time: train it once here.
     config = config_lib.load(QUICKSTART, [f"data.data_dir={tfds_dir}"])
     chief_run = RunDir(tmp_path / "run")
-    trainer.prepare_tokenizers(config, chief_run)
+    tokenizer.prepare(config.tokenizer, config.data, chief_run.tokenizer_dir)
     shutil.copytree(chief_run.tokenizer_dir, tmp_path / "run" / "worker-1" / "tokenizer")
     cluster = {"worker": [f"localhost:{free_port()}", f"localhost:{free_port()}"]}
     command = [

@@ -6,12 +6,12 @@ from types import SimpleNamespace
 import tensorflow as tf
 
 from nmt import config as config_lib
-from nmt.training.trainer import _Loop, _State, validation_decode
+from nmt.training.trainer import _Loop, _State
 
 
 def loop(state, **train):
     config = config_lib.from_dict({"train": train})
-    return _Loop(config, None, None, SimpleNamespace(iterations=tf.constant(5)), state, None, None, None, progress=False)
+    return _Loop(config, None, SimpleNamespace(optimizer=SimpleNamespace(iterations=tf.constant(5))), state, None, [])
 
 
 def test_best_metric_direction():
@@ -30,9 +30,3 @@ def test_budgets_stop_training():
     assert loop(_State(), max_steps=5)._stop_reason() == "max_steps"
     assert loop(_State(train_seconds=61.0), max_minutes=1)._stop_reason() == "max_minutes"
     assert loop(_State(epoch=3), epochs=3)._stop_reason() == "epochs"
-
-
-def test_validation_decodes_with_the_validation_beam():
-    config = config_lib.from_dict({"decode": {"beam_size": 5, "length_penalty": 1.0}, "train": {"validation_beam_size": 2}})
-    decode = validation_decode(config).decode
-    assert decode.beam_size == 2 and decode.length_penalty == 1.0
