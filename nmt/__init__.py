@@ -1,6 +1,18 @@
-"""nmt: train, run and evaluate Transformer translation models from a YAML config."""
+"""nmt: train, run and evaluate Transformer translation models from a YAML config.
+
+In Python, load a trained run once and translate in-process:
+
+    import nmt
+    translator = nmt.load("runs/multi30k_en_de")
+    translator.translate(["A man is riding a bike."])
+    translator.translate_n_best(["A man is riding a bike."], 4)   # [[Hypothesis(text, score), ...]]
+"""
+
+from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
 
 # TensorFlow reads this once, when it loads, so nmt must be imported before it (the `nmt` command
 # is). TensorFlow enables its oneDNN CPU kernels by itself only on CPUs with AVX-512 VNNI/BF16 or
@@ -9,3 +21,30 @@ import os
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from nmt.decoding.translator import Translator
+
+
+def load(run_dir: str | Path | None = None, overrides: Sequence[str] = ()) -> "Translator":
+    """The trained model of a run directory (default: the latest training run, runs/latest), ready
+    to translate: its tokenizer, its eval.checkpoint weights and its decode settings, with
+    overrides ("decode.beam_size=1", ...) applied as `--set` does.
+
+    Raises:
+        nmt.errors.NmtError: not a run directory, no checkpoint, or a bad override.
+    """
+    from nmt import jobs
+    from nmt.decoding.translator import Translator
+
+    run, config = jobs.load_run(None if run_dir is None else str(run_dir), list(overrides))
+    return Translator.from_run_dir(run, config)
+
+
+def __getattr__(name: str):
+    # `from nmt import Translator` without `import nmt` importing TensorFlow.
+    if name == "Translator":
+        from nmt.decoding.translator import Translator
+
+        return Translator
+    raise AttributeError(f"module 'nmt' has no attribute {name!r}")

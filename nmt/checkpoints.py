@@ -2,7 +2,7 @@
 
   ckpt-<step>/model.weights.h5   model weights (Keras format)
   ckpt-<step>/optimizer.npz      optimizer variables, step counter included (training checkpoints)
-  ckpt-<step>/state.json         epoch, elapsed training time, best validation loss, ...
+  ckpt-<step>/state.json         step, parameters, epoch, elapsed training time, best validation, ...
 
 Why not tf.train.Checkpoint: under Keras 3 it does not follow layers kept in Python lists, so it
 silently saves a fraction of an encoder-decoder. Keras's own weight files cover every layer.
@@ -17,11 +17,14 @@ import os
 import re
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 
 from nmt.errors import RunDirError
+
+if TYPE_CHECKING:  # keras is for annotations only: reading run directories must not load TensorFlow
+    import keras
 
 _NAME = re.compile(r"^ckpt-(\d+)$")
 
@@ -39,7 +42,8 @@ def save(directory: Path, step: int, model: keras.Model, optimizer: keras.optimi
         store: dict[str, np.ndarray] = {}
         optimizer.save_own_variables(store)
         np.savez(temporary / "optimizer.npz", **store)
-    (temporary / "state.json").write_text(json.dumps({"step": step, **state}, indent=2), encoding="utf-8")
+    state = {"step": step, "parameters": model.count_params(), **state}
+    (temporary / "state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
     if final.exists():
         shutil.rmtree(final)
     os.replace(temporary, final)

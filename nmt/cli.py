@@ -1,4 +1,4 @@
-"""The `nmt` command line: train, translate, attention, evaluate, average. A thin shell over nmt.jobs."""
+"""The `nmt` command line: train, translate, attention, evaluate, average, export, info. A thin shell over nmt.jobs."""
 
 from __future__ import annotations
 
@@ -28,10 +28,22 @@ SetOption = Annotated[
 ]
 
 
+_verbose = False
+
+
+@app.callback()
+def _options(
+    verbose: Annotated[bool, typer.Option("--verbose", help="Show TensorFlow's start-up lines and library logs.")] = False,
+) -> None:
+    global _verbose
+    _verbose = verbose
+
+
 @contextlib.contextmanager
-def _user_errors() -> Iterator[None]:
-    """Turns the errors users can fix into one red line on stderr and a non-zero exit."""
-    _quiet_libraries()
+def _user_errors(tensorflow: bool = True) -> Iterator[None]:
+    """Turns the errors users can fix into one red line on stderr and a non-zero exit.
+    tensorflow: the command needs TensorFlow, which is then imported first, quietly."""
+    _quiet_libraries(tensorflow)
     try:
         yield
     except NmtError as error:
@@ -42,17 +54,35 @@ def _user_errors() -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
-def _quiet_libraries() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def _quiet_libraries(tensorflow: bool) -> None:
     logging.basicConfig(format="%(levelname)s: %(message)s", level=logging.WARNING)
     logging.getLogger("nmt").setLevel(logging.INFO)
+    if _verbose:
+        return
     logging.getLogger("absl").setLevel(logging.ERROR)
+    # 3 hides TensorFlow's C++ errors too: on a machine without a GPU it logs a failed cuInit as an
+    # error. Ours are Python exceptions and logs, which still show.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if tensorflow and "tensorflow" not in sys.modules:
+        # Loading its libraries prints "Could not find cuda drivers" and absl's warning about
+        # logging before InitializeLog straight to file descriptor 2, whatever the log level.
+        sys.stderr.flush()
+        saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        try:
+            import tensorflow  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
 
 
 @app.command()
 def train(
     config: Annotated[Path, typer.Option("--config", "-c", help="YAML config file.")],
-    run_dir: RunDirOption = None,
+    run_dir: Annotated[Optional[str], typer.Option(
+        "--run-dir", help="Run directory to create or resume (default: train.run_dir, else runs/<config name>).")] = None,
     set_: SetOption = None,
 ) -> None:
     """Train a model (or resume the run), then evaluate it on the eval split."""
@@ -202,6 +232,41 @@ def average(
         path = jobs.average(run_dir, last, checkpoint or [])
         typer.echo(f"Averaged checkpoint: {path}")
         typer.echo("  use it: nmt evaluate --set eval.checkpoint=averaged (or translate with the same --set)")
+
+
+@app.command()
+def export(
+    run_dir: RunDirOption = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="SavedModel directory (default: <run dir>/export).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing non-empty --output.")] = False,
+    set_: SetOption = None,
+) -> None:
+    """Export the run as a TensorFlow SavedModel that translates raw strings (tokenization, beam
+    search and detokenization inside); it loads with tensorflow and tensorflow_text alone."""
+    with _user_errors():
+        from nmt import jobs
+        from nmt.export import SIGNATURE
+
+        path, found = jobs.export(run_dir, set_ or [], output, force)
+        typer.echo(f"Exported {found['checkpoint']} (beam {found['beam_size']}) to {path} ({found['megabytes']:.1f} MB)")
+        typer.echo(f"  signature '{SIGNATURE}': input 'text' (string [batch]) -> 'translation' (string), 'score' (float32)")
+
+
+@app.command()
+def info(
+    run_dir: RunDirOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")] = False,
+) -> None:
+    """Describe a run: config, parameters, training progress, best validation, checkpoints and
+    their sizes, evaluation scores with their signatures."""
+    with _user_errors(tensorflow=False):
+        import json
+
+        from nmt import info as info_lib
+        from nmt import run_dir as run_dir_lib
+
+        found = info_lib.describe(run_dir_lib.resolve(run_dir))
+        typer.echo(json.dumps(found, indent=2, ensure_ascii=False) if as_json else info_lib.text(found))
 
 
 def _print_scores(report: dict, directory: Path) -> None:

@@ -144,6 +144,22 @@ class TrainConfig:
     early_stopping_patience: Optional[int] = None
     # At the end of training, average the last N checkpoints into checkpoints/averaged.
     average_last: Optional[int] = None
+    # Write TensorBoard event files (training and validation scalars, sample translations) to
+    # <run dir>/tensorboard/.
+    tensorboard: bool = True
+
+    def stop_reason(self, step: int, epoch: int, train_seconds: float, validations_without_improvement: int) -> str | None:
+        """Which budget or rule ends training at this point, if any: max_steps, max_minutes,
+        epochs or early_stopping."""
+        if self.max_steps is not None and step >= self.max_steps:
+            return "max_steps"
+        if self.max_minutes is not None and train_seconds >= self.max_minutes * 60:
+            return "max_minutes"
+        if epoch >= self.epochs:
+            return "epochs"
+        if self.early_stopping_patience is not None and validations_without_improvement >= self.early_stopping_patience:
+            return "early_stopping"
+        return None
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from nmt import run_dir as run_dir_lib
 from nmt.config import Config, SplitName
 from nmt.data import tokenizer
 from nmt.decoding.translator import Hypothesis, Translator
-from nmt.errors import ConfigError, NmtError, RunDirError
+from nmt.errors import NmtError, RunDirError
 from nmt.evaluation import report as report_lib
 from nmt.evaluation import significance
 from nmt.evaluation.evaluator import SplitEvaluator
@@ -62,10 +62,13 @@ def _check_resumable(run: RunDir, config: Config) -> None:
 
 def train(config: Config, run: RunDir, progress: bool = True) -> TrainSummary:
     """Trains (or resumes) the run, validating with translation scores when
-    train.validation_bleu, reporting to the console (when progress) and metrics.jsonl, and
-    averaging the last train.average_last checkpoints at the end."""
+    train.validation_bleu, reporting to the console (when progress), metrics.jsonl and
+    TensorBoard (when train.tensorboard), and averaging the last train.average_last checkpoints
+    at the end."""
     reports: list[sinks.Sink] = [sinks.Console(config.train.validation_beam_size)] if progress else []
     reports.append(sinks.MetricsFile(run.metrics_file))
+    if config.train.tensorboard:
+        reports.append(sinks.TensorBoard(run.tensorboard_dir))
     summary = trainer.train(config, run, _validator(config, run) if config.train.validation_bleu else None, reports)
     found = len(checkpoints.all_checkpoints(run.last_checkpoints))
     if config.train.average_last and found:
@@ -228,12 +231,20 @@ def translate(run_dir: str | None, overrides: list[str], sentences: list[str], n
     """The n_best translations of each sentence, best first (the best with its attention weights
     when with_attention)."""
     run, config = load_run(run_dir, overrides)
-    if n_best < 1 or n_best > config.decode.beam_size:
-        raise ConfigError(
-            f"--n-best must be between 1 and decode.beam_size ({config.decode.beam_size}); got {n_best}. "
-            f"Raise the beam with --set decode.beam_size={max(n_best, 1)}"
-        )
     return Translator.from_run_dir(run, config).translate_n_best(sentences, n_best, with_attention=with_attention)
+
+
+def export(run_dir: str | None, overrides: list[str], output: Path | None, force: bool) -> tuple[Path, dict]:
+    """Writes the run's model (eval.checkpoint weights, decode settings with overrides) as a
+    SavedModel into output (default: <run dir>/export); returns it and what it holds."""
+    from nmt import export as export_lib
+
+    run, config = load_run(run_dir, overrides)
+    checkpoint = run.checkpoint_path(config.eval.checkpoint)  # before any work: a run without one is refused
+    translator = Translator.from_run_dir(run, config)
+    path = export_lib.export(config, translator.model, translator.tokenizers, output or run.export_dir, force)
+    size = sum(file.stat().st_size for file in path.rglob("*") if file.is_file())
+    return path, {"megabytes": round(size / 1e6, 1), "checkpoint": str(checkpoint), "beam_size": config.decode.beam_size}
 
 
 def draw_attention(run_dir: str | None, overrides: list[str], sentence: str, output: Path, include_self: bool,

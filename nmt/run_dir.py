@@ -6,6 +6,7 @@
   checkpoints/best/     ckpt-<step>/ with the weights of the best validation (train.best_metric)
   checkpoints/averaged/ ckpt-<step>/ with the mean of the last N checkpoints (nmt average, train.average_last)
   metrics.jsonl         one JSON line per validation (epoch end or stop)
+  tensorboard/          TensorBoard event files (train.tensorboard)
   eval/<split>/         report.json, report.md, hypotheses.txt from the latest evaluation
 
 `runs/latest` (relative to the working directory) points at the most recent training run.
@@ -53,6 +54,14 @@ class RunDir:
     @property
     def metrics_file(self) -> Path:
         return self.path / "metrics.jsonl"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / "tensorboard"
+
+    @property
+    def export_dir(self) -> Path:
+        return self.path / "export"
 
     def eval_dir(self, split: str) -> Path:
         return self.path / "eval" / split

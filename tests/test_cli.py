@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from nmt import checkpoints
 from nmt.cli import app
 from nmt.training import trainer
+from tests.training.test_sinks import read_events
 
 runner = CliRunner()
 BLEU_THRESHOLD = 35.0
@@ -58,6 +59,14 @@ def test_training_learns_and_writes_the_run_directory(workdir):
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == [1, 2] and metrics[1]["validation_loss"] < metrics[0]["validation_loss"]
     assert metrics[1]["validation_bleu"] > metrics[0]["validation_bleu"]
+    # TensorBoard holds the same validations, and one training point per step.
+    events = read_events(run / "tensorboard")
+    for key in ("loss", "bleu", "chrf"):
+        assert [(step, pytest.approx(float(value))) for step, value in events[f"validation/{key}"]] == [
+            (m["step"], m[f"validation_{key}"]) for m in metrics]
+    assert [step for step, _ in events["train/loss"]] == list(range(1, metrics[-1]["step"] + 1))
+    assert float(events["train/learning_rate"][-1][1]) == pytest.approx(metrics[-1]["learning_rate"])
+    assert len(events["validation/samples"]) == 2
     assert (run / "config.yaml").is_file() and (run / "tokenizer" / "joint.model").is_file()
     assert list((run / "checkpoints" / "best").glob("ckpt-*")) and list((run / "checkpoints" / "last").glob("ckpt-*"))
     assert (workdir / "runs" / "latest").resolve() == run.resolve()
@@ -77,6 +86,103 @@ def test_translate_arguments_file_and_stdin(workdir):
     result = invoke("translate", input="The dog saw a cat.\n\n")
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == [lines[0], ""]
+
+
+def test_python_api_translates_like_the_cli(workdir):
+    import nmt
+    from nmt.errors import NmtError
+
+    translator = nmt.load("runs/tiny")
+    assert isinstance(translator, nmt.Translator)
+    sentences = ["The dog saw a cat.", "My small teachers will read the book."]
+    result = invoke("translate", "--run-dir", "runs/tiny", *sentences)
+    assert translator.translate([sentences[0], "", sentences[1]]) == [result.output.splitlines()[0], "", result.output.splitlines()[1]]
+    best = translator.translate_n_best(sentences, 3)
+    assert [len(hypotheses) for hypotheses in best] == [3, 3]
+    assert all(h[0].score >= h[1].score >= h[2].score for h in best)
+    assert nmt.load("runs/tiny", ["decode.beam_size=1"]).config.decode.beam_size == 1
+    with pytest.raises(NmtError, match="n-best must be between 1 and decode.beam_size"):
+        translator.translate_n_best(sentences, 5)
+    with pytest.raises(NmtError, match="no-such-run"):
+        nmt.load("no-such-run")
+
+
+def test_info_describes_the_run(workdir):
+    from nmt.data import tokenizer
+    from nmt.model.transformer import build_transformer
+    from nmt.run_dir import RunDir
+
+    result = invoke("info", "--run-dir", "runs/tiny", "--json")
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output)
+    config = RunDir(Path("runs/tiny")).load_config()
+    tokenizers = tokenizer.load(Path("runs/tiny/tokenizer"), config.tokenizer.joint)
+    model = build_transformer(config.model, tokenizers.source_vocab_size, tokenizers.target_vocab_size)
+    assert found["parameters"] == model.count_params()
+    metrics = [json.loads(line) for line in Path("runs/tiny/metrics.jsonl").read_text().splitlines()]
+    assert found["progress"]["step"] == metrics[-1]["step"] and found["progress"]["stopped_by"] == "epochs"
+    assert found["best_validation"]["validation_bleu"] == max(m["validation_bleu"] for m in metrics)
+    report = json.loads(Path("runs/tiny/eval/test/report.json").read_text())
+    assert found["evaluations"]["test"]["bleu"] == report["bleu"]
+    text = invoke("info").output  # runs/latest
+    assert f"{model.count_params():,} parameters" in text and "stopped by epochs" in text
+    assert_user_error(invoke("info", "--run-dir", "configs"), "is not a training run")
+
+
+def test_commands_print_no_library_noise(workdir):
+    """In a fresh process, as users run it: TensorFlow's start-up lines (CUDA drivers, cuInit,
+    absl) show only with --verbose."""
+    import subprocess
+    import sys
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "nmt.cli", *args], capture_output=True, text=True, timeout=300,
+                              env={key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"})
+
+    quiet = run("translate", "--run-dir", "runs/tiny", "The dog saw a cat.")
+    assert quiet.returncode == 0 and quiet.stderr == "" and len(quiet.stdout.splitlines()) == 1, quiet.stderr
+    verbose = run("--verbose", "translate", "--run-dir", "no-such-run", "The dog saw a cat.")
+    lines = verbose.stderr.splitlines()
+    assert verbose.returncode == 1 and lines[-1] == "error: run directory not found: no-such-run" and len(lines) > 1
+
+
+def test_export_translates_like_translate_in_a_process_without_nmt(workdir, tfds_dir):
+    import subprocess
+    import sys
+
+    from nmt.config import DataConfig
+    from nmt.evaluation.evaluator import SplitEvaluator
+
+    sentences = SplitEvaluator(DataConfig(data_dir=tfds_dir), "test").sources[:30] + ["", "The dog saw a cat."]
+    import nmt
+
+    expected = [best for best, in nmt.load("runs/tiny").translate_n_best(sentences, 1)]
+
+    result = invoke("export", "--run-dir", "runs/tiny")
+    assert result.exit_code == 0, result.output
+    assert "signature 'serving_default'" in result.output
+    program = (
+        "import json, sys\n"
+        "import tensorflow as tf, tensorflow_text  # noqa: F401 (registers the SentencePiece ops)\n"
+        "serve = tf.saved_model.load(sys.argv[1]).signatures['serving_default']\n"
+        "out = serve(text=tf.constant(json.load(open(sys.argv[2]))))\n"
+        "print(json.dumps({'translation': [t.decode() for t in out['translation'].numpy()],\n"
+        "                  'score': out['score'].numpy().tolist(), 'nmt': 'nmt' in sys.modules}))\n"
+    )
+    (workdir / "export_in.json").write_text(json.dumps(sentences))
+    loaded = subprocess.run([sys.executable, "-c", program, str(workdir / "runs/tiny/export"), str(workdir / "export_in.json")],
+                            capture_output=True, text=True, timeout=300, cwd="/")
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    served = json.loads(loaded.stdout.splitlines()[-1])
+    assert not served["nmt"]
+    assert served["translation"] == [best.text for best in expected]
+    assert served["score"] == pytest.approx([best.score for best in expected], abs=1e-3)
+
+    assert_user_error(invoke("export", "--run-dir", "runs/tiny"), "exists and is not empty; pass --force")
+    assert invoke("export", "--run-dir", "runs/tiny", "--force").exit_code == 0
+    (workdir / "runs" / "untrained").mkdir()
+    shutil.copy(workdir / "runs/tiny/config.yaml", workdir / "runs/untrained/config.yaml")
+    assert_user_error(invoke("export", "--run-dir", "runs/untrained"), "no checkpoint in runs/untrained")
 
 
 def test_translate_bad_input(workdir):
@@ -172,7 +278,7 @@ def test_beam_search_n_best(workdir):
     for first in (0, 3):
         scores = [float(line[2]) for line in lines[first : first + 3]]
         assert scores == sorted(scores, reverse=True) and len({line[1] for line in lines[first : first + 3]}) == 3
-    assert_user_error(invoke("translate", "--n-best", "5", "A dog."), "--n-best must be between 1 and decode.beam_size (4)")
+    assert_user_error(invoke("translate", "--n-best", "5", "A dog."), "n-best must be between 1 and decode.beam_size (4); got 5")
     assert_user_error(invoke("translate", "--set", "decode.beam_size=0", "A dog."), "'decode.beam_size' must be greater than 0")
     assert_user_error(
         invoke("translate", "--set", "decode.length_penalty=-1", "A dog."), "'decode.length_penalty' must be 0 or more"

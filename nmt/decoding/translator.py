@@ -15,6 +15,7 @@ from nmt.config import Config, DecodeConfig
 from nmt.data import tokenizer
 from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizers
 from nmt.decoding.search import beam_search, greedy_search
+from nmt.errors import ConfigError
 from nmt.model.transformer import Transformer, build_transformer
 from nmt.run_dir import RunDir
 
@@ -103,7 +104,16 @@ class Translator:
     ) -> list[list[Hypothesis]]:
         """The n best hypotheses per sentence (n <= decode.beam_size), best first; an empty
         sentence gives n empty hypotheses scored 0. with_attention: the best hypothesis of each
-        (non-empty) sentence carries its attention weights (one more, teacher-forced, pass)."""
+        (non-empty) sentence carries its attention weights (one more, teacher-forced, pass).
+
+        Raises:
+            ConfigError: n is not between 1 and decode.beam_size.
+        """
+        if n < 1 or n > self.config.decode.beam_size:
+            raise ConfigError(
+                f"n-best must be between 1 and decode.beam_size ({self.config.decode.beam_size}); got {n}. "
+                f"Raise the beam: --set decode.beam_size={max(n, 1)} (or decode.beam_size in the config)"
+            )
         outputs = [[Hypothesis("", 0.0)] * n for _ in sentences]
         todo = [index for index, sentence in enumerate(sentences) if sentence.strip()]
         if not todo:

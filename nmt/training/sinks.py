@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import tensorflow as tf
+
+from nmt.errors import NmtError
 
 
 @dataclass(frozen=True)
@@ -137,3 +141,57 @@ class MetricsFile(Sink):
     def validated(self, record: ValidationRecord) -> None:
         with self.path.open("a", encoding="utf-8") as file:
             file.write(json.dumps(record.metrics) + "\n")
+
+
+class TensorBoard(Sink):
+    """tf.summary event files for `tensorboard --logdir runs/`: training scalars at every step,
+    validation scalars and sample translations at every validation."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        self._writer: tf.summary.SummaryWriter | None = None
+        # Checked now, in Python: the writer itself is made on first use, since creating it sets
+        # up TensorFlow's devices, which the trainer must do first (it may split the CPU).
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=directory).close()
+        except OSError as error:
+            raise NmtError(f"cannot write TensorBoard events to {directory}: {error.strerror or error}; "
+                           "make it writable, or set train.tensorboard=false") from None
+
+    @property
+    def writer(self) -> tf.summary.SummaryWriter:
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(str(self.directory))
+        return self._writer
+
+    def stepped(self, record: StepRecord) -> None:
+        with self.writer.as_default(step=record.step):
+            tf.summary.scalar("train/loss", record.loss)
+            tf.summary.scalar("train/accuracy", record.accuracy)
+            tf.summary.scalar("train/learning_rate", record.learning_rate)
+            tf.summary.scalar("train/gradient_norm", record.gradient_norm)
+            tf.summary.scalar("train/target_tokens_per_second", record.target_tokens_per_second)
+
+    def validated(self, record: ValidationRecord) -> None:
+        metrics = record.metrics
+        with self.writer.as_default(step=metrics["step"]):
+            for key in ("loss", "accuracy", "perplexity", "bleu", "chrf"):
+                if f"validation_{key}" in metrics:
+                    tf.summary.scalar(f"validation/{key}", metrics[f"validation_{key}"])
+            if record.samples:
+                tf.summary.text("validation/samples", samples_table(record.samples))
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+def samples_table(samples: tuple[Sample, ...]) -> str:
+    """A Markdown table (TensorBoard renders it in its text tab)."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|") or " "
+
+    rows = [f"| {cell(s.source)} | {cell(s.reference)} | {cell(s.hypothesis)} |" for s in samples]
+    return "\n".join(["| source | reference | translation |", "| --- | --- | --- |", *rows])

@@ -296,17 +296,8 @@ class _Loop:
             getattr(sink, method)(record)
 
     def _stop_reason(self) -> str | None:
-        train = self.config.train
-        if train.max_steps is not None and self.step >= train.max_steps:
-            return "max_steps"
-        if train.max_minutes is not None and self.state.train_seconds >= train.max_minutes * 60:
-            return "max_minutes"
-        if self.state.epoch >= train.epochs:
-            return "epochs"
-        patience = train.early_stopping_patience
-        if patience is not None and self.state.validations_without_improvement >= patience:
-            return "early_stopping"
-        return None
+        state = self.state
+        return self.config.train.stop_reason(self.step, state.epoch, state.train_seconds, state.validations_without_improvement)
 
     def run(self) -> TrainSummary:
         stopped_by = self._stop_reason()

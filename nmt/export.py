@@ -1,0 +1,95 @@
+"""A trained run as a self-contained TensorFlow SavedModel: raw UTF-8 strings in, translations
+out, with SentencePiece tokenization, length limits, the search and detokenization inside the
+graph. Loading it needs `tensorflow` and `tensorflow_text` (whose import registers the
+SentencePiece ops), not nmt.
+
+Signature `serving_default`: input `text` (string, [batch]); outputs `translation` (string,
+[batch]) and `score` (float32, [batch]: log-probability over the length penalty, as
+`nmt translate --n-best` prints it). An empty input gives an empty translation scored 0.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+from pathlib import Path
+
+import tensorflow as tf
+
+from nmt.config import Config
+from nmt.data.tokenizer import EOS_ID, PAD_ID, Tokenizers
+from nmt.decoding.search import beam_search, greedy_search
+from nmt.decoding.translator import length_limits
+from nmt.errors import NmtError
+from nmt.model.transformer import Transformer
+
+SIGNATURE = "serving_default"
+
+
+class _Serving(tf.Module):
+    """What the SavedModel holds: the tokenizers' and the model's resources, and the function."""
+
+    def __init__(self, config: Config, model: Transformer, tokenizers: Tokenizers):
+        super().__init__(name="nmt_translator")
+        self.source_tokenizer = tokenizers.source
+        self.target_tokenizer = tokenizers.target
+        # Tracked explicitly: the function captures these variables, and a SavedModel holds only
+        # what its root tracks (Keras 3 does not track layers kept in Python lists).
+        self.model_variables = list(model.weights)
+        self._max_length = model.max_length
+        decode = config.decode
+        self._limits = functools.partial(length_limits, decode=decode, max_length=model.max_length)
+        if decode.beam_size == 1:
+            self._search = functools.partial(greedy_search, model, alpha=decode.length_penalty)
+        else:
+            self._search = functools.partial(beam_search, model, beam_size=decode.beam_size, alpha=decode.length_penalty)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    def translate(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        pieces = self.source_tokenizer.tokenize(text)[:, : self._max_length]
+        lengths = tf.cast(pieces.row_lengths(), tf.int32)
+        # At least one column, so that a batch of empty strings still runs (and is blanked below).
+        width = tf.maximum(tf.reduce_max(tf.concat([lengths, [0]], axis=0)), 1)
+        source_ids = pieces.to_tensor(default_value=PAD_ID, shape=tf.stack([tf.shape(text)[0], width]))
+        output_ids, scores = self._search(source_ids, self._limits(lengths))
+        best = output_ids[:, 0]
+        best = tf.where(tf.equal(best, EOS_ID), PAD_ID, best)
+        translation = self.target_tokenizer.detokenize(tf.RaggedTensor.from_tensor(best, padding=PAD_ID))
+        empty = tf.equal(lengths, 0)
+        return {
+            "translation": tf.where(empty, tf.constant(""), translation),
+            "score": tf.where(empty, 0.0, tf.cast(scores[:, 0], tf.float32)),
+        }
+
+
+def export(config: Config, model: Transformer, tokenizers: Tokenizers, output: Path, force: bool) -> Path:
+    """Writes the SavedModel into output (refusing a non-empty one unless force); returns output.
+    It is written beside output first and renamed into place, so output is never half-written."""
+    if output.exists() and (not output.is_dir() or any(output.iterdir())) and not force:
+        raise NmtError(f"{output} exists and is not empty; pass --force to replace it, or choose another --output")
+    serving = _Serving(config, model, tokenizers)
+    temporary = output.with_name(f".{output.name}.tmp")
+    shutil.rmtree(temporary, ignore_errors=True)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        tf.saved_model.save(serving, str(temporary), signatures={SIGNATURE: serving.translate.get_concrete_function()})
+        if output.exists():
+            previous = output.with_name(f".{output.name}.old")
+            _remove(previous)
+            os.replace(output, previous)
+            os.replace(temporary, output)
+            _remove(previous)
+        else:
+            os.replace(temporary, output)
+    except OSError as error:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise NmtError(f"cannot write the export to {output}: {error.strerror or error}") from None
+    return output
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)

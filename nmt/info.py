@@ -1,0 +1,115 @@
+"""What a run directory holds: its config, model size, training progress, best validation,
+checkpoints, evaluations and export, read from its files (without loading TensorFlow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from nmt import checkpoints
+from nmt.errors import RunDirError
+from nmt.run_dir import RunDir
+
+CHECKPOINT_KINDS = ("last", "best", "averaged")
+
+
+def describe(run: RunDir) -> dict:
+    """Everything `nmt info` shows, as JSON-ready data.
+
+    Raises:
+        RunDirError: run is not a training run.
+    """
+    config = run.load_config()
+    found = {kind: checkpoints.all_checkpoints(getattr(run, f"{kind}_checkpoints")) for kind in CHECKPOINT_KINDS}
+    newest = found["last"][-1] if found["last"] else None
+    state = _state(newest) if newest is not None else {}
+    train = config.train
+    progress = {
+        "step": state.get("step", 0),
+        "epochs": state.get("epoch", 0),
+        "minutes": round(state.get("train_seconds", 0.0) / 60, 2),
+        "stopped_by": train.stop_reason(state.get("step", 0), state.get("epoch", 0), state.get("train_seconds", 0.0),
+                                         state.get("validations_without_improvement", 0)) if newest else None,
+    }
+    best = state.get("best_validation")
+    return {
+        "run_dir": str(run.path),
+        "config": {
+            "dataset": config.data.dataset,
+            "source_lang": config.data.source_lang,
+            "target_lang": config.data.target_lang,
+            "tokenizer": f"SentencePiece {config.tokenizer.model_type}, {config.tokenizer.vocab_size} pieces, "
+                         + ("joint" if config.tokenizer.joint else "separate"),
+            "model": {key: getattr(config.model, key) for key in (
+                "num_encoder_layers", "num_decoder_layers", "hidden_dim", "num_heads", "intermediate_dim", "attention",
+                "num_kv_heads")},
+            "budget": {"epochs": train.epochs, "max_steps": train.max_steps, "max_minutes": train.max_minutes,
+                       "early_stopping_patience": train.early_stopping_patience},
+            "precision": train.precision,
+        },
+        "parameters": state.get("parameters"),
+        "progress": progress,
+        "best_validation": None if best is None else {
+            key: best[key] for key in ("step", "epoch", "validation_loss", "validation_bleu", "validation_chrf") if key in best
+        },
+        "checkpoints": {
+            kind: [{"path": str(path), "step": checkpoints.step_of(path), "megabytes": round(_size(path) / 1e6, 2)}
+                   for path in paths]
+            for kind, paths in found.items()
+        },
+        "evaluations": _evaluations(run),
+        "export": str(run.export_dir) if (run.export_dir / "saved_model.pb").is_file() else None,
+    }
+
+
+def _state(checkpoint: Path) -> dict:
+    try:
+        return json.loads((checkpoint / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise RunDirError(f"cannot read {checkpoint / 'state.json'}: {error}") from None
+
+
+def _size(directory: Path) -> int:
+    return sum(path.stat().st_size for path in directory.rglob("*") if path.is_file())
+
+
+def _evaluations(run: RunDir) -> dict:
+    found = {}
+    for report in sorted(run.path.glob("eval/*/report.json")):
+        data = json.loads(report.read_text(encoding="utf-8"))
+        found[data["split"]] = {key: data.get(key) for key in (
+            "bleu", "chrf", "signature", "chrf_signature", "num_sentences", "checkpoint")}
+        found[data["split"]]["beam_size"] = data["decode"]["beam_size"]
+    return found
+
+
+def text(info: dict) -> str:
+    """The human-readable form."""
+    config, progress, best = info["config"], info["progress"], info["best_validation"]
+    model = config["model"]
+    heads = f"{model['num_heads']} heads" if model["attention"] == "multi_head" else f"{model['attention']} attention"
+    lines = [
+        ("Run", info["run_dir"]),
+        ("Data", f"{config['dataset']} ({config['source_lang']}→{config['target_lang']}), {config['tokenizer']}"),
+        ("Model", f"{model['num_encoder_layers']}+{model['num_decoder_layers']} layers, hidden {model['hidden_dim']}, "
+                  f"{heads}, FFN {model['intermediate_dim']}"
+                  + (f"; {info['parameters']:,} parameters" if info["parameters"] is not None else "")),
+    ]
+    if not progress["step"]:
+        lines.append(("Training", "not started (no checkpoint)"))
+    else:
+        stopped = f"stopped by {progress['stopped_by']}" if progress["stopped_by"] else "not finished (interrupted or running)"
+        lines.append(("Training", f"step {progress['step']}, {progress['epochs']} epochs, {progress['minutes']:.1f} min; {stopped}"))
+    if best is not None:
+        bleu = f"BLEU {best['validation_bleu']:.2f}, " if "validation_bleu" in best else ""
+        lines.append(("Best validation", f"{bleu}loss {best['validation_loss']:.3f} at step {best['step']} (epoch {best['epoch']})"))
+    for kind, saved in info["checkpoints"].items():
+        if saved:
+            listed = ", ".join(f"ckpt-{c['step']} ({c['megabytes']:.1f} MB)" for c in saved)
+            lines.append((f"Checkpoints {kind}", listed))
+    for split, scores in info["evaluations"].items():
+        lines.append((f"Evaluation {split}", f"BLEU {scores['bleu']:.2f}, chrF {scores['chrf']:.2f} "
+                                            f"(beam {scores['beam_size']}, {scores['num_sentences']} sentences) {scores['signature']}"))
+    lines.append(("Export", info["export"] or "none"))
+    width = max(len(label) for label, _ in lines)
+    return "\n".join(f"{label:<{width}}  {value}" for label, value in lines)

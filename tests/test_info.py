@@ -1,0 +1,71 @@
+"""`nmt info`: what a run directory holds, read from its files (end to end in tests/test_cli.py)."""
+
+import json
+
+import pytest
+
+from nmt import config as config_lib
+from nmt import info
+from nmt.errors import RunDirError
+from nmt.run_dir import RunDir
+
+
+def checkpoint(directory, step, state, size):
+    path = directory / f"ckpt-{step}"
+    path.mkdir(parents=True)
+    (path / "state.json").write_text(json.dumps({"step": step, **state}))
+    (path / "model.weights.h5").write_bytes(b"0" * size)
+
+
+@pytest.fixture
+def run(tmp_path):
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.save_config(config_lib.from_dict({"train": {"max_steps": 200, "epochs": 50}}))
+    return run
+
+
+def test_a_run_without_checkpoints_is_described_as_not_started(run):
+    found = info.describe(run)
+    assert found["progress"] == {"step": 0, "epochs": 0, "minutes": 0.0, "stopped_by": None}
+    assert found["parameters"] is None and found["best_validation"] is None and found["export"] is None
+    assert "not started (no checkpoint)" in info.text(found)
+
+
+def test_progress_best_validation_checkpoints_and_evaluations(run):
+    best = {"step": 100, "epoch": 3, "validation_loss": 2.5, "validation_bleu": 21.5, "train_loss": 3.0}
+    state = {"parameters": 1234567, "epoch": 6, "train_seconds": 300.0, "best_validation": best,
+             "validations_without_improvement": 1}
+    checkpoint(run.last_checkpoints, 100, {**state, "step": 100}, 1000)
+    checkpoint(run.last_checkpoints, 200, state, 2_500_000)
+    checkpoint(run.best_checkpoints, 100, state, 500_000)
+    run.eval_dir("test").mkdir(parents=True)
+    (run.eval_dir("test") / "report.json").write_text(json.dumps({
+        "split": "test", "bleu": 30.25, "chrf": 55.5, "signature": "nrefs:1|bs:1000", "chrf_signature": "chrF2",
+        "num_sentences": 1000, "checkpoint": "ckpt-100", "decode": {"beam_size": 4}}))
+    found = info.describe(run)
+    assert found["parameters"] == 1234567
+    # The latest checkpoint says where training is; max_steps=200 is reached.
+    assert found["progress"] == {"step": 200, "epochs": 6, "minutes": 5.0, "stopped_by": "max_steps"}
+    assert found["best_validation"] == {"step": 100, "epoch": 3, "validation_loss": 2.5, "validation_bleu": 21.5}
+    assert [c["step"] for c in found["checkpoints"]["last"]] == [100, 200]
+    assert found["checkpoints"]["last"][1]["megabytes"] == pytest.approx(2.5, abs=0.01)
+    assert found["checkpoints"]["averaged"] == []
+    assert found["evaluations"]["test"]["bleu"] == 30.25 and found["evaluations"]["test"]["beam_size"] == 4
+    text = info.text(found)
+    assert "1,234,567 parameters" in text and "step 200, 6 epochs, 5.0 min; stopped by max_steps" in text
+    assert "BLEU 21.50, loss 2.500 at step 100 (epoch 3)" in text
+    assert "ckpt-100 (0.0 MB), ckpt-200 (2.5 MB)" in text
+    assert "BLEU 30.25, chrF 55.50 (beam 4, 1000 sentences) nrefs:1|bs:1000" in text
+    json.dumps(found)  # --json prints it
+
+
+def test_an_unfinished_run_says_so(run):
+    checkpoint(run.last_checkpoints, 50, {"epoch": 1, "train_seconds": 60.0}, 10)
+    assert info.describe(run)["progress"]["stopped_by"] is None
+    assert "not finished (interrupted or running)" in info.text(info.describe(run))
+
+
+def test_a_directory_that_is_not_a_run(tmp_path):
+    with pytest.raises(RunDirError, match="is not a training run"):
+        info.describe(RunDir(tmp_path))
