@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test benchmark-quality benchmark-quality-full benchmark-speed benchmark-speed-reference benchmark-speed-ctranslate2 benchmark-attention clean
+.PHONY: install demo test benchmark-quality benchmark-quality-full benchmark-speed benchmark-speed-reference benchmark-speed-ctranslate2 benchmark-attention benchmark-latency clean
 
 install: $(VENV)/.installed
 
@@ -79,6 +79,12 @@ ATTENTION_SET ?= train.warmup_steps=300
 benchmark-attention: install
 	$(BIN)/python scripts/benchmark.py attention --minutes-synthetic $(ATTENTION_MINUTES_SYNTHETIC) \
 		--minutes-multi30k $(ATTENTION_MINUTES_MULTI30K) $(foreach setting,$(ATTENTION_SET),--set $(setting))
+
+# One sentence through `nmt translate` in fresh processes and through the run's SavedModel export
+# (benchmarks/latency.json and .md). RUN_DIR: a trained run; BASELINE: another nmt checkout to time beside.
+RUN_DIR ?= runs/latest
+benchmark-latency: install
+	$(BIN)/python scripts/benchmark.py latency --run-dir $(RUN_DIR) $(if $(BASELINE),--baseline-checkout $(BASELINE))
 
 clean:
 	rm -rf runs .pytest_cache

@@ -23,6 +23,13 @@
       trains each step of attention's history (scripts/attention_ablation.py) for the same minutes
       on the synthetic corpus and on Multi30k en->de, and writes benchmarks/attention.json, .md
       and .png; resumes where it stopped.
+
+  scripts/benchmark.py latency --run-dir runs/multi30k_en_de [--baseline-checkout DIR]
+      start-up as users meet it: `nmt translate "one sentence"` in a fresh process (and the same
+      command from another checkout of nmt, interleaved, for a before/after), `import tensorflow`
+      alone, and the run exported as a SavedModel: its size, load time, first-call and
+      steady-state latency in a process that imports only tensorflow and tensorflow_text.
+      Writes benchmarks/latency.json and .md.
 """
 
 from __future__ import annotations
@@ -656,6 +663,121 @@ def attention(
             atomic.write_text(out.with_suffix(".md"), attention_ablation.markdown(entries))
             attention_ablation.plot(entries, out.with_suffix(".png"))
             typer.echo(f"{name} {attention_ablation.summary_line(result)}")
+
+
+_SERVE = """
+import json, statistics, sys, time
+started = time.perf_counter()
+import tensorflow as tf
+import tensorflow_text  # noqa: F401
+imported = time.perf_counter()
+serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+loaded = time.perf_counter()
+text = tf.constant([sys.argv[2]])
+result = serve(text=text)
+first = time.perf_counter()
+calls = []
+for _ in range(20):
+    call = time.perf_counter()
+    serve(text=text)["translation"].numpy()
+    calls.append(time.perf_counter() - call)
+print(json.dumps({"import_seconds": imported - started, "load_seconds": loaded - imported,
+                  "first_call_seconds": first - loaded, "steady_call_seconds": statistics.median(calls),
+                  "translation": result["translation"].numpy()[0].decode(), "nmt_imported": "nmt" in sys.modules}))
+"""
+
+
+def _timed(command: list[str], cwd: Path, env: dict | None = None) -> tuple[float, subprocess.CompletedProcess]:
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if result.returncode != 0:
+        raise typer.BadParameter(f"{' '.join(command[:4])} ... failed: {result.stderr.strip()[-500:]}")
+    return seconds, result
+
+
+@app.command()
+def latency(
+    run_dir: Annotated[Path, typer.Option(help="A trained run to translate with and export.")],
+    sentence: Annotated[str, typer.Option(help="The sentence translated.")] = "A man in an orange hat starring at something.",
+    repeats: Annotated[int, typer.Option(help="Fresh processes per measurement; the median is reported.")] = 3,
+    baseline_checkout: Annotated[Optional[Path], typer.Option(
+        help="Another nmt checkout whose `nmt translate` is timed too, interleaved with this one's.")] = None,
+    out: Annotated[Path, typer.Option(help="JSON results; Markdown goes beside it.")] = Path("benchmarks/latency.json"),
+) -> None:
+    """How long a user waits: one sentence through `nmt translate` in a fresh process, and
+    through the exported SavedModel."""
+    import statistics
+
+    root = Path(__file__).resolve().parent.parent
+    checkouts = {"this": root} | ({"baseline": baseline_checkout.resolve()} if baseline_checkout else {})
+    quiet_env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    times: dict[str, list[float]] = {name: [] for name in checkouts}
+    outputs: dict[str, str] = {}
+    noise: dict[str, int] = {}
+    import_seconds = []
+    for _ in range(repeats):
+        import_seconds.append(_timed([sys.executable, "-c", "import tensorflow"], root)[0])
+        for name, checkout in checkouts.items():
+            # Each checkout's own package: its directory comes first on the module path.
+            seconds, result = _timed([sys.executable, "-m", "nmt.cli", "translate", "--run-dir", str(run_dir.resolve()), sentence],
+                                     checkout, {**quiet_env, "PYTHONPATH": str(checkout)})
+            times[name].append(seconds)
+            outputs[name] = result.stdout.strip()
+            noise[name] = len(result.stderr.strip().splitlines())
+    with tempfile.TemporaryDirectory() as directory:
+        export_dir, found = jobs.export(str(run_dir), [], Path(directory) / "export", force=True)
+        serves = [json.loads(_timed([sys.executable, "-c", _SERVE, str(export_dir), sentence], Path(directory))[1].stdout)
+                  for _ in range(repeats)]
+    entry = {
+        "machine": machine(),
+        "code": code_version(),
+        "run_dir": str(run_dir),
+        "sentence": sentence,
+        "repeats": repeats,
+        "import_tensorflow_seconds": round(statistics.median(import_seconds), 2),
+        "translate_seconds": {name: round(statistics.median(values), 2) for name, values in times.items()},
+        "translate_seconds_all": {name: [round(value, 2) for value in values] for name, values in times.items()},
+        "translations": outputs,
+        # Lines on stderr of a successful `nmt translate` (TensorFlow's start-up noise).
+        "stderr_lines": noise,
+        "export": {
+            "megabytes": found["megabytes"],
+            "beam_size": found["beam_size"],
+            **{key: round(statistics.median(serve[key] for serve in serves), 3)
+               for key in ("import_seconds", "load_seconds", "first_call_seconds", "steady_call_seconds")},
+            "translation": serves[0]["translation"],
+            "nmt_imported": serves[0]["nmt_imported"],
+        },
+    }
+    atomic.write_text(out, json.dumps(entry, indent=2) + "\n")
+    atomic.write_text(out.with_suffix(".md"), latency_table(entry))
+    typer.echo(latency_table(entry))
+
+
+def latency_table(entry: dict) -> str:
+    machine_line = entry["machine"]
+    export = entry["export"]
+    rows = [f"| `nmt translate` ({name} checkout; {entry['stderr_lines'][name]} lines on stderr) | {seconds:.2f} s |"
+            for name, seconds in entry["translate_seconds"].items()]
+    return "\n".join([
+        f"# Latency: one sentence, fresh processes ({entry['repeats']} each, median)",
+        "",
+        f"Machine: {machine_line['cpu']}, {machine_line['cores']} cores ({', '.join(machine_line['cpu_vector_units'])}), "
+        f"GPU: {machine_line['gpu'] or 'none'}, TensorFlow {machine_line['tensorflow']}; code {entry['code']}; run `{entry['run_dir']}`.",
+        "",
+        "| what | wall time |",
+        "| --- | --- |",
+        *rows,
+        f"| `import tensorflow` alone | {entry['import_tensorflow_seconds']:.2f} s |",
+        f"| export: import tensorflow + tensorflow_text | {export['import_seconds']:.2f} s |",
+        f"| export: load the SavedModel ({export['megabytes']:.1f} MB) | {export['load_seconds']:.2f} s |",
+        f"| export: first call (beam {export['beam_size']}) | {export['first_call_seconds']:.2f} s |",
+        f"| export: steady-state call | {export['steady_call_seconds'] * 1000:.0f} ms |",
+        "",
+        f"Sentence: \"{entry['sentence']}\" → \"{export['translation']}\"",
+        "",
+    ])
 
 
 if __name__ == "__main__":

@@ -1,4 +1,8 @@
+import itertools
+from pathlib import Path
+
 import pytest
+import yaml
 
 from nmt import config
 from nmt.errors import ConfigError
@@ -87,3 +91,24 @@ def test_resolved_config_round_trips(tmp_path):
     loaded = config.load(write(tmp_path, "model:\n  hidden_dim: 64\n"), ["train.max_steps=7"])
     again = config.load(write(tmp_path, config.to_yaml(loaded)))
     assert again == loaded
+
+
+def test_the_readme_documents_every_key_once_with_its_default():
+    """The README's configuration table against the dataclasses: each key once, each default as
+    the code has it (a new key, or a changed default, fails here until the README says so)."""
+    lines = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8").splitlines()
+    start = lines.index("| key | default | meaning |") + 2
+    documented = {}
+    for line in itertools.takewhile(lambda line: line.startswith("|"), lines[start:]):
+        keys, defaults = (cell.strip() for cell in line.split(" | ")[:2])
+        names = [name.strip("`| ") for name in keys.split(", ")]
+        section = names[0].split(".")[0]
+        values = [value.strip("`") for value in defaults.split(", ")]
+        for name, value in zip(names, values, strict=True):
+            key = name if "." in name else f"{section}.{name}"
+            assert key not in documented, f"{key} documented twice"
+            parsed = yaml.safe_load(value)
+            documented[key] = float(parsed) if isinstance(parsed, str) and parsed[:1].isdigit() else parsed
+    defaults = config.from_dict({}).to_dict()
+    expected = {f"{section}.{key}": value for section, values in defaults.items() for key, value in values.items()}
+    assert documented == expected
