@@ -20,7 +20,7 @@ demo: install
 	$(BIN)/nmt evaluate --split test
 
 test: install
-	$(BIN)/python -m pytest -q -p no:warnings
+	$(BIN)/python -m pytest -q -p no:warnings --durations=20
 
 # Multi30k en->de: 40 minutes of training, then test BLEU with greedy search and beam 4
 # (benchmarks/quality.json and .md). MINUTES=5 for a quick look.

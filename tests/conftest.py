@@ -18,3 +18,12 @@ tf.config.set_logical_device_configuration(
 def tfds_dir(tmp_path_factory):
     """One TFDS data directory per test session, so the synthetic corpus is generated once."""
     return str(tmp_path_factory.mktemp("tensorflow_datasets"))
+
+
+@pytest.fixture(scope="session")
+def package_env():
+    """The environment for a subprocess that must import this checkout's nmt, whatever its
+    working directory (an installed nmt elsewhere would otherwise be found first)."""
+    from pathlib import Path
+
+    return {**os.environ, "PYTHONPATH": str(Path(nmt.__file__).parents[1])}

@@ -23,7 +23,7 @@ def test_save_restore_prune(tmp_path):
     other, other_optimizer = small_model(), keras.optimizers.Adam()
     other_optimizer.build(other.trainable_variables)
     state = checkpoints.restore(checkpoints.latest(tmp_path), other, other_optimizer)
-    assert state == {"step": 3, "epoch": 3}
+    assert state == {"step": 3, "parameters": model.count_params(), "epoch": 3}
     assert int(other_optimizer.iterations) == 7
     for saved, loaded in zip(model.weights, other.weights):
         np.testing.assert_array_equal(saved.numpy(), loaded.numpy())

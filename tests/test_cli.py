@@ -129,7 +129,7 @@ def test_info_describes_the_run(workdir):
     assert_user_error(invoke("info", "--run-dir", "configs"), "is not a training run")
 
 
-def test_commands_print_no_library_noise(workdir):
+def test_commands_print_no_library_noise(workdir, package_env):
     """In a fresh process, as users run it: TensorFlow's start-up lines (CUDA drivers, cuInit,
     absl) show only with --verbose."""
     import subprocess
@@ -137,7 +137,7 @@ def test_commands_print_no_library_noise(workdir):
 
     def run(*args):
         return subprocess.run([sys.executable, "-m", "nmt.cli", *args], capture_output=True, text=True, timeout=300,
-                              env={key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"})
+                              env={key: value for key, value in package_env.items() if key != "TF_CPP_MIN_LOG_LEVEL"})
 
     quiet = run("translate", "--run-dir", "runs/tiny", "The dog saw a cat.")
     assert quiet.returncode == 0 and quiet.stderr == "" and len(quiet.stdout.splitlines()) == 1, quiet.stderr

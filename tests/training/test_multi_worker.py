@@ -1,7 +1,6 @@
 """train.distribute=multi_worker with two workers on loopback, as two real `nmt train` processes."""
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -23,7 +22,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_two_workers_train_one_model(tmp_path, tfds_dir):
+def test_two_workers_train_one_model(tmp_path, tfds_dir, package_env):
     # Workers must not prepare one TFDS dataset at the same time: it is prepared first.
     sources.load_split(DataConfig(data_dir=tfds_dir), "train")
     # Each worker would train the same SentencePiece model at the same time: train it once here.
@@ -44,7 +43,7 @@ def test_two_workers_train_one_model(tmp_path, tfds_dir):
     workers = [
         subprocess.Popen(
             command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})},
+            env={**package_env, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})},
         )
         for index in range(2)
     ]
