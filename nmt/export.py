@@ -10,10 +10,13 @@ Signature `serving_default`: input `text` (string, [batch]); outputs `translatio
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import os
 import shutil
 from pathlib import Path
+from typing import Callable, Sequence
 
 import tensorflow as tf
 
@@ -25,6 +28,9 @@ from nmt.errors import NmtError
 from nmt.model.transformer import Transformer
 
 SIGNATURE = "serving_default"
+# Beside the SavedModel: the checkpoint and decode settings it was exported with, so that
+# `nmt translate` knows when the export gives what the run would.
+MANIFEST = "nmt_export.json"
 
 
 class _Serving(tf.Module):
@@ -63,9 +69,10 @@ class _Serving(tf.Module):
         }
 
 
-def export(config: Config, model: Transformer, tokenizers: Tokenizers, output: Path, force: bool) -> Path:
-    """Writes the SavedModel into output (refusing a non-empty one unless force); returns output.
-    It is written beside output first and renamed into place, so output is never half-written."""
+def export(config: Config, model: Transformer, tokenizers: Tokenizers, checkpoint: Path, output: Path, force: bool) -> Path:
+    """Writes the SavedModel of the model (checkpoint's weights) into output (refusing a non-empty
+    one unless force); returns output. It is written beside output first and renamed into place,
+    so output is never half-written."""
     if output.exists() and (not output.is_dir() or any(output.iterdir())) and not force:
         raise NmtError(f"{output} exists and is not empty; pass --force to replace it, or choose another --output")
     serving = _Serving(config, model, tokenizers)
@@ -74,6 +81,7 @@ def export(config: Config, model: Transformer, tokenizers: Tokenizers, output: P
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         tf.saved_model.save(serving, str(temporary), signatures={SIGNATURE: serving.translate.get_concrete_function()})
+        (temporary / MANIFEST).write_text(json.dumps(_manifest(checkpoint, config), indent=2) + "\n", encoding="utf-8")
         if output.exists():
             previous = output.with_name(f".{output.name}.old")
             _remove(previous)
@@ -93,3 +101,30 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path)
     else:
         path.unlink(missing_ok=True)
+
+
+def _manifest(checkpoint: Path, config: Config) -> dict:
+    return {"checkpoint": str(checkpoint.resolve()), "decode": dataclasses.asdict(config.decode)}
+
+
+def load_matching(directory: Path, checkpoint: Path, config: Config) -> Callable[[Sequence[str]], list[tuple[str, float]]] | None:
+    """The export in directory as a function from sentences to (translation, score), if it was
+    exported from this checkpoint with these decode settings; None otherwise (or if unreadable)."""
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if manifest != _manifest(checkpoint, config):
+        return None
+    serve = tf.saved_model.load(str(directory)).signatures[SIGNATURE]
+    batch_size = config.decode.batch_size
+
+    def translate(sentences: Sequence[str]) -> list[tuple[str, float]]:
+        found = []
+        for start in range(0, len(sentences), batch_size):
+            result = serve(text=tf.constant(list(sentences[start : start + batch_size]), tf.string))
+            found += [(text.decode("utf-8"), float(score))
+                      for text, score in zip(result["translation"].numpy(), result["score"].numpy())]
+        return found
+
+    return translate

@@ -230,7 +230,15 @@ def translate(run_dir: str | None, overrides: list[str], sentences: list[str], n
               with_attention: bool = False) -> list[list[Hypothesis]]:
     """The n_best translations of each sentence, best first (the best with its attention weights
     when with_attention)."""
+    from nmt import export as export_lib
+
     run, config = load_run(run_dir, overrides)
+    if n_best == 1 and not with_attention:
+        # An export of these weights with these decode settings already holds the traced search:
+        # loading it skips building the model and tracing, most of a short command's time.
+        exported = export_lib.load_matching(run.export_dir, run.checkpoint_path(config.eval.checkpoint), config)
+        if exported is not None:
+            return [[Hypothesis(text, score)] for text, score in exported(sentences)]
     return Translator.from_run_dir(run, config).translate_n_best(sentences, n_best, with_attention=with_attention)
 
 
@@ -242,7 +250,7 @@ def export(run_dir: str | None, overrides: list[str], output: Path | None, force
     run, config = load_run(run_dir, overrides)
     checkpoint = run.checkpoint_path(config.eval.checkpoint)  # before any work: a run without one is refused
     translator = Translator.from_run_dir(run, config)
-    path = export_lib.export(config, translator.model, translator.tokenizers, output or run.export_dir, force)
+    path = export_lib.export(config, translator.model, translator.tokenizers, checkpoint, output or run.export_dir, force)
     size = sum(file.stat().st_size for file in path.rglob("*") if file.is_file())
     return path, {"megabytes": round(size / 1e6, 1), "checkpoint": str(checkpoint), "beam_size": config.decode.beam_size}
 

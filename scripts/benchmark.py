@@ -26,9 +26,10 @@
 
   scripts/benchmark.py latency --run-dir runs/multi30k_en_de [--baseline-checkout DIR]
       start-up as users meet it: `nmt translate "one sentence"` in a fresh process (and the same
-      command from another checkout of nmt, interleaved, for a before/after), `import tensorflow`
-      alone, and the run exported as a SavedModel: its size, load time, first-call and
-      steady-state latency in a process that imports only tensorflow and tensorflow_text.
+      command from another checkout of nmt, interleaved, for a before/after; and on an exported
+      copy of the run, which `nmt translate` then loads), `import tensorflow` alone, and the
+      export's size, load time, first-call and steady-state latency in a process that imports
+      only tensorflow and tensorflow_text.
       Writes benchmarks/latency.json and .md.
 """
 
@@ -687,6 +688,9 @@ print(json.dumps({"import_seconds": imported - started, "load_seconds": loaded -
 """
 
 
+EXPORTED = "this checkout, the run exported"
+
+
 def _timed(command: list[str], cwd: Path, env: dict | None = None) -> tuple[float, subprocess.CompletedProcess]:
     started = time.perf_counter()
     result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
@@ -710,7 +714,7 @@ def latency(
     import statistics
 
     root = Path(__file__).resolve().parent.parent
-    checkouts = {"this": root} | ({"baseline": baseline_checkout.resolve()} if baseline_checkout else {})
+    checkouts = {"this checkout": root} | ({"baseline checkout": baseline_checkout.resolve()} if baseline_checkout else {})
     quiet_env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
     times: dict[str, list[float]] = {name: [] for name in checkouts}
     outputs: dict[str, str] = {}
@@ -726,9 +730,21 @@ def latency(
             outputs[name] = result.stdout.strip()
             noise[name] = len(result.stderr.strip().splitlines())
     with tempfile.TemporaryDirectory() as directory:
-        export_dir, found = jobs.export(str(run_dir), [], Path(directory) / "export", force=True)
+        # A copy of the run, exported: `nmt translate` then loads the export (the run itself is
+        # left as it is).
+        copy = Path(directory) / "run"
+        shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("export", "tensorboard"))
+        export_dir, found = jobs.export(str(copy), [], None, force=True)
+        with_export = []
+        for _ in range(repeats):
+            seconds, result = _timed([sys.executable, "-m", "nmt.cli", "translate", "--run-dir", str(copy), sentence],
+                                     root, {**quiet_env, "PYTHONPATH": str(root)})
+            with_export.append(seconds)
+            outputs[EXPORTED] = result.stdout.strip()
+            noise[EXPORTED] = len(result.stderr.strip().splitlines())
         serves = [json.loads(_timed([sys.executable, "-c", _SERVE, str(export_dir), sentence], Path(directory))[1].stdout)
                   for _ in range(repeats)]
+    times[EXPORTED] = with_export
     entry = {
         "machine": machine(),
         "code": code_version(),
@@ -758,7 +774,7 @@ def latency(
 def latency_table(entry: dict) -> str:
     machine_line = entry["machine"]
     export = entry["export"]
-    rows = [f"| `nmt translate` ({name} checkout; {entry['stderr_lines'][name]} lines on stderr) | {seconds:.2f} s |"
+    rows = [f"| `nmt translate` ({name}; {entry['stderr_lines'][name]} lines on stderr) | {seconds:.2f} s |"
             for name, seconds in entry["translate_seconds"].items()]
     return "\n".join([
         f"# Latency: one sentence, fresh processes ({entry['repeats']} each, median)",

@@ -146,7 +146,7 @@ def test_commands_print_no_library_noise(workdir, package_env):
     assert verbose.returncode == 1 and lines[-1] == "error: run directory not found: no-such-run" and len(lines) > 1
 
 
-def test_export_translates_like_translate_in_a_process_without_nmt(workdir, tfds_dir):
+def test_export_translates_like_translate_in_a_process_without_nmt(workdir, tfds_dir, monkeypatch):
     import subprocess
     import sys
 
@@ -177,6 +177,20 @@ def test_export_translates_like_translate_in_a_process_without_nmt(workdir, tfds
     assert not served["nmt"]
     assert served["translation"] == [best.text for best in expected]
     assert served["score"] == pytest.approx([best.score for best in expected], abs=1e-3)
+
+    # nmt translate now takes the export, built for these weights and decode settings, instead of
+    # building the model; with other settings it builds the model as before.
+    from nmt.decoding.translator import Translator
+
+    built = []
+    from_run_dir = Translator.from_run_dir.__func__
+    monkeypatch.setattr(Translator, "from_run_dir", classmethod(lambda cls, *args: built.append(1) or from_run_dir(cls, *args)))
+    (workdir / "export_in.txt").write_text("\n".join(sentences) + "\n")
+    result = invoke("translate", "--run-dir", "runs/tiny", "--input", "export_in.txt")
+    assert result.exit_code == 0 and built == [], result.output
+    assert result.output.splitlines() == [best.text for best in expected]
+    result = invoke("translate", "--run-dir", "runs/tiny", "--set", "decode.beam_size=2", "The dog saw a cat.")
+    assert result.exit_code == 0 and built == [1], result.output
 
     assert_user_error(invoke("export", "--run-dir", "runs/tiny"), "exists and is not empty; pass --force")
     assert invoke("export", "--run-dir", "runs/tiny", "--force").exit_code == 0
