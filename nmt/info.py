@@ -7,8 +7,9 @@ import json
 from pathlib import Path
 
 from nmt import checkpoints
+from nmt.config import Config, ModelConfig
 from nmt.errors import RunDirError
-from nmt.run_dir import RunDir
+from nmt.run_dir import RunDir, disk_bytes
 
 CHECKPOINT_KINDS = ("last", "best", "averaged")
 
@@ -24,12 +25,12 @@ def describe(run: RunDir) -> dict:
     newest = found["last"][-1] if found["last"] else None
     state = _state(newest) if newest is not None else {}
     train = config.train
+    step, epoch, seconds = state.get("step", 0), state.get("epoch", 0), state.get("train_seconds", 0.0)
     progress = {
-        "step": state.get("step", 0),
-        "epochs": state.get("epoch", 0),
-        "minutes": round(state.get("train_seconds", 0.0) / 60, 2),
-        "stopped_by": train.stop_reason(state.get("step", 0), state.get("epoch", 0), state.get("train_seconds", 0.0),
-                                         state.get("validations_without_improvement", 0)) if newest else None,
+        "step": step,
+        "epochs": epoch,
+        "minutes": round(seconds / 60, 2),
+        "stopped_by": train.stop_reason(step, epoch, seconds, state.get("validations_without_improvement", 0)) if newest else None,
     }
     best = state.get("best_validation")
     return {
@@ -38,8 +39,7 @@ def describe(run: RunDir) -> dict:
             "dataset": config.data.dataset,
             "source_lang": config.data.source_lang,
             "target_lang": config.data.target_lang,
-            "tokenizer": f"SentencePiece {config.tokenizer.model_type}, {config.tokenizer.vocab_size} pieces, "
-                         + ("joint" if config.tokenizer.joint else "separate"),
+            "summary": config_summary(config),
             "model": {key: getattr(config.model, key) for key in (
                 "num_encoder_layers", "num_decoder_layers", "hidden_dim", "num_heads", "intermediate_dim", "attention",
                 "num_kv_heads")},
@@ -53,7 +53,7 @@ def describe(run: RunDir) -> dict:
             key: best[key] for key in ("step", "epoch", "validation_loss", "validation_bleu", "validation_chrf") if key in best
         },
         "checkpoints": {
-            kind: [{"path": str(path), "step": checkpoints.step_of(path), "megabytes": round(_size(path) / 1e6, 2)}
+            kind: [{"path": str(path), "step": checkpoints.step_of(path), "megabytes": round(disk_bytes(path) / 1e6, 2)}
                    for path in paths]
             for kind, paths in found.items()
         },
@@ -69,10 +69,6 @@ def _state(checkpoint: Path) -> dict:
         raise RunDirError(f"cannot read {checkpoint / 'state.json'}: {error}") from None
 
 
-def _size(directory: Path) -> int:
-    return sum(path.stat().st_size for path in directory.rglob("*") if path.is_file())
-
-
 def _evaluations(run: RunDir) -> dict:
     found = {}
     for report in sorted(run.path.glob("eval/*/report.json")):
@@ -83,17 +79,39 @@ def _evaluations(run: RunDir) -> dict:
     return found
 
 
+def config_summary(config: Config) -> dict:
+    """One line each for the dataset, tokenizer, model, training and checkpoint (reports and
+    `nmt info` show them)."""
+    model = config.model
+    return {
+        "dataset": f"{config.data.dataset} ({config.data.source_lang}→{config.data.target_lang})",
+        "tokenizer": f"SentencePiece {config.tokenizer.model_type}, {config.tokenizer.vocab_size} pieces, "
+        + ("joint" if config.tokenizer.joint else "separate"),
+        "model": f"{model.num_encoder_layers}+{model.num_decoder_layers} layers, hidden {model.hidden_dim}, "
+        f"{_attention_summary(model)}, FFN {model.intermediate_dim}, dropout {model.dropout}, {model.norm}-norm",
+        "training": f"{config.train.batch_tokens}-token batches, peak lr {config.train.learning_rate}, "
+        f"warmup {config.train.warmup_steps}, label smoothing {config.train.label_smoothing}",
+        "checkpoint": config.eval.checkpoint,
+    }
+
+
+def _attention_summary(model: ModelConfig) -> str:
+    if model.attention == "multi_head":
+        return f"{model.num_heads} heads"
+    if model.attention == "multi_query":
+        return f"{model.num_heads} heads sharing 1 key/value head"
+    if model.attention == "grouped_query":
+        return f"{model.num_heads} heads in {model.num_kv_heads} key/value groups"
+    return f"{model.attention.replace('_', '-')} attention" + ("" if model.attention_projections else " over unprojected inputs")
+
+
 def text(info: dict) -> str:
     """The human-readable form."""
-    config, progress, best = info["config"], info["progress"], info["best_validation"]
-    model = config["model"]
-    heads = f"{model['num_heads']} heads" if model["attention"] == "multi_head" else f"{model['attention']} attention"
+    summary, progress, best = info["config"]["summary"], info["progress"], info["best_validation"]
     lines = [
         ("Run", info["run_dir"]),
-        ("Data", f"{config['dataset']} ({config['source_lang']}→{config['target_lang']}), {config['tokenizer']}"),
-        ("Model", f"{model['num_encoder_layers']}+{model['num_decoder_layers']} layers, hidden {model['hidden_dim']}, "
-                  f"{heads}, FFN {model['intermediate_dim']}"
-                  + (f"; {info['parameters']:,} parameters" if info["parameters"] is not None else "")),
+        ("Data", f"{summary['dataset']}, {summary['tokenizer']}"),
+        ("Model", summary["model"] + (f"; {info['parameters']:,} parameters" if info["parameters"] is not None else "")),
     ]
     if not progress["step"]:
         lines.append(("Training", "not started (no checkpoint)"))

@@ -12,6 +12,7 @@ import numpy as np
 
 from nmt import averaging, checkpoints, plots
 from nmt import config as config_lib
+from nmt import export as export_lib
 from nmt import run_dir as run_dir_lib
 from nmt.config import Config, SplitName
 from nmt.data import tokenizer
@@ -20,6 +21,7 @@ from nmt.errors import NmtError, RunDirError
 from nmt.evaluation import report as report_lib
 from nmt.evaluation import significance
 from nmt.evaluation.evaluator import SplitEvaluator
+from nmt.info import config_summary
 from nmt.model.transformer import build_transformer
 from nmt.run_dir import RunDir
 from nmt.training import distribute, sinks, trainer
@@ -70,14 +72,14 @@ def train(config: Config, run: RunDir, progress: bool = True) -> TrainSummary:
     if config.train.tensorboard:
         reports.append(sinks.TensorBoard(run.tensorboard_dir))
     summary = trainer.train(config, run, _validator(config, run) if config.train.validation_bleu else None, reports)
-    found = len(checkpoints.all_checkpoints(run.last_checkpoints))
+    found = checkpoints.all_checkpoints(run.last_checkpoints)
     if config.train.average_last and found:
         # A run stopped early by a budget may hold fewer: it averages what it has.
-        count = min(config.train.average_last, found)
-        if count < config.train.average_last:
-            log.info("averaging the %d checkpoints the run holds (train.average_last=%d)", count, config.train.average_last)
-        path = averaging.average(run, _build_model(config, run), averaging.last_checkpoints(run, count))
-        log.info("averaged the last %d checkpoints into %s", count, path)
+        chosen = found[-config.train.average_last:]
+        if len(chosen) < config.train.average_last:
+            log.info("averaging the %d checkpoints the run holds (train.average_last=%d)", len(chosen), config.train.average_last)
+        path = averaging.average(run, _build_model(config, run), chosen)
+        log.info("averaged the last %d checkpoints into %s", len(chosen), path)
     return summary
 
 
@@ -104,12 +106,13 @@ def _validator(config: Config, run: RunDir) -> Validate:
         nonlocal translator, evaluator
         if translator is None:
             evaluator = SplitEvaluator(config.data, "validation")
+            tokenizers = tokenizer.load(run.tokenizer_dir, config.tokenizer.joint)
             decode_model = model
             if model.compute_dtype != "float32" or config.train.distribute != "none":
                 # `nmt evaluate` decodes in float32 on one device; so must validation to equal it:
                 # such a copy of the model gets the trained weights before each validation.
-                decode_model = _build_model(config, run)
-            translator = Translator(validation_decode(config), decode_model, tokenizer.load(run.tokenizer_dir, config.tokenizer.joint))
+                decode_model = build_transformer(config.model, tokenizers.source_vocab_size, tokenizers.target_vocab_size)
+            translator = Translator(validation_decode(config), decode_model, tokenizers)
         if translator.model is not model:
             translator.model.set_weights(model.get_weights())
         evaluation = evaluator.run(translator)
@@ -150,7 +153,7 @@ def evaluate(run: RunDir, config: Config, split: SplitName) -> dict:
     }
     report_lib.write(
         run.eval_dir(split), report, evaluation.sources, evaluation.references, evaluation.hypotheses,
-        _config_summary(config), config.eval.num_samples,
+        config_summary(config), config.eval.num_samples,
     )
     return report
 
@@ -202,36 +205,10 @@ def average(run_dir: str | None, last: int | None, paths: list[Path]) -> Path:
     return averaging.average(run, _build_model(config, run), chosen)
 
 
-def _config_summary(config: Config) -> dict:
-    model = config.model
-    return {
-        "dataset": f"{config.data.dataset} ({config.data.source_lang}→{config.data.target_lang})",
-        "tokenizer": f"SentencePiece {config.tokenizer.model_type}, {config.tokenizer.vocab_size} pieces, "
-        + ("joint" if config.tokenizer.joint else "separate"),
-        "model": f"{model.num_encoder_layers}+{model.num_decoder_layers} layers, hidden {model.hidden_dim}, "
-        f"{_attention_summary(model)}, FFN {model.intermediate_dim}, dropout {model.dropout}, {model.norm}-norm",
-        "training": f"{config.train.batch_tokens}-token batches, peak lr {config.train.learning_rate}, "
-        f"warmup {config.train.warmup_steps}, label smoothing {config.train.label_smoothing}",
-        "checkpoint": config.eval.checkpoint,
-    }
-
-
-def _attention_summary(model) -> str:
-    if model.attention == "multi_head":
-        return f"{model.num_heads} heads"
-    if model.attention == "multi_query":
-        return f"{model.num_heads} heads sharing 1 key/value head"
-    if model.attention == "grouped_query":
-        return f"{model.num_heads} heads in {model.num_kv_heads} key/value groups"
-    return f"{model.attention.replace('_', '-')} attention" + ("" if model.attention_projections else " over unprojected inputs")
-
-
 def translate(run_dir: str | None, overrides: list[str], sentences: list[str], n_best: int = 1,
               with_attention: bool = False) -> list[list[Hypothesis]]:
     """The n_best translations of each sentence, best first (the best with its attention weights
     when with_attention)."""
-    from nmt import export as export_lib
-
     run, config = load_run(run_dir, overrides)
     if n_best == 1 and not with_attention:
         # An export of these weights with these decode settings already holds the traced search:
@@ -245,14 +222,11 @@ def translate(run_dir: str | None, overrides: list[str], sentences: list[str], n
 def export(run_dir: str | None, overrides: list[str], output: Path | None, force: bool) -> tuple[Path, dict]:
     """Writes the run's model (eval.checkpoint weights, decode settings with overrides) as a
     SavedModel into output (default: <run dir>/export); returns it and what it holds."""
-    from nmt import export as export_lib
-
     run, config = load_run(run_dir, overrides)
     checkpoint = run.checkpoint_path(config.eval.checkpoint)  # before any work: a run without one is refused
     translator = Translator.from_run_dir(run, config)
     path = export_lib.export(config, translator.model, translator.tokenizers, checkpoint, output or run.export_dir, force)
-    size = sum(file.stat().st_size for file in path.rglob("*") if file.is_file())
-    return path, {"megabytes": round(size / 1e6, 1), "checkpoint": str(checkpoint), "beam_size": config.decode.beam_size}
+    return path, {"megabytes": round(run_dir_lib.disk_bytes(path) / 1e6, 1), "checkpoint": str(checkpoint), "beam_size": config.decode.beam_size}
 
 
 def draw_attention(run_dir: str | None, overrides: list[str], sentence: str, output: Path, include_self: bool,

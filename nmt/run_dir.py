@@ -110,6 +110,11 @@ def resolve(run_dir: str | Path | None) -> RunDir:
     return RunDir(LATEST.resolve())
 
 
+def disk_bytes(path: Path) -> int:
+    """The size of the files under path."""
+    return sum(file.stat().st_size for file in path.rglob("*") if file.is_file())
+
+
 def mark_latest(run: RunDir) -> None:
     """Points runs/latest at this run (an atomic symlink swap)."""
     LATEST.parent.mkdir(parents=True, exist_ok=True)
