@@ -1,4 +1,4 @@
-"""The `nmt` command line: train, translate, attention, evaluate, average, export, info. A thin shell over nmt.jobs."""
+"""The `nmt` command line: train, translate, serve, attention, evaluate, average, export, info. A thin shell over nmt.jobs."""
 
 from __future__ import annotations
 
@@ -117,16 +117,21 @@ def translate(
         bool, typer.Option("--align", help="Print 'LINE ||| TEXT ||| ALIGNMENT': for each output word j, 'i-j' with i the source "
                            "word it attends to most (last layer's cross-attention, mean of heads).")
     ] = False,
+    server: Annotated[
+        Optional[str], typer.Option("--server", envvar="NMT_SERVER", help="Ask the translation server at this URL "
+                                    "(started with nmt serve) instead of loading the model here: no start-up time.")
+    ] = None,
     set_: SetOption = None,
 ) -> None:
     """Translate sentences given as arguments, in a file, or on stdin (one per line)."""
-    with _user_errors():
-        from nmt import atomic, jobs
-        from nmt.decoding.alignment import pharaoh, word_alignment
+    with _user_errors(tensorflow=server is None):
+        from nmt import atomic
         from nmt.text_io import decode_lines
 
         if align and n_best != 1:
             raise NmtError("--align aligns the best translation only; leave out --n-best")
+        if server is not None and (align or set_ or run_dir):
+            raise NmtError("--align, --set and --run-dir apply to a model loaded here; with --server the server's run and settings apply")
 
         if sentences:
             if not all(sentence.strip() for sentence in sentences):
@@ -141,23 +146,64 @@ def translate(
             lines = decode_lines(sys.stdin.buffer.read(), "stdin")
         else:
             raise NmtError("nothing to translate: pass sentences, --input FILE, or text on stdin")
-        translations = jobs.translate(run_dir, set_ or [], lines, n_best, with_attention=align)
         if align:
-            text = "".join(
-                f"{index} ||| {best.text} ||| {pharaoh(word_alignment(best.attention)) if best.attention else ''}\n"
-                for index, (best, *_) in enumerate(translations)
-            )
-        elif n_best == 1:
-            text = "".join(best[0].text + "\n" for best in translations)
+            text = _aligned(run_dir, set_ or [], lines)
         else:
-            text = "".join(
-                f"{index} ||| {hypothesis.text} ||| {hypothesis.score:.4f}\n"
-                for index, hypotheses in enumerate(translations) for hypothesis in hypotheses
-            )
+            if server is not None:
+                from nmt import server as server_lib
+
+                translations = server_lib.request(server, lines, n_best)
+            else:
+                from nmt import jobs
+
+                translations = [[(hypothesis.text, hypothesis.score) for hypothesis in hypotheses]
+                                for hypotheses in jobs.translate(run_dir, set_ or [], lines, n_best)]
+            if n_best == 1:
+                text = "".join(best[0][0] + "\n" for best in translations)
+            else:
+                text = "".join(
+                    f"{index} ||| {hypothesis} ||| {score:.4f}\n"
+                    for index, hypotheses in enumerate(translations) for hypothesis, score in hypotheses
+                )
         if output_file is not None:
             atomic.write_text(output_file, text)
         else:
             sys.stdout.write(text)
+
+
+def _aligned(run_dir: str | None, overrides: list[str], lines: list[str]) -> str:
+    from nmt import jobs
+    from nmt.decoding.alignment import pharaoh, word_alignment
+
+    return "".join(
+        f"{index} ||| {best.text} ||| {pharaoh(word_alignment(best.attention)) if best.attention else ''}\n"
+        for index, (best, *_) in enumerate(jobs.translate(run_dir, overrides, lines, 1, with_attention=True))
+    )
+
+
+@app.command()
+def serve(
+    run_dir: RunDirOption = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on (0: a free one, printed).")] = 8080,
+    set_: SetOption = None,
+) -> None:
+    """Keep the run's model loaded and translate over HTTP until Ctrl-C: POST /translate
+    {"text": [sentences], "n_best": 1}. `nmt translate --server URL` asks it."""
+    with _user_errors():
+        from nmt import jobs
+
+        http, about = jobs.server(run_dir, set_ or [], host, port)
+        url = f"http://{http.server_address[0]}:{http.server_address[1]}"
+        typer.echo(f"Serving {about['checkpoint']} (beam {about['beam_size']}) at {url}")
+        typer.echo(f'  nmt translate --server {url} "A sentence."   (Ctrl-C stops the server)')
+        sys.stdout.flush()
+        try:
+            http.serve_forever()
+        except KeyboardInterrupt:
+            typer.echo("stopped")
+        finally:
+            http.server_close()
 
 
 @app.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
+from http.server import HTTPServer
 from pathlib import Path
 
 import keras
@@ -14,6 +15,7 @@ from nmt import averaging, checkpoints, plots
 from nmt import config as config_lib
 from nmt import export as export_lib
 from nmt import run_dir as run_dir_lib
+from nmt import server as server_lib
 from nmt.config import Config, SplitName
 from nmt.data import tokenizer
 from nmt.decoding.translator import Hypothesis, Translator
@@ -217,6 +219,23 @@ def translate(run_dir: str | None, overrides: list[str], sentences: list[str], n
         if exported is not None:
             return [[Hypothesis(text, score)] for text, score in exported(sentences)]
     return Translator.from_run_dir(run, config).translate_n_best(sentences, n_best, with_attention=with_attention)
+
+
+def server(run_dir: str | None, overrides: list[str], host: str, port: int) -> tuple[HTTPServer, dict]:
+    """An HTTP server (bound, not yet serving) translating with the run's model (eval.checkpoint,
+    decode settings with overrides), and what it serves. The search is traced before it returns,
+    so the first request waits no longer than the others."""
+    run, config = load_run(run_dir, overrides)
+    translator = Translator.from_run_dir(run, config)
+    translator.translate(["warm up"])
+    about = {"run": str(run.path), "checkpoint": str(run.checkpoint_path(config.eval.checkpoint)),
+             "beam_size": config.decode.beam_size}
+
+    def translate(sentences: list[str], n_best: int) -> list[list[tuple[str, float]]]:
+        return [[(hypothesis.text, hypothesis.score) for hypothesis in hypotheses]
+                for hypotheses in translator.translate_n_best(sentences, n_best)]
+
+    return server_lib.make_server(translate, host, port, about), about
 
 
 def export(run_dir: str | None, overrides: list[str], output: Path | None, force: bool) -> tuple[Path, dict]:

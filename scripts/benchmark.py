@@ -29,7 +29,8 @@
       command from another checkout of nmt, interleaved, for a before/after; and on an exported
       copy of the run, which `nmt translate` then loads), `import tensorflow` alone, and the
       export's size, load time, first-call and steady-state latency in a process that imports
-      only tensorflow and tensorflow_text.
+      only tensorflow and tensorflow_text; and `nmt translate --server` asking an `nmt serve`
+      of the run.
       Writes benchmarks/latency.json and .md.
 """
 
@@ -42,6 +43,7 @@ import os
 import platform
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -689,6 +691,7 @@ print(json.dumps({"import_seconds": imported - started, "load_seconds": loaded -
 
 
 EXPORTED = "this checkout, the run exported"
+SERVED = "this checkout, asking `nmt serve`"
 
 
 def _timed(command: list[str], cwd: Path, env: dict | None = None) -> tuple[float, subprocess.CompletedProcess]:
@@ -745,6 +748,25 @@ def latency(
         serves = [json.loads(_timed([sys.executable, "-c", _SERVE, str(export_dir), sentence], Path(directory))[1].stdout)
                   for _ in range(repeats)]
     times[EXPORTED] = with_export
+    env = {**quiet_env, "PYTHONPATH": str(root)}
+    started = time.perf_counter()
+    server = subprocess.Popen([sys.executable, "-m", "nmt.cli", "serve", "--run-dir", str(run_dir.resolve()), "--port", "0"],
+                              cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready = server.stdout.readline()  # printed once the model is loaded and its search traced
+        serve_startup = time.perf_counter() - started
+        if " at http" not in ready:
+            raise typer.BadParameter(f"nmt serve failed: {server.stderr.read()[-500:]}")
+        url = ready.split(" at ")[1].strip()
+        times[SERVED] = []
+        for _ in range(repeats):
+            seconds, result = _timed([sys.executable, "-m", "nmt.cli", "translate", "--server", url, sentence], root, env)
+            times[SERVED].append(seconds)
+            outputs[SERVED] = result.stdout.strip()
+            noise[SERVED] = len(result.stderr.strip().splitlines())
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=60)
     entry = {
         "machine": machine(),
         "code": code_version(),
@@ -752,6 +774,8 @@ def latency(
         "sentence": sentence,
         "repeats": repeats,
         "import_tensorflow_seconds": round(statistics.median(import_seconds), 2),
+        # From `nmt serve` starting to its first line: the model loaded and its search traced.
+        "serve_startup_seconds": round(serve_startup, 2),
         "translate_seconds": {name: round(statistics.median(values), 2) for name, values in times.items()},
         "translate_seconds_all": {name: [round(value, 2) for value in values] for name, values in times.items()},
         "translations": outputs,
@@ -786,6 +810,7 @@ def latency_table(entry: dict) -> str:
         "| --- | --- |",
         *rows,
         f"| `import tensorflow` alone | {entry['import_tensorflow_seconds']:.2f} s |",
+        f"| `nmt serve`: start until ready (once) | {entry['serve_startup_seconds']:.2f} s |",
         f"| export: import tensorflow + tensorflow_text | {export['import_seconds']:.2f} s |",
         f"| export: load the SavedModel ({export['megabytes']:.1f} MB) | {export['load_seconds']:.2f} s |",
         f"| export: first call (beam {export['beam_size']}) | {export['first_call_seconds']:.2f} s |",

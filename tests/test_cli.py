@@ -146,6 +146,30 @@ def test_commands_print_no_library_noise(workdir, package_env):
     assert verbose.returncode == 1 and lines[-1] == "error: run directory not found: no-such-run" and len(lines) > 1
 
 
+def test_serve_answers_translate_server_like_a_local_translate(workdir, package_env):
+    import subprocess
+    import sys
+
+    serving = subprocess.Popen([sys.executable, "-m", "nmt.cli", "serve", "--run-dir", "runs/tiny", "--port", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=package_env)
+    try:
+        first = serving.stdout.readline()  # printed once the model is loaded and traced
+        assert first.startswith("Serving ") and " at http://127.0.0.1:" in first, first + serving.stderr.read()
+        url = first.split(" at ")[1].strip()
+        sentences = ["The dog saw a cat.", "My small teachers will read the book."]
+        for options in ([], ["--n-best", "3"]):
+            local = invoke("translate", "--run-dir", "runs/tiny", *options, *sentences)
+            remote = invoke("translate", "--server", url, *options, *sentences)
+            assert remote.exit_code == 0 and remote.output == local.output, (remote.output, local.output)
+        assert_user_error(invoke("translate", "--server", url, "--n-best", "5", "A dog."),
+                          "the server at http://127.0.0.1:")
+        assert_user_error(invoke("translate", "--server", url, "--align", "A dog."), "with --server the server's run")
+    finally:
+        serving.send_signal(signal.SIGINT)
+        out, err = serving.communicate(timeout=60)
+    assert serving.returncode == 0 and out.splitlines()[-1] == "stopped", out + err
+
+
 def test_export_translates_like_translate_in_a_process_without_nmt(workdir, tfds_dir, monkeypatch):
     import subprocess
     import sys

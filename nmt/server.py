@@ -1,0 +1,104 @@
+"""A translation server and its client. The server keeps one run's model loaded and answers
+HTTP requests; the client is what `nmt translate --server URL` uses, and imports no TensorFlow,
+so a sentence costs the request instead of TensorFlow's start-up and the model's loading.
+
+Protocol (JSON over HTTP):
+    POST /translate  {"text": ["A dog runs.", ...], "n_best": 1}
+        -> 200 {"translations": [[{"text": "...", "score": -0.42}, ...], ...]}  (n_best per sentence, best first)
+        -> 400 {"error": "..."}  (a bad request: not JSON, no list of strings, n_best out of range)
+    GET /health      -> 200 {"status": "ok", ...what the server was started with}
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Callable, Sequence
+
+from nmt.errors import NmtError
+
+log = logging.getLogger("nmt")
+
+# Sentences to (translation, score) lists, n per sentence; raises NmtError for a bad n.
+Translate = Callable[[Sequence[str], int], list[list[tuple[str, float]]]]
+
+
+def make_server(translate: Translate, host: str, port: int, about: dict) -> HTTPServer:
+    """An HTTP server (bound; call serve_forever) that answers with translate. Requests are
+    answered one at a time: the model runs one batch at a time anyway. port 0 picks a free port
+    (server.server_address says which)."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.rstrip("/") != "/health":
+                return self._reply(404, {"error": f"no such path {self.path!r}; use POST /translate or GET /health"})
+            self._reply(200, {"status": "ok", **about})
+
+        def do_POST(self) -> None:
+            if self.path.rstrip("/") != "/translate":
+                return self._reply(404, {"error": f"no such path {self.path!r}; use POST /translate or GET /health"})
+            try:
+                sentences, n_best = _parse(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                found = translate(sentences, n_best)
+            except (ValueError, NmtError) as error:
+                return self._reply(400, {"error": str(error)})
+            except Exception as error:  # one failed request must not stop the server
+                log.exception("translating a request failed")
+                return self._reply(500, {"error": f"{type(error).__name__}: {error}"})
+            self._reply(200, {"translations": [[{"text": text, "score": score} for text, score in hypotheses]
+                                               for hypotheses in found]})
+
+        def _reply(self, status: int, payload: dict) -> None:
+            data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args) -> None:  # noqa: A002 (the base class's name)
+            pass  # one line per request on stderr is noise; the client sees every error
+
+    try:
+        return HTTPServer((host, port), Handler)
+    except OSError as error:
+        raise NmtError(f"cannot listen on {host}:{port}: {error.strerror}; choose another --port (or --port 0 for a free one)") from None
+
+
+def _parse(data: bytes) -> tuple[list[str], int]:
+    try:
+        body = json.loads(data)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not isinstance(body.get("text"), list) or not all(isinstance(s, str) for s in body["text"]):
+        raise ValueError('the request must be a JSON object {"text": [sentences...], "n_best": 1}')
+    n_best = body.get("n_best", 1)
+    if not isinstance(n_best, int) or isinstance(n_best, bool):
+        raise ValueError(f"n_best must be an integer; got {n_best!r}")
+    return body["text"], n_best
+
+
+def request(url: str, sentences: Sequence[str], n_best: int = 1, timeout: float = 600.0) -> list[list[tuple[str, float]]]:
+    """The server's n_best (translation, score) pairs for each sentence.
+
+    Raises:
+        NmtError: no server answers at url, or it refused the request (its reason).
+    """
+    data = json.dumps({"text": list(sentences), "n_best": n_best}).encode("utf-8")
+    call = urllib.request.Request(url.rstrip("/") + "/translate", data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(call, timeout=timeout) as response:
+            body = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        try:
+            reason = json.loads(error.read())["error"]
+        except (ValueError, KeyError, TypeError):
+            reason = f"HTTP {error.code}"
+        raise NmtError(f"the server at {url} refused the request: {reason}") from None
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        raise NmtError(f"no translation server answers at {url} ({reason}); start one with: nmt serve --run-dir DIR --port PORT") from None
+    return [[(hypothesis["text"], hypothesis["score"]) for hypothesis in hypotheses] for hypotheses in body["translations"]]

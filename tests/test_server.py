@@ -1,0 +1,80 @@
+"""The translation server's protocol, with a stand-in for the model: requests, n-best, Unicode,
+bad requests, a failing model, and a client with no server to ask."""
+
+import json
+import threading
+import urllib.request
+
+import pytest
+
+from nmt import server
+from nmt.errors import ConfigError, NmtError
+
+
+def reverse(sentences, n_best):
+    if n_best < 1 or n_best > 2:
+        raise ConfigError(f"n-best must be between 1 and decode.beam_size (2); got {n_best}")
+    if "boom" in sentences:
+        raise RuntimeError("the model failed")
+    return [[(sentence[::-1] + "!" * rank, -float(rank)) for rank in range(n_best)] for sentence in sentences]
+
+
+@pytest.fixture
+def url():
+    http = server.make_server(reverse, "127.0.0.1", 0, {"run": "runs/x"})
+    thread = threading.Thread(target=http.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{http.server_address[1]}"
+    http.shutdown()
+    http.server_close()
+
+
+def post(url, body: bytes):
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url + "/translate", data=body)) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_translations_and_n_best_in_order(url):
+    assert server.request(url, ["abc", "", "Grüße, 世界"]) == [[("cba", 0.0)], [("", 0.0)], [("界世 ,eßürG", 0.0)]]
+    assert server.request(url, ["ab", "cd"], n_best=2) == [[("ba", 0.0), ("ba!", -1.0)], [("dc", 0.0), ("dc!", -1.0)]]
+    with urllib.request.urlopen(url + "/health") as response:
+        assert json.loads(response.read()) == {"status": "ok", "run": "runs/x"}
+
+
+def test_the_models_refusal_reaches_the_client_as_one_error(url):
+    with pytest.raises(NmtError, match=r"refused the request: n-best must be between 1 and decode.beam_size \(2\); got 3"):
+        server.request(url, ["abc"], n_best=3)
+
+
+@pytest.mark.parametrize("body, message", [
+    (b"not json", "JSON"),
+    (b'{"text": "one string"}', '{"text": [sentences...]'),
+    (b'{"text": ["a", 1]}', '{"text": [sentences...]'),
+    (b'{"text": ["a"], "n_best": "2"}', "n_best must be an integer"),
+])
+def test_bad_requests_get_400_with_the_reason(url, body, message):
+    status, answer = post(url, body)
+    assert status == 400 and message in answer["error"]
+
+
+def test_a_failing_request_leaves_the_server_answering(url):
+    with pytest.raises(NmtError, match="RuntimeError: the model failed"):
+        server.request(url, ["boom"])
+    assert server.request(url, ["ok"]) == [[("ko", 0.0)]]
+
+
+def test_no_server_is_one_clear_error():
+    http = server.make_server(reverse, "127.0.0.1", 0, {})
+    port = http.server_address[1]
+    http.server_close()  # the port is free and nothing listens on it
+    with pytest.raises(NmtError, match=f"no translation server answers at http://127.0.0.1:{port}.*nmt serve"):
+        server.request(f"http://127.0.0.1:{port}", ["abc"])
+
+
+def test_a_port_in_use_is_one_clear_error(url):
+    port = int(url.rsplit(":", 1)[1])
+    with pytest.raises(NmtError, match=f"cannot listen on 127.0.0.1:{port}.*choose another --port"):
+        server.make_server(reverse, "127.0.0.1", port, {})
