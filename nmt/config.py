@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -202,6 +203,16 @@ class Config:
         return dataclasses.asdict(self)
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML as people write configs: 5e-4 is a number. YAML 1.1 (PyYAML's) reads an exponent
+    without a dot as a string; YAML 1.2, and every other config reader, read a float."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789")
+)
+
+
 def load(path: Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Reads a YAML config (or starts from the defaults) and applies `key.path=value` overrides.
 
@@ -223,7 +234,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"cannot read config file {path}: {error}") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -242,7 +253,7 @@ def parse_override(override: str) -> tuple[list[str], Any]:
     if not sep or not key.strip():
         raise ConfigError(f"--set expects key.path=value (e.g. train.epochs=3), got {override!r}")
     try:
-        value = yaml.safe_load(text) if text.strip() else None
+        value = yaml.load(text, Loader=_Loader) if text.strip() else None
     except yaml.YAMLError:
         value = text
     return key.strip().split("."), value

@@ -87,6 +87,17 @@ def test_overrides_are_typed_and_validated(tmp_path):
         config.load(path, ["train.epochs"])
 
 
+def test_exponent_notation_is_a_number_in_files_and_overrides(tmp_path):
+    """YAML 1.1 would read 5e-4 as a string: the way most people write a learning rate."""
+    loaded = config.load(write(tmp_path, "train:\n  learning_rate: 5e-4\n  adam_epsilon: 1E-9\n"))
+    assert (loaded.train.learning_rate, loaded.train.adam_epsilon) == (5e-4, 1e-9)
+    assert config.load(None, ["train.learning_rate=1e-4"]).train.learning_rate == 1e-4
+    with pytest.raises(ConfigError, match="'train.warmup_steps' must be an integer; got 4000.0"):
+        config.load(None, ["train.warmup_steps=4e3"])
+    with pytest.raises(ConfigError, match="'train.learning_rate' must be a number; got '5e'"):
+        config.load(None, ["train.learning_rate=5e"])
+
+
 def test_resolved_config_round_trips(tmp_path):
     loaded = config.load(write(tmp_path, "model:\n  hidden_dim: 64\n"), ["train.max_steps=7"])
     again = config.load(write(tmp_path, config.to_yaml(loaded)))
