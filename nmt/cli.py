@@ -89,9 +89,9 @@ def train(
     with _user_errors():
         from nmt import jobs
 
-        resolved, run = jobs.open_training_run(config, run_dir, set_ or [])
-        typer.echo(f"Run directory: {run.path}")
-        summary, report = jobs.train_and_evaluate(resolved, run)
+        with jobs.training_run(config, run_dir, set_ or []) as (resolved, run):
+            typer.echo(f"Run directory: {run.path}")
+            summary, report = jobs.train_and_evaluate(resolved, run)
         typer.echo(
             f"Trained {summary.steps} steps ({summary.epochs_completed} epochs, {summary.minutes:.1f} min, "
             f"stopped by {summary.stopped_by}), {summary.parameters:,} parameters, "

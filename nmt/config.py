@@ -148,6 +148,11 @@ class TrainConfig:
     # Write TensorBoard event files (training and validation scalars, sample translations) to
     # <run dir>/tensorboard/.
     tensorboard: bool = True
+    # A step whose loss or gradient is NaN or infinite is never applied. 'stop' ends training
+    # there (exit 1; the run keeps its last checkpoint); 'skip' drops the step and goes on,
+    # stopping after nonfinite_skip_limit such steps in a row.
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    nonfinite_skip_limit: int = 10
 
     def stop_reason(self, step: int, epoch: int, train_seconds: float, validations_without_improvement: int) -> str | None:
         """Which budget or rule ends training at this point, if any: max_steps, max_minutes,
@@ -364,6 +369,7 @@ def _check_values(config: Config) -> None:
         "train.average_last": config.train.average_last,
         "train.replicas": config.train.replicas,
         "train.accumulate_steps": config.train.accumulate_steps,
+        "train.nonfinite_skip_limit": config.train.nonfinite_skip_limit,
         "decode.beam_size": config.decode.beam_size,
         "decode.batch_size": config.decode.batch_size,
         "decode.max_length_ratio": config.decode.max_length_ratio,

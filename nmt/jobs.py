@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import sys
 from http.server import HTTPServer
 from pathlib import Path
+from typing import Iterator
 
 import keras
 import numpy as np
@@ -34,8 +36,10 @@ log = logging.getLogger("nmt")
 VALIDATION_SAMPLES = 4
 
 
-def open_training_run(config_path: Path, run_dir: str | None, overrides: list[str]) -> tuple[Config, RunDir]:
-    """Loads the config and creates (or reopens, for resuming) its run directory."""
+@contextlib.contextmanager
+def training_run(config_path: Path, run_dir: str | None, overrides: list[str]) -> Iterator[tuple[Config, RunDir]]:
+    """Loads the config and creates (or reopens, for resuming) its run directory, which it holds
+    as the run's one writer until the block ends."""
     config = config_lib.load(config_path, overrides)
     path = Path(run_dir or config.train.run_dir or Path("runs") / Path(config_path).stem)
     worker = distribute.worker_index(config.train)
@@ -43,13 +47,13 @@ def open_training_run(config_path: Path, run_dir: str | None, overrides: list[st
         # Workers compute the same updates; only the first writes the run directory itself.
         path = path / f"worker-{worker}"
     run = RunDir(path)
-    if run.config_file.is_file():
-        _check_resumable(run, config)
-    path.mkdir(parents=True, exist_ok=True)
-    run.save_config(config)
-    if not worker:
-        run_dir_lib.mark_latest(run)
-    return config, run
+    with run_dir_lib.writer_lock(run):
+        if run.config_file.is_file():
+            _check_resumable(run, config)
+        run.save_config(config)
+        if not worker:
+            run_dir_lib.mark_latest(run)
+        yield config, run
 
 
 def _check_resumable(run: RunDir, config: Config) -> None:

@@ -8,15 +8,21 @@
   metrics.jsonl         one JSON line per validation (epoch end or stop)
   tensorboard/          TensorBoard event files (train.tensorboard)
   eval/<split>/         report.json, report.md, hypotheses.txt from the latest evaluation
+  .lock                 held by the training writing the run (which process, on which host)
 
 `runs/latest` (relative to the working directory) points at the most recent training run.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from nmt import atomic, checkpoints, config as config_lib
 from nmt.config import Config
@@ -124,3 +130,34 @@ def mark_latest(run: RunDir) -> None:
     temporary.unlink(missing_ok=True)
     temporary.symlink_to(run.path.resolve(), target_is_directory=True)
     os.replace(temporary, LATEST)
+
+
+@contextlib.contextmanager
+def writer_lock(run: RunDir) -> Iterator[None]:
+    """Held while a training writes the run: a second one is refused at once, naming the first.
+    The lock is the operating system's (flock), released when its process ends however it ends,
+    so a killed training never blocks the next. Readers (translate, evaluate) take no lock.
+
+    Raises:
+        RunDirError: another process holds the lock, or the run directory is not writable.
+    """
+    try:
+        run.path.mkdir(parents=True, exist_ok=True)
+        file = open(run.path / ".lock", "a+", encoding="utf-8")
+    except OSError as error:
+        raise RunDirError(f"cannot write the run directory {run.path}: {error.strerror}; choose another --run-dir") from None
+    try:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.seek(0)
+            holder = file.read().strip() or "another process"
+            raise RunDirError(
+                f"{run.path} is being trained by {holder}; wait for it to finish, stop it, or train in another --run-dir"
+            ) from None
+        file.truncate(0)
+        file.write(f"process {os.getpid()} on {socket.gethostname()} (since {time.strftime('%Y-%m-%d %H:%M:%S')})\n")
+        file.flush()
+        yield
+    finally:
+        file.close()  # closing releases the lock

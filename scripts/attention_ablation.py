@@ -53,8 +53,8 @@ def run_variant(config_path: Path, variant: str, minutes: float, equal_steps: in
         "train.average_last=null", "train.early_stopping_patience=null", "eval.checkpoint=last",
         "train.validation_bleu=true", "train.validation_beam_size=1",
     ]
-    config, run = jobs.open_training_run(config_path, str(run_dir), [*overrides, *LADDER[variant], *budget])
-    summary = jobs.train(config, run, progress=False)
+    with jobs.training_run(config_path, str(run_dir), [*overrides, *LADDER[variant], *budget]) as (config, run):
+        summary = jobs.train(config, run, progress=False)
     curve = [json.loads(line) for line in run.metrics_file.read_text(encoding="utf-8").splitlines()]
     tokenizers = tokenizer.load(run.tokenizer_dir, config.tokenizer.joint)
     model = build_transformer(config.model, tokenizers.source_vocab_size, tokenizers.target_vocab_size)

@@ -124,10 +124,10 @@ def quality(
     if (not full) if fresh is None else fresh:
         shutil.rmtree(run_dir, ignore_errors=True)
     budget = [f"train.early_stopping_patience={patience}"] if full else [f"train.max_minutes={minutes}"]
-    resolved, run = jobs.open_training_run(config, run_dir, budget)
     started = time.monotonic()
     try:
-        summary = jobs.train(resolved, run)
+        with jobs.training_run(config, run_dir, budget) as (resolved, run):
+            summary = jobs.train(resolved, run)
     except trainer.TrainingInterrupted as interrupted:
         typer.echo("interrupted, state saved: " + ("run the same command again to resume" if full else
                    "a time-budget benchmark starts afresh when run again"), err=True)

@@ -404,6 +404,19 @@ def test_resume_with_a_different_model_is_refused(workdir, tfds_dir):
     assert_user_error(result, "was trained with model.hidden_dim=128, this config says 64")
 
 
+def test_a_second_training_of_a_run_in_use_is_refused_and_writes_nothing(workdir, tfds_dir):
+    from nmt.run_dir import RunDir, writer_lock
+
+    run = Path("runs/tiny")
+    before = {path: path.read_bytes() for path in run.rglob("*") if path.is_file() and path.name != ".lock"}
+    with writer_lock(RunDir(run)):
+        result = invoke("train", "--config", "configs/tiny.yaml", "--set", f"data.data_dir={tfds_dir}", "--set", "train.epochs=9")
+        assert_user_error(result, f"runs/tiny is being trained by process {os.getpid()} on ")
+        # While a training holds the run, translating with it still works.
+        assert invoke("translate", "--run-dir", "runs/tiny", "The dog saw a cat.").exit_code == 0
+    assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file() and path.name != ".lock"} == before
+
+
 def test_config_errors_are_one_line(workdir):
     assert_user_error(invoke("train", "--config", "nope.yaml"), "config file not found: nope.yaml")
     (workdir / "bad.yaml").write_text("model:\n  hidden_dimm: 3\n")

@@ -1,7 +1,12 @@
+import os
+import signal
 import subprocess
 import sys
 
-from nmt.run_dir import RunDir, mark_latest
+import pytest
+
+from nmt.errors import RunDirError
+from nmt.run_dir import RunDir, mark_latest, writer_lock
 
 # Each process points runs/latest at its own run for 3 s; their loops overlap.
 _MARK_FOR_3_S = """
@@ -27,3 +32,46 @@ def test_runs_started_at_once_both_mark_latest(tmp_path, monkeypatch):
     mark_latest(RunDir(tmp_path / "runs" / "a"))
     assert (tmp_path / "runs" / "latest").resolve() == (tmp_path / "runs" / "a").resolve()
     assert sorted(path.name for path in (tmp_path / "runs").iterdir()) == ["a", "b", "latest"]
+
+
+def test_a_second_writer_is_refused_at_once_naming_the_first(tmp_path):
+    run = RunDir(tmp_path / "run")
+    with writer_lock(run):
+        with pytest.raises(RunDirError, match=rf"{run.path} is being trained by process {os.getpid()} on .*another --run-dir"):
+            with writer_lock(run):
+                pass
+    with writer_lock(run):  # released at the end of the block
+        pass
+
+
+_HOLD_THE_LOCK = """
+import sys, time
+from pathlib import Path
+from nmt.run_dir import RunDir, writer_lock
+with writer_lock(RunDir(Path(sys.argv[1]))):
+    print("locked", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_killed_writer_does_not_block_the_next(tmp_path, package_env):
+    run = RunDir(tmp_path / "run")
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_THE_LOCK, str(run.path)], stdout=subprocess.PIPE, text=True,
+                              env=package_env)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        with pytest.raises(RunDirError, match=f"process {holder.pid} on"):
+            with writer_lock(run):
+                pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with writer_lock(run):
+        assert f"process {os.getpid()} on" in (run.path / ".lock").read_text()
+
+
+def test_an_unwritable_run_directory_is_refused(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(RunDirError, match=r"cannot write the run directory .*a-file/run: Not a directory; choose another --run-dir"):
+        with writer_lock(RunDir(tmp_path / "a-file" / "run")):
+            pass

@@ -43,6 +43,11 @@ class TrainingInterrupted(NmtError):
         self.exit_code = exit_code
 
 
+class NonFiniteTraining(NmtError):
+    """The loss or the gradient became NaN or infinite (train.on_nonfinite); nothing was saved
+    from that step."""
+
+
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the training loop is, so it saves as on Ctrl-C."""
 
@@ -118,8 +123,8 @@ class Setup:
     model: Transformer
     optimizer: keras.optimizers.Optimizer
     # Takes a tuple of train.accumulate_steps batches; returns (loss sum, tokens, correct tokens,
-    # gradient norm).
-    train_step: Callable[[tuple], tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]]
+    # gradient norm, 1.0 if the step was dropped as non-finite).
+    train_step: Callable[[tuple], tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]]
     validation_step: Callable[[dict], tuple[tf.Tensor, tf.Tensor, tf.Tensor]]
     precision: str
 
@@ -196,8 +201,9 @@ def _train_step(strategy: tf.distribute.Strategy, model: Transformer, optimizer:
                 train: TrainConfig, batch_spec) -> Callable:
     """One update from a tuple of train.accumulate_steps batches (per replica): gradients are
     summed over the batches and the replicas, the loss being normalised by all their tokens, so
-    an update equals one on the concatenated batch. Returns (loss sum, tokens, correct tokens,
-    gradient norm)."""
+    an update equals one on the concatenated batch. A step whose loss or gradient is not finite
+    is not applied. Returns (loss sum, tokens, correct tokens, gradient norm, 1.0 if the step was
+    not applied for a non-finite value else 0.0)."""
 
     def replica_step(batches):
         local_tokens = tf.add_n([real_tokens(batch["target_out"]) for batch in batches])
@@ -208,7 +214,7 @@ def _train_step(strategy: tf.distribute.Strategy, model: Transformer, optimizer:
                 labels, logits = real_target_logits(model, batch, training=True, drop_padding=not train.jit_compile)
                 batch_loss, _, batch_correct = label_smoothed_loss(labels, logits, train.label_smoothing)
                 loss = batch_loss / tokens
-                if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+                if scaled:
                     loss = optimizer.scale_loss(loss)
             batch_gradients = tape.gradient(loss, model.trainable_variables)
             gradients = batch_gradients if gradients is None else [
@@ -217,18 +223,38 @@ def _train_step(strategy: tf.distribute.Strategy, model: Transformer, optimizer:
             loss_sum += batch_loss
             correct += batch_correct
         gradient_norm = tf.linalg.global_norm(gradients)
-        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        if scaled:
             gradient_norm /= tf.cast(optimizer.dynamic_scale, gradient_norm.dtype)
+            # Scaled float16 gradients overflow routinely: the optimizer skips those steps and
+            # lowers its scale. Only a non-finite loss is a failure.
+            finite = tf.math.is_finite(loss_sum)
+        else:
+            finite = tf.logical_and(tf.math.is_finite(loss_sum), tf.math.is_finite(gradient_norm))
+        return gradients, (loss_sum, local_tokens, correct, gradient_norm, tf.cast(tf.logical_not(finite), tf.float32))
+
+    def replica_apply(gradients):
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-        return loss_sum, local_tokens, correct, gradient_norm
+
+    scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
     # A fixed signature: bucketing yields many batch shapes, which must not each trigger a retrace
     # (XLA still compiles once per distinct shape).
     @tf.function(input_signature=[(batch_spec,) * train.accumulate_steps], jit_compile=train.jit_compile)
     def train_step(batches):
-        *sums, gradient_norm = strategy.run(replica_step, args=(batches,))
+        gradients, (*sums, gradient_norm, failed) = strategy.run(replica_step, args=(batches,))
+        # Any replica's failure fails the step on all of them: they apply it together or not at all.
+        failed = tf.minimum(strategy.reduce(tf.distribute.ReduceOp.SUM, failed, axis=None), 1.0)
+
+        def apply() -> tf.Tensor:
+            strategy.run(replica_apply, args=(gradients,))
+            return tf.constant(0.0)
+
+        # The condition sits outside the replicas' function: applying gradients synchronises the
+        # replicas, which a condition inside it cannot contain. The loss-scaling optimizer skips
+        # overflowing steps itself.
+        skipped = tf.maximum(apply(), failed) if scaled else tf.cond(failed > 0, lambda: tf.constant(1.0), apply)
         return (*(strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None) for value in sums),
-                strategy.reduce(tf.distribute.ReduceOp.MEAN, gradient_norm, axis=None))
+                strategy.reduce(tf.distribute.ReduceOp.MEAN, gradient_norm, axis=None), skipped)
 
     return train_step
 
@@ -286,6 +312,9 @@ class _Loop:
         self.pending: list = []
         # The epoch in progress (or the last one).
         self.totals = _Totals()
+        # Steps dropped for a non-finite loss or gradient: in a row, and in this invocation.
+        self.skipped_in_a_row = 0
+        self.skipped = 0
 
     @property
     def step(self) -> int:
@@ -347,7 +376,12 @@ class _Loop:
             if len(self.pending) < self.config.train.accumulate_steps:
                 continue
             group, self.pending = tuple(self.pending), []
-            loss, tokens, correct, gradient_norm = (float(value) for value in self.setup.train_step(group))
+            loss, tokens, correct, gradient_norm, skipped = (float(value) for value in self.setup.train_step(group))
+            if skipped:
+                self._nonfinite(loss, gradient_norm)
+                clock = time.monotonic()
+                continue
+            self.skipped_in_a_row = 0
             totals.add(loss, tokens, correct)
             totals.steps += 1
             now = time.monotonic()
@@ -371,6 +405,25 @@ class _Loop:
         self.state.train_seconds += time.monotonic() - clock
         self._end_epoch(epoch, time.monotonic() - started)
         return totals.steps, None
+
+    def _nonfinite(self, loss: float, gradient_norm: float) -> None:
+        """A step was dropped for a non-finite loss or gradient: go on (train.on_nonfinite: skip,
+        up to train.nonfinite_skip_limit in a row) or stop with the run's last checkpoint intact."""
+        train = self.config.train
+        self.skipped_in_a_row += 1
+        self.skipped += 1
+        what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {gradient_norm}"
+        if train.on_nonfinite == "skip" and self.skipped_in_a_row < train.nonfinite_skip_limit:
+            log.warning("step %d: %s; the step is skipped (%d in a row, %d in all)", self.step + 1, what,
+                        self.skipped_in_a_row, self.skipped)
+            return
+        latest = checkpoints.latest(self.run_dir.last_checkpoints)
+        kept = f"the run keeps its last checkpoint, {latest}" if latest else "no checkpoint was saved yet"
+        in_a_row = f" ({self.skipped_in_a_row} steps in a row)" if train.on_nonfinite == "skip" else ""
+        raise NonFiniteTraining(
+            f"training stopped at step {self.step + 1}: {what}{in_a_row}; {kept}. Lower train.learning_rate "
+            "or set train.clip_norm (or check the data), then run the command again to resume"
+        )
 
     def _end_epoch(self, epoch: int, seconds: float) -> None:
         totals = self.totals

@@ -104,6 +104,24 @@ def test_mirrored_replicas_equal_one_concatenated_batch(initial_weights):
     assert_same_update(update(tf.distribute.get_strategy(), initial_weights, (concatenate(FIRST, SECOND),)), mirrored, outputs=3)
 
 
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_a_step_with_a_nonfinite_loss_is_not_applied_on_any_replica(initial_weights, mirrored):
+    poisoned = [weight.copy() for weight in initial_weights]
+    poisoned[0][...] = np.inf  # the first weight (an embedding) infinite: every loss becomes NaN
+    if mirrored:
+        strategy = distribute.make_strategy(config_lib.from_dict({"train": {"distribute": "mirrored", "replicas": 2}}).train)
+        dataset = tf.data.Dataset.from_generator(lambda: iter([FIRST, SECOND]), output_signature=SPEC)
+        distributed = strategy.distribute_datasets_from_function(lambda context: dataset)
+        weights, outputs = update(strategy, poisoned, (next(iter(distributed)),), distributed.element_spec)
+    else:
+        weights, outputs = update(tf.distribute.get_strategy(), poisoned, (concatenate(FIRST, SECOND),))
+    assert not np.isfinite(outputs[0]) and outputs[4] == 1.0
+    for want, got in zip(poisoned, weights):
+        np.testing.assert_array_equal(got, want)
+    healthy = update(tf.distribute.get_strategy(), initial_weights, (concatenate(FIRST, SECOND),))
+    assert healthy[1][4] == 0.0 and not all(np.array_equal(a, b) for a, b in zip(healthy[0], initial_weights))
+
+
 def test_batch_sizes_and_warmup_follow_the_batch_scope():
     def train(**values):
         return config_lib.from_dict({"train": {"distribute": "mirrored", **values}}).train

@@ -1,12 +1,18 @@
-"""Stopping and best-checkpoint rules of the training loop (its learning is tested end to end in
-tests/test_cli.py)."""
+"""Stopping and best-checkpoint rules of the training loop, and what it does with a non-finite
+loss (its learning is tested end to end in tests/test_cli.py)."""
 
+import json
+import re
 from types import SimpleNamespace
 
+import pytest
 import tensorflow as tf
 
+from nmt import checkpoints
 from nmt import config as config_lib
-from nmt.training.trainer import _Loop, _State
+from nmt.run_dir import RunDir
+from nmt.training import sinks, trainer
+from nmt.training.trainer import NonFiniteTraining, _Loop, _State
 
 
 def loop(state, **train):
@@ -30,3 +36,30 @@ def test_budgets_stop_training():
     assert loop(_State(), max_steps=5)._stop_reason() == "max_steps"
     assert loop(_State(train_seconds=61.0), max_minutes=1)._stop_reason() == "max_minutes"
     assert loop(_State(epoch=3), epochs=3)._stop_reason() == "epochs"
+
+
+TINY = {
+    "tokenizer": {"vocab_size": 200},
+    "model": {"num_encoder_layers": 1, "num_decoder_layers": 1, "hidden_dim": 32, "num_heads": 2,
+              "intermediate_dim": 64, "dropout": 0.0},
+    "train": {"batch_tokens": 512, "eval_every_steps": 1, "validation_bleu": False, "best_metric": "loss",
+              "tensorboard": False, "warmup_steps": 1},
+}
+
+
+def tiny(tfds_dir, **train):
+    return config_lib.from_dict({**TINY, "data": {"data_dir": tfds_dir}, "train": {**TINY["train"], **train}})
+
+
+@pytest.mark.parametrize("mode, stopped_after", [("stop", ""), ("skip", " (3 steps in a row)")])
+def test_a_nonfinite_loss_stops_training_with_the_last_good_checkpoint_kept(tmp_path, tfds_dir, mode, stopped_after):
+    """A learning rate of 1e30 sends the weights to ~1e30 in one step; the next loss overflows."""
+    run = RunDir(tmp_path / "run")
+    config = tiny(tfds_dir, learning_rate=1e30, max_steps=10, on_nonfinite=mode, nonfinite_skip_limit=3)
+    with pytest.raises(NonFiniteTraining, match=rf"training stopped at step 2: (loss|gradient norm) (nan|inf){re.escape(stopped_after)}; "
+                       rf"the run keeps its last checkpoint, .*ckpt-1\. Lower train.learning_rate"):
+        trainer.train(config, run, None, [sinks.MetricsFile(run.metrics_file)])
+    assert [path.name for path in checkpoints.all_checkpoints(run.last_checkpoints)] == ["ckpt-1"]
+    assert [path.name for path in checkpoints.all_checkpoints(run.best_checkpoints)] == ["ckpt-1"]
+    records = [json.loads(line) for line in run.metrics_file.read_text().splitlines()]
+    assert [record["step"] for record in records] == [1]
