@@ -6,13 +6,20 @@
 
 Why not tf.train.Checkpoint: under Keras 3 it does not follow layers kept in Python lists, so it
 silently saves a fraction of an encoder-decoder. Keras's own weight files cover every layer.
-Each checkpoint is written to a temporary directory and renamed into place, so a crash leaves
-either the complete checkpoint or none.
+  ckpt-<step>/manifest.json    size and SHA-256 of each file above, checked on every load
+
+Each checkpoint is written to a temporary directory, its files and the directory fsynced, and
+renamed into place (a checkpoint it replaces is moved aside first, then deleted), so a crash or a
+power cut leaves either the complete checkpoint or none. A checkpoint whose files no longer match
+their manifest (truncated, corrupted) is reported with its path and passed over for the newest
+good one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import re
 import shutil
@@ -27,29 +34,92 @@ if TYPE_CHECKING:  # keras is for annotations only: reading run directories must
     import keras
 
 _NAME = re.compile(r"^ckpt-(\d+)$")
+MANIFEST = "manifest.json"
+log = logging.getLogger("nmt")
 
 
 def save(directory: Path, step: int, model: keras.Model, optimizer: keras.optimizers.Optimizer | None,
          state: dict, keep: int) -> Path:
-    """Writes ckpt-<step> atomically, then deletes all but the newest `keep` checkpoints."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Writes ckpt-<step> atomically and durably, then deletes all but the newest `keep`
+    checkpoints.
+
+    Raises:
+        RunDirError: the checkpoint could not be written (disk full, ...); earlier ones are intact.
+    """
     final = directory / f"ckpt-{step}"
     temporary = directory / f".ckpt-{step}.tmp"
-    shutil.rmtree(temporary, ignore_errors=True)
-    temporary.mkdir()
-    model.save_weights(temporary / "model.weights.h5")
-    if optimizer is not None:
-        store: dict[str, np.ndarray] = {}
-        optimizer.save_own_variables(store)
-        np.savez(temporary / "optimizer.npz", **store)
-    state = {"step": step, "parameters": model.count_params(), **state}
-    (temporary / "state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(temporary, final)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir()
+        model.save_weights(temporary / "model.weights.h5")
+        if optimizer is not None:
+            store: dict[str, np.ndarray] = {}
+            optimizer.save_own_variables(store)
+            np.savez(temporary / "optimizer.npz", **store)
+        state = {"step": step, "parameters": model.count_params(), **state}
+        (temporary / "state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
+        manifest = {path.name: _describe(path) for path in sorted(temporary.iterdir())}
+        (temporary / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
+        for path in temporary.iterdir():
+            _fsync(path)
+        _fsync(temporary)
+        if final.exists():
+            aside = directory / f".ckpt-{step}.old"
+            shutil.rmtree(aside, ignore_errors=True)
+            os.replace(final, aside)
+            os.replace(temporary, final)
+            shutil.rmtree(aside)
+        else:
+            os.replace(temporary, final)
+        _fsync(directory)
+    except OSError as error:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise RunDirError(
+            f"cannot write checkpoint {final}: {error.strerror or error}; the earlier checkpoints are intact. "
+            "Free disk space (or fix the directory's permissions), then run the command again to resume"
+        ) from None
     for old in all_checkpoints(directory)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _describe(path: Path) -> dict:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def damage(path: Path) -> str | None:
+    """What is wrong with a checkpoint's files against its manifest, or None if they match.
+    Checkpoints written before manifests existed have none and pass (their loading still fails
+    loudly if a file is unreadable)."""
+    try:
+        manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        return f"its {MANIFEST} is unreadable ({error})"
+    for name, expected in manifest.items():
+        file = path / name
+        if not file.is_file():
+            return f"{name} is missing"
+        size = file.stat().st_size
+        if size != expected["bytes"]:
+            return f"{name} has {size:,} bytes, {expected['bytes']:,} were written"
+        if _describe(file)["sha256"] != expected["sha256"]:
+            return f"{name} does not match the checksum written with it"
+    return None
 
 
 def all_checkpoints(directory: Path) -> list[Path]:
@@ -69,12 +139,20 @@ def step_of(path: Path) -> int:
 
 
 def latest(directory: Path) -> Path | None:
-    checkpoints = all_checkpoints(directory)
-    return checkpoints[-1] if checkpoints else None
+    """The newest undamaged checkpoint in directory; damaged newer ones are reported and passed over."""
+    for path in reversed(all_checkpoints(directory)):
+        problem = damage(path)
+        if problem is None:
+            return path
+        log.warning("checkpoint %s is damaged (%s); using an earlier one", path, problem)
+    return None
 
 
 def restore(path: Path, model: keras.Model, optimizer: keras.optimizers.Optimizer | None = None) -> dict:
     """Loads weights (and optimizer variables when given) from a checkpoint; returns its state."""
+    problem = damage(path)
+    if problem is not None:
+        raise RunDirError(f"checkpoint {path} is damaged: {problem}; use another one")
     try:
         model.load_weights(path / "model.weights.h5")
         if optimizer is not None:

@@ -35,3 +35,53 @@ def test_incomplete_checkpoint_is_ignored_and_broken_one_reported(tmp_path):
     (tmp_path / "ckpt-5").mkdir()
     with pytest.raises(RunDirError, match="cannot load checkpoint"):
         checkpoints.restore(tmp_path / "ckpt-5", small_model())
+
+
+FILES = ("model.weights.h5", "optimizer.npz", "state.json", "manifest.json")
+
+
+def saved_three(directory):
+    model, optimizer = small_model(), keras.optimizers.Adam()
+    optimizer.build(model.trainable_variables)
+    for step in (1, 2, 3):
+        checkpoints.save(directory, step, model, optimizer, {"epoch": step}, keep=3)
+    return model, optimizer
+
+
+def truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def flip_a_byte(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("harm", [truncate, flip_a_byte], ids=["truncated", "flipped"])
+@pytest.mark.parametrize("name", FILES)
+def test_a_damaged_newest_checkpoint_is_reported_and_passed_over(tmp_path, caplog, name, harm):
+    model, optimizer = saved_three(tmp_path)
+    harm(tmp_path / "ckpt-3" / name)
+    assert checkpoints.latest(tmp_path) == tmp_path / "ckpt-2"
+    assert f"checkpoint {tmp_path / 'ckpt-3'} is damaged" in caplog.text
+    with pytest.raises(RunDirError, match=f"checkpoint {tmp_path / 'ckpt-3'} is damaged"):
+        checkpoints.restore(tmp_path / "ckpt-3", small_model())
+    assert checkpoints.restore(checkpoints.latest(tmp_path), small_model())["step"] == 2
+
+
+def test_a_failed_write_leaves_the_earlier_checkpoints_intact(tmp_path, monkeypatch):
+    model, optimizer = saved_three(tmp_path)
+    before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+
+    def disk_full(path, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", disk_full)
+    with pytest.raises(RunDirError, match=r"cannot write checkpoint .*ckpt-3: No space left on device; the earlier "
+                                          r"checkpoints are intact"):
+        checkpoints.save(tmp_path, 3, model, optimizer, {"epoch": 9}, keep=3)  # replacing ckpt-3 fails midway
+    with pytest.raises(RunDirError, match="No space left on device"):
+        checkpoints.save(tmp_path, 4, model, optimizer, {"epoch": 4}, keep=3)
+    assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["ckpt-1", "ckpt-2", "ckpt-3"]

@@ -75,3 +75,22 @@ def test_an_unwritable_run_directory_is_refused(tmp_path):
     with pytest.raises(RunDirError, match=r"cannot write the run directory .*a-file/run: Not a directory; choose another --run-dir"):
         with writer_lock(RunDir(tmp_path / "a-file" / "run")):
             pass
+
+
+def test_translate_and_evaluate_pass_over_a_damaged_checkpoint(tmp_path):
+    """What `nmt translate`/`evaluate` load: the newest undamaged checkpoint of the kind asked for
+    (a damaged best falls back to the last)."""
+    import keras
+
+    from nmt import checkpoints
+
+    model = keras.Sequential([keras.layers.Dense(2)])
+    model.build((None, 3))
+    run = RunDir(tmp_path)
+    for step in (1, 2):
+        checkpoints.save(run.last_checkpoints, step, model, None, {}, keep=5)
+    checkpoints.save(run.best_checkpoints, 2, model, None, {}, keep=1)
+    (run.last_checkpoints / "ckpt-2" / "state.json").write_text("{}")
+    (run.best_checkpoints / "ckpt-2" / "model.weights.h5").write_bytes(b"")
+    assert run.checkpoint_path("last") == run.last_checkpoints / "ckpt-1"
+    assert run.checkpoint_path("best") == run.last_checkpoints / "ckpt-1"

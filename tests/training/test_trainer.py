@@ -2,6 +2,7 @@
 loss (its learning is tested end to end in tests/test_cli.py)."""
 
 import json
+import logging
 import re
 from types import SimpleNamespace
 
@@ -63,3 +64,15 @@ def test_a_nonfinite_loss_stops_training_with_the_last_good_checkpoint_kept(tmp_
     assert [path.name for path in checkpoints.all_checkpoints(run.best_checkpoints)] == ["ckpt-1"]
     records = [json.loads(line) for line in run.metrics_file.read_text().splitlines()]
     assert [record["step"] for record in records] == [1]
+
+
+def test_resuming_passes_over_a_damaged_newest_checkpoint(tmp_path, tfds_dir, caplog):
+    caplog.set_level(logging.INFO, logger="nmt")
+    run = RunDir(tmp_path / "run")
+    trainer.train(tiny(tfds_dir, max_steps=2, learning_rate=1e-3), run)
+    weights = run.last_checkpoints / "ckpt-2" / "model.weights.h5"
+    weights.write_bytes(weights.read_bytes()[:100])  # a write cut short
+    summary = trainer.train(tiny(tfds_dir, max_steps=3, learning_rate=1e-3), run)
+    assert f"checkpoint {run.last_checkpoints / 'ckpt-2'} is damaged (model.weights.h5 has 100 bytes" in caplog.text
+    assert f"resuming from {run.last_checkpoints / 'ckpt-1'} (step 1" in caplog.text
+    assert summary.steps == 3 and (run.last_checkpoints / "ckpt-3").is_dir()
