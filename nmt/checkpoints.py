@@ -2,6 +2,8 @@
 
   ckpt-<step>/model.weights.h5   model weights (Keras format)
   ckpt-<step>/optimizer.npz      optimizer variables, step counter included (training checkpoints)
+  ckpt-<step>/random.npz         the model's random state (dropout's seed generators), which
+                                 Keras's weight files leave out (training checkpoints)
   ckpt-<step>/state.json         step, parameters, epoch, elapsed training time, best validation, ...
 
 Why not tf.train.Checkpoint: under Keras 3 it does not follow layers kept in Python lists, so it
@@ -57,6 +59,8 @@ def save(directory: Path, step: int, model: keras.Model, optimizer: keras.optimi
             store: dict[str, np.ndarray] = {}
             optimizer.save_own_variables(store)
             np.savez(temporary / "optimizer.npz", **store)
+            # In the model's own order: names of seed generators depend on what else the process built.
+            np.savez(temporary / "random.npz", *(variable.numpy() for variable in _random_state(model)))
         state = {"step": step, "parameters": model.count_params(), **state}
         (temporary / "state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
         manifest = {path.name: _describe(path) for path in sorted(temporary.iterdir())}
@@ -82,6 +86,12 @@ def save(directory: Path, step: int, model: keras.Model, optimizer: keras.optimi
     for old in all_checkpoints(directory)[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _random_state(model: keras.Model) -> list:
+    """The model's variables that are not weights: its seed generators' states."""
+    weights = {id(weight) for weight in model.weights}
+    return [variable for variable in model.variables if id(variable) not in weights]
 
 
 def _describe(path: Path) -> dict:
@@ -158,6 +168,14 @@ def restore(path: Path, model: keras.Model, optimizer: keras.optimizers.Optimize
         if optimizer is not None:
             with np.load(path / "optimizer.npz") as store:
                 optimizer.load_own_variables(dict(store))
+            if (path / "random.npz").is_file():
+                with np.load(path / "random.npz") as store:
+                    values = [store[f"arr_{index}"] for index in range(len(store.files))]
+                variables = _random_state(model)
+                if len(values) != len(variables):
+                    raise ValueError(f"random.npz holds {len(values)} random states, the model has {len(variables)}")
+                for variable, value in zip(variables, values):
+                    variable.assign(value)
         return json.loads((path / "state.json").read_text(encoding="utf-8"))
     except (OSError, ValueError, KeyError) as error:
         raise RunDirError(f"cannot load checkpoint {path}: {error}; delete it to fall back to an older one") from None

@@ -134,6 +134,8 @@ class TrainConfig:
     # or every eval_every_steps steps when that is set.
     eval_every: int = 1
     eval_every_steps: Optional[int] = None
+    # Also save a (resumable) checkpoint every this many steps, without validating.
+    save_every_steps: Optional[int] = None
     # Translate the validation split at each validation and score it with sacreBLEU, through the
     # same code and settings as `nmt evaluate --split validation --set decode.beam_size=<this beam>`.
     validation_bleu: bool = True
@@ -364,6 +366,7 @@ def _check_values(config: Config) -> None:
         "train.clip_norm": config.train.clip_norm,
         "train.eval_every": config.train.eval_every,
         "train.eval_every_steps": config.train.eval_every_steps,
+        "train.save_every_steps": config.train.save_every_steps,
         "train.validation_beam_size": config.train.validation_beam_size,
         "train.early_stopping_patience": config.train.early_stopping_patience,
         "train.average_last": config.train.average_last,

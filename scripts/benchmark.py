@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import itertools
 import json
 import os
 import platform
@@ -244,10 +245,10 @@ def measure_training(config: Config, run: RunDir, steps: int, warmup: int) -> tu
     setup = trainer.prepare(config, run)
     vocab_size = setup.tokenizers.target_vocab_size
     started = time.perf_counter()
-    for _ in setup.train_batches:
+    for _ in setup.train_batches(1):
         pass
     first_pass_seconds = time.perf_counter() - started
-    batches = iter(setup.train_batches.repeat())
+    batches = itertools.chain.from_iterable(setup.train_batches(epoch) for epoch in itertools.count(1))
     accumulate = config.train.accumulate_steps
     started = time.perf_counter()
     for _ in range(warmup):

@@ -44,23 +44,10 @@ def tokenize_pairs(pairs: tf.data.Dataset, tokenizers: Tokenizers) -> tf.data.Da
     )
 
 
-def make_batches(
-    pairs: tf.data.Dataset,
-    tokenizers: Tokenizers,
-    batch_tokens: int,
-    max_length: int,
-    shuffle_buffer: int | None = None,
-    seed: int | None = None,
-) -> tf.data.Dataset:
-    """Training or validation batches; pairs longer than max_length tokens on a side are dropped.
-
-    Args:
-        pairs: (source, target) string pairs.
-        batch_tokens: token budget per batch: batch size x the bucket's longest sequence.
-        max_length: longest kept sequence, counted without BOS/EOS.
-        shuffle_buffer: shuffle examples (and so batches) every epoch when given.
-    """
-    examples = (
+def make_examples(pairs: tf.data.Dataset, tokenizers: Tokenizers, max_length: int) -> tf.data.Dataset:
+    """Tokenized, shifted examples, in the pairs' order, cached in memory after the first pass;
+    pairs longer than max_length tokens on a side, or empty on one, are dropped."""
+    return (
         tokenize_pairs(pairs, tokenizers)
         .filter(
             lambda source, target: tf.logical_and(
@@ -71,8 +58,22 @@ def make_batches(
         .map(_to_example, num_parallel_calls=tf.data.AUTOTUNE)
         .cache()
     )
+
+
+def batch_examples(
+    examples: tf.data.Dataset, batch_tokens: int, max_length: int, shuffle_seed: int | None = None, shuffle_buffer: int = 0,
+) -> tf.data.Dataset:
+    """Length-bucketed batches of examples (make_examples').
+
+    Args:
+        batch_tokens: token budget per batch: batch size x the bucket's longest sequence.
+        max_length: longest kept sequence, counted without BOS/EOS.
+        shuffle_seed: with shuffle_buffer, shuffle examples (and so batches) into the order this
+            seed gives: the same seed, the same batches in the same order, in any process (an
+            epoch resumed mid-way continues exactly where it stopped).
+    """
     if shuffle_buffer:
-        examples = examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        examples = examples.shuffle(shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=False)
     boundaries = bucket_boundaries(max_length + 1)
     # Bucket i holds sequences shorter than boundaries[i]; the last one up to max_length + 1.
     longest = [*boundaries, max_length + 2]
@@ -90,8 +91,18 @@ def make_batches(
         # the checkpoint. Adam gives each as large a step as a full batch: on Multi30k a model
         # scored validation BLEU 20.9 at an epoch's end and 29.9 half an epoch later. Shuffled
         # among full batches, they lowered validation loss at every epoch (see README).
-        batches = batches.shuffle(BATCH_SHUFFLE_BUFFER, seed=seed, reshuffle_each_iteration=True)
+        batches = batches.shuffle(BATCH_SHUFFLE_BUFFER, seed=shuffle_seed, reshuffle_each_iteration=False)
     return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def make_batches(pairs: tf.data.Dataset, tokenizers: Tokenizers, batch_tokens: int, max_length: int) -> tf.data.Dataset:
+    """Batches of the pairs in a fixed order (validation): make_examples, then batch_examples."""
+    return batch_examples(make_examples(pairs, tokenizers, max_length), batch_tokens, max_length)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The shuffling seed of one epoch (from 1): a function of the run's seed and the epoch alone."""
+    return (seed * 1_000_003 + epoch) % (2**31 - 1)
 
 
 def _to_example(source_ids: tf.Tensor, target_ids: tf.Tensor) -> dict[str, tf.Tensor]:

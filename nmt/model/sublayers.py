@@ -23,7 +23,8 @@ class Dropout(keras.layers.Layer):
         super().__init__(**kwargs)
         self.rate = rate
         self.threshold = round(rate * self._LEVELS)
-        # As keras.layers.Dropout: a seed generator (a variable in checkpoints) only where it drops.
+        # As keras.layers.Dropout: a seed generator only where it drops. Its state is not among
+        # the weights Keras saves; training checkpoints keep it themselves (nmt/checkpoints.py).
         if rate > 0:
             self.seed_generator = keras.random.SeedGenerator(seed)
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import random
 import signal
 import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from nmt import checkpoints
@@ -93,6 +95,11 @@ class _State:
     best_score: float | None = None
     best_validation: dict | None = None
     validations_without_improvement: int = 0
+    # Where the data stands: the first batch whose update is not applied yet, as (epoch from 1,
+    # index in that epoch's batches). Resuming reads on from there, as an uninterrupted run would.
+    # (0, 0) in checkpoints written before positions were kept: the next epoch starts afresh.
+    data_epoch: int = 0
+    data_batch: int = 0
 
     def improves(self, value: float, metric: str) -> bool:
         if self.best_score is None:
@@ -118,7 +125,8 @@ class Setup:
     speed benchmark times."""
 
     tokenizers: tokenizer.Tokenizers
-    train_batches: tf.data.Dataset
+    # Epoch (from 1) -> its batches: the same batches in the same order whenever it is called.
+    train_batches: Callable[[int], Iterable]
     validation_batches: tf.data.Dataset
     model: Transformer
     optimizer: keras.optimizers.Optimizer
@@ -136,22 +144,44 @@ def prepare(config: Config, run: RunDir) -> Setup:
     strategy = distribute.make_strategy(config.train)
     keras.utils.set_random_seed(config.train.seed)
     tokenizers = tokenizer.prepare(config.tokenizer, config.data, run.tokenizer_dir)
+    # Preparing a dataset (on its first use) or a tokenizer draws from Python's and NumPy's global
+    # generators, which Keras seeds initializers from: the model's initial weights must not depend
+    # on whether they did. (Not keras.utils.set_random_seed again: reseeding TensorFlow clears its
+    # kernel caches, and with them the tokenizers' SentencePiece resources.)
+    random.seed(config.train.seed)
+    np.random.seed(config.train.seed)
     replicas = strategy.num_replicas_in_sync
 
-    def replica_batches(context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+    budget = distribute.replica_batch_tokens(config.train, replicas)
+
+    def replica_examples(context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
         pairs = sources.load_split(config.data, "train")
         if context is not None and context.num_input_pipelines > 1:
             pairs = pairs.shard(context.num_input_pipelines, context.input_pipeline_id)
-        return pipeline.make_batches(
-            pairs, tokenizers, distribute.replica_batch_tokens(config.train, replicas), config.data.max_length,
-            shuffle_buffer=config.train.shuffle_buffer, seed=config.train.seed,
-        )
+        return pipeline.make_examples(pairs, tokenizers, config.data.max_length)
+
+    def epoch_batches(examples: tf.data.Dataset, epoch: int) -> tf.data.Dataset:
+        return pipeline.batch_examples(examples, budget, config.data.max_length,
+                                       pipeline.epoch_seed(config.train.seed, epoch), config.train.shuffle_buffer)
 
     if config.train.distribute == "none":
-        train_batches = replica_batches()
+        examples = replica_examples()
+
+        def train_batches(epoch: int):
+            return epoch_batches(examples, epoch)
     else:
-        # Each replica gets whole bucketed batches of its own rather than slices of one batch.
-        train_batches = strategy.distribute_datasets_from_function(replica_batches)
+        # One cached example set per input pipeline, shared by the epochs; each replica gets whole
+        # bucketed batches of its own rather than slices of one batch.
+        cached: dict[int, tf.data.Dataset] = {}
+
+        def train_batches(epoch: int):
+            def replica_batches(context: tf.distribute.InputContext) -> tf.data.Dataset:
+                if context.input_pipeline_id not in cached:
+                    cached[context.input_pipeline_id] = replica_examples(context)
+                return epoch_batches(cached[context.input_pipeline_id], epoch)
+
+            return strategy.distribute_datasets_from_function(replica_batches)
+
     validation_batches = pipeline.make_batches(
         sources.load_split(config.data, "validation"), tokenizers, config.train.batch_tokens, config.data.max_length
     )
@@ -169,7 +199,7 @@ def prepare(config: Config, run: RunDir) -> Setup:
             # float16 gradients underflow without scaling; bfloat16 has float32's range and needs none.
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)
-    train_step = _train_step(strategy, model, optimizer, config.train, train_batches.element_spec)
+    train_step = _train_step(strategy, model, optimizer, config.train, train_batches(1).element_spec)
     validation_step = _validation_step(model)
     return Setup(tokenizers, train_batches, validation_batches, model, optimizer, train_step, validation_step, policy)
 
@@ -308,8 +338,11 @@ class _Loop:
         self.validate, self.sinks = validate, sinks
         self.validated_step: int | None = None
         self.last_validation: dict | None = None
-        # Batches waiting to fill an update of train.accumulate_steps batches (kept across epochs).
-        self.pending: list = []
+        # Batches waiting to fill an update of train.accumulate_steps batches (kept across
+        # epochs), each with its (epoch, index) position.
+        self.pending: list[tuple[tuple[int, int], object]] = []
+        # The position of the next batch to read.
+        self.next_position = (state.epoch + 1, 0)
         # The epoch in progress (or the last one).
         self.totals = _Totals()
         # Steps dropped for a non-finite loss or gradient: in a row, and in this invocation.
@@ -328,9 +361,25 @@ class _Loop:
         state = self.state
         return self.config.train.stop_reason(self.step, state.epoch, state.train_seconds, state.validations_without_improvement)
 
+    def _resume_data(self) -> None:
+        """Reads the data up to where the checkpoint stopped: the batches of the epoch in progress
+        that were applied are skipped; those read but not yet applied (accumulation) are read
+        again."""
+        epoch, index = self.state.data_epoch, self.state.data_batch
+        if epoch == self.state.epoch and epoch > 0:
+            # A group of accumulated batches began at the end of the last finished epoch.
+            for position, batch in enumerate(self.setup.train_batches(epoch)):
+                if position >= index:
+                    self.pending.append(((epoch, position), batch))
+        elif epoch == self.state.epoch + 1 and index:
+            self.next_position = (epoch, index)
+            log.info("resuming epoch %d at its batch %d", epoch, index + 1)
+
     def run(self) -> TrainSummary:
         stopped_by = self._stop_reason()
         first_step = self.step
+        if stopped_by is None:
+            self._resume_data()
         steps_per_epoch = None
         try:
             with _sigterm_saves():
@@ -368,14 +417,20 @@ class _Loop:
         """Trains until the data ends (returns None) or a budget runs out (returns its name)."""
         epoch = self.state.epoch + 1
         self._emit("epoch_started", EpochStart(epoch, self.config.train.epochs, steps_per_epoch))
-        eval_every_steps = self.config.train.eval_every_steps
+        eval_every_steps, save_every_steps = self.config.train.eval_every_steps, self.config.train.save_every_steps
         totals = self.totals = _Totals()
         started = clock = time.monotonic()
-        for batch in self.setup.train_batches:
-            self.pending.append(batch)
+        batches = iter(self.setup.train_batches(epoch))
+        skip = self.next_position[1] if self.next_position[0] == epoch else 0
+        for _ in range(skip):
+            next(batches)
+        self.next_position = (epoch, skip)
+        for batch in batches:
+            self.pending.append((self.next_position, batch))
+            self.next_position = (epoch, self.next_position[1] + 1)
             if len(self.pending) < self.config.train.accumulate_steps:
                 continue
-            group, self.pending = tuple(self.pending), []
+            group, self.pending = tuple(batch for _, batch in self.pending), []
             loss, tokens, correct, gradient_norm, skipped = (float(value) for value in self.setup.train_step(group))
             if skipped:
                 self._nonfinite(loss, gradient_norm)
@@ -396,6 +451,8 @@ class _Loop:
             ))
             if eval_every_steps and self.step % eval_every_steps == 0:
                 self._validate_and_save()
+            elif save_every_steps and self.step % save_every_steps == 0:
+                self._save_last()
             clock = time.monotonic()
             reason = self._stop_reason()
             if reason in ("max_steps", "max_minutes", "early_stopping"):
@@ -403,6 +460,7 @@ class _Loop:
                 return totals.steps, reason
         # Reaching the end of the data takes time too (tf.data flushes its buckets): it counts.
         self.state.train_seconds += time.monotonic() - clock
+        self.next_position = (epoch + 1, 0)
         self._end_epoch(epoch, time.monotonic() - started)
         return totals.steps, None
 
@@ -434,10 +492,14 @@ class _Loop:
         ))
 
     def _save_last(self) -> Path:
+        self._record_position()
         return checkpoints.save(
             self.run_dir.last_checkpoints, self.step, self.setup.model, self.setup.optimizer, asdict(self.state),
             keep=self.config.train.keep_checkpoints,
         )
+
+    def _record_position(self) -> None:
+        self.state.data_epoch, self.state.data_batch = self.pending[0][0] if self.pending else self.next_position
 
     def _validate_and_save(self) -> None:
         """Validation loss (and what `validate` scores), the best and last checkpoints, and a
@@ -470,6 +532,7 @@ class _Loop:
         if improved:
             self.state.best_score, self.state.best_validation = value, record
             self.state.validations_without_improvement = 0
+            self._record_position()
             checkpoints.save(self.run_dir.best_checkpoints, self.step, self.setup.model, None, asdict(self.state), keep=1)
         else:
             self.state.validations_without_improvement += 1

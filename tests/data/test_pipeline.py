@@ -29,7 +29,8 @@ def corpus(tmp_path_factory):
 def test_batches_respect_token_budget_and_length_limit(corpus):
     sources, targets, tokenizers = corpus
     pairs = tf.data.Dataset.from_tensor_slices((sources, targets))
-    batches = list(pipeline.make_batches(pairs, tokenizers, batch_tokens=64, max_length=6, shuffle_buffer=100, seed=1))
+    examples = pipeline.make_examples(pairs, tokenizers, max_length=6)
+    batches = list(pipeline.batch_examples(examples, batch_tokens=64, max_length=6, shuffle_seed=1, shuffle_buffer=100))
     seen = 0
     for batch in batches:
         rows, length = batch["target_in"].shape
@@ -59,14 +60,32 @@ def test_the_partly_filled_batch_is_not_always_last_in_an_epoch(corpus):
     # One length bucket: 103 equal pairs make full batches and one smaller leftover batch.
     pairs = tf.data.Dataset.from_tensor_slices(([" ".join(WORDS[:3])] * 103, [" ".join(WORDS[:3])] * 103))
 
+    examples = pipeline.make_examples(pairs, tokenizers, max_length=6)
+
     def leftover_positions(shuffle_buffer):
-        batches = pipeline.make_batches(pairs, tokenizers, batch_tokens=64, max_length=6, shuffle_buffer=shuffle_buffer, seed=3)
         positions = []
-        for _ in range(5):
+        for epoch in range(1, 6):
+            batches = pipeline.batch_examples(examples, batch_tokens=64, max_length=6,
+                                              shuffle_seed=pipeline.epoch_seed(3, epoch), shuffle_buffer=shuffle_buffer)
             rows = [int(batch["source_ids"].shape[0]) for batch in batches]
             assert sum(rows) == 103 and len(set(rows)) == 2
             positions.append((rows.index(min(rows)), len(rows)))
         return positions
 
-    assert all(position == count - 1 for position, count in leftover_positions(None))
+    assert all(position == count - 1 for position, count in leftover_positions(0))
     assert any(position != count - 1 for position, count in leftover_positions(100))
+
+
+def test_an_epochs_batches_depend_on_its_seed_alone(corpus):
+    """What exact resumption rests on: epoch e's batches, rebuilt in another process (another
+    dataset object), are the same batches in the same order; other epochs differ."""
+    sources, targets, tokenizers = corpus
+
+    def epoch(number):
+        pairs = tf.data.Dataset.from_tensor_slices((sources, targets))
+        examples = pipeline.make_examples(pairs, tokenizers, max_length=8)
+        batches = pipeline.batch_examples(examples, batch_tokens=64, max_length=8,
+                                          shuffle_seed=pipeline.epoch_seed(7, number), shuffle_buffer=100)
+        return [batch["source_ids"].numpy().tobytes() for batch in batches]
+
+    assert epoch(2) == epoch(2) and epoch(2) != epoch(3)

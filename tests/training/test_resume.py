@@ -1,0 +1,95 @@
+"""Exact resumption: a training killed at any point and run again ends where an uninterrupted
+one ends. Killing is simulated in-process by an exception at a chosen step (no checkpoint is
+written after it, as after SIGKILL); one kill lands inside a checkpoint write, leaving a half-
+written temporary directory. Dropout is on (its random state travels in the checkpoint),
+gradients are accumulated over 2 batches (a group may begin in one epoch and end in the next),
+and checkpoints come every 7 steps and at each epoch's end."""
+
+import json
+
+import numpy as np
+import pytest
+
+from nmt import checkpoints
+from nmt import config as config_lib
+from nmt.run_dir import RunDir
+from nmt.training import sinks, trainer
+
+TINY = {
+    # Only sentences of up to 20 subwords (a small part of the corpus), so that an epoch is short.
+    "data": {"max_length": 20},
+    "tokenizer": {"vocab_size": 200},
+    "model": {"num_encoder_layers": 1, "num_decoder_layers": 1, "hidden_dim": 32, "num_heads": 2,
+              "intermediate_dim": 64, "dropout": 0.1},
+    "train": {"batch_tokens": 1024, "accumulate_steps": 2, "epochs": 3, "save_every_steps": 7, "learning_rate": 3e-3,
+              "warmup_steps": 20, "validation_bleu": False, "best_metric": "loss", "tensorboard": False},
+}
+
+
+class Killed(Exception):
+    """Stands for SIGKILL: the training stops where it is, saving nothing."""
+
+
+class KillAt(sinks.Sink):
+    def __init__(self, step: int):
+        self.step = step
+
+    def stepped(self, record: sinks.StepRecord) -> None:
+        if record.step == self.step:
+            raise Killed
+
+
+def train(run: RunDir, tfds_dir: str, *extra: sinks.Sink) -> None:
+    config = config_lib.from_dict({**TINY, "data": {**TINY["data"], "data_dir": tfds_dir}})
+    trainer.train(config, run, None, [sinks.MetricsFile(run.metrics_file), *extra])
+
+
+def validations(run: RunDir) -> list[tuple[int, float]]:
+    return [(record["step"], record["validation_loss"])
+            for record in map(json.loads, run.metrics_file.read_text().splitlines())]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, tfds_dir):
+    run = RunDir(tmp_path_factory.mktemp("uninterrupted"))
+    train(run, tfds_dir)
+    return run
+
+
+def test_a_killed_training_resumes_to_the_same_end(tmp_path, tfds_dir, uninterrupted, monkeypatch):
+    expected = validations(uninterrupted)
+    steps_per_epoch = expected[0][0]
+    assert len(expected) == 3 and steps_per_epoch > 10
+    run = RunDir(tmp_path / "run")
+    # Mid-epoch 1, between checkpoints.
+    with pytest.raises(Killed):
+        train(run, tfds_dir, KillAt(10))
+    # Inside the write of the checkpoint at the end of epoch 2 (after its validation loss).
+    save = checkpoints.save
+    end_of_epoch_2 = expected[1][0]
+
+    def dies_while_writing(directory, step, *args, **kwargs):
+        if step == end_of_epoch_2 and directory == run.last_checkpoints:
+            temporary = directory / f".ckpt-{step}.tmp"
+            temporary.mkdir(parents=True)
+            (temporary / "model.weights.h5").write_bytes(b"\x89HDF\r\n")
+            raise Killed
+        return save(directory, step, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoints, "save", dies_while_writing)
+    with pytest.raises(Killed):
+        train(run, tfds_dir)
+    monkeypatch.setattr(checkpoints, "save", save)
+    # Early in epoch 3, right after the first step.
+    with pytest.raises(Killed):
+        train(run, tfds_dir, KillAt(end_of_epoch_2 + 1))
+    train(run, tfds_dir)
+
+    got = validations(run)
+    # Each validation once, at the same steps, and the same losses: float32 sums in the same
+    # order on the same machine (tolerance 1e-6 relative, for the order in which TensorFlow's
+    # threads may add partial sums).
+    assert [step for step, _ in got] == [step for step, _ in expected]
+    np.testing.assert_allclose([loss for _, loss in got], [loss for _, loss in expected], rtol=1e-6)
+    final, reference = checkpoints.latest(run.last_checkpoints), checkpoints.latest(uninterrupted.last_checkpoints)
+    assert final.name == reference.name
