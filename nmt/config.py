@@ -271,7 +271,7 @@ def _set_path(raw: dict[str, Any], key_path: list[str], value: Any) -> None:
     for part in key_path[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"cannot set {'.'.join(key_path)}: {part} is not a section")
+            raise ConfigError(f"cannot set {'.'.join(key_path)!r}: {part!r} is not a section")
         node = child
     node[key_path[-1]] = value
 
@@ -302,7 +302,7 @@ def _build(cls: type, raw: Any, path: str) -> Any:
             full = f"{path}.{key}" if path else str(key)
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"unknown config key '{full}'{hint}; valid keys in {where}: {_keys_of(cls)}")
+            raise ConfigError(f"unknown config key {full!r}{hint}; valid keys in {where}: {_keys_of(cls)}")
     values = {}
     for name, value in raw.items():
         full = f"{path}.{name}" if path else name

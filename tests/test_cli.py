@@ -223,6 +223,27 @@ def test_export_translates_like_translate_in_a_process_without_nmt(workdir, tfds
     assert_user_error(invoke("export", "--run-dir", "runs/untrained"), "no checkpoint in runs/untrained")
 
 
+def test_hostile_text_through_arguments_files_and_stdin(workdir, tmp_path):
+    """One output line per input line, in order, whatever the characters and line endings; a line
+    that is not UTF-8 is named."""
+    from tests.decoding.test_translator import SPECIAL
+
+    lines = [*SPECIAL, "The dog saw a cat.", "", *reversed(SPECIAL)]
+    path = tmp_path / "hostile.txt"
+    path.write_bytes("\r\n".join(lines).encode("utf-8") + b"\r\n")
+    from_file = invoke("translate", "--input", str(path))
+    assert from_file.exit_code == 0, from_file.output
+    outputs = from_file.output.split("\n")[:-1]
+    assert len(outputs) == len(lines) and all(o == "" for o, line in zip(outputs, lines) if not line.strip())
+    assert outputs[len(SPECIAL)] == invoke("translate", "The dog saw a cat.").output.strip()
+    from_stdin = invoke("translate", input=path.read_bytes())
+    assert from_stdin.exit_code == 0 and from_stdin.output == from_file.output
+    from_arguments = invoke("translate", *[line for line in lines if line.strip()])
+    assert from_arguments.output.split("\n")[:-1] == [o for o, line in zip(outputs, lines) if line.strip()]
+    assert_user_error(invoke("translate", input=b"fine\r\nbad \xff\r\n"), "stdin line 2 is not valid UTF-8")
+    assert_user_error(invoke("translate", "fine", "bad \udcff"), "sentence 2 is not valid UTF-8 text")
+
+
 def test_translate_bad_input(workdir):
     assert_user_error(invoke("translate", "  "), "empty sentence argument")
     (workdir / "latin1.txt").write_bytes("fine\ncaf\xe9\n".encode("latin-1"))

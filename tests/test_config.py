@@ -1,7 +1,10 @@
+import dataclasses
 import itertools
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import yaml
 
 from nmt import config
@@ -123,3 +126,46 @@ def test_the_readme_documents_every_key_once_with_its_default():
     defaults = config.from_dict({}).to_dict()
     expected = {f"{section}.{key}": value for section, values in defaults.items() for key, value in values.items()}
     assert documented == expected
+
+
+def _every_key(cls=config.Config, prefix=""):
+    for field in dataclasses.fields(cls):
+        if dataclasses.is_dataclass(field.default_factory if callable(field.default_factory) else None):
+            yield from _every_key(field.default_factory, f"{prefix}{field.name}.")
+        else:
+            yield f"{prefix}{field.name}"
+
+
+KEYS = list(_every_key())
+YAML_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=12), YAML_VALUES, max_size=4))
+def test_any_config_values_give_a_config_or_one_config_error(values):
+    raw: dict = {}
+    for key, value in values.items():
+        section, _, name = key.partition(".")
+        if name:
+            raw.setdefault(section, {})
+            if isinstance(raw[section], dict):
+                raw[section][name] = value
+        else:
+            raw[section] = value
+    try:
+        config.from_dict(raw)
+    except ConfigError as error:
+        assert "\n" not in str(error) and str(error)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.sampled_from(KEYS) | st.text(max_size=12), st.text(max_size=20))
+def test_any_set_string_gives_a_config_or_one_config_error(key, value):
+    try:
+        config.load(None, [f"{key}={value}"])
+    except ConfigError as error:
+        assert "\n" not in str(error) and str(error)

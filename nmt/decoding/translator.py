@@ -15,7 +15,7 @@ from nmt.config import Config, DecodeConfig
 from nmt.data import tokenizer
 from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizers
 from nmt.decoding.search import beam_search, greedy_search
-from nmt.errors import ConfigError
+from nmt.errors import ConfigError, NmtError
 from nmt.model.transformer import Transformer, build_transformer
 from nmt.run_dir import RunDir
 
@@ -108,12 +108,20 @@ class Translator:
 
         Raises:
             ConfigError: n is not between 1 and decode.beam_size.
+            NmtError: a sentence is not valid Unicode text (a lone surrogate).
         """
         if n < 1 or n > self.config.decode.beam_size:
             raise ConfigError(
                 f"n-best must be between 1 and decode.beam_size ({self.config.decode.beam_size}); got {n}. "
                 f"Raise the beam: --set decode.beam_size={max(n, 1)} (or decode.beam_size in the config)"
             )
+        for number, sentence in enumerate(sentences, start=1):
+            try:
+                sentence.encode("utf-8")
+            except UnicodeEncodeError as error:
+                # A lone surrogate: what Python makes of bytes that are not UTF-8 in a command's arguments.
+                raise NmtError(f"sentence {number} is not valid UTF-8 text (character {error.start + 1} is a lone "
+                               f"surrogate, {sentence[error.start]!r}); pass UTF-8 text") from None
         outputs = [[Hypothesis("", 0.0)] * n for _ in sentences]
         todo = [index for index, sentence in enumerate(sentences) if sentence.strip()]
         if not todo:

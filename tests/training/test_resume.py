@@ -93,3 +93,12 @@ def test_a_killed_training_resumes_to_the_same_end(tmp_path, tfds_dir, uninterru
     np.testing.assert_allclose([loss for _, loss in got], [loss for _, loss in expected], rtol=1e-6)
     final, reference = checkpoints.latest(run.last_checkpoints), checkpoints.latest(uninterrupted.last_checkpoints)
     assert final.name == reference.name
+
+
+def test_the_same_config_and_seed_give_the_same_curve(tmp_path, tfds_dir, uninterrupted):
+    """On one CPU device (the tolerance as above)."""
+    run = RunDir(tmp_path / "again")
+    train(run, tfds_dir)
+    got, expected = validations(run), validations(uninterrupted)
+    assert [step for step, _ in got] == [step for step, _ in expected]
+    np.testing.assert_allclose([loss for _, loss in got], [loss for _, loss in expected], rtol=1e-6)

@@ -40,16 +40,18 @@ def test_budgets_stop_training():
 
 
 TINY = {
+    # Only sentences of up to 20 subwords (a small part of the corpus): short epochs.
+    "data": {"max_length": 20},
     "tokenizer": {"vocab_size": 200},
     "model": {"num_encoder_layers": 1, "num_decoder_layers": 1, "hidden_dim": 32, "num_heads": 2,
               "intermediate_dim": 64, "dropout": 0.0},
-    "train": {"batch_tokens": 512, "eval_every_steps": 1, "validation_bleu": False, "best_metric": "loss",
+    "train": {"batch_tokens": 512, "shuffle_buffer": 1000, "eval_every_steps": 1, "validation_bleu": False, "best_metric": "loss",
               "tensorboard": False, "warmup_steps": 1},
 }
 
 
 def tiny(tfds_dir, **train):
-    return config_lib.from_dict({**TINY, "data": {"data_dir": tfds_dir}, "train": {**TINY["train"], **train}})
+    return config_lib.from_dict({**TINY, "data": {**TINY["data"], "data_dir": tfds_dir}, "train": {**TINY["train"], **train}})
 
 
 @pytest.mark.parametrize("mode, stopped_after", [("stop", ""), ("skip", " (3 steps in a row)")])

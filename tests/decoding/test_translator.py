@@ -1,0 +1,56 @@
+"""Hostile input through the Python translate path: whatever the text, one translation per
+sentence, in order, on one line, and no exception but a clear one. The model is untrained (its
+outputs are noise, its decoding runs to the length limit): robustness needs no learning."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nmt import config as config_lib
+from nmt.data import tokenizer
+from nmt.decoding.translator import Translator
+from nmt.errors import NmtError
+from nmt.model.transformer import build_transformer
+
+SPECIAL = ["", " ", "\t \u3000", "\u200f\u05e9\u05dc\u05d5\u05dd \u200dabc", "👩‍👩‍👧 🇩🇪", "Ωμέγα мир 世界 عالم",
+           "\x00\x07\x1b[31m", "\ufeffBOM", "a\u2028b\u2029c\x85d", "x" * 3000, "⁇ <unk> </s> <s>", "\U0010ffff"]
+SENTENCE = st.one_of(st.sampled_from(SPECIAL), st.text(st.characters(blacklist_categories=("Cs",)), max_size=60))
+# 1,000 generated sentences per run of the suite.
+BATCHES = 125
+PER_BATCH = 8
+
+
+@pytest.fixture(scope="module")
+def translator(tmp_path_factory):
+    words = "the a dog cat runs sees big small house tree".split()
+    sentences = [" ".join(words[i % 10:] + words[: i % 7]) for i in range(200)]
+    directory = tmp_path_factory.mktemp("tokenizer")
+    config = config_lib.from_dict({
+        "tokenizer": {"vocab_size": 40},
+        "model": {"num_encoder_layers": 1, "num_decoder_layers": 1, "hidden_dim": 16, "num_heads": 2,
+                  "intermediate_dim": 32, "max_length": 24},
+        "decode": {"beam_size": 2, "batch_size": 4, "max_length_ratio": 1.0, "max_length_offset": 2},
+    })
+    tokenizer.train(config.tokenizer, sentences, sentences, directory)
+    tokenizers = tokenizer.load(directory, joint=True)
+    model = build_transformer(config.model, tokenizers.source_vocab_size, tokenizers.target_vocab_size)
+    return Translator(config, model, tokenizers)
+
+
+@settings(max_examples=BATCHES, deadline=None)
+@given(st.lists(SENTENCE, min_size=PER_BATCH, max_size=PER_BATCH))
+def test_any_text_gets_one_translation_line_per_sentence_in_order(translator, sentences):
+    translations = translator.translate(sentences)
+    assert len(translations) == len(sentences)
+    for sentence, translation in zip(sentences, translations):
+        assert isinstance(translation, str) and "\n" not in translation and "\r" not in translation
+        if not sentence.strip():
+            assert translation == ""
+    # The same sentence alone gets the same translation as in its batch (order, padding).
+    assert translator.translate(sentences[-1:]) == translations[-1:]
+
+
+def test_a_lone_surrogate_is_one_clear_error(translator):
+    # What Python makes of a command-line argument that is not UTF-8.
+    with pytest.raises(NmtError, match=r"sentence 2 is not valid UTF-8 text \(character 3 is a lone surrogate"):
+        translator.translate(["fine", "ab\udcff"])
