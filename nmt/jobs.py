@@ -28,6 +28,7 @@ from nmt.evaluation.evaluator import SplitEvaluator
 from nmt.info import config_summary
 from nmt.model.transformer import build_transformer
 from nmt.run_dir import RunDir
+from nmt.text_io import check_text
 from nmt.training import distribute, sinks, trainer
 from nmt.training.trainer import TrainSummary, ValidationScores, Validate
 
@@ -216,6 +217,7 @@ def translate(run_dir: str | None, overrides: list[str], sentences: list[str], n
     """The n_best translations of each sentence, best first (the best with its attention weights
     when with_attention)."""
     run, config = load_run(run_dir, overrides)
+    check_text(sentences)
     if n_best == 1 and not with_attention:
         # An export of these weights with these decode settings already holds the traced search:
         # loading it skips building the model and tracing, most of a short command's time.

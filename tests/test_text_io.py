@@ -3,7 +3,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nmt.errors import NmtError
-from nmt.text_io import decode_lines
+from nmt.text_io import check_text, decode_lines
 
 
 def test_lines_keep_empty_lines():
@@ -45,3 +45,9 @@ def _is_utf8(raw: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+def test_a_lone_surrogate_is_named():
+    check_text(["fine", "also fine ✓"])
+    with pytest.raises(NmtError, match=r"sentence 2 is not valid UTF-8 text \(character 5 is a lone surrogate, '\\udcff'\)"):
+        check_text(["fine", "bad \udcff"])

@@ -15,9 +15,10 @@ from nmt.config import Config, DecodeConfig
 from nmt.data import tokenizer
 from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizers
 from nmt.decoding.search import beam_search, greedy_search
-from nmt.errors import ConfigError, NmtError
+from nmt.errors import ConfigError
 from nmt.model.transformer import Transformer, build_transformer
 from nmt.run_dir import RunDir
+from nmt.text_io import check_text
 
 log = logging.getLogger("nmt")
 
@@ -115,13 +116,7 @@ class Translator:
                 f"n-best must be between 1 and decode.beam_size ({self.config.decode.beam_size}); got {n}. "
                 f"Raise the beam: --set decode.beam_size={max(n, 1)} (or decode.beam_size in the config)"
             )
-        for number, sentence in enumerate(sentences, start=1):
-            try:
-                sentence.encode("utf-8")
-            except UnicodeEncodeError as error:
-                # A lone surrogate: what Python makes of bytes that are not UTF-8 in a command's arguments.
-                raise NmtError(f"sentence {number} is not valid UTF-8 text (character {error.start + 1} is a lone "
-                               f"surrogate, {sentence[error.start]!r}); pass UTF-8 text") from None
+        check_text(sentences)
         outputs = [[Hypothesis("", 0.0)] * n for _ in sentences]
         todo = [index for index, sentence in enumerate(sentences) if sentence.strip()]
         if not todo:
