@@ -4,6 +4,7 @@ and every sink writes it its own way (the console, metrics.jsonl, TensorBoard)."
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -133,14 +134,23 @@ class Console(Sink):
 
 
 class MetricsFile(Sink):
-    """metrics.jsonl: one JSON line per validation."""
+    """metrics.jsonl: one JSON line per validation, each written whole and fsynced. A partial last
+    line (a process killed while writing it) is removed on opening, so the file stays valid JSON
+    lines; its validation is repeated by the resumed run."""
 
     def __init__(self, path: Path):
         self.path = path
+        if path.is_file():
+            data = path.read_bytes()
+            if data and not data.endswith(b"\n"):
+                with path.open("r+b") as file:
+                    file.truncate(data.rfind(b"\n") + 1)
 
     def validated(self, record: ValidationRecord) -> None:
         with self.path.open("a", encoding="utf-8") as file:
             file.write(json.dumps(record.metrics) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
 
 
 class TensorBoard(Sink):

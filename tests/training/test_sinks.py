@@ -66,6 +66,14 @@ def test_metrics_file_gets_one_line_per_validation(tmp_path):
     assert [json.loads(line) for line in lines] == [VALIDATION.metrics] * 2
 
 
+def test_a_partial_last_metrics_line_is_removed_on_opening(tmp_path):
+    """A process killed while writing a line; the resumed run repeats that validation."""
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(json.dumps(VALIDATION.metrics) + "\n" + '{"epoch": 2, "st')
+    sinks.MetricsFile(path).validated(VALIDATION)
+    assert [json.loads(line) for line in path.read_text().splitlines()] == [VALIDATION.metrics] * 2
+
+
 def test_console_prints_epochs_and_validations(capsys):
     sink = sinks.Console(validation_beam_size=4)
     sink.epoch_started(EpochStart(epoch=1, epochs=3, steps_per_epoch=None))
