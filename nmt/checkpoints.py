@@ -11,7 +11,7 @@ silently saves a fraction of an encoder-decoder. Keras's own weight files cover 
   ckpt-<step>/manifest.json    size and SHA-256 of each file above, checked on every load
 
 Each checkpoint is written to a temporary directory, its files and the directory fsynced, and
-renamed into place (a checkpoint it replaces is moved aside first, then deleted), so a crash or a
+renamed into place (a checkpoint it replaces is moved aside first, then deleted: atomic.replace_directory), so a crash or a
 power cut leaves either the complete checkpoint or none. A checkpoint whose files no longer match
 their manifest (truncated, corrupted) is reported with its path and passed over for the newest
 good one.
@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from nmt import atomic
 from nmt.errors import RunDirError
 
 if TYPE_CHECKING:  # keras is for annotations only: reading run directories must not load TensorFlow
@@ -68,14 +69,7 @@ def save(directory: Path, step: int, model: keras.Model, optimizer: keras.optimi
         for path in temporary.iterdir():
             _fsync(path)
         _fsync(temporary)
-        if final.exists():
-            aside = directory / f".ckpt-{step}.old"
-            shutil.rmtree(aside, ignore_errors=True)
-            os.replace(final, aside)
-            os.replace(temporary, final)
-            shutil.rmtree(aside)
-        else:
-            os.replace(temporary, final)
+        atomic.replace_directory(temporary, final)
         _fsync(directory)
     except OSError as error:
         shutil.rmtree(temporary, ignore_errors=True)

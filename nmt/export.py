@@ -13,13 +13,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Callable, Sequence
 
 import tensorflow as tf
 
+from nmt import atomic
 from nmt.config import Config
 from nmt.data.tokenizer import EOS_ID, PAD_ID, Tokenizers
 from nmt.decoding.search import beam_search, greedy_search
@@ -82,25 +82,11 @@ def export(config: Config, model: Transformer, tokenizers: Tokenizers, checkpoin
         output.parent.mkdir(parents=True, exist_ok=True)
         tf.saved_model.save(serving, str(temporary), signatures={SIGNATURE: serving.translate.get_concrete_function()})
         (temporary / MANIFEST).write_text(json.dumps(_manifest(checkpoint, config), indent=2) + "\n", encoding="utf-8")
-        if output.exists():
-            previous = output.with_name(f".{output.name}.old")
-            _remove(previous)
-            os.replace(output, previous)
-            os.replace(temporary, output)
-            _remove(previous)
-        else:
-            os.replace(temporary, output)
+        atomic.replace_directory(temporary, output)
     except OSError as error:
         shutil.rmtree(temporary, ignore_errors=True)
         raise NmtError(f"cannot write the export to {output}: {error.strerror or error}") from None
     return output
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
 
 
 def _manifest(checkpoint: Path, config: Config) -> dict:

@@ -145,7 +145,8 @@ def load_run(run_dir: str | None, overrides: list[str]) -> tuple[RunDir, Config]
 
 def evaluate(run: RunDir, config: Config, split: SplitName) -> dict:
     """Translates a split, scores it with sacreBLEU and writes eval/<split>/report.{json,md}."""
-    evaluation = _evaluate_run(run, config, SplitEvaluator(config.data, split))
+    checkpoint = run.checkpoint_path(config.eval.checkpoint)
+    evaluation = _evaluate_run(run, config, SplitEvaluator(config.data, split), checkpoint)
     report = {
         **evaluation.scores,
         "num_sentences": len(evaluation.sources),
@@ -156,7 +157,7 @@ def evaluate(run: RunDir, config: Config, split: SplitName) -> dict:
         "dataset": config.data.dataset,
         "source_lang": config.data.source_lang,
         "target_lang": config.data.target_lang,
-        "checkpoint": str(run.checkpoint_path(config.eval.checkpoint)),
+        "checkpoint": str(checkpoint),
     }
     report_lib.write(
         run.eval_dir(split), report, evaluation.sources, evaluation.references, evaluation.hypotheses,
@@ -188,8 +189,8 @@ def compare(run: RunDir, config: Config, other_dir: str, overrides: list[str], s
     return comparison
 
 
-def _evaluate_run(run: RunDir, config: Config, evaluator: SplitEvaluator):
-    translator = Translator.from_run_dir(run, config)
+def _evaluate_run(run: RunDir, config: Config, evaluator: SplitEvaluator, checkpoint: Path | None = None):
+    translator = Translator.from_run_dir(run, config, checkpoint)
     total = len(evaluator.sources)
     print(f"Translating {total} sentences of the {evaluator.split} split with {run.path}", file=sys.stderr)
     bar = keras.utils.Progbar(total, verbose=1 if sys.stderr.isatty() else 0, unit_name="sentence")
@@ -218,13 +219,14 @@ def translate(run_dir: str | None, overrides: list[str], sentences: list[str], n
     when with_attention)."""
     run, config = load_run(run_dir, overrides)
     check_text(sentences)
+    checkpoint = run.checkpoint_path(config.eval.checkpoint)
     if n_best == 1 and not with_attention:
         # An export of these weights with these decode settings already holds the traced search:
         # loading it skips building the model and tracing, most of a short command's time.
-        exported = export_lib.load_matching(run.export_dir, run.checkpoint_path(config.eval.checkpoint), config)
+        exported = export_lib.load_matching(run.export_dir, checkpoint, config)
         if exported is not None:
             return [[Hypothesis(text, score)] for text, score in exported(sentences)]
-    return Translator.from_run_dir(run, config).translate_n_best(sentences, n_best, with_attention=with_attention)
+    return Translator.from_run_dir(run, config, checkpoint).translate_n_best(sentences, n_best, with_attention=with_attention)
 
 
 def server(run_dir: str | None, overrides: list[str], host: str, port: int) -> tuple[HTTPServer, dict]:
@@ -232,10 +234,10 @@ def server(run_dir: str | None, overrides: list[str], host: str, port: int) -> t
     decode settings with overrides), and what it serves. The search is traced before it returns,
     so the first request waits no longer than the others."""
     run, config = load_run(run_dir, overrides)
-    translator = Translator.from_run_dir(run, config)
+    checkpoint = run.checkpoint_path(config.eval.checkpoint)
+    translator = Translator.from_run_dir(run, config, checkpoint)
     translator.translate(["warm up"])
-    about = {"run": str(run.path), "checkpoint": str(run.checkpoint_path(config.eval.checkpoint)),
-             "beam_size": config.decode.beam_size}
+    about = {"run": str(run.path), "checkpoint": str(checkpoint), "beam_size": config.decode.beam_size}
 
     def translate(sentences: list[str], n_best: int) -> list[list[tuple[str, float]]]:
         return [[(hypothesis.text, hypothesis.score) for hypothesis in hypotheses]
@@ -249,7 +251,7 @@ def export(run_dir: str | None, overrides: list[str], output: Path | None, force
     SavedModel into output (default: <run dir>/export); returns it and what it holds."""
     run, config = load_run(run_dir, overrides)
     checkpoint = run.checkpoint_path(config.eval.checkpoint)  # before any work: a run without one is refused
-    translator = Translator.from_run_dir(run, config)
+    translator = Translator.from_run_dir(run, config, checkpoint)
     path = export_lib.export(config, translator.model, translator.tokenizers, checkpoint, output or run.export_dir, force)
     return path, {"megabytes": round(run_dir_lib.disk_bytes(path) / 1e6, 1), "checkpoint": str(checkpoint), "beam_size": config.decode.beam_size}
 

@@ -90,7 +90,6 @@ class RunDir:
 
     def checkpoint_path(self, which: str) -> Path:
         """The 'best', 'last' or 'averaged' checkpoint; 'best' falls back to 'last' if no validation ran yet."""
-        last = checkpoints.latest(self.last_checkpoints)
         if which == "averaged":
             path = checkpoints.latest(self.averaged_checkpoints)
             if path is None:
@@ -98,7 +97,9 @@ class RunDir:
                     f"no averaged checkpoint in {self.path}; make one with nmt average --run-dir {self.path} --last N"
                 )
             return path
-        path = (checkpoints.latest(self.best_checkpoints) or last) if which == "best" else last
+        # Each lookup checks the checkpoint's files against their checksums: only the ones needed.
+        path = checkpoints.latest(self.best_checkpoints) if which == "best" else None
+        path = path or checkpoints.latest(self.last_checkpoints)
         if path is None:
             raise RunDirError(f"no checkpoint in {self.path}/checkpoints; train first (nmt train --config FILE --run-dir {self.path})")
         return path

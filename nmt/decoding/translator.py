@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -81,12 +82,14 @@ class Translator:
         )
 
     @classmethod
-    def from_run_dir(cls, run: RunDir, config: Config | None = None) -> "Translator":
-        """Rebuilds tokenizer and model from the run and loads the weights config.eval.checkpoint names."""
+    def from_run_dir(cls, run: RunDir, config: Config | None = None, checkpoint: Path | None = None) -> "Translator":
+        """Rebuilds tokenizer and model from the run and loads the weights of checkpoint (default:
+        the one config.eval.checkpoint names; finding it checks its files, so a caller that has
+        found it passes it)."""
         config = config or run.load_config()
         tokenizers = tokenizer.load(run.tokenizer_dir, config.tokenizer.joint)
         model = build_transformer(config.model, tokenizers.source_vocab_size, tokenizers.target_vocab_size)
-        path = run.checkpoint_path(config.eval.checkpoint)
+        path = checkpoint or run.checkpoint_path(config.eval.checkpoint)
         checkpoints.restore(path, model)
         log.debug("loaded %s", path)
         return cls(config, model, tokenizers)

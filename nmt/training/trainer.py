@@ -299,7 +299,6 @@ def _validation_step(model: Transformer) -> Callable:
     return validation_step
 
 
-
 @dataclass
 class _Totals:
     """Sums over the batches of one epoch (or one validation pass)."""
