@@ -27,17 +27,39 @@ def write_text(path: Path, text: str) -> None:
 
 
 def replace_directory(source: Path, destination: Path) -> None:
-    """Renames the directory source to destination, replacing whatever is there. A rename cannot
-    replace a non-empty directory, so an existing destination is moved aside first and deleted
-    after: a crash leaves the old one, the new one, or the old one aside, never a mixture."""
-    if not destination.exists():
+    """Makes the directory source durable (every file and directory in it fsynced) and renames it
+    to destination, replacing whatever is there. A rename cannot replace a non-empty directory, so
+    an existing destination is moved aside first and deleted after: a crash leaves the old one,
+    the new one, or the old one aside, never a mixture, and never a new one whose files are not
+    yet on disk."""
+    _sync_tree(source)
+    if destination.exists():
+        aside = destination.with_name(f".{destination.name}.old")
+        _remove(aside)
+        os.replace(destination, aside)
         os.replace(source, destination)
-        return
-    aside = destination.with_name(f".{destination.name}.old")
-    _remove(aside)
-    os.replace(destination, aside)
-    os.replace(source, destination)
-    _remove(aside)
+        _remove(aside)
+    else:
+        os.replace(source, destination)
+    _sync(destination.parent)
+
+
+def _sync_tree(directory: Path) -> None:
+    # Children first: a directory's entry is synced after what it names.
+    for path in directory.iterdir():
+        if path.is_dir() and not path.is_symlink():
+            _sync_tree(path)
+        elif path.is_file():
+            _sync(path)
+    _sync(directory)
+
+
+def _sync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _remove(path: Path) -> None:

@@ -5,16 +5,16 @@
   ckpt-<step>/random.npz         the model's random state (dropout's seed generators), which
                                  Keras's weight files leave out (training checkpoints)
   ckpt-<step>/state.json         step, parameters, epoch, elapsed training time, best validation, ...
+  ckpt-<step>/manifest.json      size and SHA-256 of each file above, checked on every load
 
 Why not tf.train.Checkpoint: under Keras 3 it does not follow layers kept in Python lists, so it
 silently saves a fraction of an encoder-decoder. Keras's own weight files cover every layer.
-  ckpt-<step>/manifest.json    size and SHA-256 of each file above, checked on every load
 
-Each checkpoint is written to a temporary directory, its files and the directory fsynced, and
-renamed into place (a checkpoint it replaces is moved aside first, then deleted: atomic.replace_directory), so a crash or a
-power cut leaves either the complete checkpoint or none. A checkpoint whose files no longer match
-their manifest (truncated, corrupted) is reported with its path and passed over for the newest
-good one.
+Each checkpoint is written to a temporary directory, fsynced and renamed into place
+(atomic.replace_directory: a checkpoint it replaces is moved aside first, then deleted), so a
+crash or a power cut leaves either the complete checkpoint or none. A checkpoint whose files no
+longer match their manifest (truncated, corrupted) is reported with its path and passed over for
+the newest good one.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 import shutil
 from pathlib import Path
@@ -66,11 +65,7 @@ def save(directory: Path, step: int, model: keras.Model, optimizer: keras.optimi
         (temporary / "state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
         manifest = {path.name: _describe(path) for path in sorted(temporary.iterdir())}
         (temporary / MANIFEST).write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-        for path in temporary.iterdir():
-            _fsync(path)
-        _fsync(temporary)
         atomic.replace_directory(temporary, final)
-        _fsync(directory)
     except OSError as error:
         shutil.rmtree(temporary, ignore_errors=True)
         raise RunDirError(
@@ -94,14 +89,6 @@ def _describe(path: Path) -> dict:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
-
-
-def _fsync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def damage(path: Path) -> str | None:

@@ -71,8 +71,8 @@ class _Serving(tf.Module):
 
 def export(config: Config, model: Transformer, tokenizers: Tokenizers, checkpoint: Path, output: Path, force: bool) -> Path:
     """Writes the SavedModel of the model (checkpoint's weights) into output (refusing a non-empty
-    one unless force); returns output. It is written beside output first and renamed into place,
-    so output is never half-written."""
+    one unless force); returns output. It is written beside output first, fsynced and renamed
+    into place, so output is never half-written."""
     if output.exists() and (not output.is_dir() or any(output.iterdir())) and not force:
         raise NmtError(f"{output} exists and is not empty; pass --force to replace it, or choose another --output")
     serving = _Serving(config, model, tokenizers)

@@ -7,12 +7,16 @@ import json
 import os
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import tensorflow as tf
+from tensorboard.compat.proto import event_pb2
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
+from nmt import atomic
 from nmt.errors import NmtError
 
 
@@ -75,6 +79,11 @@ class ValidationRecord:
 class Sink:
     """Receives training's records; each method does nothing unless a sink needs it."""
 
+    def started(self, step: int) -> None:
+        """Training starts (step 0) or resumes from its checkpoint at step: whatever a sink
+        recorded after that step (before a kill or a fall-back past a damaged checkpoint) is
+        about to be recorded again."""
+
     def epoch_started(self, record: EpochStart) -> None:
         pass
 
@@ -134,23 +143,38 @@ class Console(Sink):
 
 
 class MetricsFile(Sink):
-    """metrics.jsonl: one JSON line per validation, each written whole and fsynced. A partial last
-    line (a process killed while writing it) is removed on opening, so the file stays valid JSON
-    lines; its validation is repeated by the resumed run."""
+    """metrics.jsonl: one JSON line per validation, each written whole and fsynced. When training
+    starts, lines after its step are removed (the resumed run validates those steps again), and
+    so is a partial last line (a process killed while writing it), so that each validation has
+    exactly one valid JSON line."""
 
     def __init__(self, path: Path):
         self.path = path
-        if path.is_file():
-            data = path.read_bytes()
-            if data and not data.endswith(b"\n"):
-                with path.open("r+b") as file:
-                    file.truncate(data.rfind(b"\n") + 1)
+
+    def started(self, step: int) -> None:
+        if not self.path.is_file():
+            return
+        lines = self.path.read_bytes().splitlines(keepends=True)
+        kept = [line for line in lines if _step_of(line) is not None and _step_of(line) <= step]
+        if kept != lines:
+            atomic.write_bytes(self.path, b"".join(kept))
 
     def validated(self, record: ValidationRecord) -> None:
         with self.path.open("a", encoding="utf-8") as file:
             file.write(json.dumps(record.metrics) + "\n")
             file.flush()
             os.fsync(file.fileno())
+
+
+def _step_of(line: bytes) -> int | None:
+    """The step of a complete metrics line; None for a partial or unreadable one."""
+    if not line.endswith(b"\n"):
+        return None
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record.get("step") if isinstance(record, dict) and isinstance(record.get("step"), int) else None
 
 
 class TensorBoard(Sink):
@@ -168,6 +192,17 @@ class TensorBoard(Sink):
         except OSError as error:
             raise NmtError(f"cannot write TensorBoard events to {directory}: {error.strerror or error}; "
                            "make it writable, or set train.tensorboard=false") from None
+
+    def started(self, step: int) -> None:
+        # A START event at each start: from the second on, TensorBoard discards the points it has
+        # read at or after that step, so the steps a resumed run trains again are drawn once,
+        # from the resumed run. The event gets a file of its own, named (by time) after the
+        # earlier runs' files and before the one this run's writer creates at its first step,
+        # which includes tracing the training step (seconds).
+        writer = EventFileWriter(str(self.directory))
+        writer.add_event(event_pb2.Event(step=step + 1, wall_time=time.time(),
+                                         session_log=event_pb2.SessionLog(status=event_pb2.SessionLog.START)))
+        writer.close()
 
     @property
     def writer(self) -> tf.summary.SummaryWriter:

@@ -377,6 +377,7 @@ class _Loop:
     def run(self) -> TrainSummary:
         stopped_by = self._stop_reason()
         first_step = self.step
+        self._emit("started", first_step)
         if stopped_by is None:
             self._resume_data()
         steps_per_epoch = None
@@ -535,7 +536,9 @@ class _Loop:
             checkpoints.save(self.run_dir.best_checkpoints, self.step, self.setup.model, None, asdict(self.state), keep=1)
         else:
             self.state.validations_without_improvement += 1
+        # Recorded before the checkpoint: a kill in between repeats this validation after resuming
+        # (and the record is replaced), where the other order would lose it.
+        self._emit("validated", ValidationRecord(record, scores.samples))
         self._save_last()
         self.validated_step = self.step
         self.last_validation = validation
-        self._emit("validated", ValidationRecord(record, scores.samples))

@@ -1,14 +1,20 @@
 """Exact resumption: a training killed at any point and run again ends where an uninterrupted
-one ends. Killing is simulated in-process by an exception at a chosen step (no checkpoint is
-written after it, as after SIGKILL); one kill lands inside a checkpoint write, leaving a half-
-written temporary directory. Dropout is on (its random state travels in the checkpoint),
-gradients are accumulated over 2 batches (a group may begin in one epoch and end in the next),
-and checkpoints come every 7 steps and at each epoch's end."""
+one ends. The first kill is a real SIGKILL of `nmt train`, at whatever step it has reached once
+its first checkpoint exists; the others are simulated in-process by an exception at a chosen
+point (nothing is written after it, as after SIGKILL), one of them inside a checkpoint write,
+leaving a half-written temporary directory. Dropout is on (its random state travels in the
+checkpoint), gradients are accumulated over 2 batches (a group may begin in one epoch and end in
+the next), and checkpoints come every 7 steps and at each epoch's end."""
 
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
+import yaml
 
 from nmt import checkpoints
 from nmt import config as config_lib
@@ -39,9 +45,30 @@ class KillAt(sinks.Sink):
             raise Killed
 
 
+def tiny(tfds_dir: str) -> dict:
+    return {**TINY, "data": {**TINY["data"], "data_dir": tfds_dir}}
+
+
 def train(run: RunDir, tfds_dir: str, *extra: sinks.Sink) -> None:
-    config = config_lib.from_dict({**TINY, "data": {**TINY["data"], "data_dir": tfds_dir}})
-    trainer.train(config, run, None, [sinks.MetricsFile(run.metrics_file), *extra])
+    trainer.train(config_lib.from_dict(tiny(tfds_dir)), run, None, [sinks.MetricsFile(run.metrics_file), *extra])
+
+
+def sigkill_nmt_train(run: RunDir, tfds_dir: str, env: dict) -> int:
+    """Starts `nmt train` on run, SIGKILLs it as soon as its first checkpoint is on disk, and
+    returns that checkpoint's step."""
+    config = run.path.parent / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny(tfds_dir)))
+    training = subprocess.Popen([sys.executable, "-m", "nmt.cli", "train", "--config", str(config), "--run-dir", str(run.path)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 240
+    while not checkpoints.all_checkpoints(run.last_checkpoints):
+        assert training.poll() is None, f"nmt train ended before its first checkpoint: {training.stderr.read()}"
+        assert time.monotonic() < deadline, "no checkpoint within 240 s"
+        time.sleep(0.05)
+    training.send_signal(signal.SIGKILL)
+    training.communicate()
+    assert training.returncode == -signal.SIGKILL
+    return int(checkpoints.all_checkpoints(run.last_checkpoints)[-1].name.removeprefix("ckpt-"))
 
 
 def validations(run: RunDir) -> list[tuple[int, float]]:
@@ -56,14 +83,13 @@ def uninterrupted(tmp_path_factory, tfds_dir):
     return run
 
 
-def test_a_killed_training_resumes_to_the_same_end(tmp_path, tfds_dir, uninterrupted, monkeypatch):
+def test_a_killed_training_resumes_to_the_same_end(tmp_path, tfds_dir, uninterrupted, monkeypatch, package_env):
     expected = validations(uninterrupted)
     steps_per_epoch = expected[0][0]
     assert len(expected) == 3 and steps_per_epoch > 10
     run = RunDir(tmp_path / "run")
-    # Mid-epoch 1, between checkpoints.
-    with pytest.raises(Killed):
-        train(run, tfds_dir, KillAt(10))
+    # Mid-epoch 1, at or after the first checkpoint (step 7).
+    assert sigkill_nmt_train(run, tfds_dir, package_env) < steps_per_epoch
     # Inside the write of the checkpoint at the end of epoch 2 (after its validation loss).
     save = checkpoints.save
     end_of_epoch_2 = expected[1][0]

@@ -1,6 +1,7 @@
 """The sinks training reports to: what each writes, read back the way its reader reads it."""
 
 import json
+import time
 
 import pytest
 import tensorflow as tf
@@ -51,6 +52,29 @@ def test_tensorboard_writes_steps_validations_and_samples(tmp_path):
     assert lines[2] == "| A \\| dog. | Ein Hund. | Ein Hund. |" and lines[3] == "|   | Leer. |   |"
 
 
+def test_tensorboard_draws_the_steps_a_resumed_run_repeats_once(tmp_path):
+    """As TensorBoard's server loads a run directory: the points a killed run logged after the checkpoint
+    the run resumed from are replaced by the resumed run's."""
+    from tensorboard.backend.event_processing import plugin_event_accumulator
+
+    killed = sinks.TensorBoard(tmp_path)
+    killed.started(0)
+    time.sleep(1.1)  # event files sort by the second they were created in
+    for step in (1, 2, 3, 4):
+        killed.stepped(step_record(step, 10.0 - step))
+    killed.close()
+    time.sleep(1.1)
+    resumed = sinks.TensorBoard(tmp_path)
+    resumed.started(2)
+    time.sleep(1.1)
+    for step in (3, 4, 5):
+        resumed.stepped(step_record(step, 1.0 * step))
+    resumed.close()
+    loaded = plugin_event_accumulator.EventAccumulator(str(tmp_path), tensor_size_guidance={"scalars": 0}).Reload()
+    points = [(event.step, float(tf.make_ndarray(event.tensor_proto))) for event in loaded.Tensors("train/loss")]
+    assert points == [(1, 9.0), (2, 8.0), (3, 3.0), (4, 4.0), (5, 5.0)]
+
+
 def test_an_unwritable_tensorboard_directory_is_one_clear_error(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(NmtError, match="cannot write TensorBoard events to .*file/tensorboard.*train.tensorboard=false"):
@@ -66,12 +90,25 @@ def test_metrics_file_gets_one_line_per_validation(tmp_path):
     assert [json.loads(line) for line in lines] == [VALIDATION.metrics] * 2
 
 
-def test_a_partial_last_metrics_line_is_removed_on_opening(tmp_path):
+def test_a_partial_last_metrics_line_is_removed_when_training_starts(tmp_path):
     """A process killed while writing a line; the resumed run repeats that validation."""
     path = tmp_path / "metrics.jsonl"
     path.write_text(json.dumps(VALIDATION.metrics) + "\n" + '{"epoch": 2, "st')
-    sinks.MetricsFile(path).validated(VALIDATION)
+    sink = sinks.MetricsFile(path)
+    sink.started(2)
+    sink.validated(VALIDATION)
     assert [json.loads(line) for line in path.read_text().splitlines()] == [VALIDATION.metrics] * 2
+
+
+def test_metrics_after_the_resumed_step_are_removed_when_training_starts(tmp_path):
+    """Validations the resumed run repeats (recorded before a kill, or after a checkpoint that
+    turned out damaged) keep one line each: the new one."""
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps({**VALIDATION.metrics, "step": step}) + "\n" for step in (2, 4, 6)))
+    sinks.MetricsFile(path).started(4)
+    assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [2, 4]
+    sinks.MetricsFile(path).started(0)
+    assert path.read_text() == ""
 
 
 def test_console_prints_epochs_and_validations(capsys):
