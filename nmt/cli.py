@@ -1,4 +1,4 @@
-"""The `nmt` command line: train, translate, serve, attention, evaluate, average, export, info. A thin shell over nmt.jobs."""
+"""The `nmt` command line: train, data check, translate, serve, attention, evaluate, average, export, info. A thin shell over nmt.jobs."""
 
 from __future__ import annotations
 
@@ -313,6 +313,43 @@ def info(
 
         found = info_lib.describe(run_dir_lib.resolve(run_dir))
         typer.echo(json.dumps(found, indent=2, ensure_ascii=False) if as_json else info_lib.text(found))
+
+
+data_app = typer.Typer(no_args_is_help=True, help="Look at a config's parallel data before training on it.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("check")
+def data_check(
+    config: Annotated[Path, typer.Option("--config", "-c", help="YAML config file.")],
+    run_dir: Annotated[Optional[str], typer.Option(
+        "--run-dir", help="Run directory the report goes to (default: train.run_dir, else runs/<config name>).")] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write data_check.json/.md here instead.")] = None,
+    write_clean: Annotated[Optional[Path], typer.Option(
+        "--write-clean", help="Write the corpus without the training pairs found bad (and those leaking into validation "
+                              "or test) to this new directory, as data.dataset=local reads it.")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Check every split for empty, duplicate, untranslated, misaligned, over-long, wrong-language and unknown-character
+    pairs, and held-out sentences that occur in training."""
+    with _user_errors():
+        from nmt import jobs
+        from nmt.data import check
+
+        report, directory = jobs.data_check(config, run_dir, set_ or [], output, write_clean)
+        for name, split in report["splits"].items():
+            typer.echo(f"{name}: {split['pairs']:,} pairs")
+        problems = check.warnings(report)
+        for line in problems or ["no problems found"]:
+            typer.echo(f"  {line}")
+        if report["language_identification"] != "py3langid":
+            typer.echo(f"  {report['language_identification']}")
+        typer.echo(f"Report: {directory / 'data_check.md'} (with examples), {directory / 'data_check.json'}")
+        if "cleaned" in report:
+            cleaned = report["cleaned"]
+            typer.echo(f"Cleaned corpus: {cleaned['directory']} ({cleaned['train_pairs']:,} training pairs, "
+                       f"{cleaned['dropped']:,} dropped); train on it with --set data.dataset=local "
+                       f"--set data.manual_dir={cleaned['directory']}")
 
 
 def _print_scores(report: dict, directory: Path) -> None:

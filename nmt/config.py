@@ -130,6 +130,9 @@ class TrainConfig:
     keep_checkpoints: int = 3
     shuffle_buffer: int = 20000
     seed: int = 1234
+    # Check the data (as `nmt data check` does, on at most nmt.jobs.DATA_CHECK_AT_START pairs per
+    # split) at the run's first start, print what it finds and write data_check.json/.md.
+    data_check: bool = True
     # Validate (loss, and BLEU when validation_bleu) and save a checkpoint every eval_every epochs,
     # or every eval_every_steps steps when that is set.
     eval_every: int = 1

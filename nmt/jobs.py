@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import sys
+import tempfile
 from http.server import HTTPServer
 from pathlib import Path
 from typing import Iterator
@@ -13,13 +15,14 @@ from typing import Iterator
 import keras
 import numpy as np
 
-from nmt import averaging, checkpoints, plots
+from nmt import atomic, averaging, checkpoints, plots
 from nmt import config as config_lib
 from nmt import export as export_lib
 from nmt import run_dir as run_dir_lib
 from nmt import server as server_lib
 from nmt.config import Config, SplitName
-from nmt.data import tokenizer
+from nmt.data import check as data_check_lib
+from nmt.data import sources, tokenizer
 from nmt.decoding.translator import Hypothesis, Translator
 from nmt.errors import NmtError, RunDirError
 from nmt.evaluation import report as report_lib
@@ -33,6 +36,8 @@ from nmt.training import distribute, sinks, trainer
 from nmt.training.trainer import TrainSummary, ValidationScores, Validate
 
 log = logging.getLogger("nmt")
+# Pairs per split the data check at a run's first start reads (`nmt data check` reads all).
+DATA_CHECK_AT_START = 100_000
 # Validation sentences whose translations each validation shows (TensorBoard's text tab).
 VALIDATION_SAMPLES = 4
 
@@ -78,7 +83,9 @@ def train(config: Config, run: RunDir, progress: bool = True) -> TrainSummary:
     reports.append(sinks.MetricsFile(run.metrics_file))
     if config.train.tensorboard:
         reports.append(sinks.TensorBoard(run.tensorboard_dir))
-    summary = trainer.train(config, run, _validator(config, run) if config.train.validation_bleu else None, reports)
+    check = (lambda tokenizers: _check_at_start(config, run, tokenizers)) if config.train.data_check else None
+    summary = trainer.train(config, run, _validator(config, run) if config.train.validation_bleu else None, reports,
+                            check_data=check)
     found = checkpoints.all_checkpoints(run.last_checkpoints)
     if config.train.average_last and found:
         # A run stopped early by a budget may hold fewer: it averages what it has.
@@ -88,6 +95,77 @@ def train(config: Config, run: RunDir, progress: bool = True) -> TrainSummary:
         path = averaging.average(run, _build_model(config, run), chosen)
         log.info("averaged the last %d checkpoints into %s", len(chosen), path)
     return summary
+
+
+def data_check(config_path: Path, run_dir: str | None, overrides: list[str], output: Path | None,
+               write_clean: Path | None) -> tuple[dict, Path]:
+    """Checks the config's data (every pair of every split); writes data_check.json and .md into
+    output (default: the run directory) and, with write_clean, the cleaned corpus in the `local`
+    layout. Returns the report and the directory it is in."""
+    config = config_lib.load(config_path, overrides)
+    run = RunDir(Path(run_dir or config.train.run_dir or Path("runs") / Path(config_path).stem))
+    if write_clean is not None and write_clean.exists() and (not write_clean.is_dir() or any(write_clean.iterdir())):
+        raise NmtError(f"{write_clean} is not empty; choose a new directory for --write-clean")
+    splits = _read_splits(config, limit=None)
+    with tempfile.TemporaryDirectory() as scratch:
+        result = data_check_lib.check(splits, _check_tokenizers(config, run, splits[0], Path(scratch)),
+                                      config.data.max_length, data_check_lib.identify_languages(config.data.source_lang, config.data.target_lang))
+    report = result.report()
+    destination = output or run.path
+    _write_data_check(report, destination, config)
+    if write_clean is not None:
+        train, *held_out = splits
+        kept = result.kept_training_pairs()
+        corpus = {sources.split_name(config.data, "train"): ([train.sources[i] for i in kept], [train.targets[i] for i in kept])}
+        for role, split in zip(("validation", "test"), held_out):
+            corpus[sources.split_name(config.data, role)] = (list(split.sources), list(split.targets))
+        sources.write_local(write_clean, config.data.source_lang, config.data.target_lang, corpus)
+        report["cleaned"] = {"directory": str(write_clean), "train_pairs": len(kept), "dropped": len(train) - len(kept)}
+    return report, destination
+
+
+def _read_splits(config: Config, limit: int | None) -> list[data_check_lib.Split]:
+    return [data_check_lib.Split(role, *sources.read_pairs(config.data, role, limit=limit))
+            for role in ("train", "validation", "test")]
+
+
+def _check_tokenizers(config: Config, run: RunDir, train: data_check_lib.Split, scratch: Path) -> tokenizer.Tokenizers:
+    """The run's tokenizer when it was trained for this data and these settings; otherwise one
+    trained for the check alone (in scratch), as `nmt train` would train it."""
+    if run.config_file.is_file() and tokenizer.exists(run.tokenizer_dir, config.tokenizer.joint):
+        saved = config_lib.load(run.config_file)
+        if (saved.data, saved.tokenizer) == (config.data, config.tokenizer):
+            return tokenizer.load(run.tokenizer_dir, config.tokenizer.joint)
+    log.info("training SentencePiece for the check (%s, %d pieces)", config.tokenizer.model_type, config.tokenizer.vocab_size)
+    limit = config.tokenizer.max_sentences
+    tokenizer.train(config.tokenizer, train.sources[:limit], train.targets[:limit], scratch)
+    return tokenizer.load(scratch, config.tokenizer.joint)
+
+
+def _check_at_start(config: Config, run: RunDir, tokenizers: tokenizer.Tokenizers) -> None:
+    """The data check at a run's first start: a few lines of warnings, the report in the run."""
+    if run.data_check_file.is_file():
+        return
+    splits = _read_splits(config, limit=DATA_CHECK_AT_START)
+    languages = data_check_lib.identify_languages(config.data.source_lang, config.data.target_lang)
+    report = data_check_lib.check(splits, tokenizers, config.data.max_length, languages).report()
+    _write_data_check(report, run.path, config)
+    problems = data_check_lib.warnings(report)
+    where = run.path / "data_check.md"
+    if problems:
+        log.warning("data check: %s\n  %s\n  (examples: %s; nmt data check --write-clean DIR writes a cleaned corpus)",
+                    f"{len(problems)} kinds of problem found", "\n  ".join(problems), where)
+    else:
+        log.info("data check: no problems found (%s)", where)
+
+
+def _write_data_check(report: dict, directory: Path, config: Config) -> None:
+    title = f"{config.data.dataset} {config.data.source_lang}-{config.data.target_lang}"
+    try:
+        atomic.write_text(directory / "data_check.json", json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        atomic.write_text(directory / "data_check.md", data_check_lib.markdown(report, title) + "\n")
+    except OSError as error:
+        raise NmtError(f"cannot write the data check to {directory}: {error.strerror or error}") from None
 
 
 def train_and_evaluate(config: Config, run: RunDir) -> tuple[TrainSummary, dict]:

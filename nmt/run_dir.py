@@ -6,6 +6,7 @@
   checkpoints/best/     ckpt-<step>/ with the weights of the best validation (train.best_metric)
   checkpoints/averaged/ ckpt-<step>/ with the mean of the last N checkpoints (nmt average, train.average_last)
   metrics.jsonl         one JSON line per validation (epoch end or stop)
+  data_check.json/.md   what the data check found (nmt data check; nmt train at the run's first start)
   tensorboard/          TensorBoard event files (train.tensorboard)
   eval/<split>/         report.json, report.md, hypotheses.txt from the latest evaluation
   .lock                 held by the training writing the run (which process, on which host)
@@ -60,6 +61,10 @@ class RunDir:
     @property
     def metrics_file(self) -> Path:
         return self.path / "metrics.jsonl"
+
+    @property
+    def data_check_file(self) -> Path:
+        return self.path / "data_check.json"
 
     @property
     def tensorboard_dir(self) -> Path:

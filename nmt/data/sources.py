@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+import shutil
 import socket
 from pathlib import Path
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from nmt import atomic
 from nmt.config import DataConfig, SplitName
 from nmt.data import multi30k
 from nmt.data.multi30k import Multi30k
@@ -57,6 +59,27 @@ def read_pairs(config: DataConfig, split: SplitName, limit: int | None = None) -
         sources.append(source.decode("utf-8"))
         targets.append(target.decode("utf-8"))
     return sources, targets
+
+
+def write_local(directory: Path, source_lang: str, target_lang: str, splits: dict[str, tuple[list[str], list[str]]]) -> None:
+    """Writes splits ({split name: (sources, targets)}) as the `local` dataset reads them
+    (<lang>.<split>.txt, one sentence per line) into directory, which must be absent or empty.
+    The files appear all at once: they are written beside it and renamed into place."""
+    if directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+        raise DataError(f"{directory} is not empty; choose a new directory for the cleaned corpus")
+    temporary = directory.with_name(f".{directory.name}.tmp")
+    try:
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir(parents=True)
+        for split, (source_texts, target_texts) in splits.items():
+            for lang, texts in ((source_lang, source_texts), (target_lang, target_texts)):
+                # A line break inside a sentence would shift every later line against its pair.
+                lines = (" ".join(text.splitlines()) for text in texts)
+                (temporary / f"{lang}.{split}.txt").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        atomic.replace_directory(temporary, directory)
+    except OSError as error:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise DataError(f"cannot write the corpus to {directory}: {error.strerror or error}") from None
 
 
 def split_name(config: DataConfig, split: SplitName) -> str:

@@ -137,13 +137,16 @@ class Setup:
     precision: str
 
 
-def prepare(config: Config, run: RunDir) -> Setup:
+def prepare(config: Config, run: RunDir, check_data: Callable[[tokenizer.Tokenizers], None] | None = None) -> Setup:
     """Tokenizers (trained on first use), batches, model, optimizer and compiled step functions,
-    under the train.distribute strategy."""
+    under the train.distribute strategy. check_data, if given, looks at the data once the
+    tokenizers exist."""
     # First: splitting the CPU into replicas must precede any other use of TF's devices.
     strategy = distribute.make_strategy(config.train)
     keras.utils.set_random_seed(config.train.seed)
     tokenizers = tokenizer.prepare(config.tokenizer, config.data, run.tokenizer_dir)
+    if check_data is not None:
+        check_data(tokenizers)
     # Preparing a dataset (on its first use) or a tokenizer draws from Python's and NumPy's global
     # generators, which Keras seeds initializers from: the model's initial weights must not depend
     # on whether they did. (Not keras.utils.set_random_seed again: reseeding TensorFlow clears its
@@ -204,14 +207,15 @@ def prepare(config: Config, run: RunDir) -> Setup:
     return Setup(tokenizers, train_batches, validation_batches, model, optimizer, train_step, validation_step, policy)
 
 
-def train(config: Config, run: RunDir, validate: Validate | None = None, sinks: Sequence[Sink] = ()) -> TrainSummary:
+def train(config: Config, run: RunDir, validate: Validate | None = None, sinks: Sequence[Sink] = (),
+          check_data: Callable[[tokenizer.Tokenizers], None] | None = None) -> TrainSummary:
     """Trains (or resumes training) in run, validating with `validate` (translation metrics
-    besides the loss) and reporting to sinks; returns what happened.
+    besides the loss) and reporting to sinks; returns what happened. check_data: see prepare.
 
     Raises:
         TrainingInterrupted: on Ctrl-C or SIGTERM, after saving the current state.
     """
-    setup = prepare(config, run)
+    setup = prepare(config, run, check_data)
     if setup.precision != "float32":
         log.info("training in %s", setup.precision)
     state = _State()
