@@ -70,6 +70,44 @@ def test_training_learns_and_writes_the_run_directory(workdir):
     assert (run / "config.yaml").is_file() and (run / "tokenizer" / "joint.model").is_file()
     assert list((run / "checkpoints" / "best").glob("ckpt-*")) and list((run / "checkpoints" / "last").glob("ckpt-*"))
     assert (workdir / "runs" / "latest").resolve() == run.resolve()
+    # The data check at the first start: the synthetic language 'sy' is unknown to the identifier.
+    check = json.loads((run / "data_check.json").read_text())
+    assert check["splits"]["train"]["pairs"] > 0 and check["subword_checks"]
+    assert "py3langid does not know 'sy'" in check["language_identification"]
+
+
+def test_data_check_reports_problems_and_writes_a_cleaned_corpus_that_checks_clean(tmp_path, monkeypatch):
+    from nmt.data import sources
+    from tests.data.test_check import PROBLEMS, clean_pairs
+
+    pairs = clean_pairs()
+    train = pairs[:200] + list(PROBLEMS.values()) + [pairs[0]]
+    corpus = {"train": train, "validation": pairs[300:320] + [pairs[5]], "test": pairs[320:340]}
+    sources.write_local(tmp_path / "corpus", "en", "de", {name: tuple(map(list, zip(*split))) for name, split in corpus.items()})
+    config = tmp_path / "local.yaml"
+    config.write_text("data: {dataset: local, source_lang: en, target_lang: de, manual_dir: corpus}\ntokenizer: {vocab_size: 200}\n")
+    monkeypatch.chdir(tmp_path)
+    result = invoke("data", "check", "--config", "local.yaml", "--write-clean", "clean")
+    assert result.exit_code == 0, result.output
+    assert "train: 206 pairs" in result.output and "train: 1 pair (0.49%): untranslated copies (target = source)" in result.output
+    assert "validation: 1 pair, 1 of its sources and 1 of its targets also occur in training" in result.output
+    assert "Cleaned corpus: clean (200 training pairs, 6 dropped)" in result.output
+    report = json.loads((tmp_path / "runs" / "local" / "data_check.json").read_text())
+    assert report["splits"]["train"]["checks"]["wrong_language"]["count"] == 2
+    assert "## Examples" in (tmp_path / "runs" / "local" / "data_check.md").read_text()
+    cleaned = invoke("data", "check", "--config", "local.yaml", "--set", "data.manual_dir=clean", "--output", "cleaned-report")
+    assert cleaned.exit_code == 0, cleaned.output
+    assert "no problems found" in cleaned.output and (tmp_path / "cleaned-report" / "data_check.md").is_file()
+
+
+def test_data_check_bad_input(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("missing.yaml").write_text("data: {dataset: local, source_lang: en, target_lang: de, manual_dir: nowhere}\n")
+    assert_user_error(invoke("data", "check", "--config", "missing.yaml"), "data.manual_dir nowhere is not a directory")
+    Path("full").mkdir()
+    Path("full", "file.txt").write_text("")
+    assert_user_error(invoke("data", "check", "--config", "missing.yaml", "--write-clean", "full"),
+                      "full is not empty; choose a new directory for --write-clean")
 
 
 def test_translate_arguments_file_and_stdin(workdir):
