@@ -61,3 +61,57 @@ def test_multi30k_manual_dir_missing_files(tmp_path):
     config = DataConfig(dataset="multi30k", source_lang="en", target_lang="de", data_dir=str(tmp_path), manual_dir=str(tmp_path))
     with pytest.raises(DataError, match=r"lacks Multi30k files: train\.de\.gz"):
         sources.prepared_builder(config)
+
+
+# Catalog datasets, offline: tfds.testing.mock_data stands in for the prepared data, under each
+# dataset's real name, feature keys (languages) and split names. Its own examples are random
+# letters; these are the synthetic corpus's pairs, so that a tiny model has something to learn.
+CATALOG = [("ted_hrlr_translate/pt_to_en", "pt", "en"), ("wmt14_translate/de-en", "de", "en")]
+
+
+def mocked_catalog(source_lang: str, target_lang: str):
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    from nmt.data.synthetic import generate_splits
+
+    splits = generate_splits(sizes={"train": 3000, "validation": 60, "test": 60})
+
+    def as_dataset(builder, split, **kwargs):
+        sources_, targets = zip(*splits[str(split)])
+        assert set(builder.info.features) == {source_lang, target_lang}
+        return tf.data.Dataset.from_tensor_slices({source_lang: list(sources_), target_lang: list(targets)})
+
+    return tfds.testing.mock_data(as_dataset_fn=as_dataset)
+
+
+@pytest.mark.parametrize("dataset, source_lang, target_lang", CATALOG)
+def test_a_catalog_dataset_trains_end_to_end_without_the_network(dataset, source_lang, target_lang, tmp_path, monkeypatch):
+    """`nmt train --set data.dataset=NAME` as a user runs it once the data is there: TFDS is asked
+    before the network is, then the tokenizer, the data check, training, validation and the final
+    evaluation all read the catalog dataset."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from nmt.cli import app
+
+    monkeypatch.setattr(sources, "network_available", lambda host, **_: pytest.fail("the network was checked"))
+    monkeypatch.chdir(tmp_path)
+    settings = {
+        "data.dataset": dataset, "data.source_lang": source_lang, "data.target_lang": target_lang, "data.max_length": 30,
+        "tokenizer.vocab_size": 300, "model.num_encoder_layers": 1, "model.num_decoder_layers": 1, "model.hidden_dim": 32,
+        "model.num_heads": 2, "model.intermediate_dim": 64, "train.batch_tokens": 2048, "train.max_steps": 40,
+        "train.eval_every_steps": 20, "train.learning_rate": 0.005, "train.warmup_steps": 10, "train.validation_bleu": False,
+        "train.best_metric": "loss", "train.tensorboard": False, "decode.beam_size": 1,
+    }
+    overrides = [argument for key, value in settings.items() for argument in ("--set", f"{key}={value}")]
+    with mocked_catalog(source_lang, target_lang):
+        result = CliRunner().invoke(app, ["train", "--config", "/dev/null", "--run-dir", "run", *overrides])
+    assert result.exit_code == 0, result.output
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in metrics] == [20, 40]
+    assert metrics[1]["validation_loss"] < metrics[0]["validation_loss"] < 6.0
+    report = json.loads((tmp_path / "run" / "eval" / "test" / "report.json").read_text())
+    assert report["num_sentences"] == 60
+    assert json.loads((tmp_path / "run" / "data_check.json").read_text())["splits"]["train"]["pairs"] == 3000
