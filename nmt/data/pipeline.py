@@ -12,6 +12,9 @@ import tensorflow as tf
 
 from nmt.data.tokenizer import BOS_ID, EOS_ID, Tokenizers
 
+# See cache_in_memory. A cached Multi30k example takes ~0.9 KB (29,000 pairs: +26 MiB of RSS), so
+# a million pairs take ~0.9 GiB; `scripts/benchmark.py corpus` measures 5 million.
+MEMORY_CACHE_PAIRS = 1_000_000
 # Batches (not examples) held for shuffling: a whole epoch of a corpus like Multi30k (~134).
 BATCH_SHUFFLE_BUFFER = 256
 
@@ -44,10 +47,11 @@ def tokenize_pairs(pairs: tf.data.Dataset, tokenizers: Tokenizers) -> tf.data.Da
     )
 
 
-def make_examples(pairs: tf.data.Dataset, tokenizers: Tokenizers, max_length: int) -> tf.data.Dataset:
-    """Tokenized, shifted examples, in the pairs' order, cached in memory after the first pass;
-    pairs longer than max_length tokens on a side, or empty on one, are dropped."""
-    return (
+def make_examples(pairs: tf.data.Dataset, tokenizers: Tokenizers, max_length: int, cache: bool = True) -> tf.data.Dataset:
+    """Tokenized, shifted examples, in the pairs' order; pairs longer than max_length tokens on a
+    side, or empty on one, are dropped. With cache, they are kept in memory after the first pass
+    (see cache_in_memory); without, every pass tokenizes again."""
+    examples = (
         tokenize_pairs(pairs, tokenizers)
         .filter(
             lambda source, target: tf.logical_and(
@@ -56,8 +60,15 @@ def make_examples(pairs: tf.data.Dataset, tokenizers: Tokenizers, max_length: in
             )
         )
         .map(_to_example, num_parallel_calls=tf.data.AUTOTUNE)
-        .cache()
     )
+    return examples.cache() if cache else examples
+
+
+def cache_in_memory(pairs: int | None) -> bool:
+    """Whether a training split of this many pairs (None: unknown) is cached in memory. Up to
+    MEMORY_CACHE_PAIRS, caching saves tokenizing every epoch again; above, the cache would grow
+    with the corpus, so the data streams."""
+    return pairs is not None and pairs <= MEMORY_CACHE_PAIRS
 
 
 def batch_examples(

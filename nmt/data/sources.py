@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import shutil
 import socket
 from pathlib import Path
@@ -49,16 +50,27 @@ def load_split(config: DataConfig, split: SplitName) -> tf.data.Dataset:
     return pairs.with_options(options)
 
 
-def read_pairs(config: DataConfig, split: SplitName, limit: int | None = None) -> tuple[list[str], list[str]]:
-    """Sources and targets of one split (its first `limit` pairs) as Python strings."""
+def read_pairs(config: DataConfig, split: SplitName, limit: int | None = None, spread: bool = False) -> tuple[list[str], list[str]]:
+    """Sources and targets of one split as Python strings: all, or at most `limit` pairs, the
+    first ones or, with spread, every k-th one, so that a sample covers the whole of a corpus
+    ordered by domain, source or length."""
     pairs = load_split(config, split)
     if limit is not None:
+        size = split_size(config, split)
+        if spread and size is not None and size > limit:
+            pairs = pairs.shard(math.ceil(size / limit), 0)
         pairs = pairs.take(limit)
     sources, targets = [], []
     for source, target in pairs.as_numpy_iterator():
         sources.append(source.decode("utf-8"))
         targets.append(target.decode("utf-8"))
     return sources, targets
+
+
+def split_size(config: DataConfig, split: SplitName) -> int | None:
+    """The number of pairs in a split, when TFDS lists it."""
+    info = prepared_builder(config).info.splits.get(split_name(config, split))
+    return info.num_examples if info is not None else None
 
 
 def write_local(directory: Path, source_lang: str, target_lang: str, splits: dict[str, tuple[list[str], list[str]]]) -> None:
@@ -116,9 +128,13 @@ def _local_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
 
 def _our_or_catalog_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
     name = config.dataset
-    builder_class = OUR_BUILDERS.get(name)
+    base, _, variant = name.partition("/")
+    builder_class = OUR_BUILDERS.get(base)
     try:
-        builder = builder_class(data_dir=config.data_dir) if builder_class else tfds.builder(name, data_dir=config.data_dir)
+        if builder_class is None:
+            builder = tfds.builder(name, data_dir=config.data_dir)
+        else:
+            builder = builder_class(data_dir=config.data_dir, **({"config": variant} if variant else {}))
     except tfds.core.registered.DatasetNotFoundError:
         raise DataError(
             f"unknown dataset '{name}' (data.dataset): use synthetic, multi30k, local, or a TFDS catalog "
@@ -135,7 +151,7 @@ def _our_or_catalog_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
                 f"data.manual_dir {config.manual_dir} lacks Multi30k files: {', '.join(missing[:4])}"
                 + (" …" if len(missing) > 4 else "")
             )
-    elif name != "synthetic":
+    elif base != "synthetic":
         host = _DOWNLOAD_HOSTS.get(name, _DEFAULT_DOWNLOAD_HOST)
         if not network_available(host):
             raise DataError(_offline_message(config, host))

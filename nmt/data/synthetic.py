@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass
+from typing import Iterable, Iterator
 
 import tensorflow_datasets as tfds
 
@@ -171,7 +172,7 @@ def _split_of(source: str) -> str:
 
 
 def generate_splits(seed: int = 2024, sizes: dict[str, int] = SPLIT_SIZES) -> dict[str, list[tuple[str, str]]]:
-    """Deterministic, disjoint splits of distinct sentence pairs."""
+    """Deterministic, disjoint splits of distinct sentence pairs (of the splits named in sizes)."""
     grammar = Grammar(seed)
     rng = random.Random(seed + 1)
     splits: dict[str, list[tuple[str, str]]] = {name: [] for name in sizes}
@@ -181,17 +182,43 @@ def generate_splits(seed: int = 2024, sizes: dict[str, int] = SPLIT_SIZES) -> di
         if source in seen:
             continue
         seen.add(source)
-        split = splits[_split_of(source)]
-        if len(split) < sizes[_split_of(source)]:
-            split.append((source, target))
+        name = _split_of(source)
+        if name in sizes and len(splits[name]) < sizes[name]:
+            splits[name].append((source, target))
     return splits
 
 
+def stream_training_pairs(size: int, seed: int = 2024) -> Iterator[tuple[str, str]]:
+    """size training pairs, generated one at a time (memory stays flat however many): disjoint
+    from generate_splits' validation and test by construction, and, like a real corpus,
+    repeating some."""
+    grammar = Grammar(seed)
+    rng = random.Random(seed + 2)
+    count = 0
+    while count < size:
+        source, target = grammar.sentence(rng)
+        if _split_of(source) == "train":
+            count += 1
+            yield source, target
+
+
+class SyntheticConfig(tfds.core.BuilderConfig):
+    def __init__(self, *, train_size: int, **kwargs):
+        super().__init__(version=tfds.core.Version("1.0.0"), **kwargs)
+        self.train_size = train_size
+
+
 class SyntheticTranslation(tfds.core.GeneratorBasedBuilder):
-    """TFDS builder for the synthetic corpus: generated on this machine, no download."""
+    """TFDS builder for the synthetic corpus: generated on this machine, no download.
+    `synthetic` is the default config; `synthetic/5m` has 5 million training pairs (a corpus of
+    WMT's size, for measuring; its generation takes minutes and ~1 GB of disk)."""
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release."}
+    BUILDER_CONFIGS = [
+        SyntheticConfig(name="default", train_size=SPLIT_SIZES["train"], description="30,000 training pairs"),
+        SyntheticConfig(name="5m", train_size=5_000_000, description="5,000,000 training pairs, some repeated"),
+    ]
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
@@ -201,9 +228,12 @@ class SyntheticTranslation(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-        splits = generate_splits()
-        return {name: self._generate_examples(pairs) for name, pairs in splits.items()}
+        if self.builder_config.train_size == SPLIT_SIZES["train"]:
+            return {name: self._generate_examples(pairs) for name, pairs in generate_splits().items()}
+        held_out = generate_splits(sizes={name: SPLIT_SIZES[name] for name in ("validation", "test")})
+        return {"train": self._generate_examples(stream_training_pairs(self.builder_config.train_size)),
+                **{name: self._generate_examples(pairs) for name, pairs in held_out.items()}}
 
-    def _generate_examples(self, pairs: list[tuple[str, str]]):
+    def _generate_examples(self, pairs: Iterable[tuple[str, str]]):
         for index, (source, target) in enumerate(pairs):
             yield index, {SOURCE_LANG: source, TARGET_LANG: target}

@@ -105,7 +105,7 @@ def prepare(config: TokenizerConfig, data: DataConfig, directory: Path) -> Token
     """Loads the SentencePiece model(s) in directory, training them on the training split the first time."""
     if not exists(directory, config.joint):
         log.info("training SentencePiece (%s, %d pieces) on the training split", config.model_type, config.vocab_size)
-        source_texts, target_texts = sources.read_pairs(data, "train", limit=config.max_sentences)
+        source_texts, target_texts = sources.read_pairs(data, "train", limit=config.max_sentences, spread=True)
         train(config, source_texts, target_texts, directory)
     return load(directory, config.joint)
 

@@ -156,12 +156,15 @@ def prepare(config: Config, run: RunDir, check_data: Callable[[tokenizer.Tokeniz
     replicas = strategy.num_replicas_in_sync
 
     budget = distribute.replica_batch_tokens(config.train, replicas)
+    cache = pipeline.cache_in_memory(sources.split_size(config.data, "train"))
+    if not cache:
+        log.info("the training split is large (or of unknown size): it streams, tokenized anew each epoch")
 
     def replica_examples(context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
         pairs = sources.load_split(config.data, "train")
         if context is not None and context.num_input_pipelines > 1:
             pairs = pairs.shard(context.num_input_pipelines, context.input_pipeline_id)
-        return pipeline.make_examples(pairs, tokenizers, config.data.max_length)
+        return pipeline.make_examples(pairs, tokenizers, config.data.max_length, cache)
 
     def epoch_batches(examples: tf.data.Dataset, epoch: int) -> tf.data.Dataset:
         return pipeline.batch_examples(examples, budget, config.data.max_length,

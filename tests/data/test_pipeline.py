@@ -89,3 +89,19 @@ def test_an_epochs_batches_depend_on_its_seed_alone(corpus):
         return [batch["source_ids"].numpy().tobytes() for batch in batches]
 
     assert epoch(2) == epoch(2) and epoch(2) != epoch(3)
+
+
+def test_streamed_examples_are_the_cached_ones(corpus):
+    """A large training split streams (tokenized anew each epoch) instead of being cached: the
+    epochs' batches must not change with it."""
+    sources, targets, tokenizers = corpus
+
+    def epoch(cache):
+        examples = pipeline.make_examples(tf.data.Dataset.from_tensor_slices((sources, targets)), tokenizers, 8, cache)
+        batches = pipeline.batch_examples(examples, batch_tokens=64, max_length=8,
+                                          shuffle_seed=pipeline.epoch_seed(7, 1), shuffle_buffer=100)
+        return [batch["target_out"].numpy().tobytes() for batch in batches]
+
+    assert epoch(cache=False) == epoch(cache=True)
+    assert pipeline.cache_in_memory(pipeline.MEMORY_CACHE_PAIRS) and not pipeline.cache_in_memory(pipeline.MEMORY_CACHE_PAIRS + 1)
+    assert not pipeline.cache_in_memory(None)

@@ -115,3 +115,16 @@ def test_a_catalog_dataset_trains_end_to_end_without_the_network(dataset, source
     report = json.loads((tmp_path / "run" / "eval" / "test" / "report.json").read_text())
     assert report["num_sentences"] == 60
     assert json.loads((tmp_path / "run" / "data_check.json").read_text())["splits"]["train"]["pairs"] == 3000
+
+
+def test_a_spread_sample_covers_the_whole_split(tmp_path):
+    """What SentencePiece trains on when tokenizer.max_sentences is below the corpus size: every
+    k-th pair, not the first ones (a corpus is often ordered by domain)."""
+    sources.write_local(tmp_path / "corpus", "en", "fr", {
+        split: ([f"hello {i}" for i in range(10)], [f"bonjour {i}" for i in range(10)]) for split in ("train", "validation", "test")})
+    config = DataConfig(dataset="local", source_lang="en", target_lang="fr", manual_dir=str(tmp_path / "corpus"))
+    assert sources.split_size(config, "train") == 10
+    spread, _ = sources.read_pairs(config, "train", limit=3, spread=True)
+    first, _ = sources.read_pairs(config, "train", limit=3)
+    assert len(spread) == 3 and len(set(spread)) == 3 and max(int(text.split()[1]) for text in spread) >= 8
+    assert len(first) == 3

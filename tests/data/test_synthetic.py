@@ -28,3 +28,15 @@ def test_target_is_verb_final_with_agreement_and_tense():
         assert ("will" in words) == (grammar.future_particle in target.lower().split())
         checked += 1
     assert checked > 150
+
+
+def test_the_large_config_streams_training_pairs_disjoint_from_the_held_out_splits():
+    from nmt.data.synthetic import SyntheticTranslation, _split_of, stream_training_pairs
+
+    first = list(stream_training_pairs(2000))
+    assert first == list(stream_training_pairs(2000)) and len(first) == 2000
+    held_out = generate_splits(sizes={"validation": 500, "test": 500})
+    assert held_out == {name: pairs for name, pairs in generate_splits().items() if name != "train"}
+    held_out_sources = {source for pairs in held_out.values() for source, _ in pairs}
+    assert all(_split_of(source) == "train" and source not in held_out_sources for source, _ in first)
+    assert [config.name for config in SyntheticTranslation.BUILDER_CONFIGS] == ["default", "5m"]
