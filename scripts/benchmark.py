@@ -32,6 +32,14 @@
       only tensorflow and tensorflow_text; and `nmt translate --server` asking an `nmt serve`
       of the run.
       Writes benchmarks/latency.json and .md.
+
+  scripts/benchmark.py corpus [--dataset synthetic/5m] [--data-dir DIR]
+      a corpus of WMT's size (5 million pairs): preparing it with TFDS, training SentencePiece on
+      its tokenizer.max_sentences sample, then, each in a fresh process, time to the first
+      training step, steady-state target tokens/s and resident memory as the first million pairs
+      of an epoch are read, with the training split cached in memory (as before) and streamed
+      (now); and Multi30k's steady-state tokens/s with the same model in the same run. Writes
+      benchmarks/corpus.json and .md.
 """
 
 from __future__ import annotations
@@ -822,6 +830,125 @@ def latency_table(entry: dict) -> str:
         f"Sentence: \"{entry['sentence']}\" → \"{export['translation']}\"",
         "",
     ])
+
+
+
+CORPUS_PROBES = ("prepare", "tokenizer", "memory", "stream", "multi30k")
+
+
+def _rss_mib() -> float:
+    with open("/proc/self/status") as status:
+        return int(status.read().split("VmRSS:")[1].split()[0]) / 1024
+
+
+def _corpus_config(dataset: str, data_dir: str) -> Config:
+    """configs/multi30k_en_de.yaml's tokenizer, model and batches, on the dataset."""
+    config = config_lib.load(Path("configs/multi30k_en_de.yaml"))
+    data = dataclasses.replace(config.data, dataset=dataset, data_dir=data_dir,
+                               **({} if dataset == "multi30k" else {"source_lang": "en", "target_lang": "sy", "manual_dir": None}))
+    data = dataclasses.replace(data, manual_dir=str(Path("../shared/data/multi30k").resolve())) if dataset == "multi30k" else data
+    return dataclasses.replace(config, data=data, train=dataclasses.replace(config.train, tensorboard=False, data_check=False))
+
+
+@app.command("corpus-probe", hidden=True)
+def corpus_probe(probe: str, dataset: str, data_dir: str, work: Path, steps: int = 100, read_pairs: int = 1_000_000) -> None:
+    """One measurement in a fresh process; prints a JSON line."""
+    from nmt.data import pipeline
+
+    started = time.perf_counter()
+    config = _corpus_config("multi30k" if probe == "multi30k" else dataset, data_dir)
+    run = RunDir(work / probe)
+    result: dict = {}
+    if probe == "prepare":
+        result["pairs"] = sources.split_size(config.data, "train")
+    elif probe == "tokenizer":
+        tokenizer.prepare(config.tokenizer, config.data, work / "tokenizer")
+        result["sentencepiece_sentences_per_side"] = min(config.tokenizer.max_sentences, sources.split_size(config.data, "train"))
+    else:
+        run.path.mkdir(parents=True, exist_ok=True)
+        if probe != "multi30k":
+            shutil.copytree(work / "tokenizer", run.tokenizer_dir, dirs_exist_ok=True)
+            cache = probe == "memory"
+            pipeline.cache_in_memory = lambda pairs: cache
+        setup = trainer.prepare(config, run)
+        batches = iter(setup.train_batches(1))
+        float(setup.train_step((next(batches),))[0])
+        result["seconds_to_first_step"] = round(time.perf_counter() - started, 1)
+        for _ in range(10):
+            setup.train_step((next(batches),))
+        tokens, clock = 0, time.perf_counter()
+        for _ in range(steps):
+            batch = next(batches)
+            float(setup.train_step((batch,))[0])
+            tokens += int((batch["target_out"].numpy() != PAD_ID).sum())
+        result["target_tokens_per_s"] = round(tokens / (time.perf_counter() - clock))
+        if probe != "multi30k":
+            # Reading the epoch on, without training: what the cache holds grows with what was read.
+            read, marks, rss = 0, [read_pairs // 4, read_pairs // 2, read_pairs], {}
+            clock = time.perf_counter()
+            for batch in batches:
+                read += int(batch["source_ids"].shape[0])
+                if marks and read >= marks[0]:
+                    rss[f"{marks.pop(0):,} pairs"] = round(_rss_mib())
+                    if not marks:
+                        break
+            result["rss_mib_as_the_epoch_is_read"] = rss
+            result["read_pairs_per_s"] = round(read / (time.perf_counter() - clock))
+    result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(result))
+
+
+@app.command()
+def corpus(
+    dataset: Annotated[str, typer.Option(help="The large corpus (a synthetic config).")] = "synthetic/5m",
+    data_dir: Annotated[Path, typer.Option(help="TFDS data directory for it (generated once, ~1 GB).")] = Path("/tmp/nmt_corpus_tfds"),
+    steps: Annotated[int, typer.Option(help="Training steps timed for tokens/s.")] = 100,
+    out: Annotated[Path, typer.Option(help="JSON file; the Markdown table goes beside it.")] = Path("benchmarks/corpus.json"),
+) -> None:
+    """Time, memory and speed on a corpus of millions of pairs, cached in memory against streamed."""
+    work = Path(tempfile.mkdtemp(prefix="nmt_corpus_"))
+    entry: dict = {"machine": machine(), "code": code_version(), "dataset": dataset, "steps": steps, "probes": {}}
+    if out.is_file():
+        previous = json.loads(out.read_text())
+        if previous.get("code") == entry["code"]:
+            entry["probes"] = previous.get("probes", {})
+    for probe in CORPUS_PROBES:
+        if probe in entry["probes"]:
+            continue
+        command = [sys.executable, __file__, "corpus-probe", probe, dataset, str(data_dir), str(work), "--steps", str(steps)]
+        print(f"corpus: {probe} ...", flush=True)
+        finished = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        if finished.returncode != 0:
+            raise SystemExit(f"probe {probe} failed:\n{finished.stderr[-3000:]}")
+        entry["probes"][probe] = json.loads(finished.stdout.strip().splitlines()[-1])
+        atomic.write_text(out, json.dumps(entry, indent=2) + "\n")
+        print(f"  {entry['probes'][probe]}", flush=True)
+    atomic.write_text(out.with_suffix(".md"), corpus_table(entry) + "\n")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def corpus_table(entry: dict) -> str:
+    probes, machine_ = entry["probes"], entry["machine"]
+    memory, stream, multi30k = probes["memory"], probes["stream"], probes["multi30k"]
+    lines = [
+        f"# A corpus of {probes['prepare']['pairs']:,} training pairs ({entry['dataset']})", "",
+        f"Machine: {machine_['cpu']}, {machine_['cores']} cores ({', '.join(machine_['cpu_vector_units'])}), "
+        f"TensorFlow {machine_['tensorflow']}; code {entry['code']}. Model, tokenizer and batches of "
+        "configs/multi30k_en_de.yaml. Each column is a fresh process.", "",
+        f"- TFDS preparation (generating and writing the corpus, once): {probes['prepare']['seconds']:.0f} s, "
+        f"peak RSS {probes['prepare']['peak_rss_mib']:,} MiB",
+        f"- SentencePiece on {probes['tokenizer']['sentencepiece_sentences_per_side']:,} pairs spread over the corpus "
+        f"(tokenizer.max_sentences): {probes['tokenizer']['seconds']:.0f} s, peak RSS {probes['tokenizer']['peak_rss_mib']:,} MiB", "",
+        "| | cached in memory (before) | streamed (now) | Multi30k (cached) |", "| --- | ---: | ---: | ---: |",
+        f"| seconds to the first training step | {memory['seconds_to_first_step']} | {stream['seconds_to_first_step']} | {multi30k['seconds_to_first_step']} |",
+        f"| steady-state target tokens/s ({entry['steps']} steps) | {memory['target_tokens_per_s']:,} | {stream['target_tokens_per_s']:,} | {multi30k['target_tokens_per_s']:,} |",
+    ]
+    for mark in memory["rss_mib_as_the_epoch_is_read"]:
+        lines.append(f"| RSS after reading {mark} of the epoch (MiB) | {memory['rss_mib_as_the_epoch_is_read'][mark]:,} | "
+                     f"{stream['rss_mib_as_the_epoch_is_read'].get(mark, '–')} | |")
+    lines.append(f"| pairs read per second (tokenizing, batching; no training) | {memory['read_pairs_per_s']:,} | {stream['read_pairs_per_s']:,} | |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
