@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test benchmark-quality benchmark-quality-full benchmark-speed benchmark-speed-reference benchmark-speed-ctranslate2 benchmark-attention benchmark-latency clean
+.PHONY: install demo test benchmark-quality benchmark-quality-full benchmark-speed benchmark-speed-reference benchmark-speed-ctranslate2 benchmark-attention benchmark-latency benchmark-corpus clean
 
 install: $(VENV)/.installed
 
@@ -85,6 +85,12 @@ benchmark-attention: install
 RUN_DIR ?= runs/latest
 benchmark-latency: install
 	$(BIN)/python scripts/benchmark.py latency --run-dir $(RUN_DIR) $(if $(BASELINE),--baseline-checkout $(BASELINE))
+
+# A corpus of 5 million pairs (synthetic/5m, generated once into /tmp/nmt_corpus_tfds, ~1 GB):
+# time to the first step, tokens/s and memory, cached in memory against streamed
+# (benchmarks/corpus.json and .md).
+benchmark-corpus: install
+	$(BIN)/python scripts/benchmark.py corpus
 
 clean:
 	rm -rf runs .pytest_cache

@@ -102,8 +102,9 @@ def identify_languages(source: str, target: str) -> Languages:
 
 @dataclass
 class Result:
+    # The training split first.
     splits: list[Split]
-    # Per split: check name -> Finding; the training split first.
+    # Per split: check name -> Finding.
     findings: dict[str, dict[str, Finding]]
     # Per held-out split: 'pair', 'source', 'target' -> Finding (indices into that split).
     leakage: dict[str, dict[str, Finding]]
@@ -126,8 +127,8 @@ class Result:
                 for split in self.splits
             },
             "leakage": {
-                name: {kind: finding.summary(len(split)) for kind, finding in self.leakage[name].items()}
-                for name, split in ((split.name, split) for split in self.splits[1:])
+                split.name: {kind: finding.summary(len(split)) for kind, finding in self.leakage[split.name].items()}
+                for split in self.splits[1:]
             },
         }
 
