@@ -328,6 +328,8 @@ def data_check(
     write_clean: Annotated[Optional[Path], typer.Option(
         "--write-clean", help="Write the corpus without the training pairs found bad (and those leaking into validation "
                               "or test) to this new directory, as data.dataset=local reads it.")] = None,
+    max_pairs: Annotated[Optional[int], typer.Option(
+        "--max-pairs", min=1, help="Check only the first N pairs of each split (a quick look at a large corpus).")] = None,
     set_: SetOption = None,
 ) -> None:
     """Check every split for empty, duplicate, untranslated, misaligned, over-long, wrong-language and unknown-character
@@ -336,7 +338,7 @@ def data_check(
         from nmt import jobs
         from nmt.data import check
 
-        report, directory = jobs.data_check(config, run_dir, set_ or [], output, write_clean)
+        report, directory = jobs.data_check(config, run_dir, set_ or [], output, write_clean, max_pairs)
         for name, split in report["splits"].items():
             typer.echo(f"{name}: {split['pairs']:,} pairs")
         problems = check.warnings(report)

@@ -98,15 +98,18 @@ def train(config: Config, run: RunDir, progress: bool = True) -> TrainSummary:
 
 
 def data_check(config_path: Path, run_dir: str | None, overrides: list[str], output: Path | None,
-               write_clean: Path | None) -> tuple[dict, Path]:
-    """Checks the config's data (every pair of every split); writes data_check.json and .md into
-    output (default: the run directory) and, with write_clean, the cleaned corpus in the `local`
-    layout. Returns the report and the directory it is in."""
+               write_clean: Path | None, max_pairs: int | None = None) -> tuple[dict, Path]:
+    """Checks the config's data (every pair of every split, or the first max_pairs of each);
+    writes data_check.json and .md into output (default: the run directory) and, with
+    write_clean, the cleaned corpus in the `local` layout. Returns the report and the directory
+    it is in."""
     config = config_lib.load(config_path, overrides)
     run = RunDir(Path(run_dir or config.train.run_dir or Path("runs") / Path(config_path).stem))
+    if write_clean is not None and max_pairs is not None:
+        raise NmtError("--write-clean writes the whole corpus and --max-pairs checks part of it; drop --max-pairs")
     if write_clean is not None and write_clean.exists() and (not write_clean.is_dir() or any(write_clean.iterdir())):
         raise NmtError(f"{write_clean} is not empty; choose a new directory for --write-clean")
-    splits = _read_splits(config, limit=None)
+    splits = _read_splits(config, limit=max_pairs)
     with tempfile.TemporaryDirectory() as scratch:
         result = data_check_lib.check(splits, _check_tokenizers(config, run, splits[0], Path(scratch)),
                                       config.data.max_length, data_check_lib.identify_languages(config.data.source_lang, config.data.target_lang))
