@@ -110,6 +110,8 @@ class Result:
     leakage: dict[str, dict[str, Finding]]
     # Per split and side: unknown character -> occurrences.
     unknown_characters: dict[str, dict[str, dict[str, int]]]
+    # Per split and side: the share of subword pieces that are the unknown piece.
+    unknown_piece_rate: dict[str, dict[str, float]]
     languages: Languages
     tokenizer_checks: bool
 
@@ -122,7 +124,8 @@ class Result:
                 split.name: {
                     "pairs": len(split),
                     "checks": {name: finding.summary(len(split)) for name, finding in self.findings[split.name].items()},
-                    "unknown_characters": self.unknown_characters.get(split.name, {}),
+                    "unknown_characters": self.unknown_characters[split.name],
+                    "unknown_piece_rate": self.unknown_piece_rate[split.name],
                 }
                 for split in self.splits
             },
@@ -144,17 +147,18 @@ class Result:
 
 def check(splits: Sequence[Split], tokenizers: Tokenizers | None, max_length: int, languages: Languages) -> Result:
     """Runs every check on splits (the training split first); the subword checks need tokenizers."""
-    findings, unknown = {}, {}
+    findings, unknown, rates = {}, {}, {}
     for split in splits:
-        findings[split.name], unknown[split.name] = _check_split(split, tokenizers, max_length, languages)
+        findings[split.name], unknown[split.name], rates[split.name] = _check_split(split, tokenizers, max_length, languages)
     train = splits[0]
     leakage = {split.name: _leakage(train, split) for split in splits[1:]}
-    return Result(list(splits), findings, leakage, unknown, languages, tokenizers is not None)
+    return Result(list(splits), findings, leakage, unknown, rates, languages, tokenizers is not None)
 
 
 def _check_split(split: Split, tokenizers: Tokenizers | None, max_length: int,
-                 languages: Languages) -> tuple[dict[str, Finding], dict[str, dict[str, int]]]:
+                 languages: Languages) -> tuple[dict[str, Finding], dict[str, dict[str, int]], dict[str, float]]:
     found = {name: Finding() for name in ("empty", "duplicate", "near_duplicate", "copy", "length_ratio")}
+    unknown_rate: dict[str, float] = {}
     first_pairs: dict[tuple[str, str], int] = {}
     first_normalized: dict[tuple[str, str], int] = {}
     for index, (source, target) in enumerate(zip(split.sources, split.targets)):
@@ -192,6 +196,8 @@ def _check_split(split: Split, tokenizers: Tokenizers | None, max_length: int,
             "source": _unknown_characters(tokenizers.source, split.sources, found["unknown_pieces"].indices),
             "target": _unknown_characters(tokenizers.target, split.targets, found["unknown_pieces"].indices),
         }
+        unknown_rate = {side: sum(row.count(UNK_ID) for row in ids) / max(1, sum(map(len, ids)))
+                        for side, ids in (("source", source_ids), ("target", target_ids))}
     for index in sorted(ratio_details):
         found["length_ratio"].add(split, index, ratio_details[index])
     if languages.probability is not None:
@@ -204,7 +210,7 @@ def _check_split(split: Split, tokenizers: Tokenizers | None, max_length: int,
                      if p < WRONG_LANGUAGE_PROBABILITY]
             if wrong:
                 found["wrong_language"].add(split, index, "; ".join(wrong))
-    return found, unknown_characters
+    return found, unknown_characters, unknown_rate
 
 
 def _normalize(text: str) -> str:
@@ -311,6 +317,9 @@ def markdown(report: dict, title: str) -> str:
         lines += [f"| {name} | {' | '.join(_cell(kinds[kind]) for kind in ('pair', 'source', 'target'))} |"
                   for name, kinds in report["leakage"].items()]
         lines.append("")
+    if report["subword_checks"]:
+        lines += ["Unknown pieces among all subword pieces: " + "; ".join(
+            f"{name} {side} {rate:.3%}" for name in names for side, rate in splits[name]["unknown_piece_rate"].items()), ""]
     for name in names:
         for side, counts in splits[name]["unknown_characters"].items():
             if counts:

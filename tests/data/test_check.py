@@ -113,6 +113,8 @@ def test_the_report_has_counts_shares_examples_and_unknown_characters(result, co
     assert example["line"] == lines["wrong_language"] and example["target"].startswith("Une femme")
     assert example["detail"].startswith("target is not de")
     assert set(train["unknown_characters"]["source"]) == set("富士山")
+    # Three unknown pieces at most (a run of unknown characters may be one piece) among the split's thousands.
+    assert 0 < train["unknown_piece_rate"]["source"] < 0.001 and report["splits"]["test"]["unknown_piece_rate"]["source"] == 0
     assert report["leakage"]["validation"]["pair"]["count"] == 1
     text = check.markdown(report, "test corpus")
     assert "| untranslated copies (target = source) | 1 (0.25%) | 0 | 0 |" in text
