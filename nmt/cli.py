@@ -356,7 +356,7 @@ def data_check(
 
 def _print_scores(report: dict, directory: Path) -> None:
     typer.echo(
-        f"{report['split']}: BLEU {report['bleu']:.2f}  chrF {report['chrf']:.2f}  "
+        f"{report['split']}: BLEU {report['bleu']:.2f}  chrF {report['chrf']:.2f}  TER {report['ter']:.2f}  "
         f"({report['num_sentences']} sentences, {report['sentences_per_second']:.1f} sentences/s)"
     )
     typer.echo(f"  {report['signature']}")

@@ -74,7 +74,7 @@ def _evaluations(run: RunDir) -> dict:
     for report in sorted(run.path.glob("eval/*/report.json")):
         data = json.loads(report.read_text(encoding="utf-8"))
         found[data["split"]] = {key: data.get(key) for key in (
-            "bleu", "chrf", "signature", "chrf_signature", "num_sentences", "checkpoint")}
+            "bleu", "chrf", "ter", "signature", "chrf_signature", "ter_signature", "num_sentences", "checkpoint")}
         found[data["split"]]["beam_size"] = data["decode"]["beam_size"]
     return found
 
@@ -126,7 +126,8 @@ def text(info: dict) -> str:
             listed = ", ".join(f"ckpt-{c['step']} ({c['megabytes']:.1f} MB)" for c in saved)
             lines.append((f"Checkpoints {kind}", listed))
     for split, scores in info["evaluations"].items():
-        lines.append((f"Evaluation {split}", f"BLEU {scores['bleu']:.2f}, chrF {scores['chrf']:.2f} "
+        ter = f", TER {scores['ter']:.2f}" if scores.get("ter") is not None else ""  # reports before TER lack it
+        lines.append((f"Evaluation {split}", f"BLEU {scores['bleu']:.2f}, chrF {scores['chrf']:.2f}{ter} "
                                             f"(beam {scores['beam_size']}, {scores['num_sentences']} sentences) {scores['signature']}"))
     lines.append(("Export", info["export"] or "none"))
     width = max(len(label) for label, _ in lines)

@@ -54,7 +54,8 @@ def test_training_learns_and_writes_the_run_directory(workdir):
     report = json.loads((run / "eval" / "test" / "report.json").read_text())
     assert report["bleu"] >= BLEU_THRESHOLD, report
     assert report["num_sentences"] == 500 and report["signature"].startswith("nrefs:1|case:mixed")
-    assert {"bleu", "chrf", "signature", "num_sentences", "seconds", "decode"} <= report.keys()
+    assert {"bleu", "chrf", "ter", "signature", "ter_signature", "num_sentences", "seconds", "decode"} <= report.keys()
+    assert 0 <= report["ter"] < 60  # a model that learned edits few words
     assert "## Sample translations" in (run / "eval" / "test" / "report.md").read_text()
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == [1, 2] and metrics[1]["validation_loss"] < metrics[0]["validation_loss"]

@@ -23,7 +23,7 @@ class Evaluation:
     sources: list[str]
     references: list[str]
     hypotheses: list[str]
-    # score()'s keys: bleu, chrf, signature, chrf_signature, bleu_details, length_ratio.
+    # score()'s keys: bleu, chrf, ter, signature, chrf_signature, ter_signature, bleu_details, length_ratio.
     scores: dict
     seconds: float
 

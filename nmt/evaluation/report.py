@@ -24,10 +24,12 @@ def _markdown(report, sources, references, hypotheses, config_summary, num_sampl
         "| --- | --- |",
         f"| BLEU | {report['bleu']:.2f} |",
         f"| chrF | {report['chrf']:.2f} |",
+        f"| TER (lower is better) | {report['ter']:.2f} |",
         f"| length ratio (hyp/ref) | {report['length_ratio']:.3f} |",
         "",
         f"- BLEU signature: `{report['signature']}`",
         f"- chrF signature: `{report['chrf_signature']}`",
+        f"- TER signature: `{report['ter_signature']}`",
         f"- {report['bleu_details']}",
         f"- {report['num_sentences']} sentences translated in {report['seconds']:.1f} s "
         f"({report['sentences_per_second']:.1f} sentences/s), decoding: {report['decode']}",
