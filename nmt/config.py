@@ -186,6 +186,15 @@ class DecodeConfig:
     # Output length limit: ratio * source tokens + offset (and never above model.max_length).
     max_length_ratio: float = 1.5
     max_length_offset: int = 10
+    # Sampling instead of search (e.g. for back-translation): each token drawn from the model's
+    # distribution, its logits divided by temperature, cut to the top_k most likely tokens ('top_k')
+    # or to the fewest whose probabilities add up to top_p ('top_p'). 'none': greedy or beam search.
+    sampling: Literal["none", "top_k", "top_p"] = "none"
+    temperature: float = 1.0
+    top_k: int = 10
+    top_p: float = 0.9
+    # Seed of sampling: the same seed and input give the same samples; None draws a new one each time.
+    seed: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -379,6 +388,8 @@ def _check_values(config: Config) -> None:
         "decode.beam_size": config.decode.beam_size,
         "decode.batch_size": config.decode.batch_size,
         "decode.max_length_ratio": config.decode.max_length_ratio,
+        "decode.temperature": config.decode.temperature,
+        "decode.top_k": config.decode.top_k,
     }
     for key, value in positive.items():
         if value is not None and value <= 0:
@@ -399,6 +410,8 @@ def _check_values(config: Config) -> None:
         )
     if config.decode.max_length_offset < 0:
         raise ConfigError(f"config key 'decode.max_length_offset' must be 0 or more; got {config.decode.max_length_offset}")
+    if not 0.0 < config.decode.top_p <= 1.0:
+        raise ConfigError(f"config key 'decode.top_p' must be in (0, 1]; got {config.decode.top_p}")
     if config.decode.length_penalty < 0:
         raise ConfigError(f"config key 'decode.length_penalty' must be 0 or more; got {config.decode.length_penalty}")
     if config.train.best_metric == "bleu" and not config.train.validation_bleu:

@@ -73,6 +73,9 @@ def export(config: Config, model: Transformer, tokenizers: Tokenizers, checkpoin
     """Writes the SavedModel of the model (checkpoint's weights) into output (refusing a non-empty
     one unless force); returns output. It is written beside output first, fsynced and renamed
     into place, so output is never half-written."""
+    if config.decode.sampling != "none":
+        raise NmtError(f"an export holds greedy or beam search, not sampling (decode.sampling={config.decode.sampling}); "
+                       "export with --set decode.sampling=none")
     if output.exists() and (not output.is_dir() or any(output.iterdir())) and not force:
         raise NmtError(f"{output} exists and is not empty; pass --force to replace it, or choose another --output")
     serving = _Serving(config, model, tokenizers)

@@ -177,10 +177,11 @@ def train_and_evaluate(config: Config, run: RunDir) -> tuple[TrainSummary, dict]
 
 
 def validation_decode(config: Config) -> Config:
-    """The config validation BLEU decodes with: config.decode with train.validation_beam_size.
-    `nmt evaluate --split validation` with these settings reproduces the logged BLEU."""
+    """The config validation BLEU decodes with: config.decode with train.validation_beam_size, and
+    search rather than sampling. `nmt evaluate --split validation` with these settings reproduces
+    the logged BLEU."""
     return dataclasses.replace(
-        config, decode=dataclasses.replace(config.decode, beam_size=config.train.validation_beam_size)
+        config, decode=dataclasses.replace(config.decode, beam_size=config.train.validation_beam_size, sampling="none")
     )
 
 

@@ -389,6 +389,27 @@ def test_beam_search_n_best(workdir):
     )
 
 
+def test_sampling_gives_distinct_seeded_samples(workdir):
+    def sampled(seed, *extra):
+        return invoke("translate", "--set", "decode.sampling=top_p", "--set", "decode.top_p=0.95", "--set", "decode.temperature=2.0",
+                      "--set", f"decode.seed={seed}", *extra, "The dog saw a cat.", "My small teachers will read the book.")
+
+    first, again, other = sampled(11, "--n-best", "3"), sampled(11, "--n-best", "3"), sampled(12, "--n-best", "3")
+    assert first.exit_code == 0, first.output
+    assert first.output == again.output and first.output != other.output
+    lines = [line.split(" ||| ") for line in first.output.splitlines()]
+    assert [line[0] for line in lines] == ["0", "0", "0", "1", "1", "1"]
+    for start in (0, 3):
+        scores = [float(line[2]) for line in lines[start : start + 3]]
+        assert scores == sorted(scores, reverse=True) and len({line[1] for line in lines[start : start + 3]}) == 3
+    # More samples than the beam holds: sampling draws as many as asked.
+    assert sampled(11, "--n-best", "6").exit_code == 0
+    assert_user_error(invoke("translate", "--set", "decode.sampling=top_p", "--set", "decode.top_p=0", "A dog."),
+                      "'decode.top_p' must be in (0, 1]; got 0")
+    assert_user_error(invoke("export", "--set", "decode.sampling=top_k", "--output", "sampled-export"),
+                      "an export holds greedy or beam search, not sampling")
+
+
 def test_average_checkpoints(workdir):
     run = workdir / "runs" / "tiny"
     result = invoke("average", "--last", "2")

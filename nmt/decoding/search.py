@@ -1,8 +1,9 @@
-"""Greedy and beam search over the Transformer's cached decoder, each one tf.while_loop.
+"""Greedy search, beam search and sampling over the Transformer's cached decoder, each one
+tf.while_loop.
 
-Both return (ids, scores):
+All return (ids, scores):
   ids     (batch, n, steps) target ids without BOS, each hypothesis ending with EOS then PAD_ID,
-          best first (n = 1 for greedy, beam_size for beam search);
+          best first (n = 1 for greedy, beam_size for beam search, the samples drawn for sampling);
   scores  (batch, n) log-probability divided by the GNMT length penalty ((5 + length) / 6) ** alpha,
           length counting EOS.
 
@@ -35,26 +36,74 @@ def length_penalty(lengths: tf.Tensor, alpha: float) -> tf.Tensor:
 def greedy_search(
     model: Transformer, source_ids: tf.Tensor, max_lengths: tf.Tensor, alpha: float = 0.0
 ) -> tuple[tf.Tensor, tf.Tensor]:
-    """The most likely next token at every step; ids (batch, 1, steps), scores (batch, 1).
+    """The most likely next token at every step; ids (batch, 1, steps), scores (batch, 1)."""
+    def most_likely(logits, step, limits):
+        log_probs, ids = _best_next_tokens(logits, step, limits, 1)
+        return log_probs[:, 0], ids[:, 0]
 
-    A sentence leaves the working batch at its EOS, as in beam_search."""
+    return _token_by_token(model, source_ids, max_lengths, alpha, 1, most_likely)
+
+
+def sample(
+    model: Transformer, source_ids: tf.Tensor, max_lengths: tf.Tensor, num_samples: tf.Tensor, seed: tf.Tensor,
+    method: str, temperature: float, top_k: int, top_p: float, alpha: float = 0.0,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """num_samples translations per sentence, each token drawn from the model's distribution with
+    its logits divided by temperature and cut to the top_k most likely tokens (method 'top_k') or
+    to the fewest whose probabilities add up to top_p (method 'top_p', nucleus sampling; Holtzman
+    et al., 2020). Scores are the model's own log-probabilities (not the tempered ones) over the
+    length penalty, and samples are sorted by them, best first. seed (2,) int32: the same seed and
+    batch give the same samples. Returns ids (batch, num_samples, steps), scores (batch, num_samples)."""
+    def draw(logits, step, limits):
+        excluded = tf.scatter_nd([[PAD_ID], [BOS_ID]], [_NEG, _NEG], tf.shape(logits)[-1:])
+        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32) + excluded)
+        tempered = log_probs / temperature
+        if method == "top_k":
+            threshold = tf.math.top_k(tempered, k=tf.minimum(top_k, tf.shape(tempered)[-1])).values[:, -1:]
+        else:
+            ranked = tf.sort(tempered, direction="DESCENDING")
+            probabilities = tf.nn.softmax(ranked)
+            # A token is kept while the probability of the tokens ranked above it is below top_p:
+            # the most likely one always is.
+            before = tf.cumsum(probabilities, axis=-1, exclusive=True)
+            kept = tf.reduce_sum(tf.cast(before < top_p, tf.int32), axis=-1, keepdims=True)
+            threshold = tf.gather(ranked, kept - 1, batch_dims=1)
+        candidates = tf.where(tempered >= threshold, tempered, _NEG)
+        ids = tf.random.stateless_categorical(candidates, 1, seed=tf.stack([seed[0], seed[1] + step]), dtype=tf.int32)[:, 0]
+        at_limit = step >= limits
+        ids = tf.where(at_limit, EOS_ID, ids)
+        return tf.where(at_limit, 0.0, tf.gather(log_probs, ids, batch_dims=1)), ids
+
+    ids, scores = _token_by_token(model, source_ids, max_lengths, alpha, num_samples, draw)
+    scores, order = tf.math.top_k(scores, k=tf.shape(scores)[1])
+    return tf.gather(ids, order, batch_dims=1), scores
+
+
+def _token_by_token(model: Transformer, source_ids: tf.Tensor, max_lengths: tf.Tensor, alpha: float,
+                    per_sentence, choose) -> tuple[tf.Tensor, tf.Tensor]:
+    """per_sentence hypotheses per sentence, each extended by one token per step by choose(logits,
+    step, limits) -> (log-probabilities, ids) of the rows; a row leaves the working batch at its EOS.
+    Returns ids (batch, per_sentence, steps), scores (batch, per_sentence)."""
     batch_size = tf.shape(source_ids)[0]
     max_steps = tf.reduce_max(max_lengths) + 1
     cache = model.start_decoding(source_ids)
     output_kernel = model.output_kernel()  # once, not every step
+    if not (isinstance(per_sentence, int) and per_sentence == 1):
+        # Each sentence's row becomes per_sentence rows (sentence-major), sharing one encoder pass.
+        cache = tf.nest.map_structure(lambda tensor: tf.repeat(tensor, per_sentence, axis=0), cache)
+    rows = batch_size * per_sentence
 
-    # `active` (A,) indexes the sentences still decoded; tokens, limits and cache rows are theirs.
+    # `active` (A,) indexes the rows still decoded; tokens, limits and cache rows are theirs.
     def not_done(step, active, tokens, limits, log_prob, length, output, cache):
         return tf.logical_and(step < max_steps, tf.size(active) > 0)
 
     def extend(step, active, tokens, limits, log_prob, length, output, cache):
         logits, cache = model.decode_step(tokens, step, cache, output_kernel)
-        best_log_prob, next_ids = _best_next_tokens(logits, step, limits, 1)
-        next_ids = next_ids[:, 0]
-        sentences = active[:, tf.newaxis]
-        log_prob = tf.tensor_scatter_nd_add(log_prob, sentences, best_log_prob[:, 0])
-        length = tf.tensor_scatter_nd_add(length, sentences, tf.ones_like(next_ids))
-        output = output.write(step, tf.tensor_scatter_nd_update(tf.fill([batch_size], PAD_ID), sentences, next_ids))
+        next_log_prob, next_ids = choose(logits, step, limits)
+        positions = active[:, tf.newaxis]
+        log_prob = tf.tensor_scatter_nd_add(log_prob, positions, next_log_prob)
+        length = tf.tensor_scatter_nd_add(length, positions, tf.ones_like(next_ids))
+        output = output.write(step, tf.tensor_scatter_nd_update(tf.fill([rows], PAD_ID), positions, next_ids))
         going_on = tf.where(tf.not_equal(next_ids, EOS_ID))[:, 0]
         cache = tf.cond(
             tf.size(going_on) < tf.size(active),
@@ -71,13 +120,13 @@ def greedy_search(
         not_done,
         extend,
         (
-            tf.constant(0), tf.range(batch_size), tf.fill([batch_size], BOS_ID), max_lengths, tf.zeros([batch_size]),
-            tf.zeros([batch_size], tf.int32), tf.TensorArray(tf.int32, size=0, dynamic_size=True), cache,
+            tf.constant(0), tf.range(rows), tf.fill([rows], BOS_ID), tf.repeat(max_lengths, per_sentence),
+            tf.zeros([rows]), tf.zeros([rows], tf.int32), tf.TensorArray(tf.int32, size=0, dynamic_size=True), cache,
         ),
         shape_invariants=(None, fewer, fewer, fewer, None, None, None, model.decoding_shape_invariants(cache)),
     )
-    ids = tf.transpose(output.stack())  # (batch, steps)
-    return ids[:, tf.newaxis], (log_prob / length_penalty(length, alpha))[:, tf.newaxis]
+    ids = tf.reshape(tf.transpose(output.stack()), [batch_size, per_sentence, -1])
+    return ids, tf.reshape(log_prob / length_penalty(length, alpha), [batch_size, per_sentence])
 
 
 def beam_search(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -15,7 +16,7 @@ from nmt import checkpoints
 from nmt.config import Config, DecodeConfig
 from nmt.data import tokenizer
 from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizers
-from nmt.decoding.search import beam_search, greedy_search
+from nmt.decoding.search import beam_search, greedy_search, sample
 from nmt.errors import ConfigError
 from nmt.model.transformer import Transformer, build_transformer
 from nmt.run_dir import RunDir
@@ -60,7 +61,8 @@ class Hypothesis:
 
 class Translator:
     """Translates lists of sentences in batches with the decoding settings of `config.decode`:
-    greedy search when decode.beam_size is 1, beam search otherwise.
+    greedy search when decode.beam_size is 1, beam search otherwise, or sampling
+    (decode.sampling: top_k or top_p).
 
     Example:
         translator = Translator.from_run_dir(run_dir.resolve("runs/quickstart"))
@@ -72,14 +74,19 @@ class Translator:
         self.model = model
         self.tokenizers = tokenizers
         decode = config.decode
-        if decode.beam_size == 1:
-            search = functools.partial(greedy_search, model, alpha=decode.length_penalty)
+        if decode.sampling != "none":
+            search = functools.partial(sample, model, method=decode.sampling, temperature=decode.temperature,
+                                       top_k=decode.top_k, top_p=decode.top_p, alpha=decode.length_penalty)
+        elif decode.beam_size == 1:
+            search = _ignoring_sampling(functools.partial(greedy_search, model, alpha=decode.length_penalty))
         else:
-            search = functools.partial(beam_search, model, beam_size=decode.beam_size, alpha=decode.length_penalty)
-        # One graph for every batch shape: the whole search compiles once.
-        self._search = tf.function(
-            search, input_signature=[tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32)]
-        )
+            search = _ignoring_sampling(functools.partial(beam_search, model, beam_size=decode.beam_size, alpha=decode.length_penalty))
+        # One graph for every batch shape (and number of samples): the whole search compiles once.
+        self._search = tf.function(search, input_signature=[
+            tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32),
+            tf.TensorSpec([2], tf.int32),
+        ])
+        self._seeds = random.Random(decode.seed)
 
     @classmethod
     def from_run_dir(cls, run: RunDir, config: Config | None = None, checkpoint: Path | None = None) -> "Translator":
@@ -114,7 +121,8 @@ class Translator:
             ConfigError: n is not between 1 and decode.beam_size.
             NmtError: a sentence is not valid Unicode text (a lone surrogate).
         """
-        if n < 1 or n > self.config.decode.beam_size:
+        sampling = self.config.decode.sampling != "none"
+        if n < 1 or (n > self.config.decode.beam_size and not sampling):
             raise ConfigError(
                 f"n-best must be between 1 and decode.beam_size ({self.config.decode.beam_size}); got {n}. "
                 f"Raise the beam: --set decode.beam_size={max(n, 1)} (or decode.beam_size in the config)"
@@ -143,7 +151,11 @@ class Translator:
         decode = self.config.decode
         source_lengths = tf.reduce_sum(tf.cast(tf.not_equal(source_ids, PAD_ID), tf.int32), axis=1)
         max_lengths = length_limits(source_lengths, decode, self.model.max_length)
-        output_ids, scores = self._search(source_ids, max_lengths)
+        seed = tf.constant([self._seeds.randrange(2**31), 0], tf.int32)
+        if decode.sampling == "none":
+            output_ids, scores = self._search(source_ids, max_lengths, n, seed)
+        else:
+            output_ids, scores = _distinct(*self._search(source_ids, max_lengths, 2 * n, seed), n)
         output_ids, scores = output_ids[:, :n], scores[:, :n].numpy()
         attention = self._attention(source_ids, output_ids[:, 0]) if with_attention else [None] * len(scores)
         # EOS and everything after it is dropped: EOS becomes padding and trailing padding is stripped.
@@ -192,3 +204,26 @@ class Translator:
         for index, length in zip(indices, lengths):
             if length > limit:
                 log.warning("sentence %d has %d tokens; only the first %d (model.max_length) are translated", index + 1, length, limit)
+
+
+def _ignoring_sampling(search: Callable) -> Callable:
+    """A search with the sampling search's arguments (the number of samples and the seed unused)."""
+    return lambda source_ids, max_lengths, num_samples, seed: search(source_ids, max_lengths)
+
+
+def _distinct(ids: tf.Tensor, scores: tf.Tensor, n: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """The n best distinct samples of each sentence out of those drawn (best first); when a
+    sentence has fewer distinct ones, its best is repeated."""
+    ids_numpy, scores_numpy = ids.numpy(), scores.numpy()
+    chosen_ids, chosen_scores = [], []
+    for row_ids, row_scores in zip(ids_numpy, scores_numpy):
+        seen, keep = set(), []
+        for rank, sample_ids in enumerate(row_ids):
+            key = sample_ids.tobytes()
+            if key not in seen:
+                seen.add(key)
+                keep.append(rank)
+        keep = (keep + [keep[0]] * n)[:n]
+        chosen_ids.append(row_ids[keep])
+        chosen_scores.append(row_scores[keep])
+    return tf.constant(np.stack(chosen_ids)), tf.constant(np.stack(chosen_scores))

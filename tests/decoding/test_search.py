@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from nmt.config import ModelConfig
 from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
-from nmt.decoding.search import beam_search, greedy_search, length_penalty
+from nmt.decoding.search import beam_search, greedy_search, length_penalty, sample
 from nmt.model.transformer import build_transformer
 
 TINY = ModelConfig(num_encoder_layers=2, num_decoder_layers=2, hidden_dim=16, num_heads=2,
@@ -116,3 +116,69 @@ def test_beam_hypotheses_are_well_formed_sorted_and_scored_exactly(alpha):
             expected = log_prob / length_penalty(len(tokens), alpha).numpy()
             np.testing.assert_allclose(scores[row, rank], expected, rtol=1e-4, atol=1e-4)
 
+
+
+def draw(model, method="top_k", temperature=1.0, top_k=VOCAB, top_p=1.0, num_samples=3, seed=(7, 0), alpha=0.0,
+         source=SOURCE, max_lengths=MAX_LENGTHS):
+    return sample(model, source, max_lengths, tf.constant(num_samples), tf.constant(seed), method, temperature, top_k, top_p, alpha)
+
+
+@pytest.mark.parametrize("settings", [{"top_k": 1}, {"method": "top_p", "top_p": 1e-6}, {"temperature": 1e-4}])
+def test_sampling_cut_to_one_token_is_greedy(settings):
+    model = tiny_model(seed=2)
+    greedy_ids, greedy_scores = greedy_search(model, SOURCE, MAX_LENGTHS)
+    ids, scores = draw(model, **settings)
+    for index in range(3):
+        np.testing.assert_array_equal(ids[:, index, : greedy_ids.shape[2]].numpy(), greedy_ids[:, 0].numpy())
+        np.testing.assert_allclose(scores[:, index].numpy(), greedy_scores[:, 0].numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6])
+def test_samples_are_well_formed_sorted_and_scored_by_the_model(alpha):
+    model = tiny_model(seed=3)
+    ids, scores = draw(model, temperature=1.5, num_samples=6, alpha=alpha)
+    ids, scores = ids.numpy(), scores.numpy()
+    assert ids.shape[:2] == (3, 6)
+    for row in range(3):
+        assert np.all(np.diff(scores[row]) <= 1e-6), "samples not sorted best first"
+        for rank in range(6):
+            tokens = [token for token in ids[row, rank] if token != PAD_ID]
+            assert tokens[-1] == EOS_ID and EOS_ID not in tokens[:-1] and BOS_ID not in tokens
+            assert len(tokens) - 1 <= MAX_LENGTHS[row]
+            # The model's own (untempered) probability, whatever the sampling distribution was.
+            log_prob = full_prefix_log_probs(model, SOURCE[row : row + 1], tokens, MAX_LENGTHS[row]).sum()
+            np.testing.assert_allclose(scores[row, rank], log_prob / length_penalty(len(tokens), alpha).numpy(), rtol=1e-4, atol=1e-4)
+    assert len({tuple(sample_ids) for sample_ids in ids[0]}) > 1, "six samples, all alike"
+
+
+@pytest.mark.parametrize("method, temperature, top_k, top_p", [("top_k", 2.0, 4, 1.0), ("top_p", 3.0, VOCAB, 0.8)])
+def test_first_tokens_follow_the_cut_tempered_distribution(method, temperature, top_k, top_p):
+    """4,000 samples of one sentence: their first tokens' frequencies against the model's first-step
+    distribution, divided by the temperature and cut to the top k or the nucleus, renormalised."""
+    model = tiny_model(seed=4)
+    source = SOURCE[:1]
+    ids, _ = draw(model, method, temperature, top_k, top_p, num_samples=4000, source=source, max_lengths=MAX_LENGTHS[:1])
+    first = ids[0, :, 0].numpy()
+    logits = model.decode(tf.constant([[BOS_ID]]), model.encode(source), source)[0, 0].numpy().astype(np.float64)
+    logits[[PAD_ID, BOS_ID]] = -np.inf
+    tempered = (logits - logits.max()) / temperature
+    probabilities = np.exp(tempered) / np.exp(tempered).sum()
+    order = np.argsort(-probabilities)
+    if method == "top_k":
+        kept = order[:top_k]
+    else:
+        before = np.cumsum(probabilities[order]) - probabilities[order]
+        kept = order[before < top_p]
+    expected = np.zeros(VOCAB)
+    expected[kept] = probabilities[kept] / probabilities[kept].sum()
+    observed = np.bincount(first, minlength=VOCAB) / len(first)
+    assert set(np.flatnonzero(observed)) <= set(kept)
+    assert 1 < len(kept) < VOCAB - 2
+    np.testing.assert_allclose(observed, expected, atol=0.03)
+
+
+def test_the_same_seed_gives_the_same_samples():
+    model = tiny_model(seed=5)
+    first, again, other = (draw(model, temperature=3.0, seed=seed)[0] for seed in ((1, 0), (1, 0), (2, 0)))
+    np.testing.assert_array_equal(first.numpy(), again.numpy())
+    assert not np.array_equal(first.numpy(), other.numpy())
