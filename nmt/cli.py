@@ -23,6 +23,11 @@ app = typer.Typer(
 RunDirOption = Annotated[
     Optional[str], typer.Option("--run-dir", help="Run directory (default: the latest training run, runs/latest).")
 ]
+RunDirsOption = Annotated[
+    Optional[list[str]], typer.Option(
+        "--run-dir", help="Run directory (default: the latest training run, runs/latest); repeat it to decode with an "
+                          "ensemble of runs (the mean of their log-probabilities at each step).")
+]
 SetOption = Annotated[
     Optional[list[str]], typer.Option("--set", help="Override a config value: key.path=value (repeatable).")
 ]
@@ -107,7 +112,7 @@ def train(
 @app.command()
 def translate(
     sentences: Annotated[Optional[list[str]], typer.Argument(help="Sentences to translate.")] = None,
-    run_dir: RunDirOption = None,
+    run_dir: RunDirsOption = None,
     input_file: Annotated[Optional[Path], typer.Option("--input", "-i", help="File with one sentence per line.")] = None,
     output_file: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write translations here (default: stdout).")] = None,
     n_best: Annotated[
@@ -132,6 +137,9 @@ def translate(
             raise NmtError("--align aligns the best translation only; leave out --n-best")
         if server is not None and (align or set_ or run_dir):
             raise NmtError("--align, --set and --run-dir apply to a model loaded here; with --server the server's run and settings apply")
+        first_run, *ensemble = run_dir or [None]
+        if align and ensemble:
+            raise NmtError("--align shows one model's attention: pass one --run-dir")
 
         if sentences:
             if not all(sentence.strip() for sentence in sentences):
@@ -147,7 +155,7 @@ def translate(
         else:
             raise NmtError("nothing to translate: pass sentences, --input FILE, or text on stdin")
         if align:
-            text = _aligned(run_dir, set_ or [], lines)
+            text = _aligned(first_run, set_ or [], lines)
         else:
             if server is not None:
                 from nmt import server as server_lib
@@ -157,7 +165,7 @@ def translate(
                 from nmt import jobs
 
                 translations = [[(hypothesis.text, hypothesis.score) for hypothesis in hypotheses]
-                                for hypotheses in jobs.translate(run_dir, set_ or [], lines, n_best)]
+                                for hypotheses in jobs.translate(first_run, set_ or [], lines, n_best, ensemble=ensemble)]
             if n_best == 1:
                 text = "".join(best[0][0] + "\n" for best in translations)
             else:
@@ -238,7 +246,7 @@ def attention(
 
 @app.command()
 def evaluate(
-    run_dir: RunDirOption = None,
+    run_dir: RunDirsOption = None,
     split: Annotated[Optional[str], typer.Option("--split", help="train, validation or test (default: eval.split).")] = None,
     compare: Annotated[
         Optional[str],
@@ -246,21 +254,27 @@ def evaluate(
     ] = None,
     set_: SetOption = None,
 ) -> None:
-    """Translate a split and score it with sacreBLEU (BLEU, chrF); writes eval/<split>/report.{json,md}
-    (with --compare, eval/<split>/compare.{json,md})."""
+    """Translate a split and score it with sacreBLEU (BLEU, chrF, TER); writes eval/<split>/report.{json,md}
+    (with --compare, eval/<split>/compare.{json,md}; with several --run-dir, the ensemble's eval/<split>-ensemble/)."""
     with _user_errors():
         from nmt import jobs
 
         if split is not None and split not in ("train", "validation", "test"):
             raise NmtError(f"--split must be train, validation or test; got {split!r}")
-        run, config = jobs.load_run(run_dir, set_ or [])
+        first_run, *others = run_dir or [None]
+        run, config = jobs.load_run(first_run, set_ or [])
         split = split or config.eval.split
         if compare is not None:
+            if others:
+                raise NmtError("--compare compares two single runs: pass one --run-dir")
             comparison = jobs.compare(run, config, compare, set_ or [], split)
             _print_comparison(comparison, run.eval_dir(split))
             return
-        report = jobs.evaluate(run, config, split)
-        _print_scores(report, run.eval_dir(report["split"]))
+        from nmt import run_dir as run_dir_lib
+
+        ensemble = [run_dir_lib.resolve(other) for other in others]
+        report = jobs.evaluate(run, config, split, ensemble)
+        _print_scores(report, jobs.report_dir(run, report["split"], bool(ensemble)))
 
 
 @app.command()

@@ -10,7 +10,7 @@ import sys
 import tempfile
 from http.server import HTTPServer
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import keras
 import numpy as np
@@ -225,10 +225,17 @@ def load_run(run_dir: str | None, overrides: list[str]) -> tuple[RunDir, Config]
     return run, run.load_config(overrides)
 
 
-def evaluate(run: RunDir, config: Config, split: SplitName) -> dict:
-    """Translates a split, scores it with sacreBLEU and writes eval/<split>/report.{json,md}."""
+def evaluate(run: RunDir, config: Config, split: SplitName, ensemble: Sequence[RunDir] = ()) -> dict:
+    """Translates a split, scores it with sacreBLEU and writes eval/<split>/report.{json,md}; with
+    ensemble (other runs), the runs decode as one ensemble and the report goes to
+    eval/<split>-ensemble/."""
     checkpoint = run.checkpoint_path(config.eval.checkpoint)
-    evaluation = _evaluate_run(run, config, SplitEvaluator(config.data, split), checkpoint)
+    evaluator = SplitEvaluator(config.data, split)
+    if ensemble:
+        runs = [run, *ensemble]
+        evaluation = _evaluate_with(Translator.ensemble(runs, config), evaluator, " + ".join(str(member.path) for member in runs))
+    else:
+        evaluation = _evaluate_with(Translator.from_run_dir(run, config, checkpoint), evaluator, str(run.path))
     report = {
         **evaluation.scores,
         "num_sentences": len(evaluation.sources),
@@ -240,12 +247,17 @@ def evaluate(run: RunDir, config: Config, split: SplitName) -> dict:
         "source_lang": config.data.source_lang,
         "target_lang": config.data.target_lang,
         "checkpoint": str(checkpoint),
+        **({"ensemble": [str(member.path) for member in (run, *ensemble)]} if ensemble else {}),
     }
     report_lib.write(
-        run.eval_dir(split), report, evaluation.sources, evaluation.references, evaluation.hypotheses,
+        report_dir(run, split, bool(ensemble)), report, evaluation.sources, evaluation.references, evaluation.hypotheses,
         config_summary(config), config.eval.num_samples,
     )
     return report
+
+
+def report_dir(run: RunDir, split: str, ensemble: bool = False) -> Path:
+    return run.eval_dir(f"{split}-ensemble" if ensemble else split)
 
 
 def compare(run: RunDir, config: Config, other_dir: str, overrides: list[str], split: SplitName) -> dict:
@@ -272,9 +284,12 @@ def compare(run: RunDir, config: Config, other_dir: str, overrides: list[str], s
 
 
 def _evaluate_run(run: RunDir, config: Config, evaluator: SplitEvaluator, checkpoint: Path | None = None):
-    translator = Translator.from_run_dir(run, config, checkpoint)
+    return _evaluate_with(Translator.from_run_dir(run, config, checkpoint), evaluator, str(run.path))
+
+
+def _evaluate_with(translator: Translator, evaluator: SplitEvaluator, name: str):
     total = len(evaluator.sources)
-    print(f"Translating {total} sentences of the {evaluator.split} split with {run.path}", file=sys.stderr)
+    print(f"Translating {total} sentences of the {evaluator.split} split with {name}", file=sys.stderr)
     bar = keras.utils.Progbar(total, verbose=1 if sys.stderr.isatty() else 0, unit_name="sentence")
     done = 0
 
@@ -296,11 +311,16 @@ def average(run_dir: str | None, last: int | None, paths: list[Path]) -> Path:
 
 
 def translate(run_dir: str | None, overrides: list[str], sentences: list[str], n_best: int = 1,
-              with_attention: bool = False) -> list[list[Hypothesis]]:
+              with_attention: bool = False, ensemble: Sequence[str] = ()) -> list[list[Hypothesis]]:
     """The n_best translations of each sentence, best first (the best with its attention weights
-    when with_attention)."""
+    when with_attention); with ensemble (other run directories), by the runs as one ensemble."""
     run, config = load_run(run_dir, overrides)
     check_text(sentences)
+    if ensemble:
+        if with_attention:
+            raise NmtError("attention and alignments come from one model: pass one --run-dir")
+        runs = [run, *(run_dir_lib.resolve(other) for other in ensemble)]
+        return Translator.ensemble(runs, config).translate_n_best(sentences, n_best)
     checkpoint = run.checkpoint_path(config.eval.checkpoint)
     if n_best == 1 and not with_attention:
         # An export of these weights with these decode settings already holds the traced search:

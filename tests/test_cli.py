@@ -410,6 +410,28 @@ def test_sampling_gives_distinct_seeded_samples(workdir):
                       "an export holds greedy or beam search, not sampling")
 
 
+def test_an_ensemble_translates_and_evaluates(workdir, tmp_path):
+    """A run with itself decodes as the run alone (the mean of equal log-probabilities); runs with
+    other vocabularies are refused."""
+    sentences = ("The dog saw a cat.", "My small teachers will read the book.")
+    alone = invoke("translate", *sentences)
+    together = invoke("translate", "--run-dir", "runs/tiny", "--run-dir", "runs/tiny", *sentences)
+    assert together.exit_code == 0, together.output
+    assert together.output == alone.output
+    result = invoke("evaluate", "--run-dir", "runs/tiny", "--run-dir", "runs/tiny", "--set", "decode.beam_size=1")
+    assert result.exit_code == 0, result.output
+    report = json.loads((workdir / "runs" / "tiny" / "eval" / "test-ensemble" / "report.json").read_text())
+    assert report["ensemble"] == ["runs/tiny", "runs/tiny"] and report["bleu"] >= BLEU_THRESHOLD
+    other = tmp_path / "other"
+    shutil.copytree(workdir / "runs" / "tiny", other, ignore=shutil.ignore_patterns("tensorboard", "eval"))
+    with (other / "tokenizer" / "joint.model").open("ab") as model:
+        model.write(b"\0")
+    assert_user_error(invoke("translate", "--run-dir", "runs/tiny", "--run-dir", str(other), "A dog."),
+                      "has another source vocabulary than runs/tiny")
+    assert_user_error(invoke("translate", "--align", "--run-dir", "runs/tiny", "--run-dir", "runs/tiny", "A dog."),
+                      "--align shows one model's attention: pass one --run-dir")
+
+
 def test_average_checkpoints(workdir):
     run = workdir / "runs" / "tiny"
     result = invoke("average", "--last", "2")

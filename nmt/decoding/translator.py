@@ -16,6 +16,7 @@ from nmt import checkpoints
 from nmt.config import Config, DecodeConfig
 from nmt.data import tokenizer
 from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizers
+from nmt.decoding.ensemble import Ensemble
 from nmt.decoding.search import beam_search, greedy_search, sample
 from nmt.errors import ConfigError
 from nmt.model.transformer import Transformer, build_transformer
@@ -69,7 +70,7 @@ class Translator:
         translator.translate(["The dog saw a cat."])
     """
 
-    def __init__(self, config: Config, model: Transformer, tokenizers: Tokenizers):
+    def __init__(self, config: Config, model: Transformer | Ensemble, tokenizers: Tokenizers):
         self.config = config
         self.model = model
         self.tokenizers = tokenizers
@@ -100,6 +101,32 @@ class Translator:
         checkpoints.restore(path, model)
         log.debug("loaded %s", path)
         return cls(config, model, tokenizers)
+
+    @classmethod
+    def ensemble(cls, runs: Sequence[RunDir], config: Config) -> "Translator":
+        """The runs' models decoding as one (nmt.decoding.ensemble), with config's decode
+        settings and the checkpoint config.eval.checkpoint names in each run.
+
+        Raises:
+            ConfigError: the runs' tokenizers differ (an ensemble needs one source and one target
+                vocabulary).
+        """
+        first = runs[0]
+        files = tokenizer.model_files(first.tokenizer_dir, config.tokenizer.joint)
+        members = []
+        for run in runs:
+            own = run.load_config()
+            for side, path in tokenizer.model_files(run.tokenizer_dir, own.tokenizer.joint).items():
+                if path.read_bytes() != files[side].read_bytes():
+                    raise ConfigError(
+                        f"{run.path} has another {side} vocabulary than {first.path} (tokenizer {path} differs): an ensemble "
+                        "needs runs trained with the same data and tokenizer settings"
+                    )
+            tokenizers = tokenizer.load(run.tokenizer_dir, own.tokenizer.joint)
+            model = build_transformer(own.model, tokenizers.source_vocab_size, tokenizers.target_vocab_size)
+            checkpoints.restore(run.checkpoint_path(config.eval.checkpoint), model)
+            members.append(model)
+        return cls(config, Ensemble(members), tokenizer.load(first.tokenizer_dir, config.tokenizer.joint))
 
     def translate(self, sentences: Sequence[str], on_batch: Callable[[int], None] | None = None) -> list[str]:
         """One translation per sentence, in order; an empty (or blank) sentence gives ''.
