@@ -945,8 +945,9 @@ def corpus_table(entry: dict) -> str:
         f"| steady-state target tokens/s ({entry['steps']} steps) | {memory['target_tokens_per_s']:,} | {stream['target_tokens_per_s']:,} | {multi30k['target_tokens_per_s']:,} |",
     ]
     for mark in memory["rss_mib_as_the_epoch_is_read"]:
-        lines.append(f"| RSS after reading {mark} of the epoch (MiB) | {memory['rss_mib_as_the_epoch_is_read'][mark]:,} | "
-                     f"{stream['rss_mib_as_the_epoch_is_read'].get(mark, '–')} | |")
+        cells = [probe["rss_mib_as_the_epoch_is_read"].get(mark) for probe in (memory, stream)]
+        lines.append(f"| RSS after reading {mark} of the epoch (MiB) | "
+                     + " | ".join("–" if cell is None else f"{cell:,}" for cell in cells) + " | |")
     lines.append(f"| pairs read per second (tokenizing, batching; no training) | {memory['read_pairs_per_s']:,} | {stream['read_pairs_per_s']:,} | |")
     return "\n".join(lines)
 
