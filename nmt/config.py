@@ -159,6 +159,20 @@ class TrainConfig:
     on_nonfinite: Literal["stop", "skip"] = "stop"
     nonfinite_skip_limit: int = 10
 
+    def remaining(self, step: int, epochs_done: int, train_seconds: float, steps_per_epoch: int | None) -> tuple[float, str] | None:
+        """Expected training seconds left at this point, at the pace so far (validations
+        included), and the budget that ends training first (epochs, max_steps or max_minutes);
+        None before the first step. Early stopping cannot be foreseen."""
+        if step <= 0:
+            return None
+        per_step = train_seconds / step
+        ends = [(max(0.0, self.max_minutes * 60 - train_seconds), "max_minutes")] if self.max_minutes is not None else []
+        if self.max_steps is not None:
+            ends.append((max(0, self.max_steps - step) * per_step, "max_steps"))
+        if steps_per_epoch:
+            ends.append((max(0, self.epochs - epochs_done) * steps_per_epoch * per_step, "epochs"))
+        return min(ends) if ends else None
+
     def stop_reason(self, step: int, epoch: int, train_seconds: float, validations_without_improvement: int) -> str | None:
         """Which budget or rule ends training at this point, if any: max_steps, max_minutes,
         epochs or early_stopping."""

@@ -174,3 +174,14 @@ def test_any_set_string_gives_a_config_or_one_config_error(key, value):
         config.load(None, [f"{key}={value}"])
     except ConfigError as error:
         assert "\n" not in str(error) and str(error)
+
+
+def test_the_expected_end_is_the_first_budget_to_run_out():
+    from nmt.config import TrainConfig
+
+    # 100 steps in 200 s: 2 s a step; 50 steps an epoch, 2 of 5 epochs done.
+    assert TrainConfig(epochs=5).remaining(100, 2, 200.0, 50) == (300.0, "epochs")
+    assert TrainConfig(epochs=5, max_steps=120).remaining(100, 2, 200.0, 50) == (40.0, "max_steps")
+    assert TrainConfig(epochs=5, max_minutes=4).remaining(100, 2, 200.0, 50) == (40.0, "max_minutes")
+    assert TrainConfig(epochs=5).remaining(100, 2, 200.0, None) is None
+    assert TrainConfig(epochs=5).remaining(0, 0, 0.0, 50) is None

@@ -57,6 +57,8 @@ class EpochEnd:
     loss: float
     accuracy: float
     target_tokens_per_second: float
+    # Expected training seconds left and the budget that ends training (TrainConfig.remaining).
+    remaining: tuple[float, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,7 @@ class Console(Sink):
             print(
                 f"  {record.steps} steps in {record.seconds:.0f} s: loss {record.loss:.3f}, "
                 f"accuracy {record.accuracy:.3f}, {record.target_tokens_per_second:,.0f} target tokens/s "
-                f"(step {record.step}, {record.total_minutes:.1f} min in all)"
+                f"(step {record.step}, {record.total_minutes:.1f} min in all{_remaining(record.remaining)})"
             )
 
     def validated(self, record: ValidationRecord) -> None:
@@ -140,6 +142,13 @@ class Console(Sink):
             f"  validation loss {metrics['validation_loss']:.3f}, accuracy {metrics['validation_accuracy']:.3f}, "
             f"perplexity {metrics['validation_perplexity']:.2f}{bleu}{'  (best)' if metrics['best'] else ''}",
         )
+
+
+def _remaining(remaining: tuple[float, str] | None) -> str:
+    if remaining is None or remaining[0] <= 0:
+        return ""
+    seconds, budget = remaining
+    return f", ~{seconds / 60:.0f} min to go by train.{budget}" if seconds >= 60 else f", ~{seconds:.0f} s to go by train.{budget}"
 
 
 class MetricsFile(Sink):

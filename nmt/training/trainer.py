@@ -351,6 +351,8 @@ class _Loop:
         self.next_position = (state.epoch + 1, 0)
         # The epoch in progress (or the last one).
         self.totals = _Totals()
+        # Steps of a whole epoch, once one has been trained (for the expected end).
+        self.steps_per_epoch: int | None = None
         # Steps dropped for a non-finite loss or gradient: in a row, and in this invocation.
         self.skipped_in_a_row = 0
         self.skipped = 0
@@ -463,12 +465,12 @@ class _Loop:
             clock = time.monotonic()
             reason = self._stop_reason()
             if reason in ("max_steps", "max_minutes", "early_stopping"):
-                self._end_epoch(epoch, time.monotonic() - started)
+                self._end_epoch(epoch, time.monotonic() - started, epochs_done=epoch - 1)
                 return totals.steps, reason
         # Reaching the end of the data takes time too (tf.data flushes its buckets): it counts.
         self.state.train_seconds += time.monotonic() - clock
         self.next_position = (epoch + 1, 0)
-        self._end_epoch(epoch, time.monotonic() - started)
+        self._end_epoch(epoch, time.monotonic() - started, epochs_done=epoch)
         return totals.steps, None
 
     def _nonfinite(self, loss: float, gradient_norm: float) -> None:
@@ -490,12 +492,16 @@ class _Loop:
             "or set train.clip_norm (or check the data), then run the command again to resume"
         )
 
-    def _end_epoch(self, epoch: int, seconds: float) -> None:
+    def _end_epoch(self, epoch: int, seconds: float, epochs_done: int) -> None:
         totals = self.totals
+        if epochs_done == epoch:
+            # An epoch begun in an earlier invocation counts only its remaining steps here.
+            self.steps_per_epoch = max(self.steps_per_epoch or 0, totals.steps)
+        remaining = self.config.train.remaining(self.step, epochs_done, self.state.train_seconds, self.steps_per_epoch)
         self._emit("epoch_ended", EpochEnd(
             epoch=epoch, steps=totals.steps, seconds=seconds, step=self.step,
             total_minutes=self.state.train_seconds / 60, loss=totals.mean_loss, accuracy=totals.accuracy,
-            target_tokens_per_second=totals.tokens_per_second,
+            target_tokens_per_second=totals.tokens_per_second, remaining=remaining,
         ))
 
     def _save_last(self) -> Path:

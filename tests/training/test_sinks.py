@@ -116,9 +116,10 @@ def test_console_prints_epochs_and_validations(capsys):
     sink.epoch_started(EpochStart(epoch=1, epochs=3, steps_per_epoch=None))
     sink.stepped(step_record(1, 4.0))
     sink.epoch_ended(EpochEnd(epoch=1, steps=1, seconds=2.0, step=1, total_minutes=0.1, loss=4.0, accuracy=0.5,
-                              target_tokens_per_second=1234.0))
+                              target_tokens_per_second=1234.0, remaining=(750.0, "epochs")))
     sink.validated(VALIDATION)
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "Epoch 1/3"
     assert "1 steps in 2 s: loss 4.000, accuracy 0.500, 1,234 target tokens/s" in lines[-2]
+    assert lines[-2].endswith("(step 1, 0.1 min in all, ~12 min to go by train.epochs)")
     assert lines[-1] == "  validation loss 2.500, accuracy 0.400, perplexity 12.18, BLEU 17.30 (beam 4)  (best)"
