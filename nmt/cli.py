@@ -89,10 +89,18 @@ def train(
     run_dir: Annotated[Optional[str], typer.Option(
         "--run-dir", help="Run directory to create or resume (default: train.run_dir, else runs/<config name>).")] = None,
     set_: SetOption = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the plan (data, batches, precision, steps per epoch, time per step, per epoch and in all) "
+                          "from a few timed steps, without training or writing the run.")] = False,
 ) -> None:
     """Train a model (or resume the run), then evaluate it on the eval split."""
     with _user_errors():
         from nmt import jobs
+
+        if dry_run:
+            plan, path = jobs.dry_run(config, run_dir, set_ or [])
+            _print_plan(plan, path)
+            return
 
         with jobs.training_run(config, run_dir, set_ or []) as (resolved, run):
             typer.echo(f"Run directory: {run.path}")
@@ -366,6 +374,21 @@ def data_check(
             typer.echo(f"Cleaned corpus: {cleaned['directory']} ({cleaned['train_pairs']:,} training pairs, "
                        f"{cleaned['dropped']:,} dropped); train on it with --set data.dataset=local "
                        f"--set data.manual_dir={cleaned['directory']}")
+
+
+def _print_plan(plan: dict, path: Path) -> None:
+    from nmt.training.sinks import duration
+
+    pairs = f"{plan['training_pairs']:,}" if plan["training_pairs"] is not None else "an unknown number of"
+    counted = "" if plan["steps_per_epoch_counted"] else " (estimated from the first batches)"
+    typer.echo(f"Plan for {path} (nothing written):")
+    typer.echo(f"  data: {pairs} training pairs")
+    typer.echo(f"  batches: {plan['batch_tokens']:,} tokens, {plan['replicas']} replica(s), {plan['accumulate_steps']} batch(es) "
+               f"per step, precision {plan['precision']}; {plan['parameters']:,} parameters")
+    typer.echo(f"  steps per epoch: {plan['steps_per_epoch']:,}{counted}")
+    typer.echo(f"  time per step: {plan['seconds_per_step']:.3f} s ({plan['timed_steps']} steps timed after 2 that compile)")
+    typer.echo(f"  time per epoch: ~{duration(plan['epoch_seconds'])} of training steps (validations add to it)")
+    typer.echo(f"  in all: {plan['steps']:,} steps, ~{duration(plan['seconds'])} (ended by train.{plan['ended_by']})")
 
 
 def _print_scores(report: dict, directory: Path) -> None:

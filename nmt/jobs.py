@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import shutil
 import sys
 import tempfile
 from http.server import HTTPServer
@@ -169,6 +170,22 @@ def _write_data_check(report: dict, directory: Path, config: Config) -> None:
         atomic.write_text(directory / "data_check.md", data_check_lib.markdown(report, title) + "\n")
     except OSError as error:
         raise NmtError(f"cannot write the data check to {directory}: {error.strerror or error}") from None
+
+
+def dry_run(config_path: Path, run_dir: str | None, overrides: list[str]) -> tuple[dict, Path]:
+    """trainer.plan for the config, in a scratch directory: the run directory is neither created
+    nor changed (its tokenizer is used when it was trained for this data and these settings).
+    Returns the plan and the run directory training would use."""
+    config = config_lib.load(config_path, overrides)
+    path = Path(run_dir or config.train.run_dir or Path("runs") / Path(config_path).stem)
+    run = RunDir(path)
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch_run = RunDir(Path(scratch))
+        if run.config_file.is_file() and tokenizer.exists(run.tokenizer_dir, config.tokenizer.joint):
+            saved = config_lib.load(run.config_file)
+            if (saved.data, saved.tokenizer) == (config.data, config.tokenizer):
+                shutil.copytree(run.tokenizer_dir, scratch_run.tokenizer_dir)
+        return trainer.plan(config, scratch_run), path
 
 
 def train_and_evaluate(config: Config, run: RunDir) -> tuple[TrainSummary, dict]:

@@ -117,6 +117,17 @@ def test_data_check_bad_input(tmp_path, monkeypatch):
                       "drop --max-pairs")
 
 
+def test_dry_run_plans_the_epochs_training_has_and_writes_nothing(workdir, tfds_dir):
+    metrics = [json.loads(line) for line in (workdir / "runs" / "tiny" / "metrics.jsonl").read_text().splitlines()]
+    result = invoke("train", "--config", "configs/tiny.yaml", "--run-dir", "runs/planned", "--dry-run",
+                    "--set", f"data.data_dir={tfds_dir}", "--set", "train.epochs=2")
+    assert result.exit_code == 0, result.output
+    assert f"steps per epoch: {metrics[0]['step']:,}\n" in result.output
+    # Each epoch's shuffle fills the length buckets a little differently: the plan counts the first.
+    assert f"in all: {2 * metrics[0]['step']:,} steps" in result.output and "(ended by train.epochs)" in result.output
+    assert not (workdir / "runs" / "planned").exists()
+
+
 def test_translate_arguments_file_and_stdin(workdir):
     result = invoke("translate", "The dog saw a cat.", "My small teachers will read the book.")
     assert result.exit_code == 0, result.output

@@ -147,8 +147,16 @@ class Console(Sink):
 def _remaining(remaining: tuple[float, str] | None) -> str:
     if remaining is None or remaining[0] <= 0:
         return ""
-    seconds, budget = remaining
-    return f", ~{seconds / 60:.0f} min to go by train.{budget}" if seconds >= 60 else f", ~{seconds:.0f} s to go by train.{budget}"
+    return f", ~{duration(remaining[0])} to go by train.{remaining[1]}"
+
+
+def duration(seconds: float) -> str:
+    """A human span: seconds, minutes or hours."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 class MetricsFile(Sink):

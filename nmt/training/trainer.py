@@ -7,6 +7,7 @@ nor evaluation."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import random
@@ -232,6 +233,47 @@ def train(config: Config, run: RunDir, validate: Validate | None = None, sinks: 
     finally:
         for sink in sinks:
             sink.close()
+
+
+def plan(config: Config, run: RunDir, timed_steps: int = 10, max_counted_batches: int = 5000) -> dict:
+    """What training would do, without checkpoints or records: the data, batches and precision,
+    steps per epoch (counted over the first epoch's batches, or estimated from the first
+    max_counted_batches of a large one), seconds per step (timed_steps timed after two that
+    trace and compile) and the expected time per epoch and in all under the config's budgets.
+    It trains steps in `run` (a scratch run directory), and the tokenizer there when it has none."""
+    setup = prepare(config, run)
+    pairs = sources.split_size(config.data, "train")
+    batches = examples = 0
+    replicas = 1
+    for batch in setup.train_batches(1):
+        # Under several replicas a batch holds one tensor per replica.
+        parts = getattr(batch["source_ids"], "values", (batch["source_ids"],))
+        replicas = len(parts)
+        batches += 1
+        examples += sum(int(part.shape[0]) for part in parts)
+        if batches == max_counted_batches:
+            break
+    counted = batches < max_counted_batches or pairs is None
+    steps_per_epoch = max(1, (batches if counted else round(batches * pairs / examples)) // config.train.accumulate_steps)
+    group = config.train.accumulate_steps
+    stream = itertools.chain.from_iterable(setup.train_batches(epoch) for epoch in itertools.count(1))
+    for _ in range(2):
+        float(setup.train_step(tuple(next(stream) for _ in range(group)))[0])
+    started = time.perf_counter()
+    for _ in range(timed_steps):
+        float(setup.train_step(tuple(next(stream) for _ in range(group)))[0])
+    per_step = (time.perf_counter() - started) / timed_steps
+    train = config.train
+    steps = train.epochs * steps_per_epoch if train.max_steps is None else min(train.max_steps, train.epochs * steps_per_epoch)
+    seconds, budget = steps * per_step, "max_steps" if train.max_steps is not None and train.max_steps < train.epochs * steps_per_epoch else "epochs"
+    if train.max_minutes is not None and train.max_minutes * 60 < seconds:
+        seconds, budget, steps = train.max_minutes * 60, "max_minutes", int(train.max_minutes * 60 / per_step)
+    return {
+        "training_pairs": pairs, "precision": setup.precision, "batch_tokens": train.batch_tokens, "replicas": replicas,
+        "accumulate_steps": group, "steps_per_epoch": steps_per_epoch, "steps_per_epoch_counted": counted,
+        "seconds_per_step": per_step, "timed_steps": timed_steps, "epoch_seconds": steps_per_epoch * per_step,
+        "steps": steps, "seconds": seconds, "ended_by": budget, "parameters": setup.model.count_params(),
+    }
 
 
 def _train_step(strategy: tf.distribute.Strategy, model: Transformer, optimizer: keras.optimizers.Optimizer,

@@ -122,4 +122,5 @@ def test_console_prints_epochs_and_validations(capsys):
     assert lines[0] == "Epoch 1/3"
     assert "1 steps in 2 s: loss 4.000, accuracy 0.500, 1,234 target tokens/s" in lines[-2]
     assert lines[-2].endswith("(step 1, 0.1 min in all, ~12 min to go by train.epochs)")
+    assert [sinks.duration(seconds) for seconds in (42, 750, 9000)] == ["42 s", "12 min", "2.5 h"]
     assert lines[-1] == "  validation loss 2.500, accuracy 0.400, perplexity 12.18, BLEU 17.30 (beam 4)  (best)"
