@@ -48,7 +48,7 @@ def training_run(config_path: Path, run_dir: str | None, overrides: list[str]) -
     """Loads the config and creates (or reopens, for resuming) its run directory, which it holds
     as the run's one writer until the block ends."""
     config = config_lib.load(config_path, overrides)
-    path = Path(run_dir or config.train.run_dir or Path("runs") / Path(config_path).stem)
+    path = _run_path(config_path, run_dir, config)
     worker = distribute.worker_index(config.train)
     if worker:
         # Workers compute the same updates; only the first writes the run directory itself.
@@ -61,6 +61,19 @@ def training_run(config_path: Path, run_dir: str | None, overrides: list[str]) -
         if not worker:
             run_dir_lib.mark_latest(run)
         yield config, run
+
+
+def _run_path(config_path: Path, run_dir: str | None, config: Config) -> Path:
+    """The run directory `nmt train --config config_path [--run-dir run_dir]` trains in."""
+    return Path(run_dir or config.train.run_dir or Path("runs") / Path(config_path).stem)
+
+
+def _has_matching_tokenizer(run: RunDir, config: Config) -> bool:
+    """Whether run holds a tokenizer trained for config's data and tokenizer settings."""
+    if not (run.config_file.is_file() and tokenizer.exists(run.tokenizer_dir, config.tokenizer.joint)):
+        return False
+    saved = config_lib.load(run.config_file)
+    return (saved.data, saved.tokenizer) == (config.data, config.tokenizer)
 
 
 def _check_resumable(run: RunDir, config: Config) -> None:
@@ -105,14 +118,14 @@ def data_check(config_path: Path, run_dir: str | None, overrides: list[str], out
     write_clean, the cleaned corpus in the `local` layout. Returns the report and the directory
     it is in."""
     config = config_lib.load(config_path, overrides)
-    run = RunDir(Path(run_dir or config.train.run_dir or Path("runs") / Path(config_path).stem))
+    run = RunDir(_run_path(config_path, run_dir, config))
     if write_clean is not None and max_pairs is not None:
         raise NmtError("--write-clean writes the whole corpus and --max-pairs checks part of it; drop --max-pairs")
     if write_clean is not None and write_clean.exists() and (not write_clean.is_dir() or any(write_clean.iterdir())):
         raise NmtError(f"{write_clean} is not empty; choose a new directory for --write-clean")
     splits = _read_splits(config, limit=max_pairs)
     with tempfile.TemporaryDirectory() as scratch:
-        result = data_check_lib.check(splits, _check_tokenizers(config, run, splits[0], Path(scratch)),
+        result = data_check_lib.check(splits, _check_tokenizers(config, run, Path(scratch)),
                                       config.data.max_length, data_check_lib.identify_languages(config.data.source_lang, config.data.target_lang))
     report = result.report()
     destination = output or run.path
@@ -133,17 +146,12 @@ def _read_splits(config: Config, limit: int | None) -> list[data_check_lib.Split
             for role in ("train", "validation", "test")]
 
 
-def _check_tokenizers(config: Config, run: RunDir, train: data_check_lib.Split, scratch: Path) -> tokenizer.Tokenizers:
+def _check_tokenizers(config: Config, run: RunDir, scratch: Path) -> tokenizer.Tokenizers:
     """The run's tokenizer when it was trained for this data and these settings; otherwise one
-    trained for the check alone (in scratch), as `nmt train` would train it."""
-    if run.config_file.is_file() and tokenizer.exists(run.tokenizer_dir, config.tokenizer.joint):
-        saved = config_lib.load(run.config_file)
-        if (saved.data, saved.tokenizer) == (config.data, config.tokenizer):
-            return tokenizer.load(run.tokenizer_dir, config.tokenizer.joint)
-    log.info("training SentencePiece for the check (%s, %d pieces)", config.tokenizer.model_type, config.tokenizer.vocab_size)
-    limit = config.tokenizer.max_sentences
-    tokenizer.train(config.tokenizer, train.sources[:limit], train.targets[:limit], scratch)
-    return tokenizer.load(scratch, config.tokenizer.joint)
+    trained as `nmt train` would train it, in scratch, for the check alone."""
+    if _has_matching_tokenizer(run, config):
+        return tokenizer.load(run.tokenizer_dir, config.tokenizer.joint)
+    return tokenizer.prepare(config.tokenizer, config.data, scratch)
 
 
 def _check_at_start(config: Config, run: RunDir, tokenizers: tokenizer.Tokenizers) -> None:
@@ -177,14 +185,12 @@ def dry_run(config_path: Path, run_dir: str | None, overrides: list[str]) -> tup
     nor changed (its tokenizer is used when it was trained for this data and these settings).
     Returns the plan and the run directory training would use."""
     config = config_lib.load(config_path, overrides)
-    path = Path(run_dir or config.train.run_dir or Path("runs") / Path(config_path).stem)
+    path = _run_path(config_path, run_dir, config)
     run = RunDir(path)
     with tempfile.TemporaryDirectory() as scratch:
         scratch_run = RunDir(Path(scratch))
-        if run.config_file.is_file() and tokenizer.exists(run.tokenizer_dir, config.tokenizer.joint):
-            saved = config_lib.load(run.config_file)
-            if (saved.data, saved.tokenizer) == (config.data, config.tokenizer):
-                shutil.copytree(run.tokenizer_dir, scratch_run.tokenizer_dir)
+        if _has_matching_tokenizer(run, config):
+            shutil.copytree(run.tokenizer_dir, scratch_run.tokenizer_dir)
         return trainer.plan(config, scratch_run), path
 
 

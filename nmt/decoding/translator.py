@@ -113,7 +113,7 @@ class Translator:
         """
         first = runs[0]
         files = tokenizer.model_files(first.tokenizer_dir, config.tokenizer.joint)
-        members = []
+        members, vocabularies = [], None
         for run in runs:
             own = run.load_config()
             for side, path in tokenizer.model_files(run.tokenizer_dir, own.tokenizer.joint).items():
@@ -122,11 +122,12 @@ class Translator:
                         f"{run.path} has another {side} vocabulary than {first.path} (tokenizer {path} differs): an ensemble "
                         "needs runs trained with the same data and tokenizer settings"
                     )
-            tokenizers = tokenizer.load(run.tokenizer_dir, own.tokenizer.joint)
-            model = build_transformer(own.model, tokenizers.source_vocab_size, tokenizers.target_vocab_size)
+            # The files are the same: the first run's tokenizers serve every member.
+            vocabularies = vocabularies or tokenizer.load(run.tokenizer_dir, own.tokenizer.joint)
+            model = build_transformer(own.model, vocabularies.source_vocab_size, vocabularies.target_vocab_size)
             checkpoints.restore(run.checkpoint_path(config.eval.checkpoint), model)
             members.append(model)
-        return cls(config, Ensemble(members), tokenizer.load(first.tokenizer_dir, config.tokenizer.joint))
+        return cls(config, Ensemble(members), vocabularies)
 
     def translate(self, sentences: Sequence[str], on_batch: Callable[[int], None] | None = None) -> list[str]:
         """One translation per sentence, in order; an empty (or blank) sentence gives ''.

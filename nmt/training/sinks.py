@@ -172,7 +172,7 @@ class MetricsFile(Sink):
         if not self.path.is_file():
             return
         lines = self.path.read_bytes().splitlines(keepends=True)
-        kept = [line for line in lines if _step_of(line) is not None and _step_of(line) <= step]
+        kept = [line for line, line_step in zip(lines, map(_step_of, lines)) if line_step is not None and line_step <= step]
         if kept != lines:
             atomic.write_bytes(self.path, b"".join(kept))
 

@@ -264,15 +264,18 @@ def plan(config: Config, run: RunDir, timed_steps: int = 10, max_counted_batches
         float(setup.train_step(tuple(next(stream) for _ in range(group)))[0])
     per_step = (time.perf_counter() - started) / timed_steps
     train = config.train
-    steps = train.epochs * steps_per_epoch if train.max_steps is None else min(train.max_steps, train.epochs * steps_per_epoch)
-    seconds, budget = steps * per_step, "max_steps" if train.max_steps is not None and train.max_steps < train.epochs * steps_per_epoch else "epochs"
-    if train.max_minutes is not None and train.max_minutes * 60 < seconds:
-        seconds, budget, steps = train.max_minutes * 60, "max_minutes", int(train.max_minutes * 60 / per_step)
+    # The budget that runs out first, in steps.
+    ends = [(train.epochs * steps_per_epoch, "epochs")]
+    if train.max_steps is not None:
+        ends.append((train.max_steps, "max_steps"))
+    if train.max_minutes is not None:
+        ends.append((int(train.max_minutes * 60 / per_step), "max_minutes"))
+    steps, budget = min(ends)
     return {
         "training_pairs": pairs, "precision": setup.precision, "batch_tokens": train.batch_tokens, "replicas": replicas,
         "accumulate_steps": group, "steps_per_epoch": steps_per_epoch, "steps_per_epoch_counted": counted,
         "seconds_per_step": per_step, "timed_steps": timed_steps, "epoch_seconds": steps_per_epoch * per_step,
-        "steps": steps, "seconds": seconds, "ended_by": budget, "parameters": setup.model.count_params(),
+        "steps": steps, "seconds": steps * per_step, "ended_by": budget, "parameters": setup.model.count_params(),
     }
 
 
