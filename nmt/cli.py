@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -89,20 +90,29 @@ def train(
     run_dir: Annotated[Optional[str], typer.Option(
         "--run-dir", help="Run directory to create or resume (default: train.run_dir, else runs/<config name>).")] = None,
     set_: SetOption = None,
+    init_from: Annotated[Optional[str], typer.Option(
+        "--init-from", help="Start from this run's weights and tokenizer (or one of its checkpoints): fine-tuning on "
+                            "the config's data (train.init_from). Add tokenizer.update_vocab=true for new characters.")] = None,
+    resume_optimizer: Annotated[bool, typer.Option(
+        "--resume-optimizer", help="With --init-from: continue the base run's optimizer state, step and "
+                                   "learning-rate schedule instead of starting them afresh.")] = False,
     dry_run: Annotated[bool, typer.Option(
         "--dry-run", help="Print the plan (data, batches, precision, steps per epoch, time per step, per epoch and in all) "
                           "from a few timed steps, without training or writing the run.")] = False,
 ) -> None:
     """Train a model (or resume the run), then evaluate it on the eval split."""
+    # Quoted: a path is a string whatever it looks like to YAML (1990, on, a: b).
+    overrides = [*(set_ or []), *([f"train.init_from={json.dumps(init_from)}"] if init_from else []),
+                 *(["train.resume_optimizer=true"] if resume_optimizer else [])]
     with _user_errors():
         from nmt import jobs
 
         if dry_run:
-            plan, path = jobs.dry_run(config, run_dir, set_ or [])
+            plan, path = jobs.dry_run(config, run_dir, overrides)
             _print_plan(plan, path)
             return
 
-        with jobs.training_run(config, run_dir, set_ or []) as (resolved, run):
+        with jobs.training_run(config, run_dir, overrides) as (resolved, run):
             typer.echo(f"Run directory: {run.path}")
             summary, report = jobs.train_and_evaluate(resolved, run)
         typer.echo(
@@ -258,7 +268,8 @@ def evaluate(
     split: Annotated[Optional[str], typer.Option("--split", help="train, validation or test (default: eval.split).")] = None,
     compare: Annotated[
         Optional[str],
-        typer.Option("--compare", help="Another run directory: score both and test the difference (paired bootstrap)."),
+        typer.Option("--compare", help="Another run directory (same languages, any data: e.g. the base of a fine-tuned run): "
+                                       "both translate this run's split; scores and the difference's significance (paired bootstrap)."),
     ] = None,
     set_: SetOption = None,
 ) -> None:

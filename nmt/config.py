@@ -54,6 +54,10 @@ class TokenizerConfig:
     character_coverage: float = 1.0
     # Sentences sampled per language to train SentencePiece.
     max_sentences: int = 1_000_000
+    # With train.init_from: add to the base run's vocabulary the pieces the new data needs (its
+    # characters the base cannot encode, and frequent words made of them); the model's embedding
+    # rows grow to match. Otherwise the base's vocabulary is used as it is.
+    update_vocab: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,13 @@ class TrainConfig:
 
     # Where the run lives; None means runs/<config file name>.
     run_dir: Optional[str] = None
+    # Start from another run's weights and tokenizer (fine-tuning, domain adaptation): its directory,
+    # or one of its checkpoints (e.g. runs/base/checkpoints/averaged/ckpt-3000). A run directory
+    # gives its best checkpoint, or its last with resume_optimizer. Read at the run's first start only.
+    init_from: Optional[str] = None
+    # With init_from: continue the base run's optimizer state and step count (and so its
+    # learning-rate schedule; max_steps counts from the base's step) instead of starting afresh.
+    resume_optimizer: bool = False
     # Token budget per batch (source or target side, padding included).
     batch_tokens: int = 4096
     epochs: int = 20
@@ -461,6 +472,12 @@ def _check_values(config: Config) -> None:
             f"config keys 'data.source_lang' and 'data.target_lang' are both {config.data.source_lang!r}; "
             "they must name two different languages"
         )
+    if config.train.init_from is None:
+        for key, value in (("tokenizer.update_vocab", config.tokenizer.update_vocab),
+                           ("train.resume_optimizer", config.train.resume_optimizer)):
+            if value:
+                raise ConfigError(f"config key '{key}' applies when starting from another run: set train.init_from "
+                                  "(nmt train --init-from RUN) or remove it")
     if config.tokenizer.vocab_size < 8:
         raise ConfigError(f"config key 'tokenizer.vocab_size' must be at least 8; got {config.tokenizer.vocab_size}")
 

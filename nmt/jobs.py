@@ -33,7 +33,7 @@ from nmt.info import config_summary
 from nmt.model.transformer import build_transformer
 from nmt.run_dir import RunDir
 from nmt.text_io import check_text
-from nmt.training import distribute, sinks, trainer
+from nmt.training import distribute, finetune, sinks, trainer
 from nmt.training.trainer import TrainSummary, ValidationScores, Validate
 
 log = logging.getLogger("nmt")
@@ -147,11 +147,12 @@ def _read_splits(config: Config, limit: int | None) -> list[data_check_lib.Split
 
 
 def _check_tokenizers(config: Config, run: RunDir, scratch: Path) -> tokenizer.Tokenizers:
-    """The run's tokenizer when it was trained for this data and these settings; otherwise one
-    trained as `nmt train` would train it, in scratch, for the check alone."""
+    """The run's tokenizer when it was trained for this data and these settings; otherwise the one
+    `nmt train` would make (trained, or a base run's with train.init_from), in scratch, for the
+    check alone."""
     if _has_matching_tokenizer(run, config):
         return tokenizer.load(run.tokenizer_dir, config.tokenizer.joint)
-    return tokenizer.prepare(config.tokenizer, config.data, scratch)
+    return finetune.prepare_tokenizers(config, scratch / "tokenizer")
 
 
 def _check_at_start(config: Config, run: RunDir, tokenizers: tokenizer.Tokenizers) -> None:
@@ -284,15 +285,17 @@ def report_dir(run: RunDir, split: str, ensemble: bool = False) -> Path:
 
 
 def compare(run: RunDir, config: Config, other_dir: str, overrides: list[str], split: SplitName) -> dict:
-    """Scores run and another run on one split and tests the difference with sacreBLEU's paired
-    bootstrap; writes eval/<split>/compare.{json,md} in run. The same overrides apply to both."""
+    """Scores run and another run on run's split and tests the difference with sacreBLEU's paired
+    bootstrap; writes eval/<split>/compare.{json,md} in run. The same overrides apply to both. The
+    other run may have been trained on other data (a base model against its fine-tuned copy, on
+    the new domain's test set), but not for other languages."""
     other = run_dir_lib.resolve(other_dir)
     other_config = other.load_config(overrides)
-    for key in ("dataset", "source_lang", "target_lang", f"{split}_split"):
+    for key in ("source_lang", "target_lang"):
         if getattr(config.data, key) != getattr(other_config.data, key):
             raise RunDirError(
                 f"cannot compare {run.path} and {other.path}: data.{key} differs "
-                f"({getattr(config.data, key)!r} vs {getattr(other_config.data, key)!r}); both must translate the same split"
+                f"({getattr(config.data, key)!r} vs {getattr(other_config.data, key)!r}); both must translate the same languages"
             )
     evaluator = SplitEvaluator(config.data, split)
     ours = _evaluate_run(run, config, evaluator)

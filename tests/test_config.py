@@ -68,6 +68,8 @@ def test_unknown_section(tmp_path):
         ("model:\n  attention: grouped_query\n  num_kv_heads: 3\n", r"'model\.num_kv_heads' \(3\) must divide 'model\.num_heads' \(4\)"),
         ("model:\n  num_kv_heads: 2\n", r"'model\.num_kv_heads' applies to model\.attention=grouped_query only"),
         ("model:\n  attention_projections: false\n", r"multi_head splits projected queries.*attention_projections=true"),
+        ("tokenizer:\n  update_vocab: true\n", r"'tokenizer\.update_vocab' applies when starting from another run: set train\.init_from"),
+        ("train:\n  resume_optimizer: true\n", r"'train\.resume_optimizer' applies when starting from another run"),
     ],
 )
 def test_invalid_values(tmp_path, text, message):

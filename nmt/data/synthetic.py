@@ -8,6 +8,11 @@ translation, but getting it right takes what real translation takes:
   subject's number and the tense;
 - a vocabulary of a few hundred words, with a deterministic made-up lexicon on the target side.
 Splits are disjoint by construction: each distinct source sentence goes to one split by its hash.
+
+The `shifted` domain (builder config `synthetic/shifted`) is the same language pair in another
+domain, for fine-tuning: the same grammar and lexicon, but half the nouns are of the sea, unseen in
+the default corpus, and some noun phrases are personal names, copied into the translation as they
+are and written with letters the default corpus never uses (Zoë, Øyvind, Ζωή).
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ import tensorflow_datasets as tfds
 SOURCE_LANG = "en"
 TARGET_LANG = "sy"
 SPLIT_SIZES = {"train": 30000, "validation": 500, "test": 500}
+DOMAINS = ("default", "shifted")
+# In-domain data is usually scarce: the shifted domain has a sixth of the default's training pairs.
+SHIFTED_TRAIN_SIZE = 5000
 
 _NOUNS = (
     "dog cat bird horse cow goat duck fox bear lion tiger rabbit frog snake monkey teacher doctor "
@@ -45,6 +53,12 @@ _VERBS = {  # base form: past form
     "forget": "forgot", "read": "read", "write": "wrote", "break": "broke", "hide": "hid",
     "wash": "washed", "kick": "kicked", "touch": "touched", "chase": "chased", "guard": "guarded",
 }
+# The shifted domain's own nouns and names.
+_SEA_NOUNS = (
+    "ship harbor anchor sail captain wave island fisher net shell whale crab storm compass rope deck "
+    "lighthouse oar pearl seal"
+).split()
+_NAMES = "Zoë Chloé Øyvind Åsa Łucja Šárka Þóra Ümit Çağla Ñuño Ζωή Νίκος Ελένη Γιώργος Σοφία Δημήτρης".split()
 _ADVERBS = "quickly slowly carefully quietly happily often again suddenly gladly rarely".split()
 _PREPOSITIONS = "in near behind under beside above without with".split()
 _DETERMINERS = {"the": "the", "a": "some", "this": "these", "my": "my", "your": "your"}  # sg: pl
@@ -78,7 +92,10 @@ class _Phrase:
 class Grammar:
     """Generates (source, target) sentence pairs; the same seed gives the same lexicon and pairs."""
 
-    def __init__(self, seed: int = 2024):
+    def __init__(self, seed: int = 2024, domain: str = "default"):
+        if domain not in DOMAINS:
+            raise ValueError(f"unknown domain {domain!r}; one of {', '.join(DOMAINS)}")
+        self.domain = domain
         rng = random.Random(seed)
         used: set[str] = set()
 
@@ -106,11 +123,21 @@ class Grammar:
         self.conjunctions = {conjunction: word(1) for conjunction in _CONJUNCTIONS}
         self.object_marker = word(1)
         self.future_particle = word(1)
+        # Drawn after the default lexicon, which is therefore the same in both domains.
+        self.nouns.update({noun: (word(2), rng.randrange(2)) for noun in _SEA_NOUNS})
 
     def noun_phrase(self, rng: random.Random) -> tuple[_Phrase, bool]:
         """Returns a noun phrase and whether it is plural."""
-        determiner = rng.choice(list(_DETERMINERS))
-        noun = rng.choice(_NOUNS)
+        if self.domain == "shifted":
+            draw = rng.random()
+            if draw < 0.2:
+                name = rng.choice(_NAMES)
+                return _Phrase([name], [name]), False
+            determiner = rng.choice(list(_DETERMINERS))
+            noun = rng.choice(_SEA_NOUNS if draw < 0.6 else _NOUNS)
+        else:
+            determiner = rng.choice(list(_DETERMINERS))
+            noun = rng.choice(_NOUNS)
         plural = rng.random() < 0.4
         adjectives = rng.sample(_ADJECTIVES, k=rng.choice([0, 0, 1, 1, 2]))
         stem, gender = self.nouns[noun]
@@ -171,9 +198,10 @@ def _split_of(source: str) -> str:
     return "test" if bucket < 3 else "validation" if bucket < 6 else "train"
 
 
-def generate_splits(seed: int = 2024, sizes: dict[str, int] = SPLIT_SIZES) -> dict[str, list[tuple[str, str]]]:
+def generate_splits(seed: int = 2024, sizes: dict[str, int] = SPLIT_SIZES,
+                    domain: str = "default") -> dict[str, list[tuple[str, str]]]:
     """Deterministic, disjoint splits of distinct sentence pairs (of the splits named in sizes)."""
-    grammar = Grammar(seed)
+    grammar = Grammar(seed, domain)
     rng = random.Random(seed + 1)
     splits: dict[str, list[tuple[str, str]]] = {name: [] for name in sizes}
     seen: set[str] = set()
@@ -203,21 +231,25 @@ def stream_training_pairs(size: int, seed: int = 2024) -> Iterator[tuple[str, st
 
 
 class SyntheticConfig(tfds.core.BuilderConfig):
-    def __init__(self, *, train_size: int, **kwargs):
+    def __init__(self, *, train_size: int, domain: str = "default", **kwargs):
         super().__init__(version=tfds.core.Version("1.0.0"), **kwargs)
         self.train_size = train_size
+        self.domain = domain
 
 
 class SyntheticTranslation(tfds.core.GeneratorBasedBuilder):
     """TFDS builder for the synthetic corpus: generated on this machine, no download.
     `synthetic` is the default config; `synthetic/5m` has 5 million training pairs (a corpus of
-    WMT's size, for measuring; its generation takes minutes and ~1 GB of disk)."""
+    WMT's size, for measuring; its generation takes minutes and ~1 GB of disk); `synthetic/shifted`
+    is the shifted domain (5,000 training pairs), for fine-tuning a model of the default one."""
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release."}
     BUILDER_CONFIGS = [
         SyntheticConfig(name="default", train_size=SPLIT_SIZES["train"], description="30,000 training pairs"),
         SyntheticConfig(name="5m", train_size=5_000_000, description="5,000,000 training pairs, some repeated"),
+        SyntheticConfig(name="shifted", train_size=SHIFTED_TRAIN_SIZE, domain="shifted",
+                        description="another domain of the same language pair: sea nouns, names in other scripts"),
     ]
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -228,8 +260,10 @@ class SyntheticTranslation(tfds.core.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-        if self.builder_config.train_size == SPLIT_SIZES["train"]:
-            return {name: self._generate_examples(pairs) for name, pairs in generate_splits().items()}
+        config = self.builder_config
+        if config.train_size <= SPLIT_SIZES["train"]:
+            sizes = {**SPLIT_SIZES, "train": config.train_size}
+            return {name: self._generate_examples(pairs) for name, pairs in generate_splits(sizes=sizes, domain=config.domain).items()}
         held_out = generate_splits(sizes={name: SPLIT_SIZES[name] for name in ("validation", "test")})
         return {"train": self._generate_examples(stream_training_pairs(self.builder_config.train_size)),
                 **{name: self._generate_examples(pairs) for name, pairs in held_out.items()}}

@@ -17,6 +17,7 @@ from typing import Iterable
 import sentencepiece as spm
 import tensorflow as tf
 import tensorflow_text as tf_text
+from sentencepiece import sentencepiece_model_pb2
 
 from nmt import atomic
 from nmt.config import DataConfig, TokenizerConfig
@@ -66,6 +67,11 @@ def train(
 
 
 def _train_one(config: TokenizerConfig, sentences: list[str], path: Path) -> None:
+    atomic.write_bytes(path, _trained(config, sentences))
+
+
+def _trained(config: TokenizerConfig, sentences: list[str]) -> bytes:
+    """A serialized SentencePiece model trained on sentences."""
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(sentences),
@@ -84,7 +90,47 @@ def _train_one(config: TokenizerConfig, sentences: list[str], path: Path) -> Non
         num_threads=os.cpu_count() or 1,
         minloglevel=2,
     )
-    atomic.write_bytes(path, model.getvalue())
+    return model.getvalue()
+
+
+def extend(directory: Path, config: TokenizerConfig, source_texts: list[str], target_texts: list[str]) -> dict[str, int]:
+    """Adds to the model(s) in directory the pieces that new text needs and they lack: each
+    character they cannot encode, and the pieces holding such characters of a model trained on the
+    new text (whole words, when frequent). The pieces are appended, so every old piece keeps its
+    id, and text made of known characters is segmented exactly as before. Returns the pieces added
+    per model file."""
+    files = model_files(directory, config.joint)
+    texts = {"source": source_texts, "target": target_texts}
+    if config.joint:
+        texts = {"source": [*source_texts, *target_texts]}
+    return {files[side].name: _extend_one(files[side], config, sentences) for side, sentences in texts.items()}
+
+
+def _extend_one(path: Path, config: TokenizerConfig, sentences: list[str]) -> int:
+    old = sentencepiece_model_pb2.ModelProto()
+    old.ParseFromString(path.read_bytes())
+    processor = spm.SentencePieceProcessor(model_proto=old.SerializeToString())
+    characters = {character for sentence in sentences for character in sentence if not character.isspace()}
+    unknown = {character for character in characters if UNK_ID in processor.encode(character)}
+    if not unknown:
+        return 0
+    new = sentencepiece_model_pb2.ModelProto()
+    new.ParseFromString(_trained(config, sentences))
+    known = {piece.piece for piece in old.pieces}
+    normal = sentencepiece_model_pb2.ModelProto.SentencePiece.NORMAL
+    # Pieces are stored normalised (NFKC, with "▁" for a space): compare characters as the model sees them.
+    unknown = set("".join(processor.normalize(character) for character in unknown).replace("▁", ""))
+    added = [(piece.piece, piece.score) for piece in new.pieces
+             if piece.type == normal and piece.piece not in known and set(piece.piece) & unknown]
+    lowest = min(piece.score for piece in old.pieces if piece.type == normal)
+    added += [(character, lowest) for character in sorted(unknown) if character not in {piece for piece, _ in added}]
+    if config.model_type == "bpe":
+        # BPE merges the pair whose piece scores highest: the new pieces merge after every old one.
+        added = [(piece, lowest - 1 - rank) for rank, (piece, _) in enumerate(added)]
+    for piece, score in added:
+        old.pieces.add(piece=piece, score=score, type=normal)
+    atomic.write_bytes(path, old.SerializeToString())
+    return len(added)
 
 
 def load(directory: Path, joint: bool) -> Tokenizers:

@@ -1,9 +1,22 @@
-"""Learning-rate schedule: linear warmup, then inverse square root decay (Vaswani et al., 2017)."""
+"""The optimizer: Adam with a learning rate that warms up linearly, then decays as the inverse
+square root of the step (Vaswani et al., 2017)."""
 
 from __future__ import annotations
 
 import keras
 import tensorflow as tf
+
+from nmt.config import TrainConfig
+
+
+def make_optimizer(train: TrainConfig, policy: str, warmup_steps: float) -> keras.optimizers.Optimizer:
+    """Adam with InverseSqrtSchedule(train.learning_rate, warmup_steps); under mixed_float16, with
+    loss scaling: float16 gradients underflow without it (bfloat16 has float32's range)."""
+    optimizer = keras.optimizers.Adam(
+        learning_rate=InverseSqrtSchedule(train.learning_rate, warmup_steps),
+        beta_1=train.adam_beta1, beta_2=train.adam_beta2, epsilon=train.adam_epsilon, global_clipnorm=train.clip_norm,
+    )
+    return keras.optimizers.LossScaleOptimizer(optimizer) if policy == "mixed_float16" else optimizer
 
 
 class InverseSqrtSchedule(keras.optimizers.schedules.LearningRateSchedule):

@@ -29,8 +29,8 @@ from nmt.errors import NmtError
 from nmt.model.transformer import Transformer, build_transformer
 from nmt.run_dir import RunDir
 from nmt.training.losses import label_smoothed_loss, real_target_logits, real_tokens
-from nmt.training import distribute, precision
-from nmt.training.schedule import InverseSqrtSchedule
+from nmt.training import distribute, finetune, precision
+from nmt.training.schedule import make_optimizer
 from nmt.training.sinks import EpochEnd, EpochStart, Sample, Sink, StepRecord, ValidationRecord
 
 log = logging.getLogger("nmt")
@@ -145,7 +145,7 @@ def prepare(config: Config, run: RunDir, check_data: Callable[[tokenizer.Tokeniz
     # First: splitting the CPU into replicas must precede any other use of TF's devices.
     strategy = distribute.make_strategy(config.train)
     keras.utils.set_random_seed(config.train.seed)
-    tokenizers = tokenizer.prepare(config.tokenizer, config.data, run.tokenizer_dir)
+    tokenizers = finetune.prepare_tokenizers(config, run.tokenizer_dir)
     if check_data is not None:
         check_data(tokenizers)
     # Preparing a dataset (on its first use) or a tokenizer draws from Python's and NumPy's global
@@ -197,14 +197,7 @@ def prepare(config: Config, run: RunDir, check_data: Callable[[tokenizer.Tokeniz
         with precision.policy_scope(policy):
             model = build_transformer(config.model, tokenizers.source_vocab_size, tokenizers.target_vocab_size)
         warmup = config.train.warmup_steps / distribute.batch_multiplier(config.train, replicas)
-        optimizer = keras.optimizers.Adam(
-            learning_rate=InverseSqrtSchedule(config.train.learning_rate, warmup),
-            beta_1=config.train.adam_beta1, beta_2=config.train.adam_beta2, epsilon=config.train.adam_epsilon,
-            global_clipnorm=config.train.clip_norm,
-        )
-        if policy == "mixed_float16":
-            # float16 gradients underflow without scaling; bfloat16 has float32's range and needs none.
-            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer = make_optimizer(config.train, policy, warmup)
         optimizer.build(model.trainable_variables)
     train_step = _train_step(strategy, model, optimizer, config.train, train_batches(1).element_spec)
     validation_step = _validation_step(model)
@@ -228,6 +221,8 @@ def train(config: Config, run: RunDir, validate: Validate | None = None, sinks: 
         saved = checkpoints.restore(latest, setup.model, setup.optimizer)
         state = _State(**{key: saved[key] for key in asdict(state) if key in saved})
         log.info("resuming from %s (step %d, %d epochs done)", latest, int(setup.optimizer.iterations.numpy()), state.epoch)
+    elif config.train.init_from is not None:
+        finetune.Base.open(config).initialize(setup.model, setup.optimizer, config.train.resume_optimizer)
     try:
         return _Loop(config, run, setup, state, validate, sinks).run()
     finally:

@@ -39,4 +39,19 @@ def test_the_large_config_streams_training_pairs_disjoint_from_the_held_out_spli
     assert held_out == {name: pairs for name, pairs in generate_splits().items() if name != "train"}
     held_out_sources = {source for pairs in held_out.values() for source, _ in pairs}
     assert all(_split_of(source) == "train" and source not in held_out_sources for source, _ in first)
-    assert [config.name for config in SyntheticTranslation.BUILDER_CONFIGS] == ["default", "5m"]
+    assert [config.name for config in SyntheticTranslation.BUILDER_CONFIGS] == ["default", "5m", "shifted"]
+
+
+def test_the_shifted_domain_keeps_the_lexicon_and_adds_sea_nouns_and_names_copied_as_they_are():
+    default, shifted = Grammar(), Grammar(domain="shifted")
+    assert all(shifted.nouns[noun] == stem for noun, stem in default.nouns.items())
+    assert (shifted.verbs, shifted.articles) == (default.verbs, default.articles)
+    pairs = generate_splits(sizes={"train": 2000}, domain="shifted")["train"]
+    default_words = {word for source, _ in generate_splits(sizes={"train": 2000})["train"] for word in source.split()}
+    names = [word for source, _ in pairs for word in source.rstrip(".").split() if not word.isascii()]
+    assert len(names) > 500 and all(name in target for source, target in pairs for name in source.rstrip(".").split()
+                                    if not name.isascii())
+    seen = {character for word in default_words for character in word}
+    assert all(set(name) - seen for name in names)
+    sea = {"ship", "ships", "whale", "whales", "captain", "captains"}
+    assert sea & {word.lower() for source, _ in pairs for word in source.rstrip(".").split()} and not sea & default_words
