@@ -46,6 +46,8 @@ def describe(run: RunDir) -> dict:
             "budget": {"epochs": train.epochs, "max_steps": train.max_steps, "max_minutes": train.max_minutes,
                        "early_stopping_patience": train.early_stopping_patience},
             "precision": train.precision,
+            "init_from": train.init_from,
+            "update_vocab": config.tokenizer.update_vocab,
         },
         "parameters": state.get("parameters"),
         "progress": progress,
@@ -90,7 +92,9 @@ def config_summary(config: Config) -> dict:
         "model": f"{model.num_encoder_layers}+{model.num_decoder_layers} layers, hidden {model.hidden_dim}, "
         f"{_attention_summary(model)}, FFN {model.intermediate_dim}, dropout {model.dropout}, {model.norm}-norm",
         "training": f"{config.train.batch_tokens}-token batches, peak lr {config.train.learning_rate}, "
-        f"warmup {config.train.warmup_steps}, label smoothing {config.train.label_smoothing}",
+        f"warmup {config.train.warmup_steps}, label smoothing {config.train.label_smoothing}"
+        + (f", fine-tuned from {config.train.init_from}" if config.train.init_from else "")
+        + (" (its vocabulary updated)" if config.tokenizer.update_vocab else ""),
         "checkpoint": config.eval.checkpoint,
     }
 
@@ -113,6 +117,9 @@ def text(info: dict) -> str:
         ("Data", f"{summary['dataset']}, {summary['tokenizer']}"),
         ("Model", summary["model"] + (f"; {info['parameters']:,} parameters" if info["parameters"] is not None else "")),
     ]
+    if info["config"]["init_from"]:
+        updated = " (its vocabulary updated)" if info["config"]["update_vocab"] else ""
+        lines.append(("Fine-tuned", f"from {info['config']['init_from']}{updated}"))
     if not progress["step"]:
         lines.append(("Training", "not started (no checkpoint)"))
     else:

@@ -57,6 +57,8 @@ def training_run(config_path: Path, run_dir: str | None, overrides: list[str]) -
     with run_dir_lib.writer_lock(run):
         if run.config_file.is_file():
             _check_resumable(run, config)
+        if config.train.init_from is not None and not checkpoints.all_checkpoints(run.last_checkpoints):
+            finetune.Base.open(config)  # a base that does not fit is refused before the run records this config
         run.save_config(config)
         if not worker:
             run_dir_lib.mark_latest(run)

@@ -568,3 +568,47 @@ def test_mirrored_bfloat16_training_with_accumulation_resumes_and_matches_evalua
     assert result.exit_code == 0, result.output
     report = json.loads((workdir / "runs" / "mirrored" / "eval" / "validation" / "report.json").read_text())
     assert (report["bleu"], report["chrf"]) == (metrics[1]["validation_bleu"], metrics[1]["validation_chrf"])
+
+
+def test_fine_tuning_on_a_new_domain_improves_bleu_and_learns_words_of_new_characters(workdir, tfds_dir):
+    """The trained quickstart model, fine-tuned on the shifted domain (sea nouns it never saw, and
+    names written with letters its vocabulary lacks), against itself on that domain's test split."""
+    from nmt.data import sources, tokenizer
+    from nmt.run_dir import RunDir, mark_latest
+
+    base = RunDir(Path("runs/tiny"))
+    result = invoke(
+        "train", "--config", "configs/tiny.yaml", "--run-dir", "runs/sea", "--init-from", "runs/tiny",
+        "--set", f"data.data_dir={tfds_dir}", "--set", "data.dataset=synthetic/shifted", "--set", "tokenizer.update_vocab=true",
+        "--set", "train.max_steps=150", "--set", "train.learning_rate=0.001", "--set", "train.warmup_steps=50",
+        "--set", "train.validation_bleu=false", "--set", "train.best_metric=loss", "--set", "train.eval_every_steps=150",
+    )
+    mark_latest(base)  # the other tests use the latest run
+    assert result.exit_code == 0, result.output
+    result = invoke("evaluate", "--run-dir", "runs/sea", "--compare", "runs/tiny", "--set", "decode.beam_size=1")
+    assert result.exit_code == 0, result.output
+    bleu = json.loads(Path("runs/sea/eval/test/compare.json").read_text())["metrics"]["BLEU"]
+    assert bleu["system"]["score"] > bleu["baseline"]["score"] + 10 and bleu["p_value"] < 0.05, bleu
+
+    config = RunDir(Path("runs/sea")).load_config()
+    _, references = sources.read_pairs(config.data, "test")
+    hypotheses = Path("runs/sea/eval/test/hypotheses.txt").read_text().splitlines()
+    names = [(name, hypothesis) for reference, hypothesis in zip(references, hypotheses)
+             for name in reference.rstrip(".").split() if not name.isascii()]
+    # The base's vocabulary cannot even represent them; the fine-tuned model writes most of them.
+    base_tokenizer = tokenizer.load(base.tokenizer_dir, True).target
+    assert all(tokenizer.UNK_ID in ids for ids in base_tokenizer.tokenize([name for name, _ in names]).to_list())
+    copied = sum(name in hypothesis.rstrip(".").split() for name, hypothesis in names)
+    assert len(names) > 200 and copied > 0.25 * len(names), (copied, len(names))
+    info = " ".join(invoke("info", "--run-dir", "runs/sea").output.split())
+    assert "Fine-tuned from runs/tiny (its vocabulary updated)" in info
+
+
+def test_fine_tuning_from_what_is_not_a_fitting_run_is_refused(workdir, tfds_dir):
+    train = ("train", "--config", "configs/tiny.yaml", "--run-dir", "runs/refused", "--set", f"data.data_dir={tfds_dir}")
+    assert_user_error(invoke(*train, "--init-from", "configs"), "train.init_from: configs is not a training run (no config.yaml)")
+    assert_user_error(invoke(*train, "--init-from", "runs/tiny", "--set", "model.hidden_dim=64", "--set", "model.num_heads=2"),
+                      "cannot start from runs/tiny: it was trained with model.hidden_dim=128, model.num_heads=4; "
+                      "this config says 64, 2. Set them as in runs/tiny/config.yaml")
+    assert_user_error(invoke(*train, "--set", "tokenizer.update_vocab=true"), "'tokenizer.update_vocab' applies when starting")
+    assert not Path("runs/refused/config.yaml").exists()

@@ -75,9 +75,8 @@ class Base:
 
     def initialize(self, model: keras.Model, optimizer: keras.optimizers.Optimizer, resume_optimizer: bool) -> None:
         """Sets model's weights (and, with resume_optimizer, optimizer's state and step) to the
-        base checkpoint's. Embeddings grown by a vocabulary update keep their old rows; each new
-        row starts as the mean of the old ones (for output, the mean logit: new pieces start
-        neither favoured nor excluded); their optimizer moments start at zero."""
+        base checkpoint's. Embeddings grown by a vocabulary update keep their old rows (see grow
+        for the new ones); the new rows' optimizer moments start at zero."""
         joint = self.config.tokenizer.joint
         base_tokenizers = tokenizer.load(self.run.tokenizer_dir, joint)
         base_model = build_transformer(self.config.model, base_tokenizers.source_vocab_size, base_tokenizers.target_vocab_size)
@@ -113,23 +112,25 @@ def _transfer(base_variables: list, variables: list, fill: str) -> None:
     if len(base_variables) != len(variables):
         raise RunDirError(f"the base model has {len(base_variables)} variables where this one has {len(variables)}")
     for base_variable, variable in zip(base_variables, variables):
-        variable.assign(grow(base_variable.numpy(), tuple(variable.shape), fill))
+        variable.assign(grow(base_variable.numpy(), variable.numpy(), fill))
 
 
-def grow(value: np.ndarray, shape: tuple[int, ...], fill: str) -> np.ndarray:
-    """value padded to shape (no axis may shrink): along each longer axis (vocabulary rows or
-    output columns), with the mean over that axis's old entries, or zeros."""
-    if any(new < old for new, old in zip(shape, value.shape)) or len(shape) != value.ndim:
+def grow(value: np.ndarray, initial: np.ndarray, fill: str) -> np.ndarray:
+    """value padded to initial's shape (no axis may shrink), along each longer axis (vocabulary
+    rows or output columns): with 'zeros', or with 'mean', the mean of value's entries along that
+    axis plus initial's freshly initialised entries there. Identical new rows would look alike to
+    the model and learn apart slowly; centred on the old rows' mean, they start where the trained
+    ones are (for output, near the mean logit: neither favoured nor excluded)."""
+    shape = initial.shape
+    if len(shape) != value.ndim or any(new < old for new, old in zip(shape, value.shape)):
         raise RunDirError(f"a base weight of shape {value.shape} does not fit this model's {shape}")
     for axis, size in enumerate(shape):
-        missing = size - value.shape[axis]
-        if missing:
-            pad_shape = list(value.shape)
-            pad_shape[axis] = missing
-            if fill == "mean":
-                pad = np.broadcast_to(value.mean(axis=axis, keepdims=True), pad_shape)
-            else:
-                pad = np.zeros(pad_shape, value.dtype)
+        if size > value.shape[axis]:
+            index = [slice(None)] * value.ndim
+            index[axis] = slice(value.shape[axis], size)
+            fresh = initial[tuple(slice(0, extent) if other != axis else index[axis]
+                                  for other, extent in enumerate(value.shape))]
+            pad = value.mean(axis=axis, keepdims=True) + fresh if fill == "mean" else np.zeros_like(fresh)
             value = np.concatenate([value, pad.astype(value.dtype)], axis=axis)
     return value
 

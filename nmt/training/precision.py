@@ -16,6 +16,8 @@ import keras
 import tensorflow as tf
 
 log = logging.getLogger("nmt")
+# CPU flags of bfloat16 matrix units, which oneDNN uses for bfloat16 matmuls.
+BF16_UNITS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
 @lru_cache(maxsize=1)
@@ -60,23 +62,39 @@ def unsupported_reason(policy: str) -> str | None:
     if policy == "mixed_float16":
         return "CPUs have no fast float16 matrix units (mixed_bfloat16 is the CPU's 16-bit choice)"
     # Without these units TF emulates bfloat16 matmuls, which is slower than float32.
-    if not cpu_flags() & {"avx512_bf16", "amx_bf16"}:
+    if not cpu_flags() & BF16_UNITS:
         return "this CPU has no bfloat16 units (avx512_bf16 or amx_bf16)"
     return None
 
 
 def resolve(name: str) -> str:
-    """The policy to train with for train.precision = name: 'auto' picks the fastest the device
-    supports; an explicit policy the device cannot run fast falls back to float32 with a warning."""
+    """The policy to train with for train.precision = name (see choose)."""
+    return choose(name)[0]
+
+
+def choose(name: str) -> tuple[str, str]:
+    """The policy to train with for train.precision = name, and why. 'auto' picks bfloat16 where
+    the device has bfloat16 units (CPUs with AVX-512 BF16 or AMX, GPUs from Ampere on), float16
+    with loss scaling on GPUs with float16 tensor cores only (Volta, Turing), float32 elsewhere.
+    An explicit policy the device cannot run fast falls back to float32 with a warning."""
     if name == "auto":
-        # float16 only ever on GPUs; on CPUs it is never the fast choice.
-        candidates = ("mixed_bfloat16", "mixed_float16") if _gpu_compute_capability() else ("mixed_bfloat16",)
-        return next((policy for policy in candidates if unsupported_reason(policy) is None), "float32")
+        capability = _gpu_compute_capability()
+        if capability is not None:
+            gpu = f"the GPU (compute capability {capability[0]}.{capability[1]})"
+            if unsupported_reason("mixed_bfloat16") is None:
+                return "mixed_bfloat16", f"auto: {gpu} has bfloat16 tensor cores"
+            if unsupported_reason("mixed_float16") is None:
+                return "mixed_float16", f"auto: {gpu} has float16 tensor cores but no bfloat16 ones (loss scaling on)"
+            return "float32", f"auto: {gpu} has no 16-bit tensor cores"
+        units = sorted(cpu_flags() & BF16_UNITS)
+        if units:
+            return "mixed_bfloat16", f"auto: the CPU has bfloat16 units ({', '.join(units)})"
+        return "float32", f"auto: the CPU has no bfloat16 units ({' or '.join(sorted(BF16_UNITS))})"
     reason = unsupported_reason(name)
     if reason is not None:
         log.warning("train.precision=%s: %s; training in float32 instead", name, reason)
-        return "float32"
-    return name
+        return "float32", f"{name} falls back: {reason}"
+    return name, "as configured"
 
 
 @contextlib.contextmanager

@@ -17,15 +17,16 @@ from nmt.training import finetune, trainer
 from tests.training.test_trainer import tiny
 
 
-def test_grow_pads_new_rows_and_columns_with_the_mean_or_zeros():
+def test_grow_pads_new_rows_around_the_old_mean_or_with_zeros():
     value = np.arange(6, dtype=np.float32).reshape(3, 2)
-    grown = finetune.grow(value, (5, 2), "mean")
+    initial = np.full((5, 2), 0.5, np.float32)
+    grown = finetune.grow(value, initial, "mean")
     np.testing.assert_array_equal(grown[:3], value)
-    np.testing.assert_array_equal(grown[3:], [[2.0, 3.0]] * 2)
-    np.testing.assert_array_equal(finetune.grow(value, (3, 4), "zeros")[:, 2:], np.zeros((3, 2)))
-    assert finetune.grow(value, (3, 2), "mean") is value
+    np.testing.assert_array_equal(grown[3:], [[2.5, 3.5]] * 2)  # the old rows' mean + the fresh rows
+    np.testing.assert_array_equal(finetune.grow(value, np.ones((3, 4), np.float32), "zeros")[:, 2:], np.zeros((3, 2)))
+    assert finetune.grow(value, np.ones((3, 2)), "mean") is value
     with pytest.raises(RunDirError, match=r"shape \(3, 2\) does not fit this model's \(2, 2\)"):
-        finetune.grow(value, (2, 2), "mean")
+        finetune.grow(value, np.ones((2, 2)), "mean")
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,10 @@ def test_a_vocabulary_update_grows_the_embeddings_keeping_the_old_rows(tmp_path,
     rows = old_embedding.shape[0]
     assert embedding.shape[0] > rows and setup.tokenizers.source_vocab_size == embedding.shape[0]
     np.testing.assert_array_equal(embedding[:rows], old_embedding)
-    np.testing.assert_allclose(embedding[rows:], np.broadcast_to(old_embedding.mean(axis=0), embedding[rows:].shape), rtol=1e-6)
+    # New rows: centred on the old rows' mean, distinct from one another.
+    new_rows = embedding[rows:]
+    assert np.abs(new_rows.mean(axis=0) - old_embedding.mean(axis=0)).max() < 3 * new_rows.std(axis=0).max() / np.sqrt(len(new_rows))
+    assert len(np.unique(new_rows.round(6), axis=0)) == len(new_rows)
     assert tokenizer.UNK_ID not in setup.tokenizers.source.tokenize(["Ζωή saw Øyvind."]).to_list()[0]
     # The optimizer goes on from the base's step, its moments of the new rows at zero.
     assert int(setup.optimizer.iterations.numpy()) == 2
