@@ -5,6 +5,7 @@ Every default lives in the dataclasses below; the YAML file only states what dif
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import re
@@ -105,8 +106,10 @@ class TrainConfig:
     # With init_from: continue the base run's optimizer state and step count (and so its
     # learning-rate schedule; max_steps counts from the base's step) instead of starting afresh.
     resume_optimizer: bool = False
-    # Token budget per batch (source or target side, padding included).
-    batch_tokens: int = 4096
+    # Token budget per batch (source or target side, padding included), or 'auto': decided at the
+    # run's first start (nmt/training/autotune.py), on a GPU the largest that fits in its memory,
+    # on a CPU the one of best measured throughput; config.yaml records the number.
+    batch_tokens: Union[int, Literal["auto"]] = 4096
     epochs: int = 20
     max_steps: Optional[int] = None
     # Wall-clock budget over all (resumed) invocations, in minutes.
@@ -120,9 +123,11 @@ class TrainConfig:
     label_smoothing: float = 0.1
     clip_norm: Optional[float] = None
     # Compute precision of training: 'float32', 'mixed_bfloat16' (CPUs with bf16 units, recent GPUs),
-    # 'mixed_float16' (GPUs, with loss scaling) or 'auto' (the fastest the device supports). Weights
-    # stay float32; one the device cannot run fast falls back to float32 with a warning.
-    precision: Literal["float32", "mixed_bfloat16", "mixed_float16", "auto"] = "float32"
+    # 'mixed_float16' (GPUs, with loss scaling) or 'auto': bfloat16 where the CPU or GPU has bfloat16
+    # units, float16 on GPUs with float16 units only, float32 elsewhere (config.yaml records the
+    # choice). Weights stay float32; a precision the device cannot run fast falls back to float32
+    # with a warning.
+    precision: Literal["float32", "mixed_bfloat16", "mixed_float16", "auto"] = "auto"
     # Compile the training step with XLA.
     jit_compile: bool = False
     # tf.distribute strategy: 'none' (one device), 'mirrored' (the GPUs of this machine, or
@@ -357,8 +362,16 @@ def _convert(value: Any, hint: Any, path: str) -> Any:
         options = typing.get_args(hint)
         if value is None and type(None) in options:
             return None
-        (inner,) = [option for option in options if option is not type(None)]
-        return _convert(value, inner, path)
+        inner = [option for option in options if option is not type(None)]
+        for option in inner[:-1]:
+            with contextlib.suppress(ConfigError):
+                return _convert(value, option, path)
+        try:
+            return _convert(value, inner[-1], path)
+        except ConfigError:
+            if len(inner) == 1:
+                raise
+        raise ConfigError(f"config key '{path}' must be {' or '.join(map(_describe, inner))}; got {value!r}") from None
     if origin is Literal:
         choices = typing.get_args(hint)
         if value not in choices:
@@ -376,8 +389,13 @@ def _convert(value: Any, hint: Any, path: str) -> Any:
     elif hint is str:
         if isinstance(value, str):
             return value
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-    raise ConfigError(f"config key '{path}' must be {names.get(hint, hint)}; got {value!r} ({type(value).__name__})")
+    raise ConfigError(f"config key '{path}' must be {_describe(hint)}; got {value!r} ({type(value).__name__})")
+
+
+def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) is Literal:
+        return " or ".join(repr(choice) for choice in typing.get_args(hint))
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
 
 
 def _check_values(config: Config) -> None:
@@ -417,7 +435,7 @@ def _check_values(config: Config) -> None:
         "decode.top_k": config.decode.top_k,
     }
     for key, value in positive.items():
-        if value is not None and value <= 0:
+        if value is not None and value != "auto" and value <= 0:
             raise ConfigError(f"config key '{key}' must be greater than 0; got {value}")
     fractions = {
         "model.dropout": config.model.dropout,
@@ -454,6 +472,9 @@ def _check_values(config: Config) -> None:
             f"config key 'train.replicas' applies to train.distribute=mirrored only (it is {config.train.distribute!r}); "
             "remove it or set train.distribute=mirrored"
         )
+    if config.train.batch_tokens == "auto" and config.train.distribute == "multi_worker":
+        raise ConfigError("train.batch_tokens=auto would be measured by each worker on its own: measure it on one "
+                          "machine (nmt train --dry-run shows the value) and set that number on all of them")
     if config.eval.num_samples < 0:
         raise ConfigError(f"config key 'eval.num_samples' must be 0 or more; got {config.eval.num_samples}")
     if config.model.hidden_dim % config.model.num_heads:

@@ -33,7 +33,7 @@ from nmt.info import config_summary
 from nmt.model.transformer import build_transformer
 from nmt.run_dir import RunDir
 from nmt.text_io import check_text
-from nmt.training import distribute, finetune, sinks, trainer
+from nmt.training import autotune, distribute, finetune, sinks, trainer
 from nmt.training.trainer import TrainSummary, ValidationScores, Validate
 
 log = logging.getLogger("nmt")
@@ -57,6 +57,8 @@ def training_run(config_path: Path, run_dir: str | None, overrides: list[str]) -
     with run_dir_lib.writer_lock(run):
         if run.config_file.is_file():
             _check_resumable(run, config)
+            # A resumed run trains with what its first start decided for 'auto' settings.
+            config = autotune.as_decided(config, config_lib.load(run.config_file))
         if config.train.init_from is not None and not checkpoints.all_checkpoints(run.last_checkpoints):
             finetune.Base.open(config)  # a base that does not fit is refused before the run records this config
         run.save_config(config)
@@ -95,6 +97,8 @@ def train(config: Config, run: RunDir, progress: bool = True) -> TrainSummary:
     train.validation_bleu, reporting to the console (when progress), metrics.jsonl and
     TensorBoard (when train.tensorboard), and averaging the last train.average_last checkpoints
     at the end."""
+    config = _decide(config, run)
+    run.save_config(config)
     reports: list[sinks.Sink] = [sinks.Console(config.train.validation_beam_size)] if progress else []
     reports.append(sinks.MetricsFile(run.metrics_file))
     if config.train.tensorboard:
@@ -111,6 +115,15 @@ def train(config: Config, run: RunDir, progress: bool = True) -> TrainSummary:
         path = averaging.average(run, _build_model(config, run), chosen)
         log.info("averaged the last %d checkpoints into %s", len(chosen), path)
     return summary
+
+
+def _decide(config: Config, run: RunDir) -> Config:
+    """config with its 'auto' settings decided (autotune), each decision logged with its reason."""
+    config, decisions = autotune.decide(config, run)
+    for decision in decisions:
+        value = f"{decision.value:,}" if isinstance(decision.value, int) else decision.value
+        log.info("%s: %s (%s)", decision.key, value, decision.reason)
+    return config
 
 
 def data_check(config_path: Path, run_dir: str | None, overrides: list[str], output: Path | None,
@@ -194,7 +207,9 @@ def dry_run(config_path: Path, run_dir: str | None, overrides: list[str]) -> tup
         scratch_run = RunDir(Path(scratch))
         if _has_matching_tokenizer(run, config):
             shutil.copytree(run.tokenizer_dir, scratch_run.tokenizer_dir)
-        return trainer.plan(config, scratch_run), path
+        if run.config_file.is_file():
+            config = autotune.as_decided(config, config_lib.load(run.config_file))
+        return trainer.plan(_decide(config, scratch_run), scratch_run), path
 
 
 def train_and_evaluate(config: Config, run: RunDir) -> tuple[TrainSummary, dict]:

@@ -12,7 +12,7 @@ import benchmark  # noqa: E402  (a script, not a package module)
 def test_a_bf16_lever_is_the_config_itself_on_a_cpu_without_bf16_units(monkeypatch):
     monkeypatch.setattr("nmt.training.precision._gpu_compute_capability", lambda: None)
     config = ROOT / "configs" / "reference_base.yaml"
-    base = config_lib.load(config, [])
+    base = config_lib.load(config, ["train.precision=float32"])
     bf16 = config_lib.load(config, ["train.precision=mixed_bfloat16"])
     with mock.patch("nmt.training.precision.cpu_flags", return_value=frozenset({"avx2"})):
         assert benchmark.as_run_here(bf16) == benchmark.as_run_here(base)

@@ -51,6 +51,10 @@ class NonFiniteTraining(NmtError):
     from that step."""
 
 
+class OutOfMemory(NmtError):
+    """A training or validation step exhausted the device's memory."""
+
+
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the training loop is, so it saves as on Ctrl-C."""
 
@@ -142,6 +146,8 @@ def prepare(config: Config, run: RunDir, check_data: Callable[[tokenizer.Tokeniz
     """Tokenizers (trained on first use), batches, model, optimizer and compiled step functions,
     under the train.distribute strategy. check_data, if given, looks at the data once the
     tokenizers exist."""
+    if config.train.batch_tokens == "auto":
+        raise NmtError("train.batch_tokens=auto is decided before training: by nmt train, or nmt.training.autotune.decide")
     # First: splitting the CPU into replicas must precede any other use of TF's devices.
     strategy = distribute.make_strategy(config.train)
     keras.utils.set_random_seed(config.train.seed)
@@ -213,8 +219,6 @@ def train(config: Config, run: RunDir, validate: Validate | None = None, sinks: 
         TrainingInterrupted: on Ctrl-C or SIGTERM, after saving the current state.
     """
     setup = prepare(config, run, check_data)
-    if setup.precision != "float32":
-        log.info("training in %s", setup.precision)
     state = _State()
     latest = checkpoints.latest(run.last_checkpoints)
     if latest is not None:
@@ -443,6 +447,14 @@ class _Loop:
                 # Where training stopped is validated and saved, unless it just was (or nothing ran).
                 if self.step != first_step and self.validated_step != self.step:
                     self._validate_and_save()
+        except tf.errors.ResourceExhaustedError:
+            train = self.config.train
+            raise OutOfMemory(
+                f"out of memory at step {self.step + 1} with train.batch_tokens={train.batch_tokens}: set "
+                f"train.batch_tokens={train.batch_tokens // 2} and train.accumulate_steps={2 * train.accumulate_steps} "
+                "(the same update, in halves), or train.batch_tokens=auto to measure what fits; "
+                "the run keeps its last checkpoint"
+            ) from None
         except KeyboardInterrupt as interrupt:
             path = self._save_last()
             terminated = isinstance(interrupt, _Terminated)
