@@ -614,29 +614,3 @@ def test_fine_tuning_from_what_is_not_a_fitting_run_is_refused(workdir, tfds_dir
     assert_user_error(invoke(*train, "--set", "tokenizer.update_vocab=true"), "'tokenizer.update_vocab' applies when starting")
     assert not Path("runs/refused/config.yaml").exists()
 
-
-def test_automatic_settings_are_decided_once_said_and_recorded(workdir, tfds_dir, monkeypatch, caplog):
-    import logging
-
-    from nmt import config as config_lib
-    from nmt.run_dir import RunDir, mark_latest
-    from nmt.training import autotune
-
-    monkeypatch.setattr(autotune, "CPU_BUDGETS", (512, 1024))
-    monkeypatch.setattr(autotune, "TIMED_SECONDS", 0.5)
-    caplog.set_level(logging.INFO, logger="nmt")
-    train = ("train", "--config", "configs/tiny.yaml", "--run-dir", "runs/auto", "--set", f"data.data_dir={tfds_dir}",
-             "--set", "train.batch_tokens=auto", "--set", "train.validation_bleu=false", "--set", "train.best_metric=loss",
-             "--set", "decode.beam_size=1")
-    result = invoke(*train, "--set", "train.max_steps=2")
-    mark_latest(RunDir(Path("runs/tiny")))  # the other tests use the latest run
-    assert result.exit_code == 0, result.output
-    recorded = config_lib.load(Path("runs/auto/config.yaml")).train
-    assert recorded.batch_tokens in (512, 1024)
-    assert f"train.batch_tokens: {recorded.batch_tokens:,} (auto: the smallest of the fastest budgets" in caplog.text
-    assert f"train.precision: {recorded.precision} (auto: the CPU has " in caplog.text
-    caplog.clear()
-    result = invoke(*train, "--set", "train.max_steps=3")
-    assert result.exit_code == 0, result.output
-    assert "train.batch_tokens:" not in caplog.text and "batch_tokens=512" not in caplog.text
-    assert config_lib.load(Path("runs/auto/config.yaml")).train == dataclasses.replace(recorded, max_steps=3)
