@@ -5,7 +5,6 @@ Every default lives in the dataclasses below; the YAML file only states what dif
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
 import re
@@ -363,15 +362,13 @@ def _convert(value: Any, hint: Any, path: str) -> Any:
         if value is None and type(None) in options:
             return None
         inner = [option for option in options if option is not type(None)]
-        for option in inner[:-1]:
-            with contextlib.suppress(ConfigError):
+        for option in inner:
+            try:
                 return _convert(value, option, path)
-        try:
-            return _convert(value, inner[-1], path)
-        except ConfigError:
-            if len(inner) == 1:
-                raise
-        raise ConfigError(f"config key '{path}' must be {' or '.join(map(_describe, inner))}; got {value!r}") from None
+            except ConfigError as error:
+                if len(inner) == 1:
+                    raise error from None
+        raise ConfigError(f"config key '{path}' must be {' or '.join(map(_describe, inner))}; got {value!r}")
     if origin is Literal:
         choices = typing.get_args(hint)
         if value not in choices:

@@ -56,9 +56,10 @@ def training_run(config_path: Path, run_dir: str | None, overrides: list[str]) -
     run = RunDir(path)
     with run_dir_lib.writer_lock(run):
         if run.config_file.is_file():
-            _check_resumable(run, config)
+            saved = config_lib.load(run.config_file)
+            _check_resumable(run, saved, config)
             # A resumed run trains with what its first start decided for 'auto' settings.
-            config = autotune.as_decided(config, config_lib.load(run.config_file))
+            config = autotune.as_decided(config, saved)
         if config.train.init_from is not None and not checkpoints.all_checkpoints(run.last_checkpoints):
             finetune.Base.open(config)  # a base that does not fit is refused before the run records this config
         run.save_config(config)
@@ -80,9 +81,8 @@ def _has_matching_tokenizer(run: RunDir, config: Config) -> bool:
     return (saved.data, saved.tokenizer) == (config.data, config.tokenizer)
 
 
-def _check_resumable(run: RunDir, config: Config) -> None:
-    saved = config_lib.load(run.config_file).to_dict()
-    new = config.to_dict()
+def _check_resumable(run: RunDir, saved_config: Config, config: Config) -> None:
+    saved, new = saved_config.to_dict(), config.to_dict()
     for section in run_dir_lib.FROZEN_SECTIONS:
         for key, value in new[section].items():
             if saved[section][key] != value:

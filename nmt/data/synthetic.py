@@ -265,7 +265,7 @@ class SyntheticTranslation(tfds.core.GeneratorBasedBuilder):
             sizes = {**SPLIT_SIZES, "train": config.train_size}
             return {name: self._generate_examples(pairs) for name, pairs in generate_splits(sizes=sizes, domain=config.domain).items()}
         held_out = generate_splits(sizes={name: SPLIT_SIZES[name] for name in ("validation", "test")})
-        return {"train": self._generate_examples(stream_training_pairs(self.builder_config.train_size)),
+        return {"train": self._generate_examples(stream_training_pairs(config.train_size)),
                 **{name: self._generate_examples(pairs) for name, pairs in held_out.items()}}
 
     def _generate_examples(self, pairs: Iterable[tuple[str, str]]):

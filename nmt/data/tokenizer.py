@@ -123,7 +123,8 @@ def _extend_one(path: Path, config: TokenizerConfig, sentences: list[str]) -> in
     added = [(piece.piece, piece.score) for piece in new.pieces
              if piece.type == normal and piece.piece not in known and set(piece.piece) & unknown]
     lowest = min(piece.score for piece in old.pieces if piece.type == normal)
-    added += [(character, lowest) for character in sorted(unknown) if character not in {piece for piece, _ in added}]
+    pieces = {piece for piece, _ in added}
+    added += [(character, lowest) for character in sorted(unknown - pieces)]
     if config.model_type == "bpe":
         # BPE merges the pair whose piece scores highest: the new pieces merge after every old one.
         added = [(piece, lowest - 1 - rank) for rank, (piece, _) in enumerate(added)]
