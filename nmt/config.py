@@ -127,7 +127,9 @@ class TrainConfig:
     # choice). Weights stay float32; a precision the device cannot run fast falls back to float32
     # with a warning.
     precision: Literal["float32", "mixed_bfloat16", "mixed_float16", "auto"] = "auto"
-    # Compile the training step with XLA.
+    # Compile the training step with XLA. Batches then come in a dozen fixed shapes (lengths padded
+    # to multiples of 8, a fixed batch size per length), each compiled once. On CPUs it trains
+    # slower than without (see README).
     jit_compile: bool = False
     # tf.distribute strategy: 'none' (one device), 'mirrored' (the GPUs of this machine, or
     # train.replicas logical CPU devices), 'multi_worker' (machines listed in TF_CONFIG) or 'tpu'.

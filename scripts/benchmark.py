@@ -247,17 +247,25 @@ def training_flops(model: ModelConfig, vocab_size: int, source_len: int, target_
 
 def measure_training(config: Config, run: RunDir, steps: int, warmup: int) -> tuple[dict, keras.Model]:
     """One pass over the data first (reading and tokenizing it into tf.data's cache, as the first
-    epoch of training does), then `warmup` steps (tracing, compilation), then times `steps` more
-    as the trainer runs them (one host sync per step): the steady state of epochs 2 and later.
-    Returns the measurements and the trained model."""
+    epoch of training does), then, under XLA, one step on a batch of each shape of that pass
+    (each compiles; timed as compile_seconds), then `warmup` steps (tracing), then times `steps`
+    more as the trainer runs them (one host sync per step): the steady state of epochs 2 and
+    later. Returns the measurements and the trained model."""
     setup = trainer.prepare(config, run)
     vocab_size = setup.tokenizers.target_vocab_size
+    shapes = {}
     started = time.perf_counter()
-    for _ in setup.train_batches(1):
-        pass
+    for batch in setup.train_batches(1):
+        shapes.setdefault((tuple(batch["source_ids"].shape), tuple(batch["target_in"].shape)), batch)
     first_pass_seconds = time.perf_counter() - started
-    batches = itertools.chain.from_iterable(setup.train_batches(epoch) for epoch in itertools.count(1))
     accumulate = config.train.accumulate_steps
+    compile_seconds = None
+    if config.train.jit_compile:
+        started = time.perf_counter()
+        for batch in shapes.values():
+            float(setup.train_step((batch,) * accumulate)[0])
+        compile_seconds = round(time.perf_counter() - started, 1)
+    batches = itertools.chain.from_iterable(setup.train_batches(epoch) for epoch in itertools.count(1))
     started = time.perf_counter()
     for _ in range(warmup):
         float(setup.train_step(tuple(next(batches) for _ in range(accumulate)))[0])
@@ -287,6 +295,9 @@ def measure_training(config: Config, run: RunDir, steps: int, warmup: int) -> tu
         "padding_fraction": round(1 - (source_tokens + target_tokens) / padded_tokens, 4),
         "model_gflops_per_s": round(flops / seconds / 1e9, 1),
         "data_first_pass_seconds": round(first_pass_seconds, 1),
+        # Distinct batch shapes of an epoch: under XLA, each is a compilation.
+        "batch_shapes": len(shapes),
+        "compile_seconds": compile_seconds,
         "warmup_seconds": round(warmup_seconds, 1),
     }, setup.model
 
@@ -445,10 +456,14 @@ def speed(
     ctranslate2: Annotated[bool, typer.Option(
         "--ctranslate2", help="Also decode the test split with the same model converted to CTranslate2 "
                               "(pip install -e '.[ctranslate2]').")] = False,
+    decode: Annotated[bool, typer.Option(help="Also time decoding of the test split (--no-decode: training "
+                                              "speed only, as when comparing training levers).")] = True,
     out: Annotated[Path, typer.Option(help="JSON output; a Markdown table goes beside it.")] = Path("benchmarks/speed.json"),
 ) -> None:
     """Training and decoding throughput, model FLOP utilisation and peak memory of a config."""
     resolved = config_lib.load(config, overrides)
+    if not decode and (ctranslate2 or decode_run_dir):
+        raise typer.BadParameter("--ctranslate2 and --decode-run-dir compare decoding: leave out --no-decode")
     if ctranslate2 and importlib.util.find_spec("ctranslate2") is None:
         raise typer.BadParameter("--ctranslate2 needs the ctranslate2 package: pip install -e '.[ctranslate2]' "
                                  "(make benchmark-speed-ctranslate2 installs it)")
@@ -510,10 +525,20 @@ def speed(
         reference["config_speedup"] = round(base["train_target_tokens_per_s"] / reference["train_target_tokens_per_s"], 2)
         typer.echo(f"  {reference['train_target_tokens_per_s']:,} target tokens/s: the config trains "
                    f"{reference['config_speedup']}x as fast", err=True)
-    typer.echo("decoding speed: greedy, beam 4", err=True)
-    greedy, greedy_hypotheses = measure_decoding(resolved, model, tokenizers, test, 1)
-    beam, _ = measure_decoding(resolved, model, tokenizers, test, 4)
-    engine = None
+    decoding, engine = {}, None
+    if decode:
+        typer.echo("decoding speed: greedy, beam 4", err=True)
+        greedy, greedy_hypotheses = measure_decoding(resolved, model, tokenizers, test, 1)
+        beam, _ = measure_decoding(resolved, model, tokenizers, test, 4)
+        decoding = {
+            "decode_greedy_sentences_per_s": greedy["sentences_per_s"],
+            "decode_greedy_target_tokens_per_s": greedy["target_tokens_per_s"],
+            "decode_beam4_sentences_per_s": beam["sentences_per_s"],
+            "decode_beam4_target_tokens_per_s": beam["target_tokens_per_s"],
+            "decode_greedy_bleu": greedy["bleu"],
+            "decode_beam4_bleu": beam["bleu"],
+            "decode_model": decode_source,
+        }
     if ctranslate2:
         typer.echo("decoding speed of the same model in CTranslate2: greedy, beam 4", err=True)
         tokenizer_dir = decode_run.tokenizer_dir if decode_run_dir else scratch_run.tokenizer_dir
@@ -527,13 +552,7 @@ def speed(
         "config": str(config),
         "overrides": overrides,
         **{key: value for key, value in base.items() if key != "speedup"},
-        "decode_greedy_sentences_per_s": greedy["sentences_per_s"],
-        "decode_greedy_target_tokens_per_s": greedy["target_tokens_per_s"],
-        "decode_beam4_sentences_per_s": beam["sentences_per_s"],
-        "decode_beam4_target_tokens_per_s": beam["target_tokens_per_s"],
-        "decode_greedy_bleu": greedy["bleu"],
-        "decode_beam4_bleu": beam["bleu"],
-        "decode_model": decode_source,
+        **decoding,
         # ru_maxrss is in KiB on Linux.
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "levers": {name: result for name, result in results.items() if name != "config"},
@@ -570,7 +589,7 @@ def speed_table(entry: dict) -> str:
     for name, result in {"config": {**entry, "speedup": 1.0}, **entry["levers"]}.items():
         versus = f"{versus_reference(result):.2f}x" if reference else ""
         lines.append(
-            f"| {name} | {result['precision']} | {'yes' if result['jit_compile'] else 'no'} | "
+            f"| {name} | {result['precision']} | {_xla_cell(result)} | "
             f"{result['train_target_tokens_per_s']:,} | {result['train_tokens_per_s']:,} | {result['speedup']:.2f}x | "
             f"{versus} | {result['padding_fraction']:.1%} | {result['model_gflops_per_s']} | {result['mfu']:.1%} |"
         )
@@ -584,15 +603,16 @@ def speed_table(entry: dict) -> str:
                       f"(target tokens/s, measured in this run on the same model, data and batch size)"
                   + (f"; with its fastest lever, {fastest[0]}, **{versus_reference(fastest[1]):.2f}x**."
                      if fastest and fastest[1]["speedup"] > 1 else ".")]
-    lines += [
-        "",
-        f"Decoding the test split ({entry['decode_model']}; decode.batch_size, length penalty and length limit of the "
-        f"config; tracing excluded):",
-        "",
-        "| decoder | greedy sent/s | greedy tok/s | greedy BLEU | beam-4 sent/s | beam-4 tok/s | beam-4 BLEU |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-        _decoding_row("nmt", entry),
-    ]
+    if "decode_model" in entry:
+        lines += [
+            "",
+            f"Decoding the test split ({entry['decode_model']}; decode.batch_size, length penalty and length limit "
+            f"of the config; tracing excluded):",
+            "",
+            "| decoder | greedy sent/s | greedy tok/s | greedy BLEU | beam-4 sent/s | beam-4 tok/s | beam-4 BLEU |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+            _decoding_row("nmt", entry),
+        ]
     if reference and "decode_steps" in reference:
         lines += [
             _decoding_row(f"reference, its model after {reference['decode_steps']} steps", reference),
@@ -618,6 +638,14 @@ def speed_table(entry: dict) -> str:
         ]
     lines += ["", f"Peak resident memory {entry['peak_rss_mb']:,} MB."]
     return "\n".join(lines) + "\n"
+
+
+def _xla_cell(result: dict) -> str:
+    if not result["jit_compile"]:
+        return "no"
+    if result.get("compile_seconds") is None:
+        return "yes"
+    return f"yes: {result['batch_shapes']} shapes compiled in {result['compile_seconds']} s"
 
 
 def _decoding_row(name: str, result: dict) -> str:

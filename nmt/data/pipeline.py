@@ -71,8 +71,17 @@ def cache_in_memory(pairs: int | None) -> bool:
     return pairs is not None and pairs <= MEMORY_CACHE_PAIRS
 
 
+def fixed_lengths(max_length: int, multiple: int = 8) -> list[int]:
+    """Padded sequence lengths of fixed-shape batches for sequences of up to max_length positions:
+    bucket_boundaries' buckets with their longest length rounded up to a multiple of `multiple`
+    (buckets that round to the same length merge)."""
+    longest = [boundary - 1 for boundary in bucket_boundaries(max_length)] + [max_length]
+    return sorted({-(-length // multiple) * multiple for length in longest})
+
+
 def batch_examples(
     examples: tf.data.Dataset, batch_tokens: int, max_length: int, shuffle_seed: int | None = None, shuffle_buffer: int = 0,
+    fixed_shapes: bool = False,
 ) -> tf.data.Dataset:
     """Length-bucketed batches of examples (make_examples').
 
@@ -82,20 +91,37 @@ def batch_examples(
         shuffle_seed: with shuffle_buffer, shuffle examples (and so batches) into the order this
             seed gives: the same seed, the same batches in the same order, in any process (an
             epoch resumed mid-way continues exactly where it stopped).
+        fixed_shapes: every batch of a bucket has the same shape: sequences padded to one of
+            fixed_lengths(max_length + 1) and batch_tokens // that length rows, the last batch of
+            a bucket filled up with all-padding rows (which hold no tokens: the loss and the
+            update are those of the real rows). XLA compiles a step once per input shape: a
+            dozen shapes instead of one per batch.
     """
     if shuffle_buffer:
         examples = examples.shuffle(shuffle_buffer, seed=shuffle_seed, reshuffle_each_iteration=False)
-    boundaries = bucket_boundaries(max_length + 1)
-    # Bucket i holds sequences shorter than boundaries[i]; the last one up to max_length + 1.
-    longest = [*boundaries, max_length + 2]
-    batch_sizes = [max(1, batch_tokens // (length - 1)) for length in longest]
-    batches = examples.bucket_by_sequence_length(
-        element_length_func=lambda example: tf.maximum(
-            tf.shape(example["source_ids"])[0], tf.shape(example["target_in"])[0]
-        ),
-        bucket_boundaries=boundaries,
-        bucket_batch_sizes=batch_sizes,
-    )
+
+    def length(example: dict[str, tf.Tensor]) -> tf.Tensor:
+        return tf.maximum(tf.shape(example["source_ids"])[0], tf.shape(example["target_in"])[0])
+
+    if fixed_shapes:
+        lengths = fixed_lengths(max_length + 1)
+        # Bucket i holds sequences of up to lengths[i] positions, padded to that; the final
+        # bucket, for longer ones, never fills: its batch size is unused.
+        batches = examples.bucket_by_sequence_length(
+            element_length_func=length,
+            bucket_boundaries=[bucket + 1 for bucket in lengths],
+            bucket_batch_sizes=[max(1, batch_tokens // bucket) for bucket in lengths] + [1],
+            pad_to_bucket_boundary=True,
+        ).map(lambda batch: _fill_rows(batch, batch_tokens))
+    else:
+        boundaries = bucket_boundaries(max_length + 1)
+        # Bucket i holds sequences shorter than boundaries[i]; the last one up to max_length + 1.
+        longest = [*boundaries, max_length + 2]
+        batches = examples.bucket_by_sequence_length(
+            element_length_func=length,
+            bucket_boundaries=boundaries,
+            bucket_batch_sizes=[max(1, batch_tokens // (bucket - 1)) for bucket in longest],
+        )
     if shuffle_buffer:
         # Bucketing emits each bucket's partly filled batch when the data runs out: ~20 small
         # batches (down to 2 sentences) in a row at every epoch's end, just before validation and
@@ -114,6 +140,13 @@ def make_batches(pairs: tf.data.Dataset, tokenizers: Tokenizers, batch_tokens: i
 def epoch_seed(seed: int, epoch: int) -> int:
     """The shuffling seed of one epoch (from 1): a function of the run's seed and the epoch alone."""
     return (seed * 1_000_003 + epoch) % (2**31 - 1)
+
+
+def _fill_rows(batch: dict[str, tf.Tensor], batch_tokens: int) -> dict[str, tf.Tensor]:
+    """A fixed-length batch with all-padding rows added up to its bucket's batch size."""
+    rows = tf.maximum(1, batch_tokens // tf.shape(batch["target_in"])[1])
+    missing = rows - tf.shape(batch["target_in"])[0]
+    return {key: tf.pad(value, [[0, missing], [0, 0]]) for key, value in batch.items()}
 
 
 def _to_example(source_ids: tf.Tensor, target_ids: tf.Tensor) -> dict[str, tf.Tensor]:

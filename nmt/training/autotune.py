@@ -143,7 +143,8 @@ def _throughputs(setup: trainer.Setup, config: Config) -> dict[int, float]:
     rates: dict[int, float] = {}
     for budget in CPU_BUDGETS:
         batches = iter(pipeline.batch_examples(examples, budget, config.data.max_length, config.train.seed,
-                                               min(config.train.shuffle_buffer, 5000)))
+                                               min(config.train.shuffle_buffer, 5000),
+                                               fixed_shapes=config.train.jit_compile))
         for _ in range(2):
             float(setup.train_step((next(batches),))[0])
         tokens, steps, started = 0.0, 0, time.perf_counter()

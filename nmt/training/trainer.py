@@ -175,7 +175,8 @@ def prepare(config: Config, run: RunDir, check_data: Callable[[tokenizer.Tokeniz
 
     def epoch_batches(examples: tf.data.Dataset, epoch: int) -> tf.data.Dataset:
         return pipeline.batch_examples(examples, budget, config.data.max_length,
-                                       pipeline.epoch_seed(config.train.seed, epoch), config.train.shuffle_buffer)
+                                       pipeline.epoch_seed(config.train.seed, epoch), config.train.shuffle_buffer,
+                                       fixed_shapes=config.train.jit_compile)
 
     if config.train.distribute == "none":
         examples = replica_examples()
@@ -319,7 +320,7 @@ def _train_step(strategy: tf.distribute.Strategy, model: Transformer, optimizer:
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
     # A fixed signature: bucketing yields many batch shapes, which must not each trigger a retrace
-    # (XLA still compiles once per distinct shape).
+    # (XLA still compiles once per distinct shape: under jit_compile the batches have a few fixed ones).
     @tf.function(input_signature=[(batch_spec,) * train.accumulate_steps], jit_compile=train.jit_compile)
     def train_step(batches):
         gradients, (*sums, gradient_norm, failed) = strategy.run(replica_step, args=(batches,))

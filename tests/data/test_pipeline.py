@@ -55,6 +55,39 @@ def test_bucket_boundaries_increase():
     assert all(b > a for a, b in zip(boundaries, boundaries[1:]))
 
 
+def test_fixed_lengths_round_the_buckets_up_to_multiples_of_8():
+    lengths = pipeline.fixed_lengths(101)
+    assert lengths == sorted(set(lengths)) and all(length % 8 == 0 for length in lengths)
+    assert lengths[0] == 8 and lengths[-1] >= 101 and lengths[-2] < 101
+    assert len(lengths) < len(pipeline.bucket_boundaries(101))
+
+
+def test_fixed_shape_batches_have_a_few_shapes_and_every_example_once(corpus):
+    """What jit_compile trains on: each bucket's batches share one shape (its last one filled up
+    with rows of padding), and the real rows are the same examples as the bucketed batches'."""
+    sources, targets, tokenizers = corpus
+    examples = pipeline.make_examples(tf.data.Dataset.from_tensor_slices((sources, targets)), tokenizers, max_length=12)
+
+    def rows(fixed_shapes):
+        shapes, real = set(), []
+        for batch in pipeline.batch_examples(examples, batch_tokens=64, max_length=12, shuffle_seed=1,
+                                             shuffle_buffer=100, fixed_shapes=fixed_shapes):
+            shapes.add((batch["source_ids"].shape, batch["target_in"].shape, batch["target_out"].shape))
+            for source, target in zip(batch["source_ids"].numpy(), batch["target_out"].numpy()):
+                if target.any():
+                    real.append((tuple(source[source != 0]), tuple(target[target != 0])))
+                else:
+                    assert not source.any()  # a row of padding is padding on both sides
+        return shapes, sorted(real)
+
+    shapes, fixed = rows(fixed_shapes=True)
+    assert fixed == rows(fixed_shapes=False)[1]
+    expected = {(64 // length, length) for length in pipeline.fixed_lengths(13)}
+    assert {source for source, target_in, target_out in shapes} <= expected
+    assert all(source == target_in == target_out for source, target_in, target_out in shapes)
+    assert len(shapes) > 1
+
+
 def test_the_partly_filled_batch_is_not_always_last_in_an_epoch(corpus):
     _, _, tokenizers = corpus
     # One length bucket: 103 equal pairs make full batches and one smaller leftover batch.

@@ -70,3 +70,30 @@ def test_dropping_padding_positions_changes_no_loss():
     assert all_logits.shape == (2, 4, 30)
     dropped, kept = label_smoothed_loss(labels, logits, 0.1), label_smoothed_loss(all_labels, all_logits, 0.1)
     np.testing.assert_allclose([float(x) for x in dropped], [float(x) for x in kept], rtol=1e-5)
+
+
+def test_rows_of_padding_change_neither_loss_nor_gradient_under_xla():
+    """Fixed-shape batches (what jit_compile trains on) fill a bucket's last batch with rows of
+    padding: the XLA-compiled loss and gradient must be those of the real rows alone."""
+    model = build_transformer(ModelConfig(num_encoder_layers=1, num_decoder_layers=1, hidden_dim=16, num_heads=2,
+                                          intermediate_dim=32, dropout=0.0, attention_dropout=0.0), 30, 30)
+    real = {
+        "source_ids": tf.constant([[5, 6, 7, 0], [8, 9, 0, 0]]),
+        "target_in": tf.constant([[1, 10, 11, 12], [1, 13, 0, 0]]),
+        "target_out": tf.constant([[10, 11, 12, 2], [13, 2, 0, 0]]),
+    }
+    filled = {key: tf.pad(value, [[0, 3], [0, 0]]) for key, value in real.items()}
+
+    @tf.function(jit_compile=True)
+    def loss_and_gradients(batch):
+        with tf.GradientTape() as tape:
+            labels, logits = real_target_logits(model, batch, training=True, drop_padding=False)
+            loss = label_smoothed_loss(labels, logits, 0.1)[0]
+        return loss, tape.gradient(loss, model.trainable_variables)
+
+    loss, gradients = loss_and_gradients(real)
+    filled_loss, filled_gradients = loss_and_gradients(filled)
+    np.testing.assert_allclose(float(filled_loss), float(loss), rtol=1e-5)
+    for expected, got in zip(gradients, filled_gradients):
+        np.testing.assert_allclose(tf.convert_to_tensor(got).numpy(), tf.convert_to_tensor(expected).numpy(),
+                                   rtol=1e-4, atol=1e-6)
