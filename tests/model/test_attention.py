@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sacrebleu
+import keras
 import tensorflow as tf
 
 from nmt.config import ModelConfig
@@ -14,7 +15,7 @@ from nmt.data.synthetic import generate_splits
 from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from nmt.decoding.search import greedy_search
 from nmt.model import masks
-from nmt.model.attention import Attention
+from nmt.model.attention import Attention, ProjectionDense
 from nmt.model.transformer import build_transformer
 from nmt.training.losses import label_smoothed_loss
 
@@ -124,6 +125,36 @@ def test_cached_decoding_of_a_transformer_equals_full_decoding(case):
     for index in range(5):
         logits, cache = model.decode_step(target_in[:, index], tf.constant(index), cache)
         np.testing.assert_allclose(logits.numpy(), expected[:, index], atol=1e-4)
+
+
+@pytest.mark.parametrize("equation, output_shape, bias_axes, input_shape", [
+    ("abc,cde->abde", (None, 4, 8), "de", (3, 5, 16)),  # into heads
+    ("abcd,cde->abe", (None, 16), "e", (3, 5, 4, 8)),  # out of them
+    ("abc,cde->abde", (None, 4, 8), "de", (3, 1, 16)),  # one position: a decoding step
+])
+@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
+def test_projections_compute_what_einsum_dense_computes(equation, output_shape, bias_axes, input_shape, dtype):
+    einsum = keras.layers.EinsumDense(equation, output_shape=output_shape, bias_axes=bias_axes, dtype=dtype)
+    projection = ProjectionDense(equation, output_shape=output_shape, bias_axes=bias_axes, dtype=dtype)
+    x = tf.random.stateless_normal(input_shape, seed=(1, 2))
+    einsum.build(x.shape)
+    projection.build(x.shape)
+    rng = np.random.default_rng(0)
+    projection.set_weights([rng.normal(size=weight.shape) for weight in einsum.get_weights()])  # a bias of 0 would hide one
+    einsum.set_weights(projection.get_weights())
+    outputs, gradients = [], []
+    for layer in (einsum, projection):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            output = layer(x)
+            loss = tf.reduce_sum(tf.cast(output, tf.float32) ** 2)
+        outputs.append(output)
+        gradients.append(tape.gradient(loss, [x, *layer.trainable_variables]))
+    assert outputs[1].dtype == outputs[0].dtype and outputs[1].shape == outputs[0].shape
+    tolerance = 1e-5 if dtype == "float32" else 2e-2
+    np.testing.assert_allclose(tf.cast(outputs[1], tf.float32), tf.cast(outputs[0], tf.float32), rtol=tolerance, atol=tolerance)
+    for expected, got in zip(*gradients):
+        np.testing.assert_allclose(tf.cast(got, tf.float32), tf.cast(expected, tf.float32), rtol=tolerance, atol=tolerance * 10)
 
 
 def test_checkpoints_of_keras_multi_head_attention_load_unchanged():
