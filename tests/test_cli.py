@@ -544,33 +544,6 @@ def test_config_errors_are_one_line(workdir):
     assert_user_error(invoke("train", "--config", "bad.yaml"), "unknown config key 'model.hidden_dimm'")
 
 
-def test_mirrored_bfloat16_training_with_accumulation_resumes_and_matches_evaluate(workdir, tfds_dir):
-    """The distributed path end to end: two CPU replicas (see conftest.py), accumulated batches
-    and bfloat16 (float32 where the CPU lacks bf16 units); checkpoints restore into mirrored
-    variables, and validation BLEU (decoded by a float32 one-device copy) equals nmt evaluate."""
-    common = [
-        "train", "--config", "configs/tiny.yaml", "--run-dir", "runs/mirrored", "--set", f"data.data_dir={tfds_dir}",
-        "--set", "train.distribute=mirrored", "--set", "train.replicas=2", "--set", "train.accumulate_steps=2",
-        "--set", "train.precision=mixed_bfloat16", "--set", "train.eval_every_steps=2", "--set", "decode.beam_size=1",
-        # Short outputs keep the decoding of a 4-step model (validations, evaluations) quick, and
-        # one layer each side the tracing of the replicated, accumulated step.
-        "--set", "decode.max_length_ratio=0.3", "--set", "decode.max_length_offset=2",
-        "--set", "model.num_encoder_layers=1", "--set", "model.num_decoder_layers=1",
-    ]
-    # Same data and tokenizer settings as runs/tiny: its SentencePiece model saves training another.
-    shutil.copytree(workdir / "runs" / "tiny" / "tokenizer", workdir / "runs" / "mirrored" / "tokenizer")
-    assert invoke(*common, "--set", "train.max_steps=2").exit_code == 0
-    result = invoke(*common, "--set", "train.max_steps=4")
-    assert result.exit_code == 0, result.output
-    metrics = [json.loads(line) for line in (workdir / "runs" / "mirrored" / "metrics.jsonl").read_text().splitlines()]
-    assert [record["step"] for record in metrics] == [2, 4]
-    assert metrics[1]["train_loss"] < metrics[0]["train_loss"]
-    result = invoke("evaluate", "--run-dir", "runs/mirrored", "--split", "validation", "--set", "eval.checkpoint=last")
-    assert result.exit_code == 0, result.output
-    report = json.loads((workdir / "runs" / "mirrored" / "eval" / "validation" / "report.json").read_text())
-    assert (report["bleu"], report["chrf"]) == (metrics[1]["validation_bleu"], metrics[1]["validation_chrf"])
-
-
 def test_fine_tuning_on_a_new_domain_improves_bleu_and_learns_words_of_new_characters(workdir, tfds_dir):
     """The trained quickstart model, fine-tuned on the shifted domain (sea nouns it never saw, and
     names written with letters its vocabulary lacks), against itself on that domain's test split."""
