@@ -20,3 +20,17 @@ def test_a_bf16_lever_is_the_config_itself_on_a_cpu_without_bf16_units(monkeypat
         assert benchmark.as_run_here(bf16) != benchmark.as_run_here(base)
     xla = config_lib.load(config, ["train.jit_compile=true"])
     assert benchmark.as_run_here(xla) != benchmark.as_run_here(base)
+
+
+def test_a_training_only_table_names_each_levers_compilation_and_no_decoding():
+    result = {"precision": "float32", "jit_compile": False, "train_target_tokens_per_s": 2000, "train_tokens_per_s": 3900,
+              "padding_fraction": 0.1, "model_gflops_per_s": 100.0, "mfu": 0.5, "batch_shapes": 40, "compile_seconds": None}
+    xla = {**result, "jit_compile": True, "train_target_tokens_per_s": 1500, "speedup": 0.75, "batch_shapes": 7,
+           "compile_seconds": 138.8}
+    entry = {**result, "config": "configs/reference_base.yaml", "overrides": [], "date": "2026-12-03", "code": "abc",
+             "steps": 40, "warmup_steps": 10, "levers": {"xla": xla}, "reference": None, "ctranslate2": None,
+             "peak_rss_mb": 2000, "machine": {"cpu": "some CPU", "cores": 2, "gpu": None}}
+    table = benchmark.speed_table(entry)
+    assert "| config | float32 | no | 2,000 |" in table
+    assert "| xla | float32 | yes: 7 shapes compiled in 138.8 s | 1,500 |" in table
+    assert "Decoding" not in table
