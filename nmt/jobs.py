@@ -24,7 +24,7 @@ from nmt import server as server_lib
 from nmt.config import Config, SplitName
 from nmt.data import check as data_check_lib
 from nmt.data import sources, tokenizer
-from nmt.decoding.translator import Hypothesis, Translator
+from nmt.decoding.translator import Hypothesis, Translator, decoding_model, decoding_policy
 from nmt.errors import NmtError, RunDirError
 from nmt.evaluation import report as report_lib
 from nmt.evaluation import significance
@@ -237,12 +237,13 @@ def _validator(config: Config, run: RunDir) -> Validate:
         if translator is None:
             evaluator = SplitEvaluator(config.data, "validation")
             tokenizers = tokenizer.load(run.tokenizer_dir, config.tokenizer.joint)
+            decode_config = validation_decode(config)
             decode_model = model
-            if model.compute_dtype != "float32" or config.train.distribute != "none":
-                # `nmt evaluate` decodes in float32 on one device; so must validation to equal it:
-                # such a copy of the model gets the trained weights before each validation.
-                decode_model = build_transformer(config.model, tokenizers.source_vocab_size, tokenizers.target_vocab_size)
-            translator = Translator(validation_decode(config), decode_model, tokenizers)
+            if model.dtype_policy.name != decoding_policy(decode_config.decode) or config.train.distribute != "none":
+                # `nmt evaluate` decodes in decode.precision on one device; so must validation to
+                # equal it: such a copy of the model gets the trained weights before each validation.
+                decode_model = decoding_model(decode_config, tokenizers)
+            translator = Translator(decode_config, decode_model, tokenizers)
         if translator.model is not model:
             translator.model.set_weights(model.get_weights())
         evaluation = evaluator.run(translator)

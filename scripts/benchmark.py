@@ -70,7 +70,7 @@ from nmt import config as config_lib
 from nmt.config import Config, ModelConfig
 from nmt.data import sources, tokenizer
 from nmt.data.tokenizer import PAD_ID
-from nmt.decoding.translator import Translator, length_limits
+from nmt.decoding.translator import Translator, decoding_model, length_limits
 from nmt.evaluation.evaluator import SplitEvaluator
 from nmt.evaluation.scoring import score
 from nmt.model.transformer import build_transformer
@@ -389,7 +389,7 @@ def measure_decoding(config: Config, model, tokenizers, test: SplitEvaluator, be
 
 
 def measure_ctranslate2(config: Config, model, tokenizer_dir: Path, test: SplitEvaluator,
-                        greedy_hypotheses: list[str]) -> dict:
+                        greedy_hypotheses: list[str], compute_type: str = "float32") -> dict:
     """The same model converted to CTranslate2 (scripts/ctranslate2_model.py), a C++ inference
     engine, decoding the test split greedy and with beam 4: the ceiling the issue sets for decoding.
     It gets our batches (length-sorted, decode.batch_size), length penalty weight and thread count;
@@ -405,12 +405,12 @@ def measure_ctranslate2(config: Config, model, tokenizer_dir: Path, test: SplitE
     segmenters = {side: spm.SentencePieceProcessor(model_file=str(path)) for side, path in files.items()}
     device = "cuda" if ctranslate2.get_cuda_device_count() else "cpu"
     threads = os.cpu_count() or 1
-    result = {"engine": f"CTranslate2 {ctranslate2.__version__}, float32, {device}"
+    result = {"engine": f"CTranslate2 {ctranslate2.__version__}, {compute_type}, {device}"
                         + (f", {threads} threads" if device == "cpu" else "")}
     with tempfile.TemporaryDirectory() as directory:
         converted = ctranslate2_model.convert(model, ctranslate2_model.vocabulary(files["source"]),
                                               ctranslate2_model.vocabulary(files["target"]), Path(directory))
-        engine = ctranslate2.Translator(str(converted), device=device, compute_type="float32", intra_threads=threads)
+        engine = ctranslate2.Translator(str(converted), device=device, compute_type=compute_type, intra_threads=threads)
 
         def translate(sentences: list[str], beam_size: int) -> list[list[str]]:
             source = segmenters["source"].encode(sentences, out_type=str)
@@ -525,24 +525,24 @@ def speed(
         reference["config_speedup"] = round(base["train_target_tokens_per_s"] / reference["train_target_tokens_per_s"], 2)
         typer.echo(f"  {reference['train_target_tokens_per_s']:,} target tokens/s: the config trains "
                    f"{reference['config_speedup']}x as fast", err=True)
-    decoding, engine = {}, None
+    decoding, engine, engine_int8 = {}, None, None
     if decode:
         typer.echo("decoding speed: greedy, beam 4", err=True)
         greedy, greedy_hypotheses = measure_decoding(resolved, model, tokenizers, test, 1)
         beam, _ = measure_decoding(resolved, model, tokenizers, test, 4)
-        decoding = {
-            "decode_greedy_sentences_per_s": greedy["sentences_per_s"],
-            "decode_greedy_target_tokens_per_s": greedy["target_tokens_per_s"],
-            "decode_beam4_sentences_per_s": beam["sentences_per_s"],
-            "decode_beam4_target_tokens_per_s": beam["target_tokens_per_s"],
-            "decode_greedy_bleu": greedy["bleu"],
-            "decode_beam4_bleu": beam["bleu"],
-            "decode_model": decode_source,
-        }
+        decoding = {**_decoder_scores(greedy, beam), "decode_model": decode_source}
+        if precision.unsupported_reason("mixed_bfloat16") is None:
+            typer.echo("decoding speed with decode.precision=bfloat16: greedy, beam 4", err=True)
+            bf16 = dataclasses.replace(resolved, decode=dataclasses.replace(resolved.decode, precision="bfloat16"))
+            bf16_model = decoding_model(bf16, tokenizers)
+            bf16_model.set_weights(model.get_weights())
+            decoding["decode_bfloat16"] = _decoder_scores(measure_decoding(bf16, bf16_model, tokenizers, test, 1)[0],
+                                                          measure_decoding(bf16, bf16_model, tokenizers, test, 4)[0])
     if ctranslate2:
-        typer.echo("decoding speed of the same model in CTranslate2: greedy, beam 4", err=True)
+        typer.echo("decoding speed of the same model in CTranslate2, float32 and int8: greedy, beam 4", err=True)
         tokenizer_dir = decode_run.tokenizer_dir if decode_run_dir else scratch_run.tokenizer_dir
         engine = measure_ctranslate2(resolved, model, tokenizer_dir, test, greedy_hypotheses)
+        engine_int8 = measure_ctranslate2(resolved, model, tokenizer_dir, test, greedy_hypotheses, "int8")
     scratch.cleanup()
     for other in (decoder for decoder in (reference, engine) if decoder and "decode_beam4_bleu" in decoder):
         for name, ours in (("greedy", greedy), ("beam4", beam)):
@@ -560,6 +560,8 @@ def speed(
         "reference": reference,
         # The same model decoded by CTranslate2 in this run; "config_decode_*_speedup": ours over its.
         "ctranslate2": engine,
+        # ... and by CTranslate2 with int8 weights.
+        "ctranslate2_int8": engine_int8,
         "machine": machine(),
         "code": code_version(),
         "date": time.strftime("%Y-%m-%d"),
@@ -613,6 +615,8 @@ def speed_table(entry: dict) -> str:
             "| --- | --- | --- | --- | --- | --- | --- |",
             _decoding_row("nmt", entry),
         ]
+        if entry.get("decode_bfloat16"):
+            lines.append(_decoding_row("nmt, decode.precision=bfloat16", entry["decode_bfloat16"]))
     if reference and "decode_steps" in reference:
         lines += [
             _decoding_row(f"reference, its model after {reference['decode_steps']} steps", reference),
@@ -631,13 +635,27 @@ def speed_table(entry: dict) -> str:
             "| decoder | greedy sent/s | greedy tok/s | greedy BLEU | beam-4 sent/s | beam-4 tok/s | beam-4 BLEU |",
             "| --- | --- | --- | --- | --- | --- | --- |",
             _decoding_row("nmt", entry),
+            *([_decoding_row("nmt, decode.precision=bfloat16", entry["decode_bfloat16"])] if entry.get("decode_bfloat16") else []),
             _decoding_row("CTranslate2", engine),
+            *([_decoding_row("CTranslate2, int8", entry["ctranslate2_int8"])] if entry.get("ctranslate2_int8") else []),
             "",
             f"nmt decodes **{engine['config_decode_beam4_speedup']:.2f}x** CTranslate2's sentences/s with beam 4 "
             f"(greedy {engine['config_decode_greedy_speedup']:.2f}x).",
         ]
     lines += ["", f"Peak resident memory {entry['peak_rss_mb']:,} MB."]
     return "\n".join(lines) + "\n"
+
+
+def _decoder_scores(greedy: dict, beam: dict) -> dict:
+    """measure_decoding's greedy and beam-4 results as decode_* keys (those of other_decoder_scores)."""
+    return {
+        "decode_greedy_sentences_per_s": greedy["sentences_per_s"],
+        "decode_greedy_target_tokens_per_s": greedy["target_tokens_per_s"],
+        "decode_beam4_sentences_per_s": beam["sentences_per_s"],
+        "decode_beam4_target_tokens_per_s": beam["target_tokens_per_s"],
+        "decode_greedy_bleu": greedy["bleu"],
+        "decode_beam4_bleu": beam["bleu"],
+    }
 
 
 def _xla_cell(result: dict) -> str:

@@ -364,6 +364,22 @@ def test_evaluate_other_split(workdir):
     assert_user_error(invoke("evaluate", "--split", "dev"), "--split must be train, validation or test")
 
 
+def test_decoding_in_bfloat16_scores_as_float32_does(workdir):
+    """decode.precision=bfloat16 (float32, with a warning, on a CPU without bfloat16 units)."""
+    from nmt.training import precision
+
+    scores = {}
+    for name in ("float32", "bfloat16"):
+        result = invoke("evaluate", "--split", "validation", "--set", "decode.beam_size=1", "--set", f"decode.precision={name}")
+        assert result.exit_code == 0, result.output
+        report = json.loads((workdir / "runs" / "tiny" / "eval" / "validation" / "report.json").read_text())
+        assert report["decode"]["precision"] == name
+        scores[name] = report["bleu"]
+    if precision.unsupported_reason("mixed_bfloat16") is not None:
+        assert "decoding in float32 instead" in result.output
+    assert abs(scores["bfloat16"] - scores["float32"]) < 2.0, scores
+
+
 def read_metrics(workdir):
     return [json.loads(line) for line in (workdir / "runs" / "tiny" / "metrics.jsonl").read_text().splitlines()]
 

@@ -40,7 +40,7 @@ class Ensemble:
         for member, count, kernel in zip(self.members, self._layer_counts, kernels):
             member_cache = {"memory_mask": cache["memory_mask"], "layers": cache["layers"][start : start + count]}
             logits, member_cache = member.decode_step(token_ids, index, member_cache, kernel)
-            log_probs.append(tf.nn.log_softmax(tf.cast(logits, tf.float32)))
+            log_probs.append(tf.nn.log_softmax(logits))
             layers += member_cache["layers"]
             start += count
         return tf.add_n(log_probs) / len(log_probs), {"memory_mask": cache["memory_mask"], "layers": layers}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import random
@@ -22,6 +23,7 @@ from nmt.errors import ConfigError
 from nmt.model.transformer import Transformer, build_transformer
 from nmt.run_dir import RunDir
 from nmt.text_io import check_text
+from nmt.training import precision
 
 log = logging.getLogger("nmt")
 
@@ -96,7 +98,7 @@ class Translator:
         found it passes it)."""
         config = config or run.load_config()
         tokenizers = tokenizer.load(run.tokenizer_dir, config.tokenizer.joint)
-        model = build_transformer(config.model, tokenizers.source_vocab_size, tokenizers.target_vocab_size)
+        model = decoding_model(config, tokenizers)
         path = checkpoint or run.checkpoint_path(config.eval.checkpoint)
         checkpoints.restore(path, model)
         log.debug("loaded %s", path)
@@ -124,7 +126,7 @@ class Translator:
                     )
             # The files are the same: the first run's tokenizers serve every member.
             vocabularies = vocabularies or tokenizer.load(run.tokenizer_dir, own.tokenizer.joint)
-            model = build_transformer(own.model, vocabularies.source_vocab_size, vocabularies.target_vocab_size)
+            model = decoding_model(dataclasses.replace(config, model=own.model), vocabularies)
             checkpoints.restore(run.checkpoint_path(config.eval.checkpoint), model)
             members.append(model)
         return cls(config, Ensemble(members), vocabularies)
@@ -232,6 +234,24 @@ class Translator:
         for index, length in zip(indices, lengths):
             if length > limit:
                 log.warning("sentence %d has %d tokens; only the first %d (model.max_length) are translated", index + 1, length, limit)
+
+
+def decoding_policy(decode: DecodeConfig) -> str:
+    """The Keras dtype policy of decode.precision (see DecodeConfig): float32 where the device has
+    no bfloat16 units, with a warning."""
+    if decode.precision == "float32":
+        return "float32"
+    reason = precision.unsupported_reason("mixed_bfloat16")
+    if reason is not None:
+        log.warning("decode.precision=bfloat16: %s; decoding in float32 instead", reason)
+        return "float32"
+    return "mixed_bfloat16"
+
+
+def decoding_model(config: Config, tokenizers: Tokenizers) -> Transformer:
+    """An untrained config.model that computes in the decoding_policy of config.decode."""
+    with precision.policy_scope(decoding_policy(config.decode)):
+        return build_transformer(config.model, tokenizers.source_vocab_size, tokenizers.target_vocab_size)
 
 
 def _ignoring_sampling(search: Callable) -> Callable:

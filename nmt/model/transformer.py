@@ -190,7 +190,9 @@ class Transformer(keras.Model):
         for layer, layer_cache in zip(self.decoder_layers, cache["layers"]):
             x, layer_cache = layer.step(x, layer_cache, cache["memory_mask"])
             layers.append(layer_cache)
-        return self.logits(self._final_norm(x)[:, 0], output_kernel), {"memory_mask": cache["memory_mask"], "layers": layers}
+        # Searches add up log-probabilities over many steps: float32 whatever the compute dtype.
+        logits = tf.cast(self.logits(self._final_norm(x)[:, 0], output_kernel), tf.float32)
+        return logits, {"memory_mask": cache["memory_mask"], "layers": layers}
 
     def _final_norm(self, x: tf.Tensor) -> tf.Tensor:
         return self.decoder_norm(x) if self.decoder_norm is not None else x
@@ -199,10 +201,11 @@ class Transformer(keras.Model):
         """The tied output projection's weights as (hidden_dim, target_vocab_size), the layout of a
         plain matmul: the embedding table lies (vocab, hidden_dim), and on CPU a matmul reading it
         transposed ran at ~80% of the speed of one on a transposed copy at decoding batch sizes.
-        None for an untied output layer, whose kernel lies that way already."""
+        None for an untied output layer, whose kernel lies that way already. In the compute dtype:
+        a mixed-precision model then casts it once, not at every step."""
         if self.output_projection is not None:
             return None
-        return tf.transpose(self.target_embedding.token_embedding.embeddings)
+        return tf.cast(tf.transpose(self.target_embedding.token_embedding.embeddings), self.compute_dtype)
 
     def logits(self, states: tf.Tensor, output_kernel: tf.Tensor | None = None) -> tf.Tensor:
         """(..., hidden_dim) decoder states -> (..., target_vocab_size) logits; output_kernel as

@@ -54,3 +54,31 @@ def test_a_lone_surrogate_is_one_clear_error(translator):
     # What Python makes of a command-line argument that is not UTF-8.
     with pytest.raises(NmtError, match=r"sentence 2 is not valid UTF-8 text \(character 3 is a lone surrogate"):
         translator.translate(["fine", "ab\udcff"])
+
+
+@pytest.mark.parametrize("flags, policy", [({"avx512_bf16"}, "mixed_bfloat16"), ({"avx2"}, "float32")])
+def test_bfloat16_decoding_computes_in_bfloat16_where_the_device_can(translator, monkeypatch, caplog, flags, policy):
+    """decode.precision=bfloat16: the decoder computes in bfloat16 (float32 where the CPU has no
+    bfloat16 units, with a warning), and the searches get float32 logits either way."""
+    import dataclasses
+    import logging
+
+    import tensorflow as tf
+
+    from nmt.decoding.translator import decoding_model
+
+    monkeypatch.setattr("nmt.training.precision._gpu_compute_capability", lambda: None)
+    monkeypatch.setattr("nmt.training.precision.cpu_flags", lambda: frozenset(flags))
+    caplog.set_level(logging.WARNING, logger="nmt")
+    config = dataclasses.replace(translator.config, decode=dataclasses.replace(translator.config.decode, precision="bfloat16"))
+    model = decoding_model(config, translator.tokenizers)
+    assert model.dtype_policy.name == policy
+    assert ("decoding in float32 instead" in caplog.text) == (policy == "float32")
+    model.set_weights(translator.model.get_weights())
+    source = tf.constant([[5, 6, 7, 0]])
+    cache = model.start_decoding(source)
+    logits, _ = model.decode_step(tf.constant([1]), tf.constant(0), cache, model.output_kernel())
+    assert logits.dtype == tf.float32
+    expected, _ = translator.model.decode_step(tf.constant([1]), tf.constant(0), translator.model.start_decoding(source))
+    tf.debugging.assert_near(logits, expected, atol=0.1)  # bfloat16 keeps ~3 significant digits
+    assert len(Translator(config, model, translator.tokenizers).translate(["the dog runs", "a cat"])) == 2
