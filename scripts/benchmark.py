@@ -258,6 +258,12 @@ def measure_training(config: Config, run: RunDir, steps: int, warmup: int) -> tu
     for batch in setup.train_batches(1):
         shapes.setdefault((tuple(batch["source_ids"].shape), tuple(batch["target_in"].shape)), batch)
     first_pass_seconds = time.perf_counter() - started
+    # The input pipeline alone, as later epochs read it (cached, shuffled, bucketed): what training
+    # would wait for if prefetching did not overlap it with the steps.
+    started, input_batches = time.perf_counter(), 0
+    for _ in setup.train_batches(2):
+        input_batches += 1
+    input_seconds_per_batch = (time.perf_counter() - started) / input_batches
     accumulate = config.train.accumulate_steps
     compile_seconds = None
     if config.train.jit_compile:
@@ -295,6 +301,9 @@ def measure_training(config: Config, run: RunDir, steps: int, warmup: int) -> tu
         "padding_fraction": round(1 - (source_tokens + target_tokens) / padded_tokens, 4),
         "model_gflops_per_s": round(flops / seconds / 1e9, 1),
         "data_first_pass_seconds": round(first_pass_seconds, 1),
+        # The input pipeline's time per batch against a training step's (batches per step: accumulate).
+        "input_ms_per_batch": round(input_seconds_per_batch * 1000, 1),
+        "input_share_of_step": round(input_seconds_per_batch * accumulate * steps / seconds, 3),
         # Distinct batch shapes of an epoch: under XLA, each is a compilation.
         "batch_shapes": len(shapes),
         "compile_seconds": compile_seconds,
@@ -642,6 +651,9 @@ def speed_table(entry: dict) -> str:
             f"nmt decodes **{engine['config_decode_beam4_speedup']:.2f}x** CTranslate2's sentences/s with beam 4 "
             f"(greedy {engine['config_decode_greedy_speedup']:.2f}x).",
         ]
+    if "input_ms_per_batch" in entry:
+        lines += ["", f"The input pipeline alone (cached, shuffled, bucketed) yields a batch in {entry['input_ms_per_batch']} ms, "
+                      f"{entry['input_share_of_step']:.1%} of the config's training step; prefetching overlaps it with the steps."]
     lines += ["", f"Peak resident memory {entry['peak_rss_mb']:,} MB."]
     return "\n".join(lines) + "\n"
 

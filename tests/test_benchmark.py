@@ -24,7 +24,8 @@ def test_a_bf16_lever_is_the_config_itself_on_a_cpu_without_bf16_units(monkeypat
 
 def test_a_training_only_table_names_each_levers_compilation_and_no_decoding():
     result = {"precision": "float32", "jit_compile": False, "train_target_tokens_per_s": 2000, "train_tokens_per_s": 3900,
-              "padding_fraction": 0.1, "model_gflops_per_s": 100.0, "mfu": 0.5, "batch_shapes": 40, "compile_seconds": None}
+              "padding_fraction": 0.1, "model_gflops_per_s": 100.0, "mfu": 0.5, "batch_shapes": 40, "compile_seconds": None,
+              "input_ms_per_batch": 12.5, "input_share_of_step": 0.0125}
     xla = {**result, "jit_compile": True, "train_target_tokens_per_s": 1500, "speedup": 0.75, "batch_shapes": 7,
            "compile_seconds": 138.8}
     entry = {**result, "config": "configs/reference_base.yaml", "overrides": [], "date": "2026-12-03", "code": "abc",
@@ -34,3 +35,4 @@ def test_a_training_only_table_names_each_levers_compilation_and_no_decoding():
     assert "| config | float32 | no | 2,000 |" in table
     assert "| xla | float32 | yes: 7 shapes compiled in 138.8 s | 1,500 |" in table
     assert "Decoding" not in table
+    assert "yields a batch in 12.5 ms, 1.2% of the config's training step" in table
