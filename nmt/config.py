@@ -226,8 +226,8 @@ class DecodeConfig:
     top_p: float = 0.9
     # Seed of sampling: the same seed and input give the same samples; None draws a new one each time.
     seed: Optional[int] = None
-    # Compute precision of the decoder: 'float32', or 'bfloat16' (weights rounded to bfloat16 as
-    # they are read; scores stay float32) where the CPU or GPU has bfloat16 units, float32 elsewhere.
+    # Compute precision of the decoder: 'float32', or 'bfloat16' (weights rounded to bfloat16 once,
+    # as they load; scores stay float32) where the CPU or GPU has bfloat16 units, float32 elsewhere.
     precision: Literal["float32", "bfloat16"] = "float32"
 
 

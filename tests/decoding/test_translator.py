@@ -56,7 +56,7 @@ def test_a_lone_surrogate_is_one_clear_error(translator):
         translator.translate(["fine", "ab\udcff"])
 
 
-@pytest.mark.parametrize("flags, policy", [({"avx512_bf16"}, "mixed_bfloat16"), ({"avx2"}, "float32")])
+@pytest.mark.parametrize("flags, policy", [({"avx512_bf16"}, "bfloat16"), ({"avx2"}, "float32")])
 def test_bfloat16_decoding_computes_in_bfloat16_where_the_device_can(translator, monkeypatch, caplog, flags, policy):
     """decode.precision=bfloat16: the decoder computes in bfloat16 (float32 where the CPU has no
     bfloat16 units, with a warning), and the searches get float32 logits either way."""
