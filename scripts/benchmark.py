@@ -614,6 +614,9 @@ def speed_table(entry: dict) -> str:
                       f"(target tokens/s, measured in this run on the same model, data and batch size)"
                   + (f"; with its fastest lever, {fastest[0]}, **{versus_reference(fastest[1]):.2f}x**."
                      if fastest and fastest[1]["speedup"] > 1 else ".")]
+    nmt_rows = [_decoding_row("nmt", entry)] if "decode_model" in entry else []
+    if entry.get("decode_bfloat16"):
+        nmt_rows.append(_decoding_row("nmt, decode.precision=bfloat16", entry["decode_bfloat16"]))
     if "decode_model" in entry:
         lines += [
             "",
@@ -622,10 +625,8 @@ def speed_table(entry: dict) -> str:
             "",
             "| decoder | greedy sent/s | greedy tok/s | greedy BLEU | beam-4 sent/s | beam-4 tok/s | beam-4 BLEU |",
             "| --- | --- | --- | --- | --- | --- | --- |",
-            _decoding_row("nmt", entry),
+            *nmt_rows,
         ]
-        if entry.get("decode_bfloat16"):
-            lines.append(_decoding_row("nmt, decode.precision=bfloat16", entry["decode_bfloat16"]))
     if reference and "decode_steps" in reference:
         lines += [
             _decoding_row(f"reference, its model after {reference['decode_steps']} steps", reference),
@@ -643,8 +644,7 @@ def speed_table(entry: dict) -> str:
             "",
             "| decoder | greedy sent/s | greedy tok/s | greedy BLEU | beam-4 sent/s | beam-4 tok/s | beam-4 BLEU |",
             "| --- | --- | --- | --- | --- | --- | --- |",
-            _decoding_row("nmt", entry),
-            *([_decoding_row("nmt, decode.precision=bfloat16", entry["decode_bfloat16"])] if entry.get("decode_bfloat16") else []),
+            *nmt_rows,
             _decoding_row("CTranslate2", engine),
             *([_decoding_row("CTranslate2, int8", entry["ctranslate2_int8"])] if entry.get("ctranslate2_int8") else []),
             "",

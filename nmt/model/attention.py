@@ -31,6 +31,8 @@ keras.layers.MultiHeadAttention, so checkpoints written with it load unchanged.
 
 from __future__ import annotations
 
+import math
+
 import keras
 import tensorflow as tf
 
@@ -243,7 +245,7 @@ class ProjectionDense(keras.layers.EinsumDense):
     def call(self, inputs: tf.Tensor, training: bool | None = None) -> tf.Tensor:
         contracted = len(inputs.shape) - 2
         kernel, bias = tf.convert_to_tensor(self.kernel), self.bias
-        rows, columns = _size(kernel.shape[:contracted]), _size(kernel.shape[contracted:])
+        rows, columns = math.prod(kernel.shape[:contracted]), math.prod(kernel.shape[contracted:])
         output = tf.matmul(tf.reshape(inputs, [-1, rows]), tf.reshape(kernel, [rows, columns]))
         if bias is not None:
             output = tf.nn.bias_add(output, tf.reshape(tf.convert_to_tensor(bias), [columns]))
@@ -284,13 +286,6 @@ def _dims(x: tf.Tensor) -> list:
     """x's dimensions, static where known (a reshape to them keeps the static shape)."""
     dynamic = tf.shape(x)
     return [size if size is not None else dynamic[axis] for axis, size in enumerate(x.shape)]
-
-
-def _size(shape) -> int:
-    size = 1
-    for dimension in shape:
-        size *= dimension
-    return size
 
 
 def _large_negative(dtype: tf.DType) -> tf.Tensor:
