@@ -182,3 +182,17 @@ def test_the_same_seed_gives_the_same_samples():
     first, again, other = (draw(model, temperature=3.0, seed=seed)[0] for seed in ((1, 0), (1, 0), (2, 0)))
     np.testing.assert_array_equal(first.numpy(), again.numpy())
     assert not np.array_equal(first.numpy(), other.numpy())
+
+
+@pytest.mark.parametrize("width", [8000, 1000, 30])
+@pytest.mark.parametrize("k", [1, 8])
+def test_chunked_top_k_equals_top_k(width, k):
+    from nmt.decoding.search import _top_k
+
+    values = tf.random.stateless_normal([64, width], seed=[width, k])
+    # Rows whose k best lie in the last chunks (padded where 32 does not divide the width) or share the first.
+    values = tf.concat([values, tf.range(width, dtype=tf.float32)[tf.newaxis], -tf.range(width, dtype=tf.float32)[tf.newaxis]], 0)
+    expected, expected_ids = tf.math.top_k(values, k=k)
+    best, ids = _top_k(values, k)
+    np.testing.assert_array_equal(ids.numpy(), expected_ids.numpy())
+    np.testing.assert_array_equal(best.numpy(), expected.numpy())
