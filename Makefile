@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test benchmark-quality benchmark-quality-full benchmark-speed benchmark-speed-reference benchmark-speed-ctranslate2 benchmark-attention benchmark-latency benchmark-corpus clean
+.PHONY: install demo test benchmark-quality benchmark-quality-full benchmark-speed benchmark-speed-reference benchmark-speed-ctranslate2 benchmark-attention benchmark-latency benchmark-search benchmark-corpus clean
 
 install: $(VENV)/.installed
 
@@ -88,6 +88,11 @@ benchmark-attention: install
 RUN_DIR ?= runs/latest
 benchmark-latency: install
 	$(BIN)/python scripts/benchmark.py latency --run-dir $(RUN_DIR) $(if $(BASELINE),--baseline-checkout $(BASELINE))
+
+# A change to the searches before and after: BASELINE's nmt/decoding/search.py and this checkout's
+# translate the test split in one process, taking turns batch by batch (benchmarks/search.json and .md).
+benchmark-search: install
+	$(BIN)/python scripts/benchmark.py search --run-dir $(RUN_DIR) --baseline-checkout $(BASELINE)
 
 # A corpus of 5 million pairs (synthetic/5m, generated once into /tmp/nmt_corpus_tfds, ~1 GB):
 # time to the first step, tokens/s and memory, cached in memory against streamed

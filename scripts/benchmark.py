@@ -33,6 +33,12 @@
       of the run.
       Writes benchmarks/latency.json and .md.
 
+  scripts/benchmark.py search --run-dir runs/X --baseline-checkout DIR
+      a change to the greedy and beam searches, before and after: the baseline checkout's
+      nmt/decoding/search.py and this checkout's translate the test split in one process with the
+      same model, taking turns batch by batch, and their translations are compared. Writes
+      benchmarks/search.json and .md.
+
   scripts/benchmark.py corpus [--dataset synthetic/5m] [--data-dir DIR]
       a corpus of WMT's size (5 million pairs): preparing it with TFDS, training SentencePiece on
       its tokenizer.max_sentences sample, then, each in a fresh process, time to the first
@@ -99,10 +105,10 @@ def machine() -> dict:
             "gpu": ", ".join(gpus) or None, "tensorflow": tf.__version__}
 
 
-def code_version() -> str:
+def code_version(root: Path = Path(__file__).resolve().parent.parent) -> str:
     """The commit measured (with "+changes" when the working tree differs from it), so that a
-    result can be traced to the code behind it; "unknown" outside a git checkout."""
-    root = Path(__file__).resolve().parent.parent
+    result can be traced to the code behind it; "unknown" outside a git checkout. root: the
+    checkout (this one by default)."""
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
         changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, check=True)
@@ -889,6 +895,81 @@ def latency_table(entry: dict) -> str:
         "",
     ])
 
+
+
+@app.command()
+def search(
+    run_dir: Annotated[Path, typer.Option(help="A trained run; its eval.checkpoint decodes the test split.")],
+    baseline_checkout: Annotated[Path, typer.Option(help="Another nmt checkout, whose nmt/decoding/search.py is the baseline.")],
+    passes: Annotated[int, typer.Option(help="Passes over the test split.")] = 3,
+    beam_size: Annotated[list[int], typer.Option(help="Beam sizes compared (1: greedy search).")] = [4, 1],
+    out: Annotated[Path, typer.Option(help="JSON results; Markdown goes beside it.")] = Path("benchmarks/search.json"),
+) -> None:
+    """A change to the searches, before and after: the baseline checkout's nmt/decoding/search.py
+    and this checkout's translate the test split in one process with the same model, taking turns
+    batch by batch (who goes first alternates), so that the drift between runs (up to 35% in
+    decoding) cancels out; their translations are compared too."""
+    from unittest import mock
+
+    import tensorflow as tf
+
+    from nmt.decoding import search as this_search
+
+    spec = importlib.util.spec_from_file_location("baseline_search", baseline_checkout / "nmt" / "decoding" / "search.py")
+    baseline_search = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(baseline_search)
+    loaded = Translator.from_run_dir(RunDir(run_dir))
+    sources_by_length = sorted(SplitEvaluator(loaded.config.data, "test").sources,
+                               key=lambda sentence: int(loaded.tokenizers.source.tokenize(tf.constant([sentence])).row_lengths()[0]))
+    size = loaded.config.decode.batch_size
+    batches = [sources_by_length[start:start + size] for start in range(0, len(sources_by_length), size)]
+    results = {}
+    for beam in beam_size:
+        config = dataclasses.replace(loaded.config, decode=dataclasses.replace(loaded.config.decode, beam_size=beam))
+        translators = {}
+        for name, module in (("baseline", baseline_search), ("this checkout", this_search)):
+            with mock.patch.multiple("nmt.decoding.translator", beam_search=module.beam_search, greedy_search=module.greedy_search):
+                translators[name] = Translator(config, loaded.model, loaded.tokenizers)
+            translators[name].translate(batches[0])  # traces the search
+        seconds = dict.fromkeys(translators, 0.0)
+        differing = 0
+        for turn in range(passes * len(batches)):
+            outputs = {}
+            for name in (list(translators) if turn % 2 == 0 else reversed(translators)):
+                started = time.perf_counter()
+                outputs[name] = translators[name].translate(batches[turn % len(batches)])
+                seconds[name] += time.perf_counter() - started
+            differing += sum(a != b for a, b in zip(outputs["baseline"], outputs["this checkout"]))
+        name = f"beam {beam}" if beam > 1 else "greedy"
+        results[name] = {
+            "baseline_seconds": round(seconds["baseline"], 2), "seconds": round(seconds["this checkout"], 2),
+            "speedup": round(seconds["baseline"] / seconds["this checkout"], 3), "differing_translations": differing,
+        }
+        typer.echo(f"{name}: {results[name]}")
+    entry = {"run_dir": str(run_dir), "baseline_checkout": str(baseline_checkout), "baseline_code": code_version(baseline_checkout),
+             "code": code_version(), "date": time.strftime("%Y-%m-%d"), "machine": machine(), "passes": passes,
+             "sentences": len(sources_by_length), "batch_size": size, "results": results}
+    atomic.write_text(out, json.dumps(entry, indent=2) + "\n")
+    atomic.write_text(out.with_suffix(".md"), search_table(entry))
+    typer.echo(search_table(entry))
+
+
+def search_table(entry: dict) -> str:
+    machine_line = entry["machine"]
+    rows = [f"| {name} | {result['baseline_seconds']:.2f} s | {result['seconds']:.2f} s | {result['speedup']:.3f}x | "
+            f"{result['differing_translations']} |" for name, result in entry["results"].items()]
+    return "\n".join([
+        f"# Searches before and after: code {entry['baseline_code']} against {entry['code']}",
+        "",
+        f"Machine: {machine_line['cpu']}, {machine_line['cores']} cores, {entry['date']}. Run `{entry['run_dir']}`; "
+        f"{entry['passes']} passes over the test split ({entry['sentences']} sentences, batches of {entry['batch_size']}), "
+        "the two searches taking turns batch by batch in one process.",
+        "",
+        "| search | baseline | this checkout | speed-up | translations that differ (all passes) |",
+        "| --- | --- | --- | --- | --- |",
+        *rows,
+        "",
+    ])
 
 
 CORPUS_PROBES = ("prepare", "tokenizer", "memory", "stream", "multi30k")
