@@ -919,8 +919,9 @@ def search(
     baseline_search = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(baseline_search)
     loaded = Translator.from_run_dir(RunDir(run_dir))
-    sources_by_length = sorted(SplitEvaluator(loaded.config.data, "test").sources,
-                               key=lambda sentence: int(loaded.tokenizers.source.tokenize(tf.constant([sentence])).row_lengths()[0]))
+    sources = SplitEvaluator(loaded.config.data, "test").sources
+    lengths = loaded.tokenizers.source.tokenize(tf.constant(sources)).row_lengths().numpy()
+    sources_by_length = [sources[index] for index in lengths.argsort(kind="stable")]
     size = loaded.config.decode.batch_size
     batches = [sources_by_length[start:start + size] for start in range(0, len(sources_by_length), size)]
     results = {}

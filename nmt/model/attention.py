@@ -279,7 +279,6 @@ def _one_position_scores(queries: tf.Tensor, keys: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(queries[:, :, :, tf.newaxis] * keys[:, :, tf.newaxis], axis=-1)
 
 
-
 def _heads_first(x: tf.Tensor, length: int | None) -> tf.Tensor:
     """(batch, len, heads, dim) -> (batch, heads, len, dim); for one position (a decoding step) a
     reshape, which copies nothing. length: len as known statically (when the projection's output
