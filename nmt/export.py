@@ -49,7 +49,7 @@ class _Serving(tf.Module):
         if decode.beam_size == 1:
             self._search = functools.partial(greedy_search, model, alpha=decode.length_penalty)
         else:
-            self._search = functools.partial(beam_search, model, beam_size=decode.beam_size, alpha=decode.length_penalty)
+            self._search = functools.partial(beam_search, model, beam_size=decode.beam_size, alpha=decode.length_penalty, num_best=1)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def translate(self, text: tf.Tensor) -> dict[str, tf.Tensor]:

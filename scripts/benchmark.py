@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import inspect
 import itertools
 import json
 import os
@@ -929,7 +930,8 @@ def search(
         config = dataclasses.replace(loaded.config, decode=dataclasses.replace(loaded.config.decode, beam_size=beam))
         translators = {}
         for name, module in (("baseline", baseline_search), ("this checkout", this_search)):
-            with mock.patch.multiple("nmt.decoding.translator", beam_search=module.beam_search, greedy_search=module.greedy_search):
+            with mock.patch.multiple("nmt.decoding.translator", beam_search=_accepting(module.beam_search),
+                                     greedy_search=_accepting(module.greedy_search)):
                 translators[name] = Translator(config, loaded.model, loaded.tokenizers)
             translators[name].translate(batches[0])  # traces the search
         seconds = dict.fromkeys(translators, 0.0)
@@ -953,6 +955,13 @@ def search(
     atomic.write_text(out, json.dumps(entry, indent=2) + "\n")
     atomic.write_text(out.with_suffix(".md"), search_table(entry))
     typer.echo(search_table(entry))
+
+
+def _accepting(function):
+    """function, called without the keyword arguments its signature lacks: a baseline's search
+    may predate arguments that the translator now passes."""
+    parameters = inspect.signature(function).parameters
+    return lambda *args, **kwargs: function(*args, **{name: value for name, value in kwargs.items() if name in parameters})
 
 
 def search_table(entry: dict) -> str:

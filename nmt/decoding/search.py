@@ -132,14 +132,22 @@ def _token_by_token(model: Transformer, source_ids: tf.Tensor, max_lengths: tf.T
 
 
 def beam_search(
-    model: Transformer, source_ids: tf.Tensor, max_lengths: tf.Tensor, beam_size: int, alpha: float = 0.0
+    model: Transformer, source_ids: tf.Tensor, max_lengths: tf.Tensor, beam_size: int, alpha: float = 0.0,
+    num_best: int | tf.Tensor | None = None,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """The beam_size best hypotheses per sentence; ids (batch, beam_size, steps), scores (batch, beam_size).
 
     A sentence leaves the working batch once it is done (as in fairseq): its rows stop costing
     decoder steps while longer sentences of the batch go on. In a length-sorted batch about a third
     of the row-steps were spent on sentences already done.
+
+    num_best (default beam_size): how many of the best hypotheses the caller needs. A sentence is
+    also done as soon as its num_best best finished hypotheses can no longer be displaced: no alive
+    hypothesis can score more than its log-probability so far (which only falls) over the length
+    penalty of the sentence's longest output (Wu et al., 2016). The num_best first hypotheses are
+    then those the whole search would return; the ones after them may be worse.
     """
+    num_best = beam_size if num_best is None else num_best
     batch_size = tf.shape(source_ids)[0]
     max_steps = tf.reduce_max(max_lengths) + 1
     cache = model.start_decoding(source_ids)
@@ -186,8 +194,12 @@ def beam_search(
         parents = tf.gather(beams, keep, batch_dims=1)  # (A, beam): rows of this step's batch
         next_tokens = tf.gather(next_ids, keep, batch_dims=1)
 
-        # Sentences with beam_size finished hypotheses are done; the others go on.
-        going_on = tf.cast(tf.where(counts < beam_size)[:, 0], tf.int32)  # (A',) positions among the active
+        # Sentences with beam_size finished hypotheses are done, and those whose num_best best
+        # finished ones no alive hypothesis can reach; the others go on.
+        sentence_limits = tf.reshape(limits, [-1, beam_size])[:, 0]
+        reachable = alive_scores[:, 0] / length_penalty(sentence_limits + 1, alpha)
+        settled = best_scores[:, num_best - 1] >= reachable
+        going_on = tf.cast(tf.where((counts < beam_size) & ~settled)[:, 0], tf.int32)  # (A',) positions among the active
         row_base = going_on[:, tf.newaxis] * beam_size
         rows = tf.reshape(row_base + tf.gather(parents, going_on), [-1])
         cache = _reorder(cache, rows)

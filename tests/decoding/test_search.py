@@ -10,7 +10,7 @@ import tensorflow as tf
 from nmt.config import ModelConfig
 from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from nmt.decoding.search import beam_search, greedy_search, length_penalty, sample
-from nmt.model.transformer import build_transformer
+from nmt.model.transformer import Transformer, build_transformer
 
 TINY = ModelConfig(num_encoder_layers=2, num_decoder_layers=2, hidden_dim=16, num_heads=2,
                    intermediate_dim=32, dropout=0.0, attention_dropout=0.0, max_length=40)
@@ -196,3 +196,69 @@ def test_chunked_top_k_equals_top_k(width, k):
     best, ids = _top_k(values, k)
     np.testing.assert_array_equal(ids.numpy(), expected_ids.numpy())
     np.testing.assert_array_equal(best.numpy(), expected.numpy())
+
+
+
+
+class ScriptedDecoder:
+    """A stand-in for the Transformer in the searches: its next-token log-probabilities depend on
+    the previous token only, rows of `log_probs` (vocab, vocab)."""
+
+    decoding_shape_invariants = staticmethod(Transformer.decoding_shape_invariants)
+
+    def __init__(self, log_probs: np.ndarray):
+        self.log_probs = tf.constant(log_probs, tf.float32)
+        self.decoded_rows = 0
+
+    def start_decoding(self, source_ids):
+        return {"memory_mask": tf.ones([tf.shape(source_ids)[0], 1, 1], tf.bool), "layers": []}
+
+    def output_kernel(self):
+        return None
+
+    def decode_step(self, token_ids, index, cache, output_kernel=None):
+        self.decoded_rows += int(tf.size(token_ids))
+        return tf.gather(self.log_probs, token_ids), cache
+
+
+def scripted_decoder():
+    """After BOS, EOS (log-probability -1) is the likeliest token and A (-1.2) the next; after A,
+    EOS is nearly certain. So "A EOS" scores -1.21, below "EOS" in log-probability but above it
+    once a length penalty of alpha 2 rewards its length."""
+    probabilities = np.full((VOCAB, VOCAB), 1e-12)
+    ordinary = np.arange(4, VOCAB)
+    probabilities[:, EOS_ID] = 0.1
+    probabilities[:, ordinary] = 0.9 / len(ordinary)
+    a = ordinary[0]
+    probabilities[BOS_ID, EOS_ID], probabilities[BOS_ID, a] = np.exp(-1.0), np.exp(-1.2)
+    probabilities[BOS_ID, ordinary[1:]] = (1 - np.exp(-1.0) - np.exp(-1.2)) / (len(ordinary) - 1)
+    probabilities[a, EOS_ID], probabilities[a, ordinary] = 0.99, 0.01 / len(ordinary)
+    return ScriptedDecoder(np.log(probabilities)), a
+
+
+@pytest.mark.parametrize("alpha", [0.0, 2.0])
+def test_a_sentence_stops_once_its_best_hypotheses_cannot_change(alpha):
+    decoder, a = scripted_decoder()
+    source, max_lengths = tf.constant([[5, 6]]), tf.constant([4])
+    all_ids, all_scores = beam_search(decoder, source, max_lengths, 4, alpha)
+    decoded_all, decoder.decoded_rows = decoder.decoded_rows, 0
+    ids, scores = beam_search(decoder, source, max_lengths, 4, alpha, num_best=1)
+    expected = [EOS_ID] if alpha == 0 else [a, EOS_ID]
+    assert [token for token in ids[0, 0].numpy() if token != PAD_ID] == expected
+    np.testing.assert_array_equal(ids[0, 0], all_ids[0, 0])
+    np.testing.assert_allclose(scores[0, 0], all_scores[0, 0], atol=1e-6)
+    # Without a length penalty no hypothesis can beat "EOS" after the first step; with one, "A"
+    # could still (and does), so the search goes on.
+    assert decoder.decoded_rows == (1 if alpha == 0 else 5) < decoded_all
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_asking_for_fewer_hypotheses_gives_the_same_best_ones(alpha):
+    model = tiny_model(seed=0)
+    source = tf.concat([SOURCE, tf.constant(np.random.default_rng(1).integers(4, VOCAB, size=(5, 6)), tf.int32)], axis=0)
+    max_lengths = tf.concat([MAX_LENGTHS, tf.constant([3, 6, 9, 12, 15])], axis=0)
+    all_ids, all_scores = beam_search(model, source, max_lengths, 4, alpha)
+    for num_best in (2, 1):
+        ids, scores = beam_search(model, source, max_lengths, 4, alpha, num_best=num_best)
+        np.testing.assert_array_equal(ids[:, :num_best], all_ids[:, :num_best])
+        np.testing.assert_allclose(scores[:, :num_best], all_scores[:, :num_best], atol=1e-5)
