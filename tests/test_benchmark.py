@@ -45,3 +45,10 @@ def test_the_search_table_gives_both_times_the_speedup_and_the_differing_transla
     table = benchmark.search_table(entry)
     assert "code aaa against bbb" in table and "3 passes over the test split (1000 sentences, batches of 64)" in table
     assert "| beam 4 | 30.11 s | 26.90 s | 1.119x | 0 |" in table
+
+
+def test_a_baseline_search_gets_only_the_arguments_it_takes():
+    def older_search(model, source_ids, max_lengths, beam_size, alpha=0.0):
+        return beam_size, alpha
+
+    assert benchmark._accepting(older_search)("model", "ids", "limits", beam_size=4, alpha=0.6, num_best=1) == (4, 0.6)

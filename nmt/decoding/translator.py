@@ -83,9 +83,11 @@ class Translator:
         elif decode.beam_size == 1:
             search = _ignoring_sampling(functools.partial(greedy_search, model, alpha=decode.length_penalty))
         else:
-            # Beam search stops a sentence once the n best it is asked for are settled.
+            beam = functools.partial(beam_search, model, beam_size=decode.beam_size, alpha=decode.length_penalty)
+
             def search(source_ids, max_lengths, n, seed):
-                return beam_search(model, source_ids, max_lengths, decode.beam_size, decode.length_penalty, num_best=n)
+                # Beam search stops a sentence once the n best asked for are settled.
+                return beam(source_ids, max_lengths, num_best=n)
         # One graph for every batch shape (and number of samples): the whole search compiles once.
         self._search = tf.function(search, input_signature=[
             tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32),
