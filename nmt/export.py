@@ -51,7 +51,7 @@ class _Serving(tf.Module):
         else:
             self._search = functools.partial(beam_search, model, beam_size=decode.beam_size, alpha=decode.length_penalty, num_best=1)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")], autograph=False)
     def translate(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
         pieces = self.source_tokenizer.tokenize(text)[:, : self._max_length]
         lengths = tf.cast(pieces.row_lengths(), tf.int32)
