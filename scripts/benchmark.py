@@ -826,8 +826,11 @@ def latency(
     times[EXPORTED] = with_export
     env = {**quiet_env, "PYTHONPATH": str(root)}
     started = time.perf_counter()
+    # SIGINT (Ctrl-C) stops the server: restored to its default, since a benchmark started in the
+    # background of a shell ignores it, and so would the server it starts.
     server = subprocess.Popen([sys.executable, "-m", "nmt.cli", "serve", "--run-dir", str(run_dir.resolve()), "--port", "0"],
-                              cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         ready = server.stdout.readline()  # printed once the model is loaded and its search traced
         serve_startup = time.perf_counter() - started
