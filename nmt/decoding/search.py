@@ -196,8 +196,8 @@ def beam_search(
 
         # Sentences with beam_size finished hypotheses are done, and those whose num_best best
         # finished ones no alive hypothesis can reach; the others go on.
-        sentence_limits = tf.reshape(limits, [-1, beam_size])[:, 0]
-        reachable = alive_scores[:, 0] / length_penalty(sentence_limits + 1, alpha)
+        limits = tf.reshape(limits, [-1, beam_size])  # (A, beam): the sentence's limit in each row
+        reachable = alive_scores[:, 0] / length_penalty(limits[:, 0] + 1, alpha)
         settled = best_scores[:, num_best - 1] >= reachable
         going_on = tf.cast(tf.where((counts < beam_size) & ~settled)[:, 0], tf.int32)  # (A',) positions among the active
         row_base = going_on[:, tf.newaxis] * beam_size
@@ -209,7 +209,7 @@ def beam_search(
             lambda: cache,
         )
         tokens = tf.reshape(tf.gather(next_tokens, going_on), [-1])
-        limits = tf.reshape(tf.gather(tf.reshape(limits, [-1, beam_size]), going_on), [-1])
+        limits = tf.reshape(tf.gather(limits, going_on), [-1])
         return (
             step + 1, tf.gather(active, going_on), tokens, limits, tf.gather(alive_ids, going_on),
             tf.gather(alive_scores, going_on), finished_ids, finished_scores, num_finished, cache,

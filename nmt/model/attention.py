@@ -146,14 +146,7 @@ class Attention(keras.layers.Layer):
         and returns as in `call`."""
         key, value = keys_values["key"], keys_values["value"]
         queries = self._queries(query)  # (batch, query_heads, tgt_len, key_dim)
-        # One query position (a decoding step) takes its scores as a multiply and a sum over each
-        # key's dimensions: as batched matmuls of one row, greedy search ran 1.05-1.07x slower on CPUs
-        # (same outputs). The weights' mix with the values stays a matmul: as a sum over positions
-        # (vectorised along a middle axis, in an order that can depend on the batch's padding) a
-        # sentence once got another translation alone than in its batch.
-        one_position = query.shape[1] == 1 and self.variant != "additive"
-        logits = (self._grouped(_one_position_scores, queries, key) if one_position
-                  else self._logits(queries, key))  # (batch, query_heads, tgt_len, src_len)
+        logits = self._logits(queries, key)  # (batch, query_heads, tgt_len, src_len)
         if attention_mask is not None:
             logits = tf.where(attention_mask[:, tf.newaxis], logits, _large_negative(logits.dtype))
         weights = tf.nn.softmax(logits)
@@ -185,6 +178,13 @@ class Attention(keras.layers.Layer):
             # (batch, 1, tgt_len, 1, d) + (batch, 1, 1, src_len, d): every pair through tanh, then v.
             hidden = tf.tanh(queries[:, :, :, tf.newaxis] + keys[:, :, tf.newaxis])
             return tf.reduce_sum(hidden * tf.cast(self.score_vector, hidden.dtype), axis=-1)
+        # One query position (a decoding step) takes its scores as a multiply and a sum over each
+        # key's dimensions: as batched matmuls of one row, greedy search ran 1.05-1.07x slower on CPUs
+        # (same outputs). The weights' mix with the values (in `attend`) stays a matmul: as a sum
+        # over positions (vectorised along a middle axis, in an order that can depend on the
+        # batch's padding) a sentence once got another translation alone than in its batch.
+        if queries.shape[2] == 1:
+            return self._grouped(_one_position_scores, queries, keys)
         return self._grouped(lambda q, k: tf.matmul(q, k, transpose_b=True), queries, keys)
 
     def _grouped(self, product, per_query_head: tf.Tensor, per_kv_head: tf.Tensor) -> tf.Tensor:

@@ -198,8 +198,6 @@ def test_chunked_top_k_equals_top_k(width, k):
     np.testing.assert_array_equal(best.numpy(), expected.numpy())
 
 
-
-
 class ScriptedDecoder:
     """A stand-in for the Transformer in the searches: its next-token log-probabilities depend on
     the previous token only, rows of `log_probs` (vocab, vocab)."""
