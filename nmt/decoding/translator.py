@@ -139,7 +139,8 @@ class Translator:
         return cls(config, Ensemble(members), vocabularies)
 
     def translate(self, sentences: Sequence[str], on_batch: Callable[[int], None] | None = None) -> list[str]:
-        """One translation per sentence, in order; an empty (or blank) sentence gives ''.
+        """One translation per sentence, in order; an empty sentence (blank, or of nothing the
+        tokenizer keeps) gives ''.
 
         Args:
             on_batch: called with the number of sentences after each batch (for progress bars).
@@ -151,7 +152,7 @@ class Translator:
         with_attention: bool = False,
     ) -> list[list[Hypothesis]]:
         """The n best hypotheses per sentence (n <= decode.beam_size), best first; an empty
-        sentence gives n empty hypotheses scored 0. with_attention: the best hypothesis of each
+        sentence (blank, or of nothing the tokenizer keeps) gives n empty hypotheses scored 0. with_attention: the best hypothesis of each
         (non-empty) sentence carries its attention weights (one more, teacher-forced, pass).
 
         Raises:
@@ -171,6 +172,14 @@ class Translator:
             return outputs
         token_ids = self.tokenizers.source.tokenize(tf.constant([sentences[index] for index in todo]))
         lengths = token_ids.row_lengths().numpy()
+        # Text the tokenizer drops whole (control characters, zero-width spaces, a BOM) is as empty
+        # as a blank line, as in the export: a source of no tokens would translate differently
+        # alone (a batch of no columns) than beside others (a row of padding).
+        if not lengths.all():
+            kept = np.flatnonzero(lengths)
+            todo, token_ids, lengths = [todo[i] for i in kept], tf.gather(token_ids, kept), lengths[kept]
+            if not todo:
+                return outputs
         self._warn_truncation(todo, lengths)
         # Sorting by length keeps padding, and so wasted decoding work, small within each batch.
         order = sorted(range(len(todo)), key=lambda position: lengths[position])

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from nmt import config as config_lib
 from nmt.data import tokenizer
-from nmt.decoding.translator import Translator
+from nmt.decoding.translator import Hypothesis, Translator
 from nmt.errors import NmtError
 from nmt.model.transformer import build_transformer
 
@@ -48,6 +48,16 @@ def test_any_text_gets_one_translation_line_per_sentence_in_order(translator, se
             assert translation == ""
     # The same sentence alone gets the same translation as in its batch (order, padding).
     assert translator.translate(sentences[-1:]) == translations[-1:]
+
+
+def test_text_the_tokenizer_drops_whole_is_an_empty_sentence_alone_or_in_a_batch(translator):
+    """Control characters, a zero-width space, a BOM: no tokens. Decoded, such a source translated
+    one way alone (a batch of no columns) and another beside a real sentence (a row of padding)."""
+    dropped = ["\x08", "\u200b", "\ufeff"]
+    assert translator.tokenizers.source.tokenize(dropped).row_lengths().numpy().tolist() == [0, 0, 0]
+    empty = [Hypothesis("", 0.0)]
+    assert translator.translate_n_best(dropped[:1], 1) == [empty]
+    assert translator.translate_n_best(["the dog runs", *dropped], 1)[1:] == [empty] * 3
 
 
 def test_a_lone_surrogate_is_one_clear_error(translator):
