@@ -1,4 +1,4 @@
-"""`nmt info`: what a run directory holds, read from its files (end to end in tests/test_cli.py)."""
+"""`nmt info`: what a run directory holds, read from its files (end to end in tests/test_cli_translate.py)."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""How the jobs compose training, decoding and evaluation (end to end in tests/test_cli.py)."""
+"""How the jobs compose training, decoding and evaluation (end to end in tests/test_cli.py and tests/test_cli_translate.py)."""
 
 import dataclasses
 import logging
