@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import re
 import shutil
 import sys
 import tempfile
@@ -136,6 +137,12 @@ def data_check(config_path: Path, run_dir: str | None, overrides: list[str], out
     run = RunDir(_run_path(config_path, run_dir, config))
     if write_clean is not None and max_pairs is not None:
         raise NmtError("--write-clean writes the whole corpus and --max-pairs checks part of it; drop --max-pairs")
+    if write_clean is not None:
+        for role in ("train", "validation", "test"):
+            # The cleaned corpus names its files by split: <lang>.<split>.txt.
+            if not re.fullmatch(r"[\w-]+", sources.split_name(config.data, role)):
+                raise NmtError(f"--write-clean writes whole splits; set data.{role}_split to a split's name "
+                               f"(it is '{sources.split_name(config.data, role)}')")
     if write_clean is not None and write_clean.exists() and (not write_clean.is_dir() or any(write_clean.iterdir())):
         raise NmtError(f"{write_clean} is not empty; choose a new directory for --write-clean")
     splits = _read_splits(config, limit=max_pairs)

@@ -96,6 +96,8 @@ def test_data_check_bad_input(tmp_path, monkeypatch):
                       "full is not empty; choose a new directory for --write-clean")
     assert_user_error(invoke("data", "check", "--config", "missing.yaml", "--write-clean", "new", "--max-pairs", "10"),
                       "drop --max-pairs")
+    assert_user_error(invoke("data", "check", "--config", "missing.yaml", "--write-clean", "new", "--set", "data.train_split=train[:10%]"),
+                      "--write-clean writes whole splits; set data.train_split to a split's name (it is 'train[:10%]')")
 
 
 def test_dry_run_plans_the_epochs_training_has_and_writes_nothing(workdir):

@@ -70,8 +70,10 @@ def read_pairs(config: DataConfig, split: SplitName, limit: int | None = None, s
 
 def split_size(config: DataConfig, split: SplitName) -> int | None:
     """The number of pairs in a split, when TFDS lists it."""
-    info = prepared_builder(config).info.splits.get(split_name(config, split))
-    return info.num_examples if info is not None else None
+    try:
+        return prepared_builder(config).info.splits[split_name(config, split)].num_examples
+    except (KeyError, ValueError):  # a catalog dataset TFDS serves unprepared lists no splits
+        return None
 
 
 def write_local(directory: Path, source_lang: str, target_lang: str, splits: dict[str, tuple[list[str], list[str]]]) -> None:
@@ -200,8 +202,14 @@ def _check_builder(builder: tfds.core.DatasetBuilder, config: DataConfig) -> Non
         return
     for split in ("train", "validation", "test"):
         name = split_name(config, split)
-        if name not in available:
+        # TFDS reads slices and unions of splits too: 'train[:10%]', 'train[:5000]', 'train+validation'.
+        try:
+            size = builder.info.splits[name].num_examples
+        except ValueError as error:
+            problem = "is not a split of" if str(error).startswith("Unknown split") else f"({str(error).rstrip('.')}) does not fit"
             raise DataError(
-                f"data.{split}_split '{name}' is not a split of dataset '{config.dataset}'; "
-                f"its splits are {', '.join(available)}"
-            )
+                f"data.{split}_split '{name}' {problem} dataset '{config.dataset}'; its splits are "
+                f"{', '.join(f'{n} ({builder.info.splits[n].num_examples:,} pairs)' for n in available)}"
+            ) from None
+        if size == 0:
+            raise DataError(f"data.{split}_split '{name}' of dataset '{config.dataset}' holds no pairs")

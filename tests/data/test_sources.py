@@ -43,6 +43,28 @@ def test_wrong_language(tfds_dir):
         sources.prepared_builder(DataConfig(data_dir=tfds_dir, target_lang="de"))
 
 
+def test_splits_take_tfds_slices_and_unions(tfds_dir):
+    config = DataConfig(data_dir=tfds_dir, train_split="train[:10%]", validation_split="validation[:7]",
+                        test_split="test+validation")
+    assert sources.split_size(config, "train") == 3000
+    sources_, targets = sources.read_pairs(config, "validation")
+    assert (sources_, targets) == tuple(text[:7] for text in sources.read_pairs(DataConfig(data_dir=tfds_dir), "validation"))
+    assert len(sources.read_pairs(config, "test")[0]) == sources.split_size(config, "test") == 1000
+
+
+@pytest.mark.parametrize("split, message", [
+    ("trian[:5]", "data.train_split 'trian[:5]' is not a split of dataset 'synthetic'; its splits are test (500 pairs), "
+                  "train (30,000 pairs), validation (500 pairs)"),
+    ("train[:40000]", "data.train_split 'train[:40000]' (Requested slice [:40000] incompatible with 30000 examples) "
+                      "does not fit dataset 'synthetic'"),
+    ("train[5:5]", "data.train_split 'train[5:5]' of dataset 'synthetic' holds no pairs"),
+])
+def test_a_split_that_does_not_read_is_one_line_naming_the_splits(tfds_dir, split, message):
+    with pytest.raises(DataError) as error:
+        sources.prepared_builder(DataConfig(data_dir=tfds_dir, train_split=split))
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
 def test_offline_catalog_download_fails_fast_with_a_fix(tmp_path, monkeypatch):
     monkeypatch.setattr(sources, "network_available", lambda host, **_: False)
     config = DataConfig(dataset="ted_hrlr_translate/pt_to_en", source_lang="pt", target_lang="en", data_dir=str(tmp_path))
