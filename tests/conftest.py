@@ -47,18 +47,24 @@ def build_once(path: Path, build) -> Path:
 
 @pytest.fixture(scope="session")
 def trained_quickstart(shared_tmp, tfds_dir) -> Path:
-    """A working directory holding configs/tiny.yaml (the quickstart config, with the data directory
-    of the worker that trained) and runs/tiny, trained for two epochs by the real CLI once per test
-    session, whichever test file asks first. Use a copy (`copy_work_dir`): the tests change the run."""
+    """A working directory holding configs/tiny.yaml and runs/tiny, trained for two epochs by the
+    real CLI once per test session, whichever test file asks first. Use a copy (`copy_work_dir`):
+    the tests change the run.
+
+    tiny.yaml is the quickstart config with half its training data and half its batch: two epochs
+    take 1.0 min instead of 1.7 and reach test BLEU 67.5 instead of 74.4. It names the data
+    directory of the worker that trained, so that every copy of the run resumes on the same data."""
+    import yaml
     from typer.testing import CliRunner
 
     from nmt.cli import app
 
     def train(directory: Path) -> None:
         (directory / "configs").mkdir()
-        config = (Path(__file__).parents[1] / "configs" / "quickstart.yaml").read_text()
-        # The data directory in the config: every copy of the run resumes with the data it was trained on.
-        (directory / "configs" / "tiny.yaml").write_text(config.replace("data:\n", f"data:\n  data_dir: {tfds_dir}\n", 1))
+        config = yaml.safe_load((Path(__file__).parents[1] / "configs" / "quickstart.yaml").read_text())
+        config["data"] |= {"data_dir": tfds_dir, "train_split": "train[:15000]"}
+        config["train"]["batch_tokens"] //= 2
+        (directory / "configs" / "tiny.yaml").write_text(yaml.safe_dump(config))
         previous = os.getcwd()
         os.chdir(directory)
         try:

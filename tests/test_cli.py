@@ -188,8 +188,9 @@ def test_fine_tuning_on_a_new_domain_improves_bleu_and_learns_words_of_new_chara
     base = RunDir(Path("runs/tiny"))
     result = invoke(
         "train", "--config", "configs/tiny.yaml", "--run-dir", "runs/sea", "--init-from", "runs/tiny",
-        "--set", f"data.data_dir={tfds_dir}", "--set", "data.dataset=synthetic/shifted", "--set", "tokenizer.update_vocab=true",
-        "--set", "train.max_steps=150", "--set", "train.learning_rate=0.001", "--set", "train.warmup_steps=50",
+        "--set", f"data.data_dir={tfds_dir}", "--set", "data.dataset=synthetic/shifted", "--set", "data.train_split=train",
+        "--set", "tokenizer.update_vocab=true",
+        "--set", "train.max_steps=150", "--set", "train.learning_rate=0.002", "--set", "train.warmup_steps=50",
         "--set", "train.validation_bleu=false", "--set", "train.best_metric=loss", "--set", "train.eval_every_steps=150",
     )
     mark_latest(base)  # the other tests use the latest run

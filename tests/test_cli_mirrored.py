@@ -16,7 +16,7 @@ def test_mirrored_bfloat16_training_with_accumulation_resumes_and_matches_evalua
         "train", "--config", str(config), "--run-dir", "runs/mirrored", "--set", f"data.data_dir={tfds_dir}",
         "--set", "train.distribute=mirrored", "--set", "train.replicas=2", "--set", "train.accumulate_steps=2",
         "--set", "train.precision=mixed_bfloat16", "--set", "train.eval_every_steps=2", "--set", "decode.beam_size=1",
-        "--set", "train.data_check=false", "--set", "tokenizer.vocab_size=200",
+        "--set", "train.data_check=false", "--set", "tokenizer.vocab_size=200", "--set", "data.train_split=train[:2000]",
         # Short outputs keep the decoding of a 4-step model (validations, evaluations) quick, and
         # one layer each side the tracing of the replicated, accumulated step.
         "--set", "decode.max_length_ratio=0.3", "--set", "decode.max_length_offset=2",

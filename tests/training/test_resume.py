@@ -22,14 +22,14 @@ from nmt.run_dir import RunDir
 from nmt.training import sinks, trainer
 
 TINY = {
-    # Only sentences of up to 20 subwords (a small part of the corpus), so that an epoch is short.
-    "data": {"max_length": 20},
+    # Half the corpus, and of it only sentences of up to 20 subwords, so that an epoch is short.
+    "data": {"max_length": 20, "train_split": "train[:15000]"},
     "tokenizer": {"vocab_size": 200},
     "model": {"num_encoder_layers": 1, "num_decoder_layers": 1, "hidden_dim": 32, "num_heads": 2,
               "intermediate_dim": 64, "dropout": 0.1},
     # float32, not the default auto, and no data check: these tests are about the loop (a 32-wide
     # model trains slower in bfloat16, casts outweighing its matmuls; the check reads 30,000 pairs).
-    "train": {"precision": "float32", "data_check": False, "batch_tokens": 1024, "accumulate_steps": 2, "epochs": 3, "save_every_steps": 7, "learning_rate": 3e-3,
+    "train": {"precision": "float32", "data_check": False, "batch_tokens": 512, "accumulate_steps": 2, "epochs": 3, "save_every_steps": 7, "learning_rate": 3e-3,
               "warmup_steps": 20, "validation_bleu": False, "best_metric": "loss", "tensorboard": False},
 }
 

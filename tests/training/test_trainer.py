@@ -40,8 +40,9 @@ def test_budgets_stop_training():
 
 
 TINY = {
-    # Only sentences of up to 20 subwords (a small part of the corpus): short epochs.
-    "data": {"max_length": 20},
+    # The first 5,000 pairs, and of those only sentences of up to 20 subwords: short epochs, and
+    # little to read and tokenize for tests of a few steps.
+    "data": {"max_length": 20, "train_split": "train[:5000]"},
     "tokenizer": {"vocab_size": 200},
     "model": {"num_encoder_layers": 1, "num_decoder_layers": 1, "hidden_dim": 32, "num_heads": 2,
               "intermediate_dim": 64, "dropout": 0.0},
