@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Iterator, Optional
+from typing import Annotated, Iterator, Optional, Sequence
 
 import typer
 
@@ -46,11 +46,18 @@ def _options(
 
 
 @contextlib.contextmanager
-def _user_errors(tensorflow: bool = True) -> Iterator[None]:
+def _user_errors(tensorflow: bool = True, run_dirs: Sequence[str | None] = ()) -> Iterator[None]:
     """Turns the errors users can fix into one red line on stderr and a non-zero exit.
-    tensorflow: the command needs TensorFlow, which is then imported first, quietly."""
-    _quiet_libraries(tensorflow)
+    tensorflow: the command needs TensorFlow, which is then imported first, quietly.
+    run_dirs: the run directories the command reads (None: the latest run), found before that
+    import (~5 s), so that a mistyped one fails at once."""
     try:
+        if run_dirs:
+            from nmt import run_dir as run_dir_lib
+
+            for run_dir in run_dirs:
+                run_dir_lib.resolve(run_dir)
+        _quiet_libraries(tensorflow)
         yield
     except NmtError as error:
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
@@ -147,7 +154,7 @@ def translate(
     set_: SetOption = None,
 ) -> None:
     """Translate sentences given as arguments, in a file, or on stdin (one per line)."""
-    with _user_errors(tensorflow=server is None):
+    with _user_errors(tensorflow=server is None, run_dirs=(run_dir or [None]) if server is None else ()):
         from nmt import atomic
         from nmt.text_io import decode_lines
 
@@ -216,7 +223,7 @@ def serve(
 ) -> None:
     """Keep the run's model loaded and translate over HTTP until Ctrl-C: POST /translate
     {"text": [sentences], "n_best": 1}. `nmt translate --server URL` asks it."""
-    with _user_errors():
+    with _user_errors(run_dirs=[run_dir]):
         from nmt import jobs
 
         http, about = jobs.server(run_dir, set_ or [], host, port)
@@ -246,7 +253,7 @@ def attention(
 ) -> None:
     """Translate a sentence and draw its attention: every layer and head of the cross-attention
     (source subwords across, output subwords down) and the last layer's mean over heads."""
-    with _user_errors():
+    with _user_errors(run_dirs=[run_dir]):
         from nmt import jobs
 
         translation, drawn = jobs.draw_attention(run_dir, set_ or [], sentence, output, include_self, softmax_demo)
@@ -275,7 +282,7 @@ def evaluate(
 ) -> None:
     """Translate a split and score it with sacreBLEU (BLEU, chrF, TER); writes eval/<split>/report.{json,md}
     (with --compare, eval/<split>/compare.{json,md}; with several --run-dir, the ensemble's eval/<split>-ensemble/)."""
-    with _user_errors():
+    with _user_errors(run_dirs=run_dir or [None]):
         from nmt import jobs
 
         if split is not None and split not in ("train", "validation", "test"):
@@ -322,7 +329,7 @@ def export(
 ) -> None:
     """Export the run as a TensorFlow SavedModel that translates raw strings (tokenization, beam
     search and detokenization inside); it loads with tensorflow and tensorflow_text alone."""
-    with _user_errors():
+    with _user_errors(run_dirs=[run_dir]):
         from nmt import jobs
         from nmt.export import SIGNATURE
 

@@ -100,6 +100,32 @@ def test_data_check_bad_input(tmp_path, monkeypatch):
                       "--write-clean writes whole splits; set data.train_split to a split's name (it is 'train[:10%]')")
 
 
+def test_a_missing_run_directory_fails_before_tensorflow_is_imported(tmp_path, package_env):
+    """A mistyped --run-dir, or no training run yet, is said at once, not after TensorFlow's import."""
+    import subprocess
+    import sys
+
+    program = (
+        "import json, sys\n"
+        "from typer.testing import CliRunner\n"
+        "from nmt.cli import app\n"
+        "for args in json.loads(sys.argv[1]):\n"
+        "    result = CliRunner().invoke(app, args)\n"
+        "    print(json.dumps([result.exit_code, 'tensorflow' in sys.modules, result.output.strip()]))\n"
+    )
+    commands = [["translate", "--run-dir", "nowhere", "A dog."], ["translate", "--run-dir", "runs/tiny", "--run-dir", "nowhere", "A dog."],
+                ["evaluate", "--run-dir", "nowhere"], ["export", "--run-dir", "nowhere"],
+                ["attention", "--run-dir", "nowhere", "A dog.", "--output", "a.png"], ["serve", "--run-dir", "nowhere"],
+                ["translate", "A dog."]]
+    Path(tmp_path, "runs", "tiny").mkdir(parents=True)
+    done = subprocess.run([sys.executable, "-c", program, json.dumps(commands)], capture_output=True, text=True,
+                          cwd=tmp_path, env=package_env, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = [json.loads(line) for line in done.stdout.splitlines()]
+    assert results == [[1, False, "error: run directory not found: nowhere"]] * 6 + [
+        [1, False, "error: no training run found (runs/latest is missing); pass --run-dir DIR or run nmt train first"]]
+
+
 def test_dry_run_plans_the_epochs_training_has_and_writes_nothing(workdir):
     metrics = [json.loads(line) for line in (workdir / "runs" / "tiny" / "metrics.jsonl").read_text().splitlines()]
     result = invoke("train", "--config", "configs/tiny.yaml", "--run-dir", "runs/planned", "--dry-run",
