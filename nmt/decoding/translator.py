@@ -152,8 +152,9 @@ class Translator:
         with_attention: bool = False,
     ) -> list[list[Hypothesis]]:
         """The n best hypotheses per sentence (n <= decode.beam_size), best first; an empty
-        sentence (blank, or of nothing the tokenizer keeps) gives n empty hypotheses scored 0. with_attention: the best hypothesis of each
-        (non-empty) sentence carries its attention weights (one more, teacher-forced, pass).
+        sentence (blank, or of nothing the tokenizer keeps) gives n empty hypotheses scored 0.
+        with_attention: the best hypothesis of each (non-empty) sentence carries its attention
+        weights (one more, teacher-forced, pass).
 
         Raises:
             ConfigError: n is not between 1 and decode.beam_size.
