@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
@@ -27,8 +29,10 @@ class Transformer(keras.Model):
         max_length: number of positions.
         attention, num_kv_heads, attention_projections: the attention variant (nmt.model.attention).
 
+    The sizes, rates and variants have no defaults here: ModelConfig holds them (build_transformer).
+
     Example:
-        model = Transformer(8000, 8000)
+        model = Transformer(8000, 8000, **dataclasses.asdict(ModelConfig()))
         logits = model({"source_ids": source, "target_in": target_in})  # (batch, tgt_len, 8000)
     """
 
@@ -36,20 +40,21 @@ class Transformer(keras.Model):
         self,
         source_vocab_size: int,
         target_vocab_size: int,
-        num_encoder_layers: int = 3,
-        num_decoder_layers: int = 3,
-        hidden_dim: int = 256,
-        num_heads: int = 4,
-        intermediate_dim: int = 1024,
-        dropout: float = 0.1,
-        attention_dropout: float = 0.1,
-        norm: str = "pre",
-        share_embeddings: bool = True,
-        tie_output: bool = True,
-        max_length: int = 256,
-        attention: str = "multi_head",
-        num_kv_heads: int | None = None,
-        attention_projections: bool = True,
+        *,
+        num_encoder_layers: int,
+        num_decoder_layers: int,
+        hidden_dim: int,
+        num_heads: int,
+        intermediate_dim: int,
+        dropout: float,
+        attention_dropout: float,
+        norm: str,
+        share_embeddings: bool,
+        tie_output: bool,
+        max_length: int,
+        attention: str,
+        num_kv_heads: int | None,
+        attention_projections: bool,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -252,25 +257,8 @@ class Transformer(keras.Model):
 
 def build_transformer(config: ModelConfig, source_vocab_size: int, target_vocab_size: int) -> Transformer:
     """Creates the model and its weights (by running it once on a dummy batch)."""
-    model = Transformer(
-        source_vocab_size,
-        target_vocab_size,
-        num_encoder_layers=config.num_encoder_layers,
-        num_decoder_layers=config.num_decoder_layers,
-        hidden_dim=config.hidden_dim,
-        num_heads=config.num_heads,
-        intermediate_dim=config.intermediate_dim,
-        dropout=config.dropout,
-        attention_dropout=config.attention_dropout,
-        norm=config.norm,
-        share_embeddings=config.share_embeddings,
-        tie_output=config.tie_output,
-        max_length=config.max_length,
-        attention=config.attention,
-        num_kv_heads=config.num_kv_heads,
-        attention_projections=config.attention_projections,
-        name="transformer",
-    )
+    # The layer's arguments are ModelConfig's fields, whose defaults are the only ones.
+    model = Transformer(source_vocab_size, target_vocab_size, **dataclasses.asdict(config), name="transformer")
     dummy = tf.ones((1, 2), dtype=tf.int32)
     model({"source_ids": dummy, "target_in": dummy})
     return model
