@@ -140,9 +140,9 @@ def data_check(config_path: Path, run_dir: str | None, overrides: list[str], out
     if write_clean is not None:
         for role in ("train", "validation", "test"):
             # The cleaned corpus names its files by split: <lang>.<split>.txt.
-            if not re.fullmatch(r"[\w-]+", sources.split_name(config.data, role)):
-                raise NmtError(f"--write-clean writes whole splits; set data.{role}_split to a split's name "
-                               f"(it is '{sources.split_name(config.data, role)}')")
+            name = sources.split_name(config.data, role)
+            if not re.fullmatch(r"[\w-]+", name):
+                raise NmtError(f"--write-clean writes whole splits; set data.{role}_split to a split's name (it is '{name}')")
     if write_clean is not None and write_clean.exists() and (not write_clean.is_dir() or any(write_clean.iterdir())):
         raise NmtError(f"{write_clean} is not empty; choose a new directory for --write-clean")
     splits = _read_splits(config, limit=max_pairs)

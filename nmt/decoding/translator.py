@@ -168,19 +168,15 @@ class Translator:
             )
         check_text(sentences)
         outputs = [[Hypothesis("", 0.0)] * n for _ in sentences]
-        todo = [index for index, sentence in enumerate(sentences) if sentence.strip()]
+        token_ids = self.tokenizers.source.tokenize(tf.constant(list(sentences), tf.string))
+        # A sentence of no tokens (blank, or of what the tokenizer drops whole: control characters,
+        # zero-width spaces, a BOM) is empty, as in the export: decoded, it would translate
+        # differently alone (a batch of no columns) than beside others (a row of padding).
+        todo = np.flatnonzero(token_ids.row_lengths().numpy()).tolist()
         if not todo:
             return outputs
-        token_ids = self.tokenizers.source.tokenize(tf.constant([sentences[index] for index in todo]))
+        token_ids = tf.gather(token_ids, todo)
         lengths = token_ids.row_lengths().numpy()
-        # Text the tokenizer drops whole (control characters, zero-width spaces, a BOM) is as empty
-        # as a blank line, as in the export: a source of no tokens would translate differently
-        # alone (a batch of no columns) than beside others (a row of padding).
-        if not lengths.all():
-            kept = np.flatnonzero(lengths)
-            todo, token_ids, lengths = [todo[i] for i in kept], tf.gather(token_ids, kept), lengths[kept]
-            if not todo:
-                return outputs
         self._warn_truncation(todo, lengths)
         # Sorting by length keeps padding, and so wasted decoding work, small within each batch.
         order = sorted(range(len(todo)), key=lambda position: lengths[position])

@@ -257,7 +257,6 @@ class Transformer(keras.Model):
 
 def build_transformer(config: ModelConfig, source_vocab_size: int, target_vocab_size: int) -> Transformer:
     """Creates the model and its weights (by running it once on a dummy batch)."""
-    # The layer's arguments are ModelConfig's fields, whose defaults are the only ones.
     model = Transformer(source_vocab_size, target_vocab_size, **dataclasses.asdict(config), name="transformer")
     dummy = tf.ones((1, 2), dtype=tf.int32)
     model({"source_ids": dummy, "target_in": dummy})
