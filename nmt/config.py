@@ -208,7 +208,11 @@ class TrainConfig:
 class DecodeConfig:
     """Translation settings."""
 
-    batch_size: int = 64
+    # A decoding batch holds sentences of similar length: at most batch_size of them and at most
+    # batch_tokens source tokens, padding included (sentences x the longest). Larger batches
+    # decode faster on CPUs; the token budget bounds the memory that long sentences take.
+    batch_size: int = 256
+    batch_tokens: int = 4096
     # 1 = greedy search; more = beam search keeping that many hypotheses per sentence.
     beam_size: int = 4
     # GNMT length penalty alpha: hypotheses are ranked by log-probability / ((5 + length) / 6) ** alpha;
@@ -432,6 +436,7 @@ def _check_values(config: Config) -> None:
         "train.nonfinite_skip_limit": config.train.nonfinite_skip_limit,
         "decode.beam_size": config.decode.beam_size,
         "decode.batch_size": config.decode.batch_size,
+        "decode.batch_tokens": config.decode.batch_tokens,
         "decode.max_length_ratio": config.decode.max_length_ratio,
         "decode.temperature": config.decode.temperature,
         "decode.top_k": config.decode.top_k,

@@ -6,6 +6,8 @@ SentencePiece ops), not nmt.
 Signature `serving_default`: input `text` (string, [batch]); outputs `translation` (string,
 [batch]) and `score` (float32, [batch]: log-probability over the length penalty, as
 `nmt translate --n-best` prints it). An empty input gives an empty translation scored 0.
+Signature `source_lengths`: input `text`; output `length` (int32, [batch]), the tokens of each
+sentence that are translated, by which a caller can batch sentences of similar length.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from nmt import atomic
 from nmt.config import Config
 from nmt.data.tokenizer import EOS_ID, PAD_ID, Tokenizers
 from nmt.decoding.search import beam_search, greedy_search
-from nmt.decoding.translator import length_limits
+from nmt.decoding.translator import decoding_batches, length_limits
 from nmt.errors import NmtError
 from nmt.model.transformer import Transformer
 
 SIGNATURE = "serving_default"
+LENGTHS_SIGNATURE = "source_lengths"
 # Beside the SavedModel: the checkpoint and decode settings it was exported with, so that
 # `nmt translate` knows when the export gives what the run would.
 MANIFEST = "nmt_export.json"
@@ -52,8 +55,12 @@ class _Serving(tf.Module):
             self._search = functools.partial(beam_search, model, beam_size=decode.beam_size, alpha=decode.length_penalty, num_best=1)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")], autograph=False)
+    def source_lengths(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"length": tf.cast(self._pieces(text).row_lengths(), tf.int32)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")], autograph=False)
     def translate(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
-        pieces = self.source_tokenizer.tokenize(text)[:, : self._max_length]
+        pieces = self._pieces(text)
         lengths = tf.cast(pieces.row_lengths(), tf.int32)
         # At least one column, so that a batch of empty strings still runs (and is blanked below).
         width = tf.maximum(tf.reduce_max(tf.concat([lengths, [0]], axis=0)), 1)
@@ -67,6 +74,10 @@ class _Serving(tf.Module):
             "translation": tf.where(empty, tf.constant(""), translation),
             "score": tf.where(empty, 0.0, tf.cast(scores[:, 0], tf.float32)),
         }
+
+
+    def _pieces(self, text: tf.Tensor) -> tf.RaggedTensor:
+        return self.source_tokenizer.tokenize(text)[:, : self._max_length]
 
 
 def export(config: Config, model: Transformer, tokenizers: Tokenizers, checkpoint: Path, output: Path, force: bool) -> Path:
@@ -83,7 +94,10 @@ def export(config: Config, model: Transformer, tokenizers: Tokenizers, checkpoin
     shutil.rmtree(temporary, ignore_errors=True)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        tf.saved_model.save(serving, str(temporary), signatures={SIGNATURE: serving.translate.get_concrete_function()})
+        tf.saved_model.save(serving, str(temporary), signatures={
+            SIGNATURE: serving.translate.get_concrete_function(),
+            LENGTHS_SIGNATURE: serving.source_lengths.get_concrete_function(),
+        })
         (temporary / MANIFEST).write_text(json.dumps(_manifest(checkpoint, config), indent=2) + "\n", encoding="utf-8")
         atomic.replace_directory(temporary, output)
     except OSError as error:
@@ -105,15 +119,16 @@ def load_matching(directory: Path, checkpoint: Path, config: Config) -> Callable
         return None
     if manifest != _manifest(checkpoint, config):
         return None
-    serve = tf.saved_model.load(str(directory)).signatures[SIGNATURE]
-    batch_size = config.decode.batch_size
+    signatures = tf.saved_model.load(str(directory)).signatures
+    serve, source_lengths = signatures[SIGNATURE], signatures[LENGTHS_SIGNATURE]
 
     def translate(sentences: Sequence[str]) -> list[tuple[str, float]]:
-        found = []
-        for start in range(0, len(sentences), batch_size):
-            result = serve(text=tf.constant(list(sentences[start : start + batch_size]), tf.string))
-            found += [(text.decode("utf-8"), float(score))
-                      for text, score in zip(result["translation"].numpy(), result["score"].numpy())]
+        text = tf.constant(list(sentences), tf.string)
+        found: list[tuple[str, float]] = [("", 0.0)] * len(sentences)
+        for positions in decoding_batches(source_lengths(text=text)["length"].numpy(), config.decode):
+            result = serve(text=tf.gather(text, positions))
+            for position, translation, score in zip(positions, result["translation"].numpy(), result["score"].numpy()):
+                found[position] = (translation.decode("utf-8"), float(score))
         return found
 
     return translate

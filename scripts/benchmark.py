@@ -77,7 +77,7 @@ from nmt import config as config_lib
 from nmt.config import Config, ModelConfig
 from nmt.data import sources, tokenizer
 from nmt.data.tokenizer import PAD_ID
-from nmt.decoding.translator import Translator, decoding_model, length_limits
+from nmt.decoding.translator import Translator, decoding_batches, decoding_model, length_limits
 from nmt.evaluation.evaluator import SplitEvaluator
 from nmt.evaluation.scoring import score
 from nmt.model.transformer import build_transformer
@@ -408,7 +408,7 @@ def measure_ctranslate2(config: Config, model, tokenizer_dir: Path, test: SplitE
                         greedy_hypotheses: list[str], compute_type: str = "float32") -> dict:
     """The same model converted to CTranslate2 (scripts/ctranslate2_model.py), a C++ inference
     engine, decoding the test split greedy and with beam 4: the ceiling the issue sets for decoding.
-    It gets our batches (length-sorted, decode.batch_size), length penalty weight and thread count;
+    It gets our batches (`decoding_batches`), length penalty weight and thread count;
     its length penalty is length ** alpha (ours GNMT's), and its length limit is one per batch, so
     each batch gets the largest of our per-sentence limits. "greedy_agreement": the share of greedy
     translations equal to ours, which checks the conversion."""
@@ -429,11 +429,9 @@ def measure_ctranslate2(config: Config, model, tokenizer_dir: Path, test: SplitE
         engine = ctranslate2.Translator(str(converted), device=device, compute_type=compute_type, intra_threads=threads)
 
         def translate(sentences: list[str], beam_size: int) -> list[list[str]]:
-            source = segmenters["source"].encode(sentences, out_type=str)
-            order = sorted(range(len(source)), key=lambda index: len(source[index]))
+            source = [line[:model.max_length] for line in segmenters["source"].encode(sentences, out_type=str)]
             outputs = [None] * len(source)
-            for start in range(0, len(order), config.decode.batch_size):
-                batch = order[start:start + config.decode.batch_size]
+            for batch in decoding_batches([len(line) for line in source], config.decode):
                 limits = length_limits([len(source[index]) for index in batch], config.decode, model.max_length)
                 results = engine.translate_batch(
                     [source[index] for index in batch], beam_size=beam_size,
@@ -627,7 +625,7 @@ def speed_table(entry: dict) -> str:
     if "decode_model" in entry:
         lines += [
             "",
-            f"Decoding the test split ({entry['decode_model']}; decode.batch_size, length penalty and length limit "
+            f"Decoding the test split ({entry['decode_model']}; decode.batch_size and batch_tokens, length penalty and length limit "
             f"of the config; tracing excluded):",
             "",
             "| decoder | greedy sent/s | greedy tok/s | greedy BLEU | beam-4 sent/s | beam-4 tok/s | beam-4 BLEU |",
@@ -925,9 +923,8 @@ def search(
     loaded = Translator.from_run_dir(RunDir(run_dir))
     sources = SplitEvaluator(loaded.config.data, "test").sources
     lengths = loaded.tokenizers.source.tokenize(tf.constant(sources)).row_lengths().numpy()
-    sources_by_length = [sources[index] for index in lengths.argsort(kind="stable")]
-    size = loaded.config.decode.batch_size
-    batches = [sources_by_length[start:start + size] for start in range(0, len(sources_by_length), size)]
+    batches = [[sources[index] for index in batch]
+               for batch in decoding_batches([min(length, loaded.model.max_length) for length in lengths], loaded.config.decode)]
     results = {}
     for beam in beam_size:
         config = dataclasses.replace(loaded.config, decode=dataclasses.replace(loaded.config.decode, beam_size=beam))
@@ -954,7 +951,7 @@ def search(
         typer.echo(f"{name}: {results[name]}")
     entry = {"run_dir": str(run_dir), "baseline_checkout": str(baseline_checkout), "baseline_code": code_version(baseline_checkout),
              "code": code_version(), "date": time.strftime("%Y-%m-%d"), "machine": machine(), "passes": passes,
-             "sentences": len(sources_by_length), "batch_size": size, "results": results}
+             "sentences": len(sources), "batches": len(batches), "results": results}
     atomic.write_text(out, json.dumps(entry, indent=2) + "\n")
     atomic.write_text(out.with_suffix(".md"), search_table(entry))
     typer.echo(search_table(entry))
@@ -975,7 +972,7 @@ def search_table(entry: dict) -> str:
         f"# Searches before and after: code {entry['baseline_code']} against {entry['code']}",
         "",
         f"Machine: {machine_line['cpu']}, {machine_line['cores']} cores, {entry['date']}. Run `{entry['run_dir']}`; "
-        f"{entry['passes']} passes over the test split ({entry['sentences']} sentences, batches of {entry['batch_size']}), "
+        f"{entry['passes']} passes over the test split ({entry['sentences']} sentences in {entry['batches']} batches), "
         "the two searches taking turns batch by batch in one process.",
         "",
         "| search | baseline | this checkout | speed-up | translations that differ (all passes) |",

@@ -40,10 +40,10 @@ def test_a_training_only_table_names_each_levers_compilation_and_no_decoding():
 
 def test_the_search_table_gives_both_times_the_speedup_and_the_differing_translations():
     entry = {"run_dir": "runs/rb", "baseline_code": "aaa", "code": "bbb", "date": "2026-12-03", "passes": 3, "sentences": 1000,
-             "batch_size": 64, "machine": {"cpu": "some CPU", "cores": 2},
+             "batches": 16, "machine": {"cpu": "some CPU", "cores": 2},
              "results": {"beam 4": {"baseline_seconds": 30.11, "seconds": 26.9, "speedup": 1.119, "differing_translations": 0}}}
     table = benchmark.search_table(entry)
-    assert "code aaa against bbb" in table and "3 passes over the test split (1000 sentences, batches of 64)" in table
+    assert "code aaa against bbb" in table and "3 passes over the test split (1000 sentences in 16 batches)" in table
     assert "| beam 4 | 30.11 s | 26.90 s | 1.119x | 0 |" in table
 
 

@@ -130,18 +130,24 @@ def test_export_translates_like_translate_in_a_process_without_nmt(workdir, monk
     sentences = SplitEvaluator(RunDir(Path("runs/tiny")).load_config().data, "test").sources[:30] + ["", "The dog saw a cat."]
     import nmt
 
-    expected = [best for best, in nmt.load("runs/tiny").translate_n_best(sentences, 1)]
+    translator = nmt.load("runs/tiny")
+    expected = [best for best, in translator.translate_n_best(sentences, 1)]
 
-    result = invoke("export", "--run-dir", "runs/tiny")
+    # A token budget of a few sentences: nmt translate, taking the export, decodes in several batches.
+    budget = ["--set", "decode.batch_tokens=64"]
+    result = invoke("export", "--run-dir", "runs/tiny", *budget)
     assert result.exit_code == 0, result.output
     assert "signature 'serving_default'" in result.output
     program = (
         "import json, sys\n"
         "import tensorflow as tf, tensorflow_text  # noqa: F401 (registers the SentencePiece ops)\n"
         "serve = tf.saved_model.load(sys.argv[1]).signatures['serving_default']\n"
-        "out = serve(text=tf.constant(json.load(open(sys.argv[2]))))\n"
+        "text = tf.constant(json.load(open(sys.argv[2])))\n"
+        "out = serve(text=text)\n"
+        "lengths = tf.saved_model.load(sys.argv[1]).signatures['source_lengths'](text=text)['length']\n"
         "print(json.dumps({'translation': [t.decode() for t in out['translation'].numpy()],\n"
-        "                  'score': out['score'].numpy().tolist(), 'nmt': 'nmt' in sys.modules}))\n"
+        "                  'score': out['score'].numpy().tolist(), 'length': lengths.numpy().tolist(),\n"
+        "                  'nmt': 'nmt' in sys.modules}))\n"
     )
     (workdir / "export_in.json").write_text(json.dumps(sentences))
     loaded = subprocess.run([sys.executable, "-c", program, str(workdir / "runs/tiny/export"), str(workdir / "export_in.json")],
@@ -151,6 +157,8 @@ def test_export_translates_like_translate_in_a_process_without_nmt(workdir, monk
     assert not served["nmt"]
     assert served["translation"] == [best.text for best in expected]
     assert served["score"] == pytest.approx([best.score for best in expected], abs=1e-3)
+    assert served["length"] == translator.tokenizers.source.tokenize(sentences).row_lengths().numpy().tolist()
+    assert sum(served["length"]) > 64
 
     # nmt translate now takes the export, built for these weights and decode settings, instead of
     # building the model; with other settings it builds the model as before.
@@ -160,10 +168,10 @@ def test_export_translates_like_translate_in_a_process_without_nmt(workdir, monk
     from_run_dir = Translator.from_run_dir.__func__
     monkeypatch.setattr(Translator, "from_run_dir", classmethod(lambda cls, *args: built.append(1) or from_run_dir(cls, *args)))
     (workdir / "export_in.txt").write_text("\n".join(sentences) + "\n")
-    result = invoke("translate", "--run-dir", "runs/tiny", "--input", "export_in.txt")
+    result = invoke("translate", "--run-dir", "runs/tiny", "--input", "export_in.txt", *budget)
     assert result.exit_code == 0 and built == [], result.output
     assert result.output.splitlines() == [best.text for best in expected]
-    result = invoke("translate", "--run-dir", "runs/tiny", "--set", "decode.beam_size=2", "The dog saw a cat.")
+    result = invoke("translate", "--run-dir", "runs/tiny", *budget, "--set", "decode.beam_size=2", "The dog saw a cat.")
     assert result.exit_code == 0 and built == [1], result.output
 
     assert_user_error(invoke("export", "--run-dir", "runs/tiny"), "exists and is not empty; pass --force")

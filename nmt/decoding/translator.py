@@ -37,6 +37,22 @@ def length_limits(source_lengths, decode: DecodeConfig, max_length: int) -> tf.T
     return tf.minimum(limits, max_length - 1)
 
 
+def decoding_batches(lengths: Sequence[int], decode: DecodeConfig) -> list[list[int]]:
+    """Positions of sentences of these lengths (tokens) grouped into decoding batches: in order of
+    length, so that a batch pads little, and cut where the next sentence would bring a batch over
+    decode.batch_size sentences or decode.batch_tokens tokens counting padding (its sentences
+    times the longest). A sentence longer than batch_tokens is a batch of its own."""
+    batches: list[list[int]] = []
+    for position in sorted(range(len(lengths)), key=lambda position: lengths[position]):
+        batch = batches[-1] if batches else []
+        # In order of length, the sentence joining a batch is its longest.
+        if not batch or len(batch) == decode.batch_size or (len(batch) + 1) * lengths[position] > decode.batch_tokens:
+            batch = []
+            batches.append(batch)
+        batch.append(position)
+    return batches
+
+
 @dataclass(frozen=True)
 class SentenceAttention:
     """Every attention layer's weights while the best translation of one sentence was produced.
@@ -178,11 +194,7 @@ class Translator:
         token_ids = tf.gather(token_ids, todo)
         lengths = token_ids.row_lengths().numpy()
         self._warn_truncation(todo, lengths)
-        # Sorting by length keeps padding, and so wasted decoding work, small within each batch.
-        order = sorted(range(len(todo)), key=lambda position: lengths[position])
-        batch_size = self.config.decode.batch_size
-        for start in range(0, len(order), batch_size):
-            positions = order[start : start + batch_size]
+        for positions in decoding_batches(np.minimum(lengths, self.model.max_length), self.config.decode):
             batch = tf.gather(token_ids, positions)[:, : self.model.max_length].to_tensor(default_value=PAD_ID)
             for position, hypotheses in zip(positions, self._translate_batch(batch, n, with_attention)):
                 outputs[todo[position]] = hypotheses

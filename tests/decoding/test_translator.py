@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from nmt import config as config_lib
 from nmt.data import tokenizer
-from nmt.decoding.translator import Hypothesis, Translator
+from nmt.decoding.translator import Hypothesis, Translator, decoding_batches
 from nmt.errors import NmtError
 from nmt.model.transformer import build_transformer
 
@@ -58,6 +58,41 @@ def test_text_the_tokenizer_drops_whole_is_an_empty_sentence_alone_or_in_a_batch
     empty = [Hypothesis("", 0.0)]
     assert translator.translate_n_best(dropped[:1], 1) == [empty]
     assert translator.translate_n_best(["the dog runs", *dropped], 1)[1:] == [empty] * 3
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(1, 60), max_size=80), st.integers(1, 12), st.integers(1, 200))
+def test_decoding_batches_hold_every_sentence_once_in_order_of_length_within_both_limits(lengths, batch_size, batch_tokens):
+    decode = config_lib.DecodeConfig(batch_size=batch_size, batch_tokens=batch_tokens)
+    batches = decoding_batches(lengths, decode)
+    assert sorted(position for batch in batches for position in batch) == list(range(len(lengths)))
+    in_order = [lengths[position] for batch in batches for position in batch]
+    assert in_order == sorted(lengths)
+    for batch, following in zip(batches, batches[1:] + [None]):
+        padded = len(batch) * max(lengths[position] for position in batch)
+        assert len(batch) <= batch_size and (padded <= batch_tokens or len(batch) == 1)
+        if following is not None:
+            # Cut only where the next sentence would break a limit: batches are as large as allowed.
+            longest = lengths[following[0]]
+            assert len(batch) == batch_size or (len(batch) + 1) * longest > batch_tokens
+
+
+def test_the_translator_decodes_in_batches_of_at_most_batch_tokens_and_translates_as_in_one(translator, monkeypatch):
+    import dataclasses
+
+    sentences = ["the dog runs", "a big cat sees the small house", "tree", "the cat", "a dog sees a big tree and a house"]
+    lengths = translator.tokenizers.source.tokenize(sentences).row_lengths().numpy().tolist()
+    budget = 2 * max(lengths)
+    config = dataclasses.replace(translator.config, decode=dataclasses.replace(translator.config.decode, batch_size=64, batch_tokens=budget))
+    budgeted = Translator(config, translator.model, translator.tokenizers)
+    shapes = []
+    search = budgeted._search
+    monkeypatch.setattr(budgeted, "_search", lambda source_ids, *args: shapes.append(source_ids.shape) or search(source_ids, *args))
+    translations = budgeted.translate(sentences)
+    assert len(shapes) > 1 and all(rows * width <= budget for rows, width in shapes), shapes
+    assert sum(rows for rows, _ in shapes) == len(sentences)
+    one_batch = dataclasses.replace(config, decode=dataclasses.replace(config.decode, batch_tokens=4096))
+    assert translations == Translator(one_batch, translator.model, translator.tokenizers).translate(sentences)
 
 
 def test_a_lone_surrogate_is_one_clear_error(translator):
