@@ -75,7 +75,6 @@ class _Serving(tf.Module):
             "score": tf.where(empty, 0.0, tf.cast(scores[:, 0], tf.float32)),
         }
 
-
     def _pieces(self, text: tf.Tensor) -> tf.RaggedTensor:
         return self.source_tokenizer.tokenize(text)[:, : self._max_length]
 

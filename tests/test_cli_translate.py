@@ -137,7 +137,7 @@ def test_export_translates_like_translate_in_a_process_without_nmt(workdir, monk
     budget = ["--set", "decode.batch_tokens=64"]
     result = invoke("export", "--run-dir", "runs/tiny", *budget)
     assert result.exit_code == 0, result.output
-    assert "signature 'serving_default'" in result.output
+    assert "signature 'serving_default'" in result.output and "signature 'source_lengths'" in result.output
     program = (
         "import json, sys\n"
         "import tensorflow as tf, tensorflow_text  # noqa: F401 (registers the SentencePiece ops)\n"
