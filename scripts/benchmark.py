@@ -39,6 +39,11 @@
       same model, taking turns batch by batch, and their translations are compared. Writes
       benchmarks/search.json and .md.
 
+  scripts/benchmark.py decode-settings --run-dir runs/X --baseline-set decode.batch_size=64 [--set ...]
+      two decode settings of one run (batch sizes, precision, ...): each translates the whole test
+      split in turn, in one process, pass after pass, and their translations are compared. Writes
+      benchmarks/decode_settings.json and .md.
+
   scripts/benchmark.py corpus [--dataset synthetic/5m] [--data-dir DIR]
       a corpus of WMT's size (5 million pairs): preparing it with TFDS, training SentencePiece on
       its tokenizer.max_sentences sample, then, each in a fresh process, time to the first
@@ -955,6 +960,73 @@ def search(
     atomic.write_text(out, json.dumps(entry, indent=2) + "\n")
     atomic.write_text(out.with_suffix(".md"), search_table(entry))
     typer.echo(search_table(entry))
+
+
+@app.command("decode-settings")
+def decode_settings(
+    run_dir: Annotated[Path, typer.Option(help="A trained run; its eval.checkpoint decodes the test split.")],
+    baseline_set: Annotated[list[str], typer.Option(help="key.path=value of the baseline's settings (repeatable).")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="key.path=value of the settings compared with it.")] = None,
+    passes: Annotated[int, typer.Option(help="Passes over the test split.")] = 3,
+    beam_size: Annotated[list[int], typer.Option(help="Beam sizes compared (1: greedy search).")] = [4, 1],
+    out: Annotated[Path, typer.Option(help="JSON results; Markdown goes beside it.")] = Path("benchmarks/decode_settings.json"),
+) -> None:
+    """Two decode settings of one run, before and after: each translates the whole test split in
+    turn (who goes first alternates), in one process, so that the drift between runs cancels out;
+    whole passes, since settings such as the batch sizes cut the split into different batches.
+    Their translations are compared too."""
+    run = RunDir(run_dir)
+    settings = {"baseline": baseline_set, "compared": set_ or []}
+    sources = SplitEvaluator(run.load_config().data, "test").sources
+    results = {}
+    for beam in beam_size:
+        translators = {}
+        for name, overrides in settings.items():
+            config = run.load_config([*overrides, f"decode.beam_size={beam}"])
+            translators[name] = Translator.from_run_dir(run, config, run.checkpoint_path(config.eval.checkpoint))
+            translators[name].translate(sources[:config.decode.batch_size])  # traces the search
+        seconds = dict.fromkeys(translators, 0.0)
+        differing = 0
+        for turn in range(passes):
+            outputs = {}
+            for name in (list(translators) if turn % 2 == 0 else reversed(translators)):
+                started = time.perf_counter()
+                outputs[name] = translators[name].translate(sources)
+                seconds[name] += time.perf_counter() - started
+            differing += sum(a != b for a, b in zip(outputs["baseline"], outputs["compared"]))
+        name = f"beam {beam}" if beam > 1 else "greedy"
+        results[name] = {
+            "baseline_sentences_per_s": round(passes * len(sources) / seconds["baseline"], 2),
+            "sentences_per_s": round(passes * len(sources) / seconds["compared"], 2),
+            "speedup": round(seconds["baseline"] / seconds["compared"], 3), "differing_translations": differing,
+        }
+        typer.echo(f"{name}: {results[name]}")
+    entry = {"run_dir": str(run_dir), "baseline_set": settings["baseline"], "set": settings["compared"], "code": code_version(),
+             "date": time.strftime("%Y-%m-%d"), "machine": machine(), "passes": passes, "sentences": len(sources),
+             "results": results}
+    atomic.write_text(out, json.dumps(entry, indent=2) + "\n")
+    atomic.write_text(out.with_suffix(".md"), decode_settings_table(entry))
+    typer.echo(decode_settings_table(entry))
+
+
+def decode_settings_table(entry: dict) -> str:
+    def described(overrides: list[str]) -> str:
+        return ", ".join(f"`{override}`" for override in overrides) or "the run's settings"
+
+    rows = [f"| {name} | {result['baseline_sentences_per_s']:.2f} | {result['sentences_per_s']:.2f} | "
+            f"{result['speedup']:.3f}x | {result['differing_translations']} |" for name, result in entry["results"].items()]
+    return "\n".join([
+        f"# Decode settings compared: {described(entry['baseline_set'])} against {described(entry['set'])}",
+        "",
+        f"Machine: {entry['machine']['cpu']}, {entry['machine']['cores']} cores, {entry['date']}, code {entry['code']}. "
+        f"Run `{entry['run_dir']}`; {entry['passes']} passes over the test split ({entry['sentences']} sentences), "
+        "the two settings translating it in turn in one process.",
+        "",
+        "| search | baseline sent/s | compared sent/s | speed-up | translations that differ (all passes) |",
+        "| --- | --- | --- | --- | --- |",
+        *rows,
+        "",
+    ])
 
 
 def _accepting(function):

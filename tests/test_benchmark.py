@@ -47,6 +47,17 @@ def test_the_search_table_gives_both_times_the_speedup_and_the_differing_transla
     assert "| beam 4 | 30.11 s | 26.90 s | 1.119x | 0 |" in table
 
 
+def test_the_decode_settings_table_names_both_settings_and_gives_both_rates():
+    entry = {"run_dir": "runs/rb", "baseline_set": ["decode.batch_size=64"], "set": [], "code": "bbb", "date": "2026-12-03",
+             "passes": 3, "sentences": 1000, "machine": {"cpu": "some CPU", "cores": 2},
+             "results": {"greedy": {"baseline_sentences_per_s": 178.7, "sentences_per_s": 263.7, "speedup": 1.476,
+                                    "differing_translations": 0}}}
+    table = benchmark.decode_settings_table(entry)
+    assert "`decode.batch_size=64` against the run's settings" in table and "code bbb" in table
+    assert "3 passes over the test split (1000 sentences)" in table
+    assert "| greedy | 178.70 | 263.70 | 1.476x | 0 |" in table
+
+
 def test_a_baseline_search_gets_only_the_arguments_it_takes():
     def older_search(model, source_ids, max_lengths, beam_size, alpha=0.0):
         return beam_size, alpha
