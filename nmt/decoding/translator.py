@@ -42,15 +42,14 @@ def decoding_batches(lengths: Sequence[int], decode: DecodeConfig) -> list[list[
     length, so that a batch pads little, and cut where the next sentence would bring a batch over
     decode.batch_size sentences or decode.batch_tokens tokens counting padding (its sentences
     times the longest). A sentence longer than batch_tokens is a batch of its own."""
-    batches: list[list[int]] = []
+    batches: list[list[int]] = [[]]
     for position in sorted(range(len(lengths)), key=lambda position: lengths[position]):
-        batch = batches[-1] if batches else []
+        batch = batches[-1]
         # In order of length, the sentence joining a batch is its longest.
-        if not batch or len(batch) == decode.batch_size or (len(batch) + 1) * lengths[position] > decode.batch_tokens:
-            batch = []
-            batches.append(batch)
-        batch.append(position)
-    return batches
+        if batch and (len(batch) == decode.batch_size or (len(batch) + 1) * lengths[position] > decode.batch_tokens):
+            batches.append([])
+        batches[-1].append(position)
+    return [batch for batch in batches if batch]
 
 
 @dataclass(frozen=True)
