@@ -19,7 +19,7 @@ from nmt.data import tokenizer
 from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizers
 from nmt.decoding.ensemble import Ensemble
 from nmt.decoding.search import beam_search, greedy_search, sample
-from nmt.errors import ConfigError
+from nmt.errors import ConfigError, NmtError
 from nmt.model.transformer import Transformer, build_transformer
 from nmt.run_dir import RunDir
 from nmt.text_io import check_text
@@ -173,7 +173,8 @@ class Translator:
 
         Raises:
             ConfigError: n is not between 1 and decode.beam_size.
-            NmtError: a sentence is not valid Unicode text (a lone surrogate).
+            NmtError: a sentence is not valid Unicode text (a lone surrogate), or a batch does not
+                fit in the device's memory (the message says which decode settings to lower).
         """
         sampling = self.config.decode.sampling != "none"
         if n < 1 or (n > self.config.decode.beam_size and not sampling):
@@ -195,7 +196,16 @@ class Translator:
         self._warn_truncation(todo, lengths)
         for positions in decoding_batches(np.minimum(lengths, self.model.max_length), self.config.decode):
             batch = tf.gather(token_ids, positions)[:, : self.model.max_length].to_tensor(default_value=PAD_ID)
-            for position, hypotheses in zip(positions, self._translate_batch(batch, n, with_attention)):
+            try:
+                translated = self._translate_batch(batch, n, with_attention)
+            except tf.errors.ResourceExhaustedError:
+                decode = self.config.decode
+                raise NmtError(
+                    f"out of memory decoding a batch of {len(positions)} sentences of up to {batch.shape[1]} tokens "
+                    f"(beam {decode.beam_size}): set decode.batch_tokens={max(1, decode.batch_tokens // 2)} "
+                    f"(now {decode.batch_tokens}) or a smaller decode.batch_size (now {decode.batch_size})"
+                ) from None
+            for position, hypotheses in zip(positions, translated):
                 outputs[todo[position]] = hypotheses
             if on_batch:
                 on_batch(len(positions))

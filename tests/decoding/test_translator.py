@@ -95,6 +95,18 @@ def test_the_translator_decodes_in_batches_of_at_most_batch_tokens_and_translate
     assert translations == Translator(one_batch, translator.model, translator.tokenizers).translate(sentences)
 
 
+def test_a_batch_out_of_memory_is_one_clear_error_naming_the_settings_to_lower(translator, monkeypatch):
+    import tensorflow as tf
+
+    def exhausted(*args):
+        raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+
+    monkeypatch.setattr(translator, "_search", exhausted)
+    with pytest.raises(NmtError, match=r"^out of memory decoding a batch of 2 sentences of up to \d+ tokens \(beam 2\): "
+                                       r"set decode.batch_tokens=2048 \(now 4096\) or a smaller decode.batch_size \(now 4\)$"):
+        translator.translate(["the dog runs", "a cat"])
+
+
 def test_a_lone_surrogate_is_one_clear_error(translator):
     # What Python makes of a command-line argument that is not UTF-8.
     with pytest.raises(NmtError, match=r"sentence 2 is not valid UTF-8 text \(character 3 is a lone surrogate"):
