@@ -25,7 +25,7 @@ from nmt import atomic
 from nmt.config import Config
 from nmt.data.tokenizer import EOS_ID, PAD_ID, Tokenizers
 from nmt.decoding.search import beam_search, greedy_search
-from nmt.decoding.translator import decoding_batches, length_limits
+from nmt.decoding.translator import batch_out_of_memory, decoding_batches, length_limits
 from nmt.errors import NmtError
 from nmt.model.transformer import Transformer
 
@@ -124,8 +124,12 @@ def load_matching(directory: Path, checkpoint: Path, config: Config) -> Callable
     def translate(sentences: Sequence[str]) -> list[tuple[str, float]]:
         text = tf.constant(list(sentences), tf.string)
         found: list[tuple[str, float]] = [("", 0.0)] * len(sentences)
-        for positions in decoding_batches(source_lengths(text=text)["length"].numpy(), config.decode):
-            result = serve(text=tf.gather(text, positions))
+        lengths = source_lengths(text=text)["length"].numpy()
+        for positions in decoding_batches(lengths, config.decode):
+            try:
+                result = serve(text=tf.gather(text, positions))
+            except tf.errors.ResourceExhaustedError:
+                raise batch_out_of_memory(config.decode, len(positions), int(lengths[positions].max())) from None
             for position, translation, score in zip(positions, result["translation"].numpy(), result["score"].numpy()):
                 found[position] = (translation.decode("utf-8"), float(score))
         return found

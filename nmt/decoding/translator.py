@@ -52,6 +52,15 @@ def decoding_batches(lengths: Sequence[int], decode: DecodeConfig) -> list[list[
     return [batch for batch in batches if batch]
 
 
+def batch_out_of_memory(decode: DecodeConfig, sentences: int, longest: int) -> NmtError:
+    """The error of a decoding batch that exhausted the device's memory: what to lower."""
+    return NmtError(
+        f"out of memory decoding a batch of {sentences} sentences of up to {longest} tokens (beam {decode.beam_size}): "
+        f"set decode.batch_tokens={max(1, decode.batch_tokens // 2)} (now {decode.batch_tokens}) "
+        f"or a smaller decode.batch_size (now {decode.batch_size})"
+    )
+
+
 @dataclass(frozen=True)
 class SentenceAttention:
     """Every attention layer's weights while the best translation of one sentence was produced.
@@ -199,12 +208,7 @@ class Translator:
             try:
                 translated = self._translate_batch(batch, n, with_attention)
             except tf.errors.ResourceExhaustedError:
-                decode = self.config.decode
-                raise NmtError(
-                    f"out of memory decoding a batch of {len(positions)} sentences of up to {batch.shape[1]} tokens "
-                    f"(beam {decode.beam_size}): set decode.batch_tokens={max(1, decode.batch_tokens // 2)} "
-                    f"(now {decode.batch_tokens}) or a smaller decode.batch_size (now {decode.batch_size})"
-                ) from None
+                raise batch_out_of_memory(self.config.decode, len(positions), batch.shape[1]) from None
             for position, hypotheses in zip(positions, translated):
                 outputs[todo[position]] = hypotheses
             if on_batch:

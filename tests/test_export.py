@@ -1,0 +1,61 @@
+"""How `nmt translate` drives an export: batches of similar length within the decode settings'
+limits, answers in the input's order, and a clear error when a batch does not fit in memory. The
+SavedModel's signatures are stand-ins here; tests/test_cli_translate.py exports a trained run."""
+
+import json
+
+import pytest
+import tensorflow as tf
+
+from nmt import config as config_lib
+from nmt import export
+from nmt.errors import NmtError
+
+
+class _Exported:
+    """Signatures of a stand-in export: a sentence's length is its word count, its translation the
+    sentence upper-cased; every batch served is recorded."""
+
+    def __init__(self, fail: bool = False):
+        self.batches = []
+        self.signatures = {export.SIGNATURE: self._serve, export.LENGTHS_SIGNATURE: self._lengths}
+        self._fail = fail
+
+    @staticmethod
+    def _lengths(text):
+        return {"length": tf.constant([len(sentence.split()) for sentence in text.numpy()], tf.int32)}
+
+    def _serve(self, text):
+        sentences = [sentence.decode() for sentence in text.numpy()]
+        self.batches.append(sentences)
+        if self._fail:
+            raise tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor")
+        return {"translation": tf.constant([sentence.upper() for sentence in sentences]),
+                "score": tf.constant([-float(len(sentence)) for sentence in sentences])}
+
+
+def _matching(tmp_path, monkeypatch, exported, **decode):
+    config = config_lib.from_dict({"decode": decode})
+    checkpoint = tmp_path / "checkpoints" / "best"
+    (tmp_path / export.MANIFEST).write_text(json.dumps(export._manifest(checkpoint, config)))
+    monkeypatch.setattr(tf.saved_model, "load", lambda path: exported)
+    return export.load_matching(tmp_path, checkpoint, config)
+
+
+def test_translate_through_an_export_batches_by_length_within_the_limits_and_keeps_the_order(tmp_path, monkeypatch):
+    exported = _Exported()
+    translate = _matching(tmp_path, monkeypatch, exported, batch_size=3, batch_tokens=8)
+    sentences = ["a b c d e", "a", "a b", "", "a b c", "a b", "a"]
+    assert translate(sentences) == [(sentence.upper(), -float(len(sentence))) for sentence in sentences]
+    assert sorted(sentence for batch in exported.batches for sentence in batch) == sorted(sentences)
+    for batch in exported.batches:
+        lengths = [len(sentence.split()) for sentence in batch]
+        assert len(batch) <= 3 and (len(batch) * max(lengths) <= 8 or len(batch) == 1)
+    assert [len(sentence.split()) for batch in exported.batches for sentence in batch] == [0, 1, 1, 2, 2, 3, 5]
+
+
+def test_a_batch_out_of_memory_through_an_export_is_one_clear_error(tmp_path, monkeypatch):
+    translate = _matching(tmp_path, monkeypatch, _Exported(fail=True), batch_size=8, batch_tokens=100)
+    with pytest.raises(NmtError, match=r"^out of memory decoding a batch of 2 sentences of up to 3 tokens \(beam 4\): "
+                                       r"set decode.batch_tokens=50 \(now 100\) or a smaller decode.batch_size \(now 8\)$"):
+        translate(["a b c", "a b"])
