@@ -939,15 +939,7 @@ def search(
                                      greedy_search=_accepting(module.greedy_search)):
                 translators[name] = Translator(config, loaded.model, loaded.tokenizers)
             translators[name].translate(batches[0])  # traces the search
-        seconds = dict.fromkeys(translators, 0.0)
-        differing = 0
-        for turn in range(passes * len(batches)):
-            outputs = {}
-            for name in (list(translators) if turn % 2 == 0 else reversed(translators)):
-                started = time.perf_counter()
-                outputs[name] = translators[name].translate(batches[turn % len(batches)])
-                seconds[name] += time.perf_counter() - started
-            differing += sum(a != b for a, b in zip(outputs["baseline"], outputs["this checkout"]))
+        seconds, differing = _take_turns(translators, batches * passes)
         name = f"beam {beam}" if beam > 1 else "greedy"
         results[name] = {
             "baseline_seconds": round(seconds["baseline"], 2), "seconds": round(seconds["this checkout"], 2),
@@ -985,15 +977,7 @@ def decode_settings(
             config = run.load_config([*overrides, f"decode.beam_size={beam}"])
             translators[name] = Translator.from_run_dir(run, config, run.checkpoint_path(config.eval.checkpoint))
             translators[name].translate(sources[:config.decode.batch_size])  # traces the search
-        seconds = dict.fromkeys(translators, 0.0)
-        differing = 0
-        for turn in range(passes):
-            outputs = {}
-            for name in (list(translators) if turn % 2 == 0 else reversed(translators)):
-                started = time.perf_counter()
-                outputs[name] = translators[name].translate(sources)
-                seconds[name] += time.perf_counter() - started
-            differing += sum(a != b for a, b in zip(outputs["baseline"], outputs["compared"]))
+        seconds, differing = _take_turns(translators, [sources] * passes)
         name = f"beam {beam}" if beam > 1 else "greedy"
         results[name] = {
             "baseline_sentences_per_s": round(passes * len(sources) / seconds["baseline"], 2),
@@ -1013,18 +997,44 @@ def decode_settings_table(entry: dict) -> str:
     def described(overrides: list[str]) -> str:
         return ", ".join(f"`{override}`" for override in overrides) or "the run's settings"
 
-    rows = [f"| {name} | {result['baseline_sentences_per_s']:.2f} | {result['sentences_per_s']:.2f} | "
-            f"{result['speedup']:.3f}x | {result['differing_translations']} |" for name, result in entry["results"].items()]
-    return "\n".join([
-        f"# Decode settings compared: {described(entry['baseline_set'])} against {described(entry['set'])}",
-        "",
+    return _turns_table(
+        f"Decode settings compared: {described(entry['baseline_set'])} against {described(entry['set'])}",
         f"Machine: {entry['machine']['cpu']}, {entry['machine']['cores']} cores, {entry['date']}, code {entry['code']}. "
         f"Run `{entry['run_dir']}`; {entry['passes']} passes over the test split ({entry['sentences']} sentences), "
         "the two settings translating it in turn in one process.",
-        "",
-        "| search | baseline sent/s | compared sent/s | speed-up | translations that differ (all passes) |",
+        ["baseline sent/s", "compared sent/s"],
+        {name: (f"{result['baseline_sentences_per_s']:.2f}", f"{result['sentences_per_s']:.2f}", result)
+         for name, result in entry["results"].items()},
+    )
+
+
+def _take_turns(translators: dict[str, Translator], work: list[list[str]]) -> tuple[dict[str, float], int]:
+    """The two translators translate each item of work in turn, who goes first alternating, so that
+    the machine's drift (up to 35% between runs when decoding) falls on both alike. Returns the
+    seconds each took and how many of their translations differ."""
+    seconds = dict.fromkeys(translators, 0.0)
+    differing = 0
+    for turn, sentences in enumerate(work):
+        outputs = {}
+        for name in (list(translators) if turn % 2 == 0 else reversed(translators)):
+            started = time.perf_counter()
+            outputs[name] = translators[name].translate(sentences)
+            seconds[name] += time.perf_counter() - started
+        first, second = (outputs[name] for name in translators)
+        differing += sum(a != b for a, b in zip(first, second))
+    return seconds, differing
+
+
+def _turns_table(title: str, about: str, measures: list[str], rows: dict[str, tuple]) -> str:
+    """A Markdown table of _take_turns results: per search, its two measures (formatted), the
+    speed-up and the differing translations of the result."""
+    lines = [f"| {name} | {baseline} | {compared} | {result['speedup']:.3f}x | {result['differing_translations']} |"
+             for name, (baseline, compared, result) in rows.items()]
+    return "\n".join([
+        f"# {title}", "", about, "",
+        f"| search | {measures[0]} | {measures[1]} | speed-up | translations that differ (all passes) |",
         "| --- | --- | --- | --- | --- |",
-        *rows,
+        *lines,
         "",
     ])
 
@@ -1038,20 +1048,15 @@ def _accepting(function):
 
 def search_table(entry: dict) -> str:
     machine_line = entry["machine"]
-    rows = [f"| {name} | {result['baseline_seconds']:.2f} s | {result['seconds']:.2f} s | {result['speedup']:.3f}x | "
-            f"{result['differing_translations']} |" for name, result in entry["results"].items()]
-    return "\n".join([
-        f"# Searches before and after: code {entry['baseline_code']} against {entry['code']}",
-        "",
+    return _turns_table(
+        f"Searches before and after: code {entry['baseline_code']} against {entry['code']}",
         f"Machine: {machine_line['cpu']}, {machine_line['cores']} cores, {entry['date']}. Run `{entry['run_dir']}`; "
         f"{entry['passes']} passes over the test split ({entry['sentences']} sentences in {entry['batches']} batches), "
         "the two searches taking turns batch by batch in one process.",
-        "",
-        "| search | baseline | this checkout | speed-up | translations that differ (all passes) |",
-        "| --- | --- | --- | --- | --- |",
-        *rows,
-        "",
-    ])
+        ["baseline", "this checkout"],
+        {name: (f"{result['baseline_seconds']:.2f} s", f"{result['seconds']:.2f} s", result)
+         for name, result in entry["results"].items()},
+    )
 
 
 CORPUS_PROBES = ("prepare", "tokenizer", "memory", "stream", "multi30k")
