@@ -1,5 +1,6 @@
 """train.distribute=multi_worker with two workers on loopback, as two real `nmt train` processes."""
 
+import contextlib
 import json
 import shutil
 import socket
@@ -16,10 +17,14 @@ from nmt.training import trainer
 QUICKSTART = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("localhost", 0))
-        return sock.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports: every socket stays bound until all are chosen (one closed before the
+    next is bound can give the same port twice, and two workers on one port never meet)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("localhost", 0))
+        return [sock.getsockname()[1] for sock in sockets]
 
 
 def test_two_workers_train_one_model(tmp_path, tfds_dir, package_env):
@@ -33,7 +38,7 @@ def test_two_workers_train_one_model(tmp_path, tfds_dir, package_env):
     chief_run = RunDir(tmp_path / "run")
     tokenizer.prepare(config.tokenizer, config.data, chief_run.tokenizer_dir)
     shutil.copytree(chief_run.tokenizer_dir, tmp_path / "run" / "worker-1" / "tokenizer")
-    cluster = {"worker": [f"localhost:{free_port()}", f"localhost:{free_port()}"]}
+    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
     command = [
         sys.executable, "-m", "nmt.cli", "train", "--config", str(QUICKSTART), "--run-dir", str(tmp_path / "run"),
         *(argument for setting in data for argument in ("--set", setting)), "--set", "train.distribute=multi_worker", "--set", "train.max_steps=3",
@@ -50,7 +55,11 @@ def test_two_workers_train_one_model(tmp_path, tfds_dir, package_env):
         )
         for index in range(2)
     ]
-    outputs = [worker.communicate(timeout=600)[0] for worker in workers]
+    try:
+        outputs = [worker.communicate(timeout=600)[0] for worker in workers]
+    finally:
+        for worker in workers:  # a worker waiting for a peer that failed would wait on forever
+            worker.kill()
     for index, (worker, output) in enumerate(zip(workers, outputs)):
         assert worker.returncode == 0, f"worker {index}: {output[-3000:]}"
     chief, other = (
