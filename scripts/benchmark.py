@@ -970,12 +970,17 @@ def decode_settings(
     run = RunDir(run_dir)
     settings = {"baseline": baseline_set, "compared": set_ or []}
     sources = SplitEvaluator(run.load_config().data, "test").sources
+    # One model per setting (a decode.precision builds its own), loaded once for all beam sizes.
+    loaded = {}
+    for name, overrides in settings.items():
+        config = run.load_config(overrides)
+        loaded[name] = Translator.from_run_dir(run, config, run.checkpoint_path(config.eval.checkpoint))
     results = {}
     for beam in beam_size:
         translators = {}
-        for name, overrides in settings.items():
-            config = run.load_config([*overrides, f"decode.beam_size={beam}"])
-            translators[name] = Translator.from_run_dir(run, config, run.checkpoint_path(config.eval.checkpoint))
+        for name, translator in loaded.items():
+            config = dataclasses.replace(translator.config, decode=dataclasses.replace(translator.config.decode, beam_size=beam))
+            translators[name] = Translator(config, translator.model, translator.tokenizers)
             translators[name].translate(sources[:config.decode.batch_size])  # traces the search
         seconds, differing = _take_turns(translators, [sources] * passes)
         name = f"beam {beam}" if beam > 1 else "greedy"

@@ -201,10 +201,10 @@ class Translator:
         if not todo:
             return outputs
         token_ids = tf.gather(token_ids, todo)
-        lengths = token_ids.row_lengths().numpy()
-        self._warn_truncation(todo, lengths)
-        for positions in decoding_batches(np.minimum(lengths, self.model.max_length), self.config.decode):
-            batch = tf.gather(token_ids, positions)[:, : self.model.max_length].to_tensor(default_value=PAD_ID)
+        self._warn_truncation(todo, token_ids.row_lengths().numpy())
+        token_ids = token_ids[:, : self.model.max_length]
+        for positions in decoding_batches(token_ids.row_lengths().numpy(), self.config.decode):
+            batch = tf.gather(token_ids, positions).to_tensor(default_value=PAD_ID)
             try:
                 translated = self._translate_batch(batch, n, with_attention)
             except tf.errors.ResourceExhaustedError:
