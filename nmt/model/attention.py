@@ -255,10 +255,7 @@ class ProjectionDense(keras.layers.EinsumDense):
         rows, columns = math.prod(kernel.shape[:contracted]), math.prod(kernel.shape[contracted:])
         output = tf.matmul(tf.reshape(inputs, [-1, rows]), tf.reshape(kernel, [rows, columns]))
         if bias is not None:
-            # An add, not tf.nn.bias_add: TensorFlow fuses a matmul and a bias_add into one oneDNN
-            # kernel, with which beam search decoded 1.09-1.11x slower (rows change from step to
-            # step); training steps ran alike either way.
-            output = output + tf.reshape(tf.convert_to_tensor(bias), [columns])
+            output = tf.nn.bias_add(output, tf.reshape(tf.convert_to_tensor(bias), [columns]))
         return tf.reshape(output, [*_dims(inputs)[:2], *kernel.shape[contracted:]])
 
 
