@@ -59,6 +59,8 @@ class EpochEnd:
     target_tokens_per_second: float
     # Expected training seconds left and the budget that ends training (TrainConfig.remaining).
     remaining: tuple[float, str] | None = None
+    # Batches whose update float16 loss scaling dropped (their gradients overflowed).
+    overflows: int = 0
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,8 @@ class Console(Sink):
                 f"  {record.steps} steps in {record.seconds:.0f} s: loss {record.loss:.3f}, "
                 f"accuracy {record.accuracy:.3f}, {record.target_tokens_per_second:,.0f} target tokens/s "
                 f"(step {record.step}, {record.total_minutes:.1f} min in all{_remaining(record.remaining)})"
+                + (f"; {record.overflows} updates dropped by float16 loss scaling (gradients overflowed)"
+                   if record.overflows else "")
             )
 
     def validated(self, record: ValidationRecord) -> None:

@@ -360,6 +360,8 @@ class _Totals:
     correct: float = 0.0
     seconds: float = 0.0
     steps: int = 0
+    # Updates that float16 loss scaling dropped because their gradients overflowed.
+    overflows: int = 0
 
     def add(self, loss: float, tokens: float, correct: float) -> None:
         self.loss += loss
@@ -493,9 +495,17 @@ class _Loop:
             if len(self.pending) < self.config.train.accumulate_steps:
                 continue
             group, self.pending = tuple(batch for _, batch in self.pending), []
+            step_before = self.step
             loss, tokens, correct, gradient_norm, skipped = (float(value) for value in self.setup.train_step(group))
             if skipped:
                 self._nonfinite(loss, gradient_norm)
+                clock = time.monotonic()
+                continue
+            if self.step == step_before:
+                # Loss scaling (mixed_float16) dropped an update whose gradients overflowed and
+                # halved its scale, as it does until it finds one that fits: no step was taken,
+                # so none is recorded, validated or saved.
+                totals.overflows += 1
                 clock = time.monotonic()
                 continue
             self.skipped_in_a_row = 0
@@ -554,7 +564,7 @@ class _Loop:
         self._emit("epoch_ended", EpochEnd(
             epoch=epoch, steps=totals.steps, seconds=seconds, step=self.step,
             total_minutes=self.state.train_seconds / 60, loss=totals.mean_loss, accuracy=totals.accuracy,
-            target_tokens_per_second=totals.tokens_per_second, remaining=remaining,
+            target_tokens_per_second=totals.tokens_per_second, remaining=remaining, overflows=totals.overflows,
         ))
 
     def _save_last(self) -> Path:

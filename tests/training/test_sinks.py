@@ -124,3 +124,9 @@ def test_console_prints_epochs_and_validations(capsys):
     assert lines[-2].endswith("(step 1, 0.1 min in all, ~12 min to go by train.epochs)")
     assert [sinks.duration(seconds) for seconds in (42, 750, 9000)] == ["42 s", "12 min", "2.5 h"]
     assert lines[-1] == "  validation loss 2.500, accuracy 0.400, perplexity 12.18, BLEU 17.30 (beam 4)  (best)"
+
+    sink.epoch_started(EpochStart(epoch=2, epochs=3, steps_per_epoch=1))
+    sink.epoch_ended(EpochEnd(epoch=2, steps=1, seconds=2.0, step=2, total_minutes=0.1, loss=4.0, accuracy=0.5,
+                              target_tokens_per_second=1234.0, overflows=3))
+    assert capsys.readouterr().out.splitlines()[-1].endswith(
+        "(step 2, 0.1 min in all); 3 updates dropped by float16 loss scaling (gradients overflowed)")

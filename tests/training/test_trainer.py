@@ -81,3 +81,48 @@ def test_resuming_passes_over_a_damaged_newest_checkpoint(tmp_path, tfds_dir, ca
     assert f"checkpoint {run.last_checkpoints / 'ckpt-2'} is damaged (model.weights.h5 has 100 bytes" in caplog.text
     assert f"resuming from {run.last_checkpoints / 'ckpt-1'} (step 1" in caplog.text
     assert summary.steps == 3 and (run.last_checkpoints / "ckpt-3").is_dir()
+
+
+class EpochEnds(sinks.Sink):
+    def __init__(self):
+        self.records = []
+
+    def epoch_ended(self, record):
+        self.records.append(record)
+
+
+def test_float16_updates_dropped_by_loss_scaling_are_no_steps(tmp_path, tfds_dir, monkeypatch):
+    """mixed_float16 runs on GPUs only, but its loss scaling is TensorFlow's on any device: here
+    on the CPU, with a Turing GPU's answer for the precision and a scale (2**40) far above
+    float16's range, so that the first ~25 updates overflow and are dropped while the scale halves.
+    A dropped update is no step (the optimizer's iterations stay): it must not repeat the step's
+    record, validation and checkpoint, and a resumed run must go on with the scale it reached."""
+    import keras
+
+    from nmt.training import precision
+
+    class StartsTooHigh(keras.optimizers.LossScaleOptimizer):
+        def __init__(self, inner_optimizer, **kwargs):
+            super().__init__(inner_optimizer, initial_scale=2.0**40, **kwargs)
+
+    monkeypatch.setattr(precision, "_gpu_compute_capability", lambda: (7, 5))
+    monkeypatch.setattr(keras.optimizers, "LossScaleOptimizer", StartsTooHigh)
+
+    def train(run, max_steps, sink_list=()):
+        config = tiny(tfds_dir, precision="mixed_float16", max_steps=max_steps, eval_every_steps=10, learning_rate=3e-3)
+        return trainer.train(config, run, None, [sinks.MetricsFile(run.metrics_file), *sink_list])
+
+    def validations(run):
+        return [(record["step"], record["validation_loss"]) for record in map(json.loads, run.metrics_file.read_text().splitlines())]
+
+    straight, ends = RunDir(tmp_path / "straight"), EpochEnds()
+    assert train(straight, 30, [ends]).steps == 30
+    assert sum(end.overflows for end in ends.records) >= 20
+    losses = dict(validations(straight))
+    assert [step for step, _ in validations(straight)] == [10, 20, 30]
+    assert losses[30] < losses[10] - 0.3  # it learns
+
+    resumed = RunDir(tmp_path / "resumed")
+    train(resumed, 10)
+    train(resumed, 30)
+    assert validations(resumed) == validations(straight)
