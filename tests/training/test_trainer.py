@@ -93,8 +93,8 @@ class EpochEnds(sinks.Sink):
 
 def test_float16_updates_dropped_by_loss_scaling_are_no_steps(tmp_path, tfds_dir, monkeypatch):
     """mixed_float16 runs on GPUs only, but its loss scaling is TensorFlow's on any device: here
-    on the CPU, with a Turing GPU's answer for the precision and a scale (2**40) far above
-    float16's range, so that the first ~25 updates overflow and are dropped while the scale halves.
+    on the CPU, with a Turing GPU's answer for the precision and a scale (2**32) far above
+    float16's range, so that the first ~16 updates overflow and are dropped while the scale halves.
     A dropped update is no step (the optimizer's iterations stay): it must not repeat the step's
     record, validation and checkpoint, and a resumed run must go on with the scale it reached."""
     import keras
@@ -103,7 +103,7 @@ def test_float16_updates_dropped_by_loss_scaling_are_no_steps(tmp_path, tfds_dir
 
     class StartsTooHigh(keras.optimizers.LossScaleOptimizer):
         def __init__(self, inner_optimizer, **kwargs):
-            super().__init__(inner_optimizer, initial_scale=2.0**40, **kwargs)
+            super().__init__(inner_optimizer, initial_scale=2.0**32, **kwargs)
 
     monkeypatch.setattr(precision, "_gpu_compute_capability", lambda: (7, 5))
     monkeypatch.setattr(keras.optimizers, "LossScaleOptimizer", StartsTooHigh)
@@ -116,13 +116,13 @@ def test_float16_updates_dropped_by_loss_scaling_are_no_steps(tmp_path, tfds_dir
         return [(record["step"], record["validation_loss"]) for record in map(json.loads, run.metrics_file.read_text().splitlines())]
 
     straight, ends = RunDir(tmp_path / "straight"), EpochEnds()
-    assert train(straight, 30, [ends]).steps == 30
-    assert sum(end.overflows for end in ends.records) >= 20
+    assert train(straight, 20, [ends]).steps == 20
+    assert sum(end.overflows for end in ends.records) >= 8
     losses = dict(validations(straight))
-    assert [step for step, _ in validations(straight)] == [10, 20, 30]
-    assert losses[30] < losses[10] - 0.3  # it learns
+    assert [step for step, _ in validations(straight)] == [10, 20]
+    assert losses[20] < losses[10] - 0.1  # it learns
 
     resumed = RunDir(tmp_path / "resumed")
     train(resumed, 10)
-    train(resumed, 30)
+    train(resumed, 20)
     assert validations(resumed) == validations(straight)
