@@ -77,6 +77,25 @@ def save(directory: Path, step: int, model: keras.Model, optimizer: keras.optimi
     return final
 
 
+def _load_optimizer(optimizer: keras.optimizers.Optimizer, values: list[np.ndarray]) -> None:
+    """Sets optimizer's variables to values, as save_own_variables saved them. A float16 run's
+    optimizer is Adam inside a LossScaleOptimizer, whose own variables (the loss scale) come before
+    Adam's: a run moved between a GPU that trains in float16 and a device that cannot (where the
+    same config falls back to float32) keeps Adam's state and step, and its loss scale where both
+    have one. (Keras's own loading skips the whole state, with a warning, when the counts differ.)"""
+    variables = optimizer.variables
+    inner = getattr(optimizer, "inner_optimizer", optimizer).variables
+    if len(values) != len(variables):
+        if len(values) < len(inner) or (len(values) > len(inner) and len(variables) > len(inner)):
+            raise ValueError(f"optimizer.npz holds {len(values)} optimizer variables, this training's optimizer "
+                             f"has {len(variables)}")
+        variables, values = inner, values[len(values) - len(inner):]
+    for variable, value in zip(variables, values):
+        if tuple(variable.shape) != value.shape:
+            raise ValueError(f"optimizer variable {variable.path} has shape {tuple(variable.shape)}, the saved one {value.shape}")
+        variable.assign(value)
+
+
 def _random_state(model: keras.Model) -> list:
     """The model's variables that are not weights: its seed generators' states."""
     weights = {id(weight) for weight in model.weights}
@@ -148,7 +167,7 @@ def restore(path: Path, model: keras.Model, optimizer: keras.optimizers.Optimize
         model.load_weights(path / "model.weights.h5")
         if optimizer is not None:
             with np.load(path / "optimizer.npz") as store:
-                optimizer.load_own_variables(dict(store))
+                _load_optimizer(optimizer, [store[str(index)] for index in range(len(store.files))])
             if (path / "random.npz").is_file():
                 with np.load(path / "random.npz") as store:
                     values = [store[f"arr_{index}"] for index in range(len(store.files))]

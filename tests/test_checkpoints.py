@@ -29,6 +29,41 @@ def test_save_restore_prune(tmp_path):
         np.testing.assert_array_equal(saved.numpy(), loaded.numpy())
 
 
+def trained_optimizer(model, loss_scaling):
+    """An Adam (inside a LossScaleOptimizer with loss_scaling) after two updates of model."""
+    optimizer = keras.optimizers.Adam()
+    if loss_scaling:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=64.0)
+    optimizer.build(model.trainable_variables)
+    for _ in range(2):
+        optimizer.apply([np.ones(variable.shape, "float32") for variable in model.trainable_variables], model.trainable_variables)
+    return optimizer
+
+
+@pytest.mark.parametrize("saved_scaling", [True, False])
+def test_optimizer_state_moves_between_float16_and_other_precisions(tmp_path, saved_scaling):
+    """A float16 run's Adam sits inside a LossScaleOptimizer; resumed where the same config falls
+    back to float32 (or the other way round), it keeps Adam's step and moments."""
+    model = small_model()
+    saved = trained_optimizer(model, saved_scaling)
+    checkpoints.save(tmp_path, 2, model, saved, {}, keep=1)
+    loaded = trained_optimizer(small_model(), not saved_scaling)  # other values, to be overwritten
+    loaded.iterations.assign(0)
+    checkpoints.restore(tmp_path / "ckpt-2", small_model(), loaded)
+    inner = [getattr(optimizer, "inner_optimizer", optimizer) for optimizer in (saved, loaded)]
+    assert int(loaded.iterations) == 2
+    for before, after in zip(inner[0].variables, inner[1].variables, strict=True):
+        np.testing.assert_array_equal(before.numpy(), after.numpy())
+
+    # An optimizer of other variables is refused, not left as it was.
+    for scaling in (False, True):
+        other = keras.Sequential([keras.layers.Dense(3), keras.layers.Dense(2)])
+        other.build((None, 4))
+        first_layer = keras.Sequential([other.layers[0]])
+        with pytest.raises(RunDirError, match="optimizer"):
+            checkpoints.restore(tmp_path / "ckpt-2", other, trained_optimizer(first_layer, scaling))
+
+
 def test_incomplete_checkpoint_is_ignored_and_broken_one_reported(tmp_path):
     (tmp_path / ".ckpt-5.tmp").mkdir()
     assert checkpoints.latest(tmp_path) is None

@@ -4,6 +4,7 @@ loss (its learning is tested end to end in tests/test_cli.py)."""
 import json
 import logging
 import re
+import shutil
 from types import SimpleNamespace
 
 import pytest
@@ -124,5 +125,14 @@ def test_float16_updates_dropped_by_loss_scaling_are_no_steps(tmp_path, tfds_dir
 
     resumed = RunDir(tmp_path / "resumed")
     train(resumed, 10)
+    shutil.copytree(resumed.path, tmp_path / "moved")
     train(resumed, 20)
     assert validations(resumed) == validations(straight)
+
+    # The run moved to a CPU, where mixed_float16 falls back to float32: Adam's state and step go on.
+    monkeypatch.setattr(precision, "_gpu_compute_capability", lambda: None)
+    moved = RunDir(tmp_path / "moved")
+    assert train(moved, 20).steps == 20
+    # Resumed at step 10, it keeps the float16 run's validation there (from step 0 it would redo it).
+    assert [step for step, _ in validations(moved)] == [10, 20]
+    assert validations(moved)[0] == validations(straight)[0]
