@@ -41,10 +41,11 @@ def test_a_training_only_table_names_each_levers_compilation_and_no_decoding():
 def test_the_search_table_gives_both_times_the_speedup_and_the_differing_translations():
     entry = {"run_dir": "runs/rb", "baseline_code": "aaa", "code": "bbb", "date": "2026-12-03", "passes": 3, "sentences": 1000,
              "batches": 16, "machine": {"cpu": "some CPU", "cores": 2},
-             "results": {"beam 4": {"baseline_seconds": 30.11, "seconds": 26.9, "speedup": 1.119, "differing_translations": 0}}}
+             "results": {"beam 4": {"baseline_seconds": 30.11, "seconds": 26.9, "speedup": 1.119, "pass_speedups": [1.05, 1.2],
+                                    "differing_translations": 0}}}
     table = benchmark.search_table(entry)
     assert "code aaa against bbb" in table and "3 passes over the test split (1000 sentences in 16 batches)" in table
-    assert "| beam 4 | 30.11 s | 26.90 s | 1.119x | 0 |" in table
+    assert "| beam 4 | 30.11 s | 26.90 s | 1.119x | 1.050–1.200x | 0 |" in table
 
 
 def test_the_decode_settings_table_names_both_settings_and_gives_both_rates():
@@ -55,7 +56,29 @@ def test_the_decode_settings_table_names_both_settings_and_gives_both_rates():
     table = benchmark.decode_settings_table(entry)
     assert "`decode.batch_size=64` against the run's settings" in table and "code bbb" in table
     assert "3 passes over the test split (1000 sentences)" in table
-    assert "| greedy | 178.70 | 263.70 | 1.476x | 0 |" in table
+    # An entry written before single passes were recorded leaves their cell empty.
+    assert "| greedy | 178.70 | 263.70 | 1.476x |  | 0 |" in table
+
+
+def test_taking_turns_alternates_who_goes_first_and_times_each_pass():
+    calls = []
+
+    class Stub:
+        def __init__(self, name, suffix):
+            self.name, self.suffix = name, suffix
+
+        def translate(self, sentences):
+            calls.append((self.name, tuple(sentences)))
+            return [sentence + self.suffix for sentence in sentences]
+
+    translators = {"a": Stub("a", ""), "b": Stub("b", "")}
+    seconds, differing = benchmark._take_turns(translators, [[["x"], ["y", "z"]]] * 2)
+    assert [name for name, _ in calls] == ["a", "b", "b", "a", "a", "b", "b", "a"]
+    assert [work for _, work in calls[::2]] == [("x",), ("y", "z")] * 2
+    assert differing == 0 and all(len(times) == 2 and min(times) >= 0 for times in seconds.values())
+    _, differing = benchmark._take_turns({"a": Stub("a", ""), "b": Stub("b", "!")}, [[["x"], ["y", "z"]]])
+    assert differing == 3
+    assert benchmark._speedups([2.0, 3.0], [1.0, 3.0]) == {"speedup": 1.25, "pass_speedups": [1.0, 2.0]}
 
 
 def test_a_baseline_search_gets_only_the_arguments_it_takes():
