@@ -86,7 +86,8 @@ def _load_optimizer(optimizer: keras.optimizers.Optimizer, values: list[np.ndarr
     variables = optimizer.variables
     inner = getattr(optimizer, "inner_optimizer", optimizer).variables
     if len(values) != len(variables):
-        if len(values) < len(inner) or (len(values) > len(inner) and len(variables) > len(inner)):
+        saved_wraps_it = len(variables) == len(inner) < len(values)
+        if not (saved_wraps_it or len(values) == len(inner)):
             raise ValueError(f"optimizer.npz holds {len(values)} optimizer variables, this training's optimizer "
                              f"has {len(variables)}")
         variables, values = inner, values[len(values) - len(inner):]
