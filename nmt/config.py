@@ -25,8 +25,8 @@ SplitName = Literal["train", "validation", "test"]
 class DataConfig:
     """Where the parallel text comes from (always through TensorFlow Datasets)."""
 
-    # 'synthetic' (generated offline), 'multi30k' (our builder), 'local' (text files read by
-    # tfds.TranslateFolder) or any TFDS catalog name, e.g. 'ted_hrlr_translate/pt_to_en'.
+    # 'synthetic' (generated offline), 'multi30k' (our builder), 'local' (text files, prepared by
+    # our builder nmt.data.local_text) or any TFDS catalog name, e.g. 'ted_hrlr_translate/pt_to_en'.
     dataset: str = "synthetic"
     source_lang: str = "en"
     target_lang: str = "sy"

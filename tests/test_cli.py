@@ -67,7 +67,8 @@ def test_data_check_reports_problems_and_writes_a_cleaned_corpus_that_checks_cle
     corpus = {"train": train, "validation": pairs[300:320] + [pairs[5]], "test": pairs[320:340]}
     sources.write_local(tmp_path / "corpus", "en", "de", {name: tuple(map(list, zip(*split))) for name, split in corpus.items()})
     config = tmp_path / "local.yaml"
-    config.write_text("data: {dataset: local, source_lang: en, target_lang: de, manual_dir: corpus}\ntokenizer: {vocab_size: 200}\n")
+    config.write_text("data: {dataset: local, source_lang: en, target_lang: de, manual_dir: corpus, data_dir: tfds}\n"
+                      "tokenizer: {vocab_size: 200}\n")
     monkeypatch.chdir(tmp_path)
     result = invoke("data", "check", "--config", "local.yaml", "--write-clean", "clean")
     assert result.exit_code == 0, result.output
@@ -98,6 +99,13 @@ def test_data_check_bad_input(tmp_path, monkeypatch):
                       "drop --max-pairs")
     assert_user_error(invoke("data", "check", "--config", "missing.yaml", "--write-clean", "new", "--set", "data.train_split=train[:10%]"),
                       "--write-clean writes whole splits; set data.train_split to a split's name (it is 'train[:10%]')")
+    uneven = Path("uneven")
+    uneven.mkdir()
+    for split in ("train", "validation", "test"):
+        (uneven / f"en.{split}.txt").write_text("A dog.\nA cat.\n")
+        (uneven / f"de.{split}.txt").write_text("Ein Hund.\nEine Katze.\n" if split != "test" else "Ein Hund.\n")
+    assert_user_error(invoke("data", "check", "--config", "missing.yaml", "--set", "data.manual_dir=uneven", "--set", "data.data_dir=tfds"),
+                      "de.test.txt ends after 1 line but en.test.txt goes on: a split's files need one sentence per line, line for line")
 
 
 def test_a_missing_run_directory_fails_before_tensorflow_is_imported(tmp_path, package_env):

@@ -330,7 +330,9 @@ def markdown(report: dict, title: str) -> str:
     sections += [(f"{name}: {kind}s also in training", kinds[kind]["examples"])
                  for name, kinds in report["leakage"].items() for kind in ("pair", "source", "target")]
     if any(examples for _, examples in sections):
-        lines += ["## Examples", ""]
+        lines += ["## Examples", "",
+                  "Lines count a split's pairs in the order the dataset serves them: for `local`, the lines of its "
+                  "files; TFDS may have shuffled other datasets' pairs as it prepared them (Multi30k's, the catalog's).", ""]
     for heading, examples in sections:
         if examples:
             lines += [f"### {heading}", "", "| line | source | target | why |", "| ---: | --- | --- | --- |"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import shutil
 import socket
@@ -13,7 +14,8 @@ import tensorflow_datasets as tfds
 
 from nmt import atomic
 from nmt.config import DataConfig, SplitName
-from nmt.data import multi30k
+from nmt.data import local_text, multi30k
+from nmt.data.local_text import LocalText
 from nmt.data.multi30k import Multi30k
 from nmt.data.synthetic import SyntheticTranslation
 from nmt.errors import DataError
@@ -22,6 +24,7 @@ OUR_BUILDERS = {"synthetic": SyntheticTranslation, "multi30k": Multi30k}
 # Hosts that TFDS catalog downloads and our Multi30k builder fetch from.
 _DOWNLOAD_HOSTS = {"multi30k": "raw.githubusercontent.com"}
 _DEFAULT_DOWNLOAD_HOST = "storage.googleapis.com"
+log = logging.getLogger("nmt")
 
 
 def network_available(host: str, port: int = 443, timeout: float = 3.0) -> bool:
@@ -118,15 +121,20 @@ def _local_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
     directory = Path(config.manual_dir)
     if not directory.is_dir():
         raise DataError(f"data.manual_dir {directory} is not a directory")
-    if not list(directory.glob("*.*.txt")):
+    if not local_text.parallel_files(directory):
         raise DataError(
             f"no parallel text in data.manual_dir {directory}: expected files named <lang>.<split>.txt, "
             f"e.g. {config.source_lang}.train.txt and {config.target_lang}.train.txt with matching lines"
         )
-    try:
-        return tfds.TranslateFolder(root_dir=str(directory))
-    except (ValueError, OSError) as error:
-        raise DataError(f"cannot read parallel text in {directory}: {error}") from None
+    builder = LocalText(data_dir=config.data_dir, config=local_text.local_config(directory))
+    if not builder.is_prepared():
+        log.info("preparing the parallel text of %s for TFDS in %s (once, and again when a file changes)",
+                 directory, builder.data_dir)
+        try:
+            builder.download_and_prepare()
+        except OSError as error:
+            raise DataError(f"cannot prepare the parallel text of {directory}: {error}") from None
+    return builder
 
 
 def _our_or_catalog_builder(config: DataConfig) -> tfds.core.DatasetBuilder:

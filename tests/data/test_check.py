@@ -156,7 +156,8 @@ def test_the_cleaned_corpus_drops_bad_and_leaking_training_pairs_and_reads_back(
     })
     from nmt.config import DataConfig
 
-    read = sources.read_pairs(DataConfig(dataset="local", source_lang="en", target_lang="de", manual_dir=str(directory)), "train")
+    config = DataConfig(dataset="local", source_lang="en", target_lang="de", manual_dir=str(directory), data_dir=str(tmp_path / "tfds"))
+    read = sources.read_pairs(config, "train")
     assert read == ([train.sources[i] for i in kept], [train.targets[i] for i in kept])
     with pytest.raises(Exception, match="is not empty; choose a new directory"):
         sources.write_local(directory, "en", "de", {"train": ([], [])})

@@ -19,11 +19,11 @@ def test_datasets_built_from_a_split_do_not_autotune(tfds_dir):
     assert batches.options().autotune.enabled is False
 
 
-def test_local_files_through_translate_folder(tmp_path):
+def test_local_files(tmp_path):
     for split, count in (("train", 5), ("validation", 2), ("test", 3)):
         (tmp_path / f"en.{split}.txt").write_text("".join(f"hello {i}\n" for i in range(count)))
         (tmp_path / f"fr.{split}.txt").write_text("".join(f"bonjour {i}\n" for i in range(count)))
-    config = DataConfig(dataset="local", source_lang="en", target_lang="fr", manual_dir=str(tmp_path))
+    config = DataConfig(dataset="local", source_lang="en", target_lang="fr", manual_dir=str(tmp_path), data_dir=str(tmp_path / "tfds"))
     source_texts, targets = sources.read_pairs(config, "test")
     assert sorted(zip(source_texts, targets)) == [(f"hello {i}", f"bonjour {i}") for i in range(3)]
 
@@ -144,7 +144,7 @@ def test_a_spread_sample_covers_the_whole_split(tmp_path):
     k-th pair, not the first ones (a corpus is often ordered by domain)."""
     sources.write_local(tmp_path / "corpus", "en", "fr", {
         split: ([f"hello {i}" for i in range(10)], [f"bonjour {i}" for i in range(10)]) for split in ("train", "validation", "test")})
-    config = DataConfig(dataset="local", source_lang="en", target_lang="fr", manual_dir=str(tmp_path / "corpus"))
+    config = DataConfig(dataset="local", source_lang="en", target_lang="fr", manual_dir=str(tmp_path / "corpus"), data_dir=str(tmp_path / "tfds"))
     assert sources.split_size(config, "train") == 10
     spread, _ = sources.read_pairs(config, "train", limit=3, spread=True)
     first, _ = sources.read_pairs(config, "train", limit=3)
