@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test benchmark-quality benchmark-quality-full benchmark-speed benchmark-speed-reference benchmark-speed-ctranslate2 benchmark-attention benchmark-latency benchmark-search benchmark-corpus clean
+.PHONY: install demo test benchmark-quality benchmark-quality-full benchmark-speed benchmark-speed-reference benchmark-speed-ctranslate2 benchmark-attention benchmark-latency benchmark-search benchmark-corpus benchmark-local-corpus clean
 
 install: $(VENV)/.installed
 
@@ -99,6 +99,9 @@ benchmark-search: install
 # (benchmarks/corpus.json and .md).
 benchmark-corpus: install
 	$(BIN)/python scripts/benchmark.py corpus
+
+benchmark-local-corpus: install
+	$(BIN)/python scripts/benchmark.py local-corpus
 
 clean:
 	rm -rf runs .pytest_cache

@@ -51,6 +51,14 @@
       of an epoch are read, with the training split cached in memory (as before) and streamed
       (now); and Multi30k's steady-state tokens/s with the same model in the same run. Writes
       benchmarks/corpus.json and .md.
+
+  scripts/benchmark.py local-corpus [--pairs 3000000]
+      your own text files (data.dataset local) at scale: writes a corpus of that many pairs in
+      the local layout (the synthetic corpus's training pairs, numbered, repeated), then, each in
+      a fresh process, reads its training split through tfds.TranslateFolder (TFDS's own reader of
+      such files, which nmt used before), through nmt's builder the first time (preparing it) and
+      again (prepared): seconds until the split can be read, resident memory while reading it,
+      peak memory and pairs read per second. Writes benchmarks/local_corpus.json and .md.
 """
 
 from __future__ import annotations
@@ -79,7 +87,7 @@ import typer
 
 from nmt import atomic, checkpoints, jobs
 from nmt import config as config_lib
-from nmt.config import Config, ModelConfig
+from nmt.config import Config, DataConfig, ModelConfig
 from nmt.data import sources, tokenizer
 from nmt.data.tokenizer import PAD_ID
 from nmt.decoding.translator import Translator, decoding_batches, decoding_model, length_limits
@@ -1195,6 +1203,86 @@ def corpus_table(entry: dict) -> str:
                      + " | ".join("–" if cell is None else f"{cell:,}" for cell in cells) + " | |")
     lines.append(f"| pairs read per second (tokenizing, batching; no training) | {memory['read_pairs_per_s']:,} | {stream['read_pairs_per_s']:,} | |")
     return "\n".join(lines)
+
+
+LOCAL_CORPUS_PROBES = ("translate_folder", "first_time", "prepared")
+
+
+@app.command("local-corpus-probe", hidden=True)
+def local_corpus_probe(probe: str, work: Path) -> None:
+    """One reading of the local corpus's training split in a fresh process; prints a JSON line."""
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    result: dict = {"rss_mib_at_start": round(_rss_mib())}
+    started = time.perf_counter()
+    if probe == "translate_folder":
+        dataset = tfds.TranslateFolder(root_dir=str(work / "corpus")).as_dataset(split="train")
+    else:
+        config = DataConfig(dataset="local", source_lang="en", target_lang="sy", manual_dir=str(work / "corpus"),
+                            data_dir=str(work / "tfds"))
+        dataset = sources.load_split(config, "train")
+    result["seconds_until_readable"] = round(time.perf_counter() - started, 1)
+    pairs, highest, clock = 0, 0.0, time.perf_counter()
+    for batch in dataset.batch(4096):
+        pairs += int(tf.shape(tf.nest.flatten(batch)[0])[0])
+        highest = max(highest, _rss_mib())
+    result["pairs"] = pairs
+    result["read_pairs_per_s"] = round(pairs / (time.perf_counter() - clock))
+    result["rss_mib_while_reading"] = round(highest)
+    result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    print(json.dumps(result))
+
+
+@app.command("local-corpus")
+def local_corpus(
+    pairs: Annotated[int, typer.Option(help="Training pairs of the corpus written.")] = 3_000_000,
+    out: Annotated[Path, typer.Option(help="JSON file; the Markdown table goes beside it.")] = Path("benchmarks/local_corpus.json"),
+) -> None:
+    """Reading a large corpus of text files (data.dataset local): TFDS's TranslateFolder against nmt's builder."""
+    work = Path(tempfile.mkdtemp(prefix="nmt_local_corpus_"))
+    try:
+        synthetic = DataConfig(data_dir=str(work / "tfds"))
+        (work / "corpus").mkdir()
+        for split in ("validation", "test"):
+            for lang, texts in zip(("en", "sy"), sources.read_pairs(synthetic, split)):
+                (work / "corpus" / f"{lang}.{split}.txt").write_text("".join(f"{text}\n" for text in texts), encoding="utf-8")
+        train = sources.read_pairs(synthetic, "train")
+        for lang, texts in zip(("en", "sy"), train):
+            with open(work / "corpus" / f"{lang}.train.txt", "w", encoding="utf-8") as file:
+                file.writelines(f"{texts[index % len(texts)]} {index}\n" for index in range(pairs))
+        entry: dict = {"machine": machine(), "code": code_version(), "date": time.strftime("%Y-%m-%d"), "pairs": pairs,
+                       "text_bytes": sum(path.stat().st_size for path in (work / "corpus").glob("*.train.txt")), "probes": {}}
+        for probe in LOCAL_CORPUS_PROBES:
+            print(f"local-corpus: {probe} ...", flush=True)
+            finished = subprocess.run([sys.executable, __file__, "local-corpus-probe", probe, str(work)], capture_output=True,
+                                      text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+            if finished.returncode != 0:
+                raise SystemExit(f"probe {probe} failed:\n{finished.stderr[-3000:]}")
+            entry["probes"][probe] = json.loads(finished.stdout.strip().splitlines()[-1])
+            print(f"  {entry['probes'][probe]}", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    atomic.write_text(out, json.dumps(entry, indent=2) + "\n")
+    atomic.write_text(out.with_suffix(".md"), local_corpus_table(entry) + "\n")
+    typer.echo(local_corpus_table(entry))
+
+
+def local_corpus_table(entry: dict) -> str:
+    probes, machine_ = entry["probes"], entry["machine"]
+    columns = [probes[name] for name in LOCAL_CORPUS_PROBES]
+    rows = [("seconds until the split can be read", "seconds_until_readable"),
+            ("resident memory while reading it (MiB)", "rss_mib_while_reading"),
+            ("peak resident memory (MiB)", "peak_rss_mib"),
+            ("pairs read per second", "read_pairs_per_s")]
+    return "\n".join([
+        f"# Reading a local corpus of {entry['pairs']:,} training pairs ({entry['text_bytes'] / 1e6:,.0f} MB of text)", "",
+        f"Machine: {machine_['cpu']}, {machine_['cores']} cores, TensorFlow {machine_['tensorflow']}; code {entry['code']}, "
+        f"{entry['date']}. Each column is a fresh process, which holds {columns[0]['rss_mib_at_start']:,} MiB before reading.", "",
+        "| | tfds.TranslateFolder (before) | nmt's builder, first time (preparing) | nmt's builder, prepared |",
+        "| --- | ---: | ---: | ---: |",
+        *[f"| {label} | " + " | ".join(f"{column[key]:,}" for column in columns) + " |" for label, key in rows],
+    ])
 
 
 if __name__ == "__main__":
