@@ -75,6 +75,8 @@ def test_data_check_reports_problems_and_writes_a_cleaned_corpus_that_checks_cle
     assert "train: 206 pairs" in result.output and "train: 1 pair (0.49%): untranslated copies (target = source)" in result.output
     assert "validation: 1 pair, 1 of its sources and 1 of its targets also occur in training" in result.output
     assert "Cleaned corpus: clean (200 training pairs, 6 dropped)" in result.output
+    # TFDS's own messages about preparing the files stay out of the output (a line of ours says it).
+    assert "Downloading and preparing" not in result.output and "Dataset local_text" not in result.output
     report = json.loads((tmp_path / "runs" / "local" / "data_check.json").read_text())
     assert report["splits"]["train"]["checks"]["wrong_language"]["count"] == 2
     assert "## Examples" in (tmp_path / "runs" / "local" / "data_check.md").read_text()

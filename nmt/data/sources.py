@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import logging
 import math
 import shutil
@@ -41,7 +43,9 @@ def load_split(config: DataConfig, split: SplitName) -> tf.data.Dataset:
     """The (source, target) string pairs of one split, in the dataset's order."""
     builder = prepared_builder(config)
     name = split_name(config, split)
-    dataset = builder.as_dataset(split=name, shuffle_files=False)
+    # Whether a split is cached in memory is the input pipeline's choice (pipeline.cache_in_memory,
+    # tokenized); TFDS's own cache of a small split's raw examples would hold it a second time.
+    dataset = builder.as_dataset(split=name, shuffle_files=False, read_config=tfds.ReadConfig(try_autocache=False))
     source_lang, target_lang = config.source_lang, config.target_lang
     pairs = dataset.map(lambda example: (example[source_lang], example[target_lang]), num_parallel_calls=tf.data.AUTOTUNE)
     # tf.data's autotuner thread sleeps up to 60 s between optimisations, and destroying an
@@ -128,10 +132,8 @@ def _local_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
         )
     builder = LocalText(data_dir=config.data_dir, config=local_text.local_config(directory))
     if not builder.is_prepared():
-        log.info("preparing the parallel text of %s for TFDS in %s (once, and again when a file changes)",
-                 directory, builder.data_dir)
         try:
-            builder.download_and_prepare()
+            _prepare(builder, f"the parallel text of {directory} (once, and again when a file changes)")
         except OSError as error:
             raise DataError(f"cannot prepare the parallel text of {directory}: {error}") from None
     return builder
@@ -168,10 +170,18 @@ def _our_or_catalog_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
             raise DataError(_offline_message(config, host))
     download_config = tfds.download.DownloadConfig(manual_dir=config.manual_dir)
     try:
-        builder.download_and_prepare(download_config=download_config)
+        _prepare(builder, f"dataset '{name}'", download_config)
     except (OSError, AssertionError) as error:
         raise DataError(f"cannot prepare dataset '{name}': {str(error).splitlines()[0]}") from None
     return builder
+
+
+def _prepare(builder: tfds.core.DatasetBuilder, what: str, download_config: tfds.download.DownloadConfig | None = None) -> None:
+    """builder.download_and_prepare, announced in one line of ours: TFDS's own messages, printed to
+    stdout (where reports and translations go), are dropped; its progress bars, on stderr, stay."""
+    log.info("preparing %s for TFDS in %s", what, builder.data_dir)
+    with contextlib.redirect_stdout(io.StringIO()):
+        builder.download_and_prepare(download_config=download_config)
 
 
 def _readable(builder: tfds.core.DatasetBuilder, config: DataConfig) -> bool:
