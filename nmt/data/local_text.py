@@ -53,7 +53,10 @@ def local_config(directory: Path) -> LocalTextConfig:
     """
     files = parallel_files(directory)
     if not files:
-        raise DataError(f"no parallel text in {directory}: expected files named <lang>.<split>.txt")
+        raise DataError(
+            f"no parallel text in {directory}: expected files named <lang>.<split>.txt, e.g. en.train.txt and "
+            "de.train.txt with matching lines"
+        )
     languages = sorted({lang for paths in files.values() for lang in paths})
     missing = [f"{lang}.{split}.txt" for split, paths in files.items() for lang in languages if lang not in paths]
     if missing:
@@ -106,6 +109,6 @@ def _count_mismatch(paths: dict[str, Path], languages: list[str], lines: tuple, 
     ended = [paths[lang].name for lang, line in zip(languages, lines) if line is None]
     longer = [paths[lang].name for lang, line in zip(languages, lines) if line is not None]
     return (
-        f"{', '.join(ended)} ends after {index:,} line{'' if index == 1 else 's'} but {', '.join(longer)} goes on: a split's files need one "
-        f"sentence per line, line for line"
+        f"{', '.join(ended)} ends after {index:,} line{'' if index == 1 else 's'} but {', '.join(longer)} goes on: "
+        "a split's files need one sentence per line, line for line"
     )

@@ -125,11 +125,6 @@ def _local_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
     directory = Path(config.manual_dir)
     if not directory.is_dir():
         raise DataError(f"data.manual_dir {directory} is not a directory")
-    if not local_text.parallel_files(directory):
-        raise DataError(
-            f"no parallel text in data.manual_dir {directory}: expected files named <lang>.<split>.txt, "
-            f"e.g. {config.source_lang}.train.txt and {config.target_lang}.train.txt with matching lines"
-        )
     builder = LocalText(data_dir=config.data_dir, config=local_text.local_config(directory))
     if not builder.is_prepared():
         try:
