@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import io
 import logging
@@ -10,6 +11,7 @@ import math
 import shutil
 import socket
 from pathlib import Path
+from typing import Callable
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -125,10 +127,13 @@ def _local_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
     directory = Path(config.manual_dir)
     if not directory.is_dir():
         raise DataError(f"data.manual_dir {directory} is not a directory")
-    builder = LocalText(data_dir=config.data_dir, config=local_text.local_config(directory))
+    def make() -> tfds.core.DatasetBuilder:
+        return LocalText(data_dir=config.data_dir, config=local_text.local_config(directory))
+
+    builder = make()
     if not builder.is_prepared():
         try:
-            _prepare(builder, f"the parallel text of {directory} (once, and again when a file changes)")
+            builder = _prepare(make, f"the parallel text of {directory} (once, and again when a file changes)")
         except OSError as error:
             raise DataError(f"cannot prepare the parallel text of {directory}: {error}") from None
     return builder
@@ -138,11 +143,14 @@ def _our_or_catalog_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
     name = config.dataset
     base, _, variant = name.partition("/")
     builder_class = OUR_BUILDERS.get(base)
-    try:
+
+    def make() -> tfds.core.DatasetBuilder:
         if builder_class is None:
-            builder = tfds.builder(name, data_dir=config.data_dir)
-        else:
-            builder = builder_class(data_dir=config.data_dir, **({"config": variant} if variant else {}))
+            return tfds.builder(name, data_dir=config.data_dir)
+        return builder_class(data_dir=config.data_dir, **({"config": variant} if variant else {}))
+
+    try:
+        builder = make()
     except tfds.core.registered.DatasetNotFoundError:
         raise DataError(
             f"unknown dataset '{name}' (data.dataset): use synthetic, multi30k, local, or a TFDS catalog "
@@ -165,18 +173,30 @@ def _our_or_catalog_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
             raise DataError(_offline_message(config, host))
     download_config = tfds.download.DownloadConfig(manual_dir=config.manual_dir)
     try:
-        _prepare(builder, f"dataset '{name}'", download_config)
+        return _prepare(make, f"dataset '{name}'", download_config)
     except (OSError, AssertionError) as error:
         raise DataError(f"cannot prepare dataset '{name}': {str(error).splitlines()[0]}") from None
+
+
+def _prepare(make: Callable[[], tfds.core.DatasetBuilder], what: str,
+             download_config: tfds.download.DownloadConfig | None = None) -> tfds.core.DatasetBuilder:
+    """A prepared builder from make(), prepared here unless another process does it first.
+
+    Processes that start at once on the same data (the workers of a multi-worker training, a
+    `nmt data check` beside a training) take turns under a lock beside the dataset's directory:
+    without it, each prepared its own copy and all but the first failed to rename theirs into
+    place. The preparation is announced in one line of ours: TFDS's own messages, printed to stdout
+    (where reports and translations go), are dropped; its progress bars, on stderr, stay."""
+    data_dir = Path(make().data_dir)
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(data_dir.parent / f".{data_dir.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or its process ends
+        builder = make()  # anew: another process may have prepared the data while this one waited
+        if not builder.is_prepared():
+            log.info("preparing %s for TFDS in %s", what, builder.data_dir)
+            with contextlib.redirect_stdout(io.StringIO()):
+                builder.download_and_prepare(download_config=download_config)
     return builder
-
-
-def _prepare(builder: tfds.core.DatasetBuilder, what: str, download_config: tfds.download.DownloadConfig | None = None) -> None:
-    """builder.download_and_prepare, announced in one line of ours: TFDS's own messages, printed to
-    stdout (where reports and translations go), are dropped; its progress bars, on stderr, stay."""
-    log.info("preparing %s for TFDS in %s", what, builder.data_dir)
-    with contextlib.redirect_stdout(io.StringIO()):
-        builder.download_and_prepare(download_config=download_config)
 
 
 def _readable(builder: tfds.core.DatasetBuilder, config: DataConfig) -> bool:

@@ -1,3 +1,6 @@
+import shutil
+from pathlib import Path
+
 import pytest
 
 from nmt.config import DataConfig
@@ -150,3 +153,33 @@ def test_a_spread_sample_covers_the_whole_split(tmp_path):
     first, _ = sources.read_pairs(config, "train", limit=3)
     assert len(spread) == 3 and len(set(spread)) == 3 and max(int(text.split()[1]) for text in spread) >= 8
     assert len(first) == 3
+
+
+def test_processes_preparing_the_same_data_take_turns(tmp_path, monkeypatch):
+    """One waits for the other's preparation under the lock, then reads it instead of preparing a
+    copy of its own (whose renaming into place failed)."""
+    import fcntl
+    import threading
+
+    from nmt.data.local_text import LocalText
+
+    sources.write_local(tmp_path / "corpus", "en", "fr", {
+        split: ([f"hello {i}" for i in range(5)], [f"bonjour {i}" for i in range(5)]) for split in ("train", "validation", "test")})
+    config = DataConfig(dataset="local", source_lang="en", target_lang="fr", manual_dir=str(tmp_path / "corpus"),
+                        data_dir=str(tmp_path / "tfds"))
+    generated = []
+    original = LocalText._generate_examples
+    monkeypatch.setattr(LocalText, "_generate_examples", lambda self, paths: (generated.append(paths), original(self, paths))[1])
+    version_dir = Path(sources._local_builder(config).data_dir)  # prepared once, then moved aside
+    shutil.move(version_dir, tmp_path / "prepared")
+    generated.clear()
+    with open(version_dir.parent / f".{version_dir.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process is preparing the data
+        waiting = {}
+        thread = threading.Thread(target=lambda: waiting.update(builder=sources._local_builder(config)))
+        thread.start()
+        thread.join(timeout=2)
+        assert thread.is_alive()
+        shutil.move(tmp_path / "prepared", version_dir)  # ... and has finished
+    thread.join(timeout=60)
+    assert waiting["builder"].info.splits["train"].num_examples == 5 and not generated
