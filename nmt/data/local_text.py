@@ -1,5 +1,6 @@
 """TFDS builder for the user's own parallel text (`data.dataset: local`): a directory of
-<lang>.<split>.txt files, one sentence per line, a split's files matching line for line.
+<lang>.<split>.txt files (or <lang>.<split>.txt.gz), one sentence per line, a split's files
+matching line for line.
 
 TFDS's own tfds.TranslateFolder reads every file of every split into memory when it is created
 and serves whole splits only. This builder reads the files a line at a time while TFDS prepares
@@ -15,6 +16,7 @@ holds another Unicode line separator (U+2028, U+0085, ...) stays one sentence, s
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import itertools
 import json
@@ -25,16 +27,23 @@ import tensorflow_datasets as tfds
 
 from nmt.errors import DataError
 
-FILE_NAME = re.compile(r"^([\w-]+)\.([\w-]+)\.txt$")  # split names as TFDS reads them
+FILE_NAME = re.compile(r"^([\w-]+)\.([\w-]+)\.txt(\.gz)?$")  # split names as TFDS reads them
 
 
 def parallel_files(directory: Path) -> dict[str, dict[str, Path]]:
-    """{split: {lang: file}} of directory's <lang>.<split>.txt files; other files are ignored."""
+    """{split: {lang: file}} of directory's <lang>.<split>.txt files, or gzip-compressed
+    <lang>.<split>.txt.gz ones; other files are ignored.
+
+    Raises:
+        DataError: a file both plain and compressed.
+    """
     found: dict[str, dict[str, Path]] = {}
     for path in sorted(directory.iterdir()):
         match = FILE_NAME.match(path.name)
         if match and path.is_file():
-            lang, split = match.groups()
+            lang, split, _ = match.groups()
+            if lang in found.get(split, {}):
+                raise DataError(f"{directory} holds both {found[split][lang].name} and {path.name}; keep one of them")
             found.setdefault(split, {})[lang] = path
     return found
 
@@ -86,13 +95,15 @@ class LocalText(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, paths: dict[str, Path]):
         languages = sorted(paths)
-        files = [open(paths[lang], "rb") for lang in languages]
+        files = [(gzip.open if paths[lang].suffix == ".gz" else open)(paths[lang], "rb") for lang in languages]
         try:
             # Binary files split lines at b"\n" alone.
             for index, lines in enumerate(itertools.zip_longest(*files)):
                 if None in lines:
                     raise DataError(_count_mismatch(paths, languages, lines, index))
                 yield index, {lang: _text(line, paths[lang], index) for lang, line in zip(languages, lines)}
+        except (OSError, EOFError) as error:  # a damaged or truncated .gz file
+            raise DataError(f"cannot read {', '.join(path.name for path in paths.values())}: {error}") from None
         finally:
             for file in files:
                 file.close()

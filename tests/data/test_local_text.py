@@ -1,3 +1,4 @@
+import gzip
 from pathlib import Path
 
 import pytest
@@ -40,11 +41,30 @@ def test_a_line_ends_at_a_newline_only(tmp_path):
     (directory).mkdir()
     (directory / "en.train.txt").write_bytes("\r\n".join(sources_text).encode("utf-8"))
     write(directory, "fr.train.txt", ["un", "deux", "trois", "quatre"])
-    for name in ("README.md", "en.train.txt.gz", "notes.txt"):
+    for name in ("README.md", "en.train.txt.bak", "notes.txt", "en.train.tsv"):
         (directory / name).write_text("not parallel text")
     config = DataConfig(dataset="local", source_lang="en", target_lang="fr", manual_dir=str(directory), data_dir=str(tmp_path / "tfds"),
                         validation_split="train", test_split="train")
     assert sources.read_pairs(config, "train") == (sources_text, ["un", "deux", "trois", "quatre"])
+
+
+def test_gzip_compressed_files_read_as_plain_ones(tmp_path):
+    config = corpus(tmp_path)
+    directory = Path(config.manual_dir)
+    for path in directory.glob("*.train.txt"):
+        with gzip.open(path.with_name(path.name + ".gz"), "wb") as file:
+            file.write(path.read_bytes())
+        path.unlink()
+    assert sources.read_pairs(config, "train") == ([f"hello {i}" for i in range(10)], [f"bonjour {i}" for i in range(10)])
+    (directory / "en.train.txt").write_text("hello\n")
+    with pytest.raises(DataError, match=r"holds both en\.train\.txt and en\.train\.txt\.gz; keep one of them"):
+        local_config(directory)
+    (directory / "en.train.txt").unlink()
+    whole = (directory / "fr.train.txt.gz").read_bytes()
+    (directory / "fr.train.txt.gz").write_bytes(whole[: len(whole) // 2])
+    sources.prepared_builder.cache_clear()
+    with pytest.raises(DataError, match=r"cannot read en\.train\.txt\.gz, fr\.train\.txt\.gz: Compressed file ended"):
+        sources.prepared_builder(DataConfig(**{**config.__dict__, "data_dir": str(tmp_path / "other")}))
 
 
 def test_files_of_unequal_length_are_refused_and_nothing_is_prepared(tmp_path):
