@@ -73,7 +73,8 @@ def local_config(directory: Path) -> LocalTextConfig:
             f"{directory} lacks {', '.join(missing)}: every split needs a <lang>.<split>.txt file for each of "
             f"its languages ({', '.join(languages)})"
         )
-    stats = [(path.name, path.stat().st_size, path.stat().st_mtime_ns) for paths in files.values() for path in paths.values()]
+    stats = [(path.name, stat.st_size, stat.st_mtime_ns)
+             for paths in files.values() for path in paths.values() for stat in [path.stat()]]
     name = hashlib.sha256(json.dumps(sorted(stats)).encode()).hexdigest()[:16]
     return LocalTextConfig(name=name, files=files, description=f"<lang>.<split>.txt files of {directory}")
 

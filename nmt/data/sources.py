@@ -133,7 +133,7 @@ def _local_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
     builder = make()
     if not builder.is_prepared():
         try:
-            builder = _prepare(make, f"the parallel text of {directory} (once, and again when a file changes)")
+            builder = _prepare(builder, make, f"the parallel text of {directory} (once, and again when a file changes)")
         except OSError as error:
             raise DataError(f"cannot prepare the parallel text of {directory}: {error}") from None
     return builder
@@ -173,21 +173,22 @@ def _our_or_catalog_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
             raise DataError(_offline_message(config, host))
     download_config = tfds.download.DownloadConfig(manual_dir=config.manual_dir)
     try:
-        return _prepare(make, f"dataset '{name}'", download_config)
+        return _prepare(builder, make, f"dataset '{name}'", download_config)
     except (OSError, AssertionError) as error:
         raise DataError(f"cannot prepare dataset '{name}': {str(error).splitlines()[0]}") from None
 
 
-def _prepare(make: Callable[[], tfds.core.DatasetBuilder], what: str,
+def _prepare(builder: tfds.core.DatasetBuilder, make: Callable[[], tfds.core.DatasetBuilder], what: str,
              download_config: tfds.download.DownloadConfig | None = None) -> tfds.core.DatasetBuilder:
-    """A prepared builder from make(), prepared here unless another process does it first.
+    """builder's data prepared, here unless another process does it first; make() creates builder
+    anew, which reads data that another process prepared.
 
     Processes that start at once on the same data (the workers of a multi-worker training, a
     `nmt data check` beside a training) take turns under a lock beside the dataset's directory:
     without it, each prepared its own copy and all but the first failed to rename theirs into
     place. The preparation is announced in one line of ours: TFDS's own messages, printed to stdout
     (where reports and translations go), are dropped; its progress bars, on stderr, stay."""
-    data_dir = Path(make().data_dir)
+    data_dir = Path(builder.data_dir)
     data_dir.parent.mkdir(parents=True, exist_ok=True)
     with open(data_dir.parent / f".{data_dir.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or its process ends
