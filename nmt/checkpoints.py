@@ -104,11 +104,30 @@ def _random_state(model: keras.Model) -> list:
 
 
 def _describe(path: Path) -> dict:
+    return {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+
+
+def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
-    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+    return digest.hexdigest()
+
+
+# Checksums of files this process has already checked, by the file's identity and its stat: a
+# command looks a checkpoint up (latest) and then loads it (restore), and fine-tuning opens its
+# base three times. A model of a billion bytes takes seconds to hash; a file that changes is
+# hashed again, since writing it changes its modification time.
+_checked: dict[tuple[int, int, int, int, int], str] = {}
+
+
+def _checked_sha256(path: Path) -> str:
+    stat = path.stat()
+    key = (stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    if key not in _checked:
+        _checked[key] = _sha256(path)
+    return _checked[key]
 
 
 def damage(path: Path) -> str | None:
@@ -128,7 +147,7 @@ def damage(path: Path) -> str | None:
         size = file.stat().st_size
         if size != expected["bytes"]:
             return f"{name} has {size:,} bytes, {expected['bytes']:,} were written"
-        if _describe(file)["sha256"] != expected["sha256"]:
+        if _checked_sha256(file) != expected["sha256"]:
             return f"{name} does not match the checksum written with it"
     return None
 

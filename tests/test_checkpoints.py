@@ -105,6 +105,23 @@ def test_a_damaged_newest_checkpoint_is_reported_and_passed_over(tmp_path, caplo
     assert checkpoints.restore(checkpoints.latest(tmp_path), small_model())["step"] == 2
 
 
+def test_a_checked_file_is_hashed_again_only_once_it_changes(tmp_path, monkeypatch):
+    """Looking a checkpoint up and loading it (what every command does, three times over when
+    fine-tuning opens its base) reads each file once to check it; a file written since is read again."""
+    saved_three(tmp_path)
+    hashed = []
+    sha256 = checkpoints._sha256
+    monkeypatch.setattr(checkpoints, "_sha256", lambda path: hashed.append(path.name) or sha256(path))
+    for _ in range(3):
+        checkpoints.restore(checkpoints.latest(tmp_path), small_model())
+    assert sorted(hashed) == sorted([name for name in FILES if name != "manifest.json"] + ["random.npz"])
+
+    hashed.clear()
+    flip_a_byte(tmp_path / "ckpt-3" / "model.weights.h5")
+    assert checkpoints.latest(tmp_path) == tmp_path / "ckpt-2"
+    assert "model.weights.h5" in hashed
+
+
 def test_a_failed_write_leaves_the_earlier_checkpoints_intact(tmp_path, monkeypatch):
     model, optimizer = saved_three(tmp_path)
     before = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
