@@ -79,6 +79,12 @@ def fixed_lengths(max_length: int, multiple: int = 8) -> list[int]:
     return sorted({-(-length // multiple) * multiple for length in longest})
 
 
+def rows_per_batch(batch_tokens: int, length: int) -> int:
+    """Sequences in a batch of sequences padded to `length` positions under a budget of
+    batch_tokens (padding counted): at least one, however long."""
+    return max(1, batch_tokens // length)
+
+
 def batch_examples(
     examples: tf.data.Dataset, batch_tokens: int, max_length: int, shuffle_seed: int | None = None, shuffle_buffer: int = 0,
     fixed_shapes: bool = False,
@@ -92,7 +98,7 @@ def batch_examples(
             seed gives: the same seed, the same batches in the same order, in any process (an
             epoch resumed mid-way continues exactly where it stopped).
         fixed_shapes: every batch of a bucket has the same shape: sequences padded to one of
-            fixed_lengths(max_length + 1) and batch_tokens // that length rows, the last batch of
+            fixed_lengths(max_length + 1) and rows_per_batch rows, the last batch of
             a bucket filled up with all-padding rows (which hold no tokens: the loss and the
             update are those of the real rows). XLA compiles a step once per input shape: a
             dozen shapes instead of one per batch.
@@ -110,9 +116,11 @@ def batch_examples(
         batches = examples.bucket_by_sequence_length(
             element_length_func=length,
             bucket_boundaries=[bucket + 1 for bucket in lengths],
-            bucket_batch_sizes=[max(1, batch_tokens // bucket) for bucket in lengths] + [1],
+            bucket_batch_sizes=[rows_per_batch(batch_tokens, bucket) for bucket in lengths] + [1],
             pad_to_bucket_boundary=True,
-        ).map(lambda batch: _fill_rows(batch, batch_tokens))
+        )
+        rows = tf.constant([rows_per_batch(batch_tokens, length) for length in range(1, lengths[-1] + 1)])
+        batches = batches.map(lambda batch: _fill_rows(batch, rows))
     else:
         boundaries = bucket_boundaries(max_length + 1)
         # Bucket i holds sequences shorter than boundaries[i]; the last one up to max_length + 1.
@@ -120,7 +128,7 @@ def batch_examples(
         batches = examples.bucket_by_sequence_length(
             element_length_func=length,
             bucket_boundaries=boundaries,
-            bucket_batch_sizes=[max(1, batch_tokens // (bucket - 1)) for bucket in longest],
+            bucket_batch_sizes=[rows_per_batch(batch_tokens, bucket - 1) for bucket in longest],
         )
     if shuffle_buffer:
         # Bucketing emits each bucket's partly filled batch when the data runs out: ~20 small
@@ -142,10 +150,10 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch) % (2**31 - 1)
 
 
-def _fill_rows(batch: dict[str, tf.Tensor], batch_tokens: int) -> dict[str, tf.Tensor]:
-    """A fixed-length batch with all-padding rows added up to its bucket's batch size."""
-    rows = tf.maximum(1, batch_tokens // tf.shape(batch["target_in"])[1])
-    missing = rows - tf.shape(batch["target_in"])[0]
+def _fill_rows(batch: dict[str, tf.Tensor], rows: tf.Tensor) -> dict[str, tf.Tensor]:
+    """A fixed-length batch with all-padding rows added up to its bucket's batch size (rows[n - 1]
+    for sequences padded to n positions)."""
+    missing = rows[tf.shape(batch["target_in"])[1] - 1] - tf.shape(batch["target_in"])[0]
     return {key: tf.pad(value, [[0, missing], [0, 0]]) for key, value in batch.items()}
 
 

@@ -165,7 +165,7 @@ def _fits(setup: trainer.Setup, config: Config, budget: int) -> bool:
     """Whether a training step on the batch of the longest sentences of this budget (the largest
     bucket's, in sentences of data.max_length subwords) runs without exhausting device memory."""
     length = config.data.max_length + 1  # with BOS or EOS
-    rows = max(1, budget // length)
+    rows = pipeline.rows_per_batch(budget, length)
     vocab = min(setup.tokenizers.source_vocab_size, setup.tokenizers.target_vocab_size)
     ids = tf.constant(np.random.default_rng(0).integers(4, vocab, size=(rows, length)), tf.int32)
     try:
