@@ -918,6 +918,8 @@ def search(
     baseline_checkout: Annotated[Path, typer.Option(help="Another nmt checkout, whose nmt/decoding/search.py is the baseline.")],
     passes: Annotated[int, typer.Option(help="Passes over the test split.")] = 3,
     beam_size: Annotated[list[int], typer.Option(help="Beam sizes compared (1: greedy search).")] = [4, 1],
+    sampling: Annotated[bool, typer.Option(help="Compare top-k sampling too (what `nmt translate` draws for one "
+                                                  "translation: two samples a sentence, one seed for both sides).")] = False,
     out: Annotated[Path, typer.Option(help="JSON results; Markdown goes beside it.")] = Path("benchmarks/search.json"),
 ) -> None:
     """A change to the searches, before and after: the baseline checkout's nmt/decoding/search.py
@@ -938,17 +940,19 @@ def search(
     lengths = loaded.tokenizers.source.tokenize(tf.constant(sources)).row_lengths().numpy()
     batches = [[sources[index] for index in batch]
                for batch in decoding_batches([min(length, loaded.model.max_length) for length in lengths], loaded.config.decode)]
+    searches = {f"beam {beam}" if beam > 1 else "greedy": {"beam_size": beam} for beam in beam_size}
+    if sampling:
+        searches["sampling (top-k)"] = {"sampling": "top_k", "seed": 1}
     results = {}
-    for beam in beam_size:
-        config = dataclasses.replace(loaded.config, decode=dataclasses.replace(loaded.config.decode, beam_size=beam))
+    for name, settings in searches.items():
+        config = dataclasses.replace(loaded.config, decode=dataclasses.replace(loaded.config.decode, **settings))
         translators = {}
-        for name, module in (("baseline", baseline_search), ("this checkout", this_search)):
+        for side, module in (("baseline", baseline_search), ("this checkout", this_search)):
             with mock.patch.multiple("nmt.decoding.translator", beam_search=_accepting(module.beam_search),
-                                     greedy_search=_accepting(module.greedy_search)):
-                translators[name] = Translator(config, loaded.model, loaded.tokenizers)
-            translators[name].translate(batches[0])  # traces the search
+                                     greedy_search=_accepting(module.greedy_search), sample=_accepting(module.sample)):
+                translators[side] = Translator(config, loaded.model, loaded.tokenizers)
+            translators[side].translate(batches[0])  # traces the search
         seconds, differing = _take_turns(translators, [batches] * passes)
-        name = f"beam {beam}" if beam > 1 else "greedy"
         results[name] = {
             "baseline_seconds": round(sum(seconds["baseline"]), 2), "seconds": round(sum(seconds["this checkout"]), 2),
             **_speedups(seconds["baseline"], seconds["this checkout"]), "differing_translations": differing,
