@@ -37,16 +37,22 @@ def length_limits(source_lengths, decode: DecodeConfig, max_length: int) -> tf.T
     return tf.minimum(limits, max_length - 1)
 
 
-def decoding_batches(lengths: Sequence[int], decode: DecodeConfig) -> list[list[int]]:
+def decoding_batches(lengths: Sequence[int], decode: DecodeConfig, hypotheses: int = 1) -> list[list[int]]:
     """Positions of sentences of these lengths (tokens) grouped into decoding batches: in order of
     length, so that a batch pads little, and cut where the next sentence would bring a batch over
     decode.batch_size sentences or decode.batch_tokens tokens counting padding (its sentences
-    times the longest). A sentence longer than batch_tokens is a batch of its own."""
+    times the longest). A sentence longer than batch_tokens is a batch of its own.
+
+    hypotheses: decoded per sentence (the samples drawn). Both limits hold for beam search's
+    decode.beam_size hypotheses; a sentence of more counts as hypotheses / beam_size sentences,
+    since the cache, most of decoding's memory, grows with them."""
+    weight = max(1.0, hypotheses / decode.beam_size)
     batches: list[list[int]] = [[]]
     for position in sorted(range(len(lengths)), key=lambda position: lengths[position]):
         batch = batches[-1]
         # In order of length, the sentence joining a batch is its longest.
-        if batch and (len(batch) == decode.batch_size or (len(batch) + 1) * lengths[position] > decode.batch_tokens):
+        grown = (len(batch) + 1) * weight
+        if batch and (grown > decode.batch_size or grown * lengths[position] > decode.batch_tokens):
             batches.append([])
         batches[-1].append(position)
     return [batch for batch in batches if batch]
@@ -203,7 +209,8 @@ class Translator:
         token_ids = tf.gather(token_ids, todo)
         self._warn_truncation(todo, token_ids.row_lengths().numpy())
         token_ids = token_ids[:, : self.model.max_length]
-        for positions in decoding_batches(token_ids.row_lengths().numpy(), self.config.decode):
+        hypotheses = 2 * n if sampling else 1  # sampling draws 2n, of which the n best distinct are kept
+        for positions in decoding_batches(token_ids.row_lengths().numpy(), self.config.decode, hypotheses):
             batch = tf.gather(token_ids, positions).to_tensor(default_value=PAD_ID)
             try:
                 translated = self._translate_batch(batch, n, with_attention)

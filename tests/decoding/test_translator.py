@@ -61,20 +61,24 @@ def test_text_the_tokenizer_drops_whole_is_an_empty_sentence_alone_or_in_a_batch
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.integers(1, 60), max_size=80), st.integers(1, 12), st.integers(1, 200))
-def test_decoding_batches_hold_every_sentence_once_in_order_of_length_within_both_limits(lengths, batch_size, batch_tokens):
-    decode = config_lib.DecodeConfig(batch_size=batch_size, batch_tokens=batch_tokens)
-    batches = decoding_batches(lengths, decode)
+@given(st.lists(st.integers(1, 60), max_size=80), st.integers(1, 12), st.integers(1, 200), st.integers(1, 5),
+       st.integers(1, 20))
+def test_decoding_batches_hold_every_sentence_once_in_order_of_length_within_both_limits(
+        lengths, batch_size, batch_tokens, beam_size, hypotheses):
+    """Both limits count sentences; one of more hypotheses than the beam counts as several."""
+    decode = config_lib.DecodeConfig(batch_size=batch_size, batch_tokens=batch_tokens, beam_size=beam_size)
+    batches = decoding_batches(lengths, decode, hypotheses)
+    weight = max(1, hypotheses / beam_size)
     assert sorted(position for batch in batches for position in batch) == list(range(len(lengths)))
     in_order = [lengths[position] for batch in batches for position in batch]
     assert in_order == sorted(lengths)
     for batch, following in zip(batches, batches[1:] + [None]):
         padded = len(batch) * max(lengths[position] for position in batch)
-        assert len(batch) <= batch_size and (padded <= batch_tokens or len(batch) == 1)
+        assert len(batch) == 1 or (len(batch) * weight <= batch_size and padded * weight <= batch_tokens)
         if following is not None:
             # Cut only where the next sentence would break a limit: batches are as large as allowed.
-            longest = lengths[following[0]]
-            assert len(batch) == batch_size or (len(batch) + 1) * longest > batch_tokens
+            grown = (len(batch) + 1) * weight
+            assert grown > batch_size or grown * lengths[following[0]] > batch_tokens
 
 
 def test_the_translator_decodes_in_batches_of_at_most_batch_tokens_and_translates_as_in_one(translator, monkeypatch):
@@ -93,6 +97,21 @@ def test_the_translator_decodes_in_batches_of_at_most_batch_tokens_and_translate
     assert sum(rows for rows, _ in shapes) == len(sentences)
     one_batch = dataclasses.replace(config, decode=dataclasses.replace(config.decode, batch_tokens=4096))
     assert translations == Translator(one_batch, translator.model, translator.tokenizers).translate(sentences)
+
+
+@pytest.mark.parametrize("n, sentences_per_batch", [(1, 4), (2, 2), (4, 1)])
+def test_sampling_more_hypotheses_than_the_beam_decodes_fewer_sentences_a_batch(translator, monkeypatch, n, sentences_per_batch):
+    """`--n-best n` with sampling draws 2n samples a sentence. The fixture's batches hold 4 sentences
+    of beam 2: 2 samples (n = 1) fit as many, 4 and 8 a half and a quarter of them."""
+    import dataclasses
+
+    config = dataclasses.replace(translator.config, decode=dataclasses.replace(translator.config.decode, sampling="top_k", seed=1))
+    sampler = Translator(config, translator.model, translator.tokenizers)
+    rows = []
+    search = sampler._search
+    monkeypatch.setattr(sampler, "_search", lambda source_ids, *args: rows.append(source_ids.shape[0]) or search(source_ids, *args))
+    sampler.translate_n_best(["the dog runs", "tree", "the cat", "a big cat", "the house", "a tree"], n)
+    assert rows == [sentences_per_batch] * (6 // sentences_per_batch) + [6 % sentences_per_batch] * (6 % sentences_per_batch > 0)
 
 
 def test_a_batch_out_of_memory_is_one_clear_error_naming_the_settings_to_lower(translator, monkeypatch):
