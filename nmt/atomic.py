@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -24,6 +25,26 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 def write_text(path: Path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
+
+
+def check_writable(path: Path, directory: bool = False) -> None:
+    """Raises OSError (its filename the directory at fault) unless a file (or, with directory, a
+    directory of files) can be written at path: path is not the other kind, and the directory it
+    would be written in, or its nearest existing ancestor, takes a new file. Creates nothing."""
+    if path.exists() and path.is_dir() != directory:
+        raise OSError(errno.EISDIR if path.is_dir() else errno.ENOTDIR,
+                      "is a directory" if path.is_dir() else "is not a directory", str(path))
+    existing = path if path.is_dir() else path.parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OSError(errno.ENOTDIR, "is not a directory", str(existing))
+    try:
+        descriptor, probe = tempfile.mkstemp(dir=existing, prefix=".nmt-write-check.")
+    except OSError as error:
+        raise OSError(error.errno, f"does not take new files ({error.strerror})", str(existing)) from None
+    os.close(descriptor)
+    os.unlink(probe)
 
 
 def replace_directory(source: Path, destination: Path) -> None:

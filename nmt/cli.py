@@ -46,17 +46,22 @@ def _options(
 
 
 @contextlib.contextmanager
-def _user_errors(tensorflow: bool = True, run_dirs: Sequence[str | None] = ()) -> Iterator[None]:
+def _user_errors(tensorflow: bool = True, run_dirs: Sequence[str | None] = (),
+                 outputs: Sequence[tuple[str, Path | None, bool]] = ()) -> Iterator[None]:
     """Turns the errors users can fix into one red line on stderr and a non-zero exit.
     tensorflow: the command needs TensorFlow, which is then imported first, quietly.
     run_dirs: the run directories the command reads (None: the latest run), found before that
-    import (~5 s), so that a mistyped one fails at once."""
+    import (~5 s), so that a mistyped one fails at once.
+    outputs: (option, path or None, whether it names a directory) the command will write, checked
+    before that import too: a translation of hours must not end in a path it cannot write."""
     try:
         if run_dirs:
             from nmt import run_dir as run_dir_lib
 
             for run_dir in run_dirs:
                 run_dir_lib.resolve(run_dir)
+        for option, path, directory in outputs:
+            _check_output(option, path, directory)
         _quiet_libraries(tensorflow)
         yield
     except NmtError as error:
@@ -65,6 +70,17 @@ def _user_errors(tensorflow: bool = True, run_dirs: Sequence[str | None] = ()) -
     except KeyboardInterrupt:
         typer.secho("interrupted", fg=typer.colors.RED, err=True)
         raise typer.Exit(130) from None
+
+
+def _check_output(option: str, path: Path | None, directory: bool) -> None:
+    from nmt import atomic
+
+    if path is None:
+        return
+    try:
+        atomic.check_writable(path, directory)
+    except OSError as error:
+        raise NmtError(f"cannot write {option} {path}: {error.filename} {error.strerror}; choose another path") from None
 
 
 def _quiet_libraries(tensorflow: bool) -> None:
@@ -154,7 +170,8 @@ def translate(
     set_: SetOption = None,
 ) -> None:
     """Translate sentences given as arguments, in a file, or on stdin (one per line)."""
-    with _user_errors(tensorflow=server is None, run_dirs=(run_dir or [None]) if server is None else ()):
+    with _user_errors(tensorflow=server is None, run_dirs=(run_dir or [None]) if server is None else (),
+                      outputs=[("--output", output_file, False)]):
         from nmt import atomic
         from nmt.text_io import decode_lines
 
@@ -199,7 +216,10 @@ def translate(
                     for index, hypotheses in enumerate(translations) for hypothesis, score in hypotheses
                 )
         if output_file is not None:
-            atomic.write_text(output_file, text)
+            try:
+                atomic.write_text(output_file, text)
+            except OSError as error:
+                raise NmtError(f"cannot write --output {output_file}: {error.strerror}; choose another path") from None
         else:
             sys.stdout.write(text)
 
@@ -253,7 +273,7 @@ def attention(
 ) -> None:
     """Translate a sentence and draw its attention: every layer and head of the cross-attention
     (source subwords across, output subwords down) and the last layer's mean over heads."""
-    with _user_errors(run_dirs=[run_dir]):
+    with _user_errors(run_dirs=[run_dir], outputs=[("--output", output, False)]):
         from nmt import jobs
 
         translation, drawn = jobs.draw_attention(run_dir, set_ or [], sentence, output, include_self, softmax_demo)
@@ -329,7 +349,7 @@ def export(
 ) -> None:
     """Export the run as a TensorFlow SavedModel that translates raw strings (tokenization, beam
     search and detokenization inside); it loads with tensorflow and tensorflow_text alone."""
-    with _user_errors(run_dirs=[run_dir]):
+    with _user_errors(run_dirs=[run_dir], outputs=[("--output", output, True)]):
         from nmt import jobs
         from nmt.export import LENGTHS_SIGNATURE, SIGNATURE
 
@@ -375,7 +395,7 @@ def data_check(
 ) -> None:
     """Check every split for empty, duplicate, untranslated, misaligned, over-long, wrong-language and unknown-character
     pairs, and held-out sentences that occur in training."""
-    with _user_errors():
+    with _user_errors(outputs=[("--output", output, True), ("--write-clean", write_clean, True)]):
         from nmt import jobs
         from nmt.data import check
 

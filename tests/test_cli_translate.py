@@ -233,6 +233,30 @@ def test_translate_bad_input(workdir):
     assert_user_error(invoke("translate", "--set", "model.hidden_dim=8", "Hello."), "'model' is fixed by the trained model")
 
 
+def test_outputs_that_cannot_be_written_are_one_line_errors(workdir, monkeypatch):
+    """Checked before the work starts (a path inside a file, a directory named as a file); a
+    write that fails at the end (a full disk) is one line too."""
+    for option, path, *command in (("--output", "configs/tiny.yaml/out.txt", "translate", "Hello."),
+                                   ("--output", "configs/tiny.yaml/out.png", "attention", "Hello."),
+                                   ("--output", "configs/tiny.yaml/out", "export"),
+                                   ("--output", "configs/tiny.yaml/out", "data", "check", "--config", "configs/tiny.yaml"),
+                                   ("--write-clean", "configs/tiny.yaml/out", "data", "check", "--config", "configs/tiny.yaml")):
+        assert_user_error(invoke(*command, option, path),
+                          f"cannot write {option} {path}: configs/tiny.yaml is not a directory; choose another path")
+    assert_user_error(invoke("translate", "--output", "configs", "Hello."),
+                      "cannot write --output configs: configs is a directory; choose another path")
+
+    from nmt import atomic
+
+    def disk_full(path, text):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(atomic, "write_text", disk_full)
+    assert_user_error(invoke("translate", "--output", "out.txt", "Hello."),
+                      "cannot write --output out.txt: No space left on device; choose another path")
+    assert not Path("out.txt").exists()
+
+
 def png_size(path):
     header = path.read_bytes()[:24]
     assert header[:8] == b"\x89PNG\r\n\x1a\n"
