@@ -238,7 +238,7 @@ def _aligned(run_dir: str | None, overrides: list[str], lines: list[str]) -> str
 def serve(
     run_dir: RunDirOption = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", help="Port to listen on (0: a free one, printed).")] = 8080,
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: a free one, printed).")] = 8080,
     set_: SetOption = None,
 ) -> None:
     """Keep the run's model loaded and translate over HTTP until Ctrl-C: POST /translate

@@ -11,8 +11,10 @@ Protocol (JSON over HTTP):
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import socket
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -65,7 +67,11 @@ def make_server(translate: Translate, host: str, port: int, about: dict) -> HTTP
     try:
         return HTTPServer((host, port), Handler)
     except OSError as error:
-        raise NmtError(f"cannot listen on {host}:{port}: {error.strerror}; choose another --port (or --port 0 for a free one)") from None
+        if isinstance(error, socket.gaierror) or error.errno == errno.EADDRNOTAVAIL:
+            fix = "choose another --host: an address of this machine (127.0.0.1, or 0.0.0.0 for every interface)"
+        else:
+            fix = "choose another --port (or --port 0 for a free one)"
+        raise NmtError(f"cannot listen on {host}:{port}: {error.strerror}; {fix}") from None
 
 
 def _parse(data: bytes) -> tuple[list[str], int]:

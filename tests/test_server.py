@@ -78,3 +78,11 @@ def test_a_port_in_use_is_one_clear_error(url):
     port = int(url.rsplit(":", 1)[1])
     with pytest.raises(NmtError, match=f"cannot listen on 127.0.0.1:{port}.*choose another --port"):
         server.make_server(reverse, "127.0.0.1", port, {})
+
+
+@pytest.mark.parametrize("host", ["192.0.2.1", "nohost.invalid"])
+def test_an_address_not_of_this_machine_is_one_clear_error(host):
+    """An address of another machine (192.0.2.1 is reserved for documentation) or a name that
+    does not resolve: the fix is the host, not the port."""
+    with pytest.raises(NmtError, match=f"cannot listen on {host}:0: .*; choose another --host: an address of this machine"):
+        server.make_server(reverse, host, 0, {})
