@@ -157,7 +157,7 @@ def translate(
     input_file: Annotated[Optional[Path], typer.Option("--input", "-i", help="File with one sentence per line.")] = None,
     output_file: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write translations here (default: stdout).")] = None,
     n_best: Annotated[
-        int, typer.Option("--n-best", help="Print the N best translations per sentence as 'LINE ||| TEXT ||| SCORE' (N <= decode.beam_size).")
+        int, typer.Option("--n-best", min=1, help="Print the N best translations per sentence as 'LINE ||| TEXT ||| SCORE' (N <= decode.beam_size).")
     ] = 1,
     align: Annotated[
         bool, typer.Option("--align", help="Print 'LINE ||| TEXT ||| ALIGNMENT': for each output word j, 'i-j' with i the source "

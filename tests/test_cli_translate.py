@@ -49,6 +49,8 @@ def test_python_api_translates_like_the_cli(workdir):
     assert nmt.load("runs/tiny", ["decode.beam_size=1"]).config.decode.beam_size == 1
     with pytest.raises(NmtError, match="n-best must be between 1 and decode.beam_size"):
         translator.translate_n_best(sentences, 5)
+    with pytest.raises(NmtError, match="n-best must be 1 or more; got 0"):
+        translator.translate_n_best(sentences, 0)
     with pytest.raises(NmtError, match="no-such-run"):
         nmt.load("no-such-run")
 

@@ -192,10 +192,12 @@ class Translator:
                 fit in the device's memory (the message says which decode settings to lower).
         """
         sampling = self.config.decode.sampling != "none"
-        if n < 1 or (n > self.config.decode.beam_size and not sampling):
+        if n < 1:
+            raise ConfigError(f"n-best must be 1 or more; got {n}")
+        if n > self.config.decode.beam_size and not sampling:
             raise ConfigError(
                 f"n-best must be between 1 and decode.beam_size ({self.config.decode.beam_size}); got {n}. "
-                f"Raise the beam: --set decode.beam_size={max(n, 1)} (or decode.beam_size in the config)"
+                f"Raise the beam: --set decode.beam_size={n} (or decode.beam_size in the config)"
             )
         check_text(sentences)
         outputs = [[Hypothesis("", 0.0)] * n for _ in sentences]
