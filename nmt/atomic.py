@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import tempfile
 from pathlib import Path
+
+from nmt.errors import NmtError
 
 
 def write_bytes(path: Path, data: bytes) -> None:
@@ -27,24 +28,31 @@ def write_text(path: Path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
-def check_writable(path: Path, directory: bool = False) -> None:
-    """Raises OSError (its filename the directory at fault) unless a file (or, with directory, a
-    directory of files) can be written at path: path is not the other kind, and the directory it
-    would be written in, or its nearest existing ancestor, takes a new file. Creates nothing."""
-    if path.exists() and path.is_dir() != directory:
-        raise OSError(errno.EISDIR if path.is_dir() else errno.ENOTDIR,
-                      "is a directory" if path.is_dir() else "is not a directory", str(path))
+def check_writable(path: Path, what: str, directory: bool = False,
+                   fix: str = "choose another path") -> None:
+    """Checks, creating nothing, that a file (or, with directory, a directory of files) can be
+    written at path: path is not the other kind, and the directory it would be written in, or its
+    nearest existing ancestor, takes a new file. Work that ends in writing calls it before it starts.
+
+    Raises:
+        NmtError: "cannot write <what> <path>: <the directory at fault and why>; <fix>".
+    """
     existing = path if path.is_dir() else path.parent
     while not existing.exists():
         existing = existing.parent
-    if not existing.is_dir():
-        raise OSError(errno.ENOTDIR, "is not a directory", str(existing))
-    try:
-        descriptor, probe = tempfile.mkstemp(dir=existing, prefix=".nmt-write-check.")
-    except OSError as error:
-        raise OSError(error.errno, f"does not take new files ({error.strerror})", str(existing)) from None
-    os.close(descriptor)
-    os.unlink(probe)
+    if path.exists() and path.is_dir() != directory:
+        problem = f"{path} is a directory" if path.is_dir() else f"{path} is not a directory"
+    elif not existing.is_dir():
+        problem = f"{existing} is not a directory"
+    else:
+        try:
+            descriptor, probe = tempfile.mkstemp(dir=existing, prefix=".nmt-write-check.")
+            os.close(descriptor)
+            os.unlink(probe)
+            return
+        except OSError as error:
+            problem = f"{existing} does not take new files ({error.strerror})"
+    raise NmtError(f"cannot write {what} {path}: {problem}; {fix}")
 
 
 def replace_directory(source: Path, destination: Path) -> None:

@@ -60,8 +60,12 @@ def _user_errors(tensorflow: bool = True, run_dirs: Sequence[str | None] = (),
 
             for run_dir in run_dirs:
                 run_dir_lib.resolve(run_dir)
-        for option, path, directory in outputs:
-            _check_output(option, path, directory)
+        if outputs:
+            from nmt import atomic
+
+            for option, path, directory in outputs:
+                if path is not None:
+                    atomic.check_writable(path, option, directory)
         _quiet_libraries(tensorflow)
         yield
     except NmtError as error:
@@ -70,17 +74,6 @@ def _user_errors(tensorflow: bool = True, run_dirs: Sequence[str | None] = (),
     except KeyboardInterrupt:
         typer.secho("interrupted", fg=typer.colors.RED, err=True)
         raise typer.Exit(130) from None
-
-
-def _check_output(option: str, path: Path | None, directory: bool) -> None:
-    from nmt import atomic
-
-    if path is None:
-        return
-    try:
-        atomic.check_writable(path, directory)
-    except OSError as error:
-        raise NmtError(f"cannot write {option} {path}: {error.filename} {error.strerror}; choose another path") from None
 
 
 def _quiet_libraries(tensorflow: bool) -> None:

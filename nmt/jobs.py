@@ -42,6 +42,8 @@ log = logging.getLogger("nmt")
 DATA_CHECK_AT_START = 100_000
 # Validation sentences whose translations each validation shows (TensorBoard's text tab).
 VALIDATION_SAMPLES = 4
+# What to do about a run directory that reports cannot be written into.
+READ_ONLY_RUN = "make the run directory writable, or work on a copy of it"
 
 
 @contextlib.contextmanager
@@ -279,6 +281,7 @@ def evaluate(run: RunDir, config: Config, split: SplitName, ensemble: Sequence[R
     ensemble (other runs), the runs decode as one ensemble and the report goes to
     eval/<split>-ensemble/."""
     checkpoint = run.checkpoint_path(config.eval.checkpoint)
+    atomic.check_writable(report_dir(run, split, bool(ensemble)), "the evaluation report to", directory=True, fix=READ_ONLY_RUN)
     evaluator = SplitEvaluator(config.data, split)
     if ensemble:
         runs = [run, *ensemble]
@@ -322,6 +325,7 @@ def compare(run: RunDir, config: Config, other_dir: str, overrides: list[str], s
                 f"cannot compare {run.path} and {other.path}: data.{key} differs "
                 f"({getattr(config.data, key)!r} vs {getattr(other_config.data, key)!r}); both must translate the same languages"
             )
+    atomic.check_writable(run.eval_dir(split), "the comparison to", directory=True, fix=READ_ONLY_RUN)
     evaluator = SplitEvaluator(config.data, split)
     ours = _evaluate_run(run, config, evaluator)
     theirs = _evaluate_run(other, other_config, evaluator)
@@ -404,6 +408,7 @@ def export(run_dir: str | None, overrides: list[str], output: Path | None, force
     SavedModel into output (default: <run dir>/export); returns it and what it holds."""
     run, config = load_run(run_dir, overrides)
     checkpoint = run.checkpoint_path(config.eval.checkpoint)  # before any work: a run without one is refused
+    atomic.check_writable(output or run.export_dir, "the export to", directory=True)
     translator = Translator.from_run_dir(run, config, checkpoint)
     path = export_lib.export(config, translator.model, translator.tokenizers, checkpoint, output or run.export_dir, force)
     return path, {"megabytes": round(run_dir_lib.disk_bytes(path) / 1e6, 1), "checkpoint": str(checkpoint), "beam_size": config.decode.beam_size}

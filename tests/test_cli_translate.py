@@ -247,6 +247,21 @@ def test_outputs_that_cannot_be_written_are_one_line_errors(workdir, monkeypatch
                           f"cannot write {option} {path}: configs/tiny.yaml is not a directory; choose another path")
     assert_user_error(invoke("translate", "--output", "configs", "Hello."),
                       "cannot write --output configs: configs is a directory; choose another path")
+    # Exports and reports go into the run directory by default: where they cannot, before the work.
+    export, aside = Path("runs/tiny/export"), Path("export-aside")
+    if export.exists():
+        export.rename(aside)
+    export.write_text("")
+    assert_user_error(invoke("export", "--run-dir", "runs/tiny"), f"cannot write the export to {export}: {export} is not a directory; choose another path")
+    export.unlink()
+    if aside.exists():
+        aside.rename(export)
+    report = Path("runs/tiny/eval/validation")
+    shutil.rmtree(report, ignore_errors=True)
+    report.write_text("")
+    for command in (["evaluate", "--split", "validation"], ["evaluate", "--split", "validation", "--compare", "runs/tiny"]):
+        assert_user_error(invoke(*command), f"{report} is not a directory; make the run directory writable, or work on a copy of it")
+    report.unlink()
 
     from nmt import atomic
 
@@ -254,9 +269,9 @@ def test_outputs_that_cannot_be_written_are_one_line_errors(workdir, monkeypatch
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(atomic, "write_text", disk_full)
-    assert_user_error(invoke("translate", "--output", "out.txt", "Hello."),
-                      "cannot write --output out.txt: No space left on device; choose another path")
-    assert not Path("out.txt").exists()
+    assert_user_error(invoke("translate", "--output", "unwritten.txt", "Hello."),
+                      "cannot write --output unwritten.txt: No space left on device; choose another path")
+    assert not Path("unwritten.txt").exists()
 
 
 def png_size(path):
