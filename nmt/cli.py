@@ -165,8 +165,7 @@ def translate(
     """Translate sentences given as arguments, in a file, or on stdin (one per line)."""
     with _user_errors(tensorflow=server is None, run_dirs=(run_dir or [None]) if server is None else (),
                       outputs=[("--output", output_file, False)]):
-        from nmt import atomic
-        from nmt.text_io import decode_lines
+        from nmt.text_io import decode_lines, write_in_chunks
 
         if align and n_best != 1:
             raise NmtError("--align aligns the best translation only; leave out --n-best")
@@ -189,41 +188,46 @@ def translate(
             lines = decode_lines(sys.stdin.buffer.read(), "stdin")
         else:
             raise NmtError("nothing to translate: pass sentences, --input FILE, or text on stdin")
-        if align:
-            text = _aligned(first_run, set_ or [], lines)
+        # What a resumed --output must have been written with: the same checkpoints or server and settings.
+        settings = {"set": set_ or [], "n_best": n_best, "align": align, "server": server}
+        advance = None
+        if server is not None:
+            from nmt import server as server_lib
+
+            def render(chunk: Sequence[str], start: int) -> str:
+                return _rendered(server_lib.request(server, list(chunk), n_best), start, n_best)
         else:
-            if server is not None:
-                from nmt import server as server_lib
+            from nmt import jobs
 
-                translations = server_lib.request(server, lines, n_best)
-            else:
-                from nmt import jobs
+            translate_lines, settings["checkpoints"] = jobs.translator(first_run, set_ or [], n_best, align, ensemble)
+            if not sentences:
+                advance = jobs.progress_bar(len(lines))
 
-                translations = [[(hypothesis.text, hypothesis.score) for hypothesis in hypotheses]
-                                for hypotheses in jobs.translate(first_run, set_ or [], lines, n_best, ensemble=ensemble)]
-            if n_best == 1:
-                text = "".join(best[0][0] + "\n" for best in translations)
-            else:
-                text = "".join(
-                    f"{index} ||| {hypothesis} ||| {score:.4f}\n"
-                    for index, hypotheses in enumerate(translations) for hypothesis, score in hypotheses
-                )
-        if output_file is not None:
-            try:
-                atomic.write_text(output_file, text)
-            except OSError as error:
-                raise NmtError(f"cannot write --output {output_file}: {error.strerror}; choose another path") from None
-        else:
-            sys.stdout.write(text)
+            def render(chunk: Sequence[str], start: int) -> str:
+                translations = translate_lines(chunk, advance)
+                if align:
+                    return _aligned(translations, start)
+                return _rendered([[(hypothesis.text, hypothesis.score) for hypothesis in hypotheses]
+                                  for hypotheses in translations], start, n_best)
+
+        write_in_chunks(lines, render, output_file, settings, resumed=advance)
 
 
-def _aligned(run_dir: str | None, overrides: list[str], lines: list[str]) -> str:
-    from nmt import jobs
+def _rendered(translations: list[list[tuple[str, float]]], start: int, n_best: int) -> str:
+    """Lines of output: the best translation of each sentence, or with n_best > 1 'LINE ||| TEXT
+    ||| SCORE' for each of its n_best (LINE counting from 0 over the whole input, start the first)."""
+    if n_best == 1:
+        return "".join(best[0][0] + "\n" for best in translations)
+    return "".join(f"{start + index} ||| {hypothesis} ||| {score:.4f}\n"
+                   for index, hypotheses in enumerate(translations) for hypothesis, score in hypotheses)
+
+
+def _aligned(translations: list, start: int) -> str:
     from nmt.decoding.alignment import pharaoh, word_alignment
 
     return "".join(
-        f"{index} ||| {best.text} ||| {pharaoh(word_alignment(best.attention)) if best.attention else ''}\n"
-        for index, (best, *_) in enumerate(jobs.translate(run_dir, overrides, lines, 1, with_attention=True))
+        f"{start + index} ||| {best.text} ||| {pharaoh(word_alignment(best.attention)) if best.attention else ''}\n"
+        for index, (best, *_) in enumerate(translations)
     )
 
 

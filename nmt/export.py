@@ -109,9 +109,10 @@ def _manifest(checkpoint: Path, config: Config) -> dict:
     return {"checkpoint": str(checkpoint.resolve()), "decode": dataclasses.asdict(config.decode)}
 
 
-def load_matching(directory: Path, checkpoint: Path, config: Config) -> Callable[[Sequence[str]], list[tuple[str, float]]] | None:
-    """The export in directory as a function from sentences to (translation, score), if it was
-    exported from this checkpoint with these decode settings; None otherwise (or if unreadable)."""
+def load_matching(directory: Path, checkpoint: Path, config: Config) -> Callable[..., list[tuple[str, float]]] | None:
+    """The export in directory as a function from sentences (and an optional on_batch(sentences
+    done) callback) to (translation, score), if it was exported from this checkpoint with these
+    decode settings; None otherwise (or if unreadable)."""
     try:
         manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -121,7 +122,7 @@ def load_matching(directory: Path, checkpoint: Path, config: Config) -> Callable
     signatures = tf.saved_model.load(str(directory)).signatures
     serve, source_lengths = signatures[SIGNATURE], signatures[LENGTHS_SIGNATURE]
 
-    def translate(sentences: Sequence[str]) -> list[tuple[str, float]]:
+    def translate(sentences: Sequence[str], on_batch: Callable[[int], None] | None = None) -> list[tuple[str, float]]:
         text = tf.constant(list(sentences), tf.string)
         found: list[tuple[str, float]] = [("", 0.0)] * len(sentences)
         lengths = source_lengths(text=text)["length"].numpy()
@@ -132,6 +133,8 @@ def load_matching(directory: Path, checkpoint: Path, config: Config) -> Callable
                 raise batch_out_of_memory(config.decode, len(positions), int(lengths[positions].max())) from None
             for position, translation, score in zip(positions, result["translation"].numpy(), result["score"].numpy()):
                 found[position] = (translation.decode("utf-8"), float(score))
+            if on_batch:
+                on_batch(len(positions))
         return found
 
     return translate

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from http.server import HTTPServer
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import keras
 import numpy as np
@@ -345,15 +345,7 @@ def _evaluate_run(run: RunDir, config: Config, evaluator: SplitEvaluator, checkp
 def _evaluate_with(translator: Translator, evaluator: SplitEvaluator, name: str):
     total = len(evaluator.sources)
     print(f"Translating {total} sentences of the {evaluator.split} split with {name}", file=sys.stderr)
-    bar = keras.utils.Progbar(total, verbose=1 if sys.stderr.isatty() else 0, unit_name="sentence")
-    done = 0
-
-    def advance(count: int) -> None:
-        nonlocal done
-        done += count
-        bar.update(done)
-
-    return evaluator.run(translator, on_batch=advance)
+    return evaluator.run(translator, on_batch=progress_bar(total))
 
 
 def average(run_dir: str | None, last: int | None, paths: list[Path]) -> Path:
@@ -365,25 +357,47 @@ def average(run_dir: str | None, last: int | None, paths: list[Path]) -> Path:
     return averaging.average(run, _build_model(config, run), chosen)
 
 
-def translate(run_dir: str | None, overrides: list[str], sentences: list[str], n_best: int = 1,
-              with_attention: bool = False, ensemble: Sequence[str] = ()) -> list[list[Hypothesis]]:
-    """The n_best translations of each sentence, best first (the best with its attention weights
-    when with_attention); with ensemble (other run directories), by the runs as one ensemble."""
+def translator(run_dir: str | None, overrides: list[str], n_best: int = 1, with_attention: bool = False,
+               ensemble: Sequence[str] = ()) -> tuple[Callable[..., list[list[Hypothesis]]], list[str]]:
+    """A function from sentences (and an optional on_batch(sentences done) callback) to their
+    n_best translations each, best first (the best with its attention weights when
+    with_attention), by the run's eval.checkpoint with its decode settings, or by the runs of
+    ensemble (other run directories) and the run as one; and the checkpoints it translates with."""
     run, config = load_run(run_dir, overrides)
-    check_text(sentences)
     if ensemble:
         if with_attention:
             raise NmtError("attention and alignments come from one model: pass one --run-dir")
         runs = [run, *(run_dir_lib.resolve(other) for other in ensemble)]
-        return Translator.ensemble(runs, config).translate_n_best(sentences, n_best)
+        model = Translator.ensemble(runs, config)
+        used = [str(member.checkpoint_path(config.eval.checkpoint).resolve()) for member in runs]
+        return lambda sentences, on_batch=None: model.translate_n_best(sentences, n_best, on_batch), used
     checkpoint = run.checkpoint_path(config.eval.checkpoint)
     if n_best == 1 and not with_attention:
         # An export of these weights with these decode settings already holds the traced search:
         # loading it skips building the model and tracing, most of a short command's time.
         exported = export_lib.load_matching(run.export_dir, checkpoint, config)
         if exported is not None:
-            return [[Hypothesis(text, score)] for text, score in exported(sentences)]
-    return Translator.from_run_dir(run, config, checkpoint).translate_n_best(sentences, n_best, with_attention=with_attention)
+            def translate_exported(sentences: Sequence[str], on_batch=None) -> list[list[Hypothesis]]:
+                check_text(sentences)
+                return [[Hypothesis(text, score)] for text, score in exported(sentences, on_batch)]
+
+            return translate_exported, [str(checkpoint.resolve())]
+    model = Translator.from_run_dir(run, config, checkpoint)
+    return (lambda sentences, on_batch=None: model.translate_n_best(sentences, n_best, on_batch, with_attention)), [str(checkpoint.resolve())]
+
+
+def progress_bar(total: int) -> Callable[[int], None]:
+    """A progress bar of total sentences on stderr when it is a terminal; returns what to call with
+    the number of sentences each step completes."""
+    bar = keras.utils.Progbar(total, verbose=1 if sys.stderr.isatty() else 0, unit_name="sentence")
+    done = 0
+
+    def advance(count: int) -> None:
+        nonlocal done
+        done += count
+        bar.update(done)
+
+    return advance
 
 
 def server(run_dir: str | None, overrides: list[str], host: str, port: int) -> tuple[HTTPServer, dict]:

@@ -1,10 +1,23 @@
-"""Reading sentences from files or stdin: UTF-8, one sentence per line, line counts preserved."""
+"""Reading sentences from files or stdin (UTF-8, one sentence per line, line counts preserved),
+and writing what they become chunk by chunk, resumably."""
 
 from __future__ import annotations
 
-from typing import Sequence
+import hashlib
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
 
+from nmt import atomic
 from nmt.errors import NmtError
+
+log = logging.getLogger("nmt")
+# Input lines per chunk of `write_in_chunks`: what an interrupted run can lose (~40 s of beam
+# search on a 2-core CPU), and large enough for full decoding batches of similar lengths.
+CHUNK_LINES = 5000
 
 
 def decode_lines(data: bytes, name: str) -> list[str]:
@@ -27,3 +40,59 @@ def check_text(sentences: Sequence[str]) -> None:
         except UnicodeEncodeError as error:
             raise NmtError(f"sentence {number} is not valid UTF-8 text (character {error.start + 1} is a lone "
                            f"surrogate, {sentence[error.start]!r}); pass UTF-8 text") from None
+
+
+def write_in_chunks(lines: Sequence[str], render: Callable[[Sequence[str], int], str], output: Path | None,
+                    settings: dict, resumed: Callable[[int], None] | None = None) -> None:
+    """Writes render(chunk, number of its first line) for the lines, CHUNK_LINES at a time, to
+    stdout (as each chunk is done) or to output. resumed: called with the number of lines a
+    resumed output already holds (a progress bar's start).
+
+    An output file is built in <output>.partial, beside <output>.partial.json saying which input
+    and settings it belongs to and how many lines it holds; once complete it is renamed to output.
+    Each chunk is on disk before the next starts. So a run stopped midway (Ctrl-C, a kill, a
+    crash) started again with the same input and settings goes on from its last chunk; with other
+    input or settings it starts afresh. An existing output is replaced only at the end.
+
+    Raises:
+        NmtError: the output cannot be written (its message names it).
+    """
+    if output is None:
+        for start in range(0, len(lines), CHUNK_LINES):
+            sys.stdout.write(render(lines[start:start + CHUNK_LINES], start))
+            sys.stdout.flush()
+        return
+    partial, state = output.with_name(f"{output.name}.partial"), output.with_name(f"{output.name}.partial.json")
+    key = {"input": hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest(), "lines": len(lines), **settings}
+    try:
+        done, size = _resumable(partial, state, key)
+        if done:
+            log.info("resuming: %d of %d lines already translated in %s", done, len(lines), partial)
+            if resumed:
+                resumed(done)
+        with open(partial, "r+b" if done else "wb") as file:
+            file.truncate(size)
+            file.seek(size)
+            for start in range(done, len(lines), CHUNK_LINES):
+                file.write(render(lines[start:start + CHUNK_LINES], start).encode("utf-8"))
+                file.flush()
+                os.fsync(file.fileno())
+                done = min(start + CHUNK_LINES, len(lines))
+                atomic.write_text(state, json.dumps({**key, "done": done, "bytes": file.tell()}, indent=2))
+        os.replace(partial, output)
+        state.unlink()
+    except OSError as error:
+        raise NmtError(f"cannot write --output {output}: {error.strerror}; free space (or choose another --output) and run "
+                       "the command again: it goes on from the lines already written") from None
+
+
+def _resumable(partial: Path, state: Path, key: dict) -> tuple[int, int]:
+    """(input lines, bytes) of partial that a run of this key can keep: those its state records
+    when it is this key's, else none."""
+    try:
+        saved = json.loads(state.read_text(encoding="utf-8"))
+        if {name: saved.get(name) for name in key} == key and partial.stat().st_size >= saved["bytes"]:
+            return int(saved["done"]), int(saved["bytes"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return 0, 0

@@ -34,6 +34,40 @@ def test_translate_arguments_file_and_stdin(workdir):
     assert result.output.splitlines() == [lines[0], ""]
 
 
+def test_an_interrupted_translation_of_a_file_goes_on_where_it_stopped(workdir, monkeypatch, caplog):
+    """--output is written chunk by chunk; Ctrl-C in the second chunk leaves the first on disk, and
+    the same command again translates only the rest. LINE numbers count over the whole input."""
+    from nmt import text_io
+    from nmt.decoding.translator import Translator
+
+    monkeypatch.setattr(text_io, "CHUNK_LINES", 2)
+    Path("long.txt").write_text("The dog saw a cat.\nA man reads.\n\nMy small teachers will read the book.\nThe cat runs.\n")
+    whole = invoke("translate", "--input", "long.txt", "--n-best", "2")
+    assert whole.exit_code == 0, whole.output
+    assert [line.split(" ||| ")[0] for line in whole.output.splitlines()] == [str(index // 2) for index in range(10)]
+
+    translate_n_best, chunks, stop = Translator.translate_n_best, [], [2]
+
+    def recorded(self, sentences, *args, **kwargs):
+        chunks.append(list(sentences))
+        if len(chunks) == stop[0]:
+            raise KeyboardInterrupt
+        return translate_n_best(self, sentences, *args, **kwargs)
+
+    monkeypatch.setattr(Translator, "translate_n_best", recorded)
+    command = ("translate", "--input", "long.txt", "--n-best", "2", "--output", "long.de.txt")
+    assert invoke(*command).exit_code == 130
+    assert not Path("long.de.txt").exists() and Path("long.de.txt.partial").read_text() == "".join(whole.output.splitlines(True)[:4])
+    chunks.clear()
+    stop[0] = None
+    with caplog.at_level("INFO", logger="nmt"):
+        result = invoke(*command)
+    assert result.exit_code == 0, result.output
+    assert "resuming: 2 of 5 lines already translated" in caplog.text
+    assert chunks == [["", "My small teachers will read the book."], ["The cat runs."]]
+    assert Path("long.de.txt").read_text() == whole.output and not Path("long.de.txt.partial").exists()
+
+
 def test_python_api_translates_like_the_cli(workdir):
     import nmt
     from nmt.errors import NmtError
@@ -270,7 +304,7 @@ def test_outputs_that_cannot_be_written_are_one_line_errors(workdir, monkeypatch
 
     monkeypatch.setattr(atomic, "write_text", disk_full)
     assert_user_error(invoke("translate", "--output", "unwritten.txt", "Hello."),
-                      "cannot write --output unwritten.txt: No space left on device; choose another path")
+                      "cannot write --output unwritten.txt: No space left on device; free space")
     assert not Path("unwritten.txt").exists()
 
 

@@ -51,3 +51,77 @@ def test_a_lone_surrogate_is_named():
     check_text(["fine", "also fine ✓"])
     with pytest.raises(NmtError, match=r"sentence 2 is not valid UTF-8 text \(character 5 is a lone surrogate, '\\udcff'\)"):
         check_text(["fine", "bad \udcff"])
+
+
+def test_chunks_are_written_to_stdout_in_order(capsys, monkeypatch):
+    from nmt import text_io
+
+    monkeypatch.setattr(text_io, "CHUNK_LINES", 2)
+    text_io.write_in_chunks(["a", "b", "c"], lambda chunk, start: "".join(f"{start}:{line}\n" for line in chunk), None, {})
+    assert capsys.readouterr().out == "0:a\n0:b\n2:c\n"
+
+
+class Renderer:
+    """Upper-cases lines, counting the chunks it renders; stops (as Ctrl-C would) at chunk `stop`."""
+
+    def __init__(self, stop=None):
+        self.chunks, self.stop = [], stop
+
+    def __call__(self, chunk, start):
+        if len(self.chunks) == self.stop:
+            raise KeyboardInterrupt
+        self.chunks.append(start)
+        return "".join(line.upper() + "\n" for line in chunk)
+
+
+LINES = [f"line {number}" for number in range(7)]
+EXPECTED = "".join(line.upper() + "\n" for line in LINES)
+
+
+def test_an_interrupted_output_goes_on_from_its_last_chunk(tmp_path, monkeypatch):
+    from nmt import text_io
+
+    monkeypatch.setattr(text_io, "CHUNK_LINES", 2)
+    output = tmp_path / "out.txt"
+    output.write_text("an older output\n")
+    with pytest.raises(KeyboardInterrupt):
+        text_io.write_in_chunks(LINES, Renderer(stop=2), output, {"beam": 4})
+    assert output.read_text() == "an older output\n"  # replaced only once complete
+    partial = tmp_path / "out.txt.partial"
+    assert partial.read_text() == EXPECTED[: len("LINE 0\nLINE 1\nLINE 2\nLINE 3\n")]
+
+    # Killed after a chunk reached the disk but before its record: that chunk is done again.
+    with open(partial, "a") as file:
+        file.write("LINE 4\nLI")
+    again = Renderer()
+    text_io.write_in_chunks(LINES, again, output, {"beam": 4})
+    assert again.chunks == [4, 6]
+    assert output.read_text() == EXPECTED
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out.txt"]
+
+
+@pytest.mark.parametrize("change", ["settings", "input"])
+def test_a_partial_output_of_other_input_or_settings_is_started_afresh(tmp_path, monkeypatch, change):
+    from nmt import text_io
+
+    monkeypatch.setattr(text_io, "CHUNK_LINES", 2)
+    output = tmp_path / "out.txt"
+    with pytest.raises(KeyboardInterrupt):
+        text_io.write_in_chunks(LINES, Renderer(stop=2), output, {"beam": 4})
+    lines, settings = (LINES, {"beam": 5}) if change == "settings" else (LINES[:6] + ["other"], {"beam": 4})
+    again = Renderer()
+    text_io.write_in_chunks(lines, again, output, settings)
+    assert again.chunks == [0, 2, 4, 6]
+    assert output.read_text() == "".join(line.upper() + "\n" for line in lines)
+
+
+def test_an_output_that_cannot_be_written_is_one_line_error(tmp_path, monkeypatch):
+    from nmt import text_io
+
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(text_io.os, "fsync", disk_full)
+    with pytest.raises(NmtError, match=r"cannot write --output .*out.txt: No space left on device; free space .* run the "
+                                       r"command again: it goes on from the lines already written"):
+        text_io.write_in_chunks(LINES, Renderer(), tmp_path / "out.txt", {})
