@@ -58,10 +58,12 @@ def decoding_batches(lengths: Sequence[int], decode: DecodeConfig, hypotheses: i
     return [batch for batch in batches if batch]
 
 
-def batch_out_of_memory(decode: DecodeConfig, sentences: int, longest: int) -> NmtError:
-    """The error of a decoding batch that exhausted the device's memory: what to lower."""
+def batch_out_of_memory(decode: DecodeConfig, sentences: int, longest: int, samples: int | None = None) -> NmtError:
+    """The error of a decoding batch that exhausted the device's memory (searching, or drawing
+    `samples` per sentence): what to lower."""
+    each = f"beam {decode.beam_size}" if samples is None else f"{samples} samples each"
     return NmtError(
-        f"out of memory decoding a batch of {sentences} sentences of up to {longest} tokens (beam {decode.beam_size}): "
+        f"out of memory decoding a batch of {sentences} sentences of up to {longest} tokens ({each}): "
         f"set decode.batch_tokens={max(1, decode.batch_tokens // 2)} (now {decode.batch_tokens}) "
         f"or a smaller decode.batch_size (now {decode.batch_size})"
     )
@@ -217,7 +219,8 @@ class Translator:
             try:
                 translated = self._translate_batch(batch, n, with_attention)
             except tf.errors.ResourceExhaustedError:
-                raise batch_out_of_memory(self.config.decode, len(positions), batch.shape[1]) from None
+                raise batch_out_of_memory(self.config.decode, len(positions), batch.shape[1],
+                                          hypotheses if sampling else None) from None
             for position, hypotheses in zip(positions, translated):
                 outputs[todo[position]] = hypotheses
             if on_batch:

@@ -125,6 +125,14 @@ def test_a_batch_out_of_memory_is_one_clear_error_naming_the_settings_to_lower(t
                                        r"set decode.batch_tokens=2048 \(now 4096\) or a smaller decode.batch_size \(now 4\)$"):
         translator.translate(["the dog runs", "a cat"])
 
+    import dataclasses
+
+    config = dataclasses.replace(translator.config, decode=dataclasses.replace(translator.config.decode, sampling="top_k"))
+    sampler = Translator(config, translator.model, translator.tokenizers)
+    monkeypatch.setattr(sampler, "_search", exhausted)
+    with pytest.raises(NmtError, match=r"^out of memory decoding a batch of 1 sentences of up to \d+ tokens \(6 samples each\): "):
+        sampler.translate_n_best(["the dog runs"], 3)
+
 
 def test_a_lone_surrogate_is_one_clear_error(translator):
     # What Python makes of a command-line argument that is not UTF-8.
