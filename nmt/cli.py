@@ -204,7 +204,7 @@ def translate(
                 advance = jobs.progress_bar(len(lines))
 
             def render(chunk: Sequence[str], start: int) -> str:
-                translations = translate_lines(chunk, advance)
+                translations = translate_lines(chunk, advance, start)
                 if align:
                     return _aligned(translations, start)
                 return _rendered([[(hypothesis.text, hypothesis.score) for hypothesis in hypotheses]

@@ -359,10 +359,11 @@ def average(run_dir: str | None, last: int | None, paths: list[Path]) -> Path:
 
 def translator(run_dir: str | None, overrides: list[str], n_best: int = 1, with_attention: bool = False,
                ensemble: Sequence[str] = ()) -> tuple[Callable[..., list[list[Hypothesis]]], list[str]]:
-    """A function from sentences (and an optional on_batch(sentences done) callback) to their
-    n_best translations each, best first (the best with its attention weights when
-    with_attention), by the run's eval.checkpoint with its decode settings, or by the runs of
-    ensemble (other run directories) and the run as one; and the checkpoints it translates with."""
+    """A function from sentences (and optionally on_batch(sentences done), a progress callback,
+    and start, the number of the first in the whole input: see Translator.reseed) to their n_best
+    translations each, best first (the best with its attention weights when with_attention), by
+    the run's eval.checkpoint with its decode settings, or by the runs of ensemble (other run
+    directories) and the run as one; and the checkpoints it translates with."""
     run, config = load_run(run_dir, overrides)
     if ensemble:
         if with_attention:
@@ -370,20 +371,26 @@ def translator(run_dir: str | None, overrides: list[str], n_best: int = 1, with_
         runs = [run, *(run_dir_lib.resolve(other) for other in ensemble)]
         model = Translator.ensemble(runs, config)
         used = [str(member.checkpoint_path(config.eval.checkpoint).resolve()) for member in runs]
-        return lambda sentences, on_batch=None: model.translate_n_best(sentences, n_best, on_batch), used
-    checkpoint = run.checkpoint_path(config.eval.checkpoint)
-    if n_best == 1 and not with_attention:
-        # An export of these weights with these decode settings already holds the traced search:
-        # loading it skips building the model and tracing, most of a short command's time.
-        exported = export_lib.load_matching(run.export_dir, checkpoint, config)
-        if exported is not None:
-            def translate_exported(sentences: Sequence[str], on_batch=None) -> list[list[Hypothesis]]:
-                check_text(sentences)
-                return [[Hypothesis(text, score)] for text, score in exported(sentences, on_batch)]
+    else:
+        checkpoint = run.checkpoint_path(config.eval.checkpoint)
+        used = [str(checkpoint.resolve())]
+        if n_best == 1 and not with_attention:
+            # An export of these weights with these decode settings already holds the traced search:
+            # loading it skips building the model and tracing, most of a short command's time.
+            exported = export_lib.load_matching(run.export_dir, checkpoint, config)
+            if exported is not None:
+                def translate_exported(sentences: Sequence[str], on_batch=None, start: int = 0) -> list[list[Hypothesis]]:
+                    check_text(sentences)
+                    return [[Hypothesis(text, score)] for text, score in exported(sentences, on_batch)]
 
-            return translate_exported, [str(checkpoint.resolve())]
-    model = Translator.from_run_dir(run, config, checkpoint)
-    return (lambda sentences, on_batch=None: model.translate_n_best(sentences, n_best, on_batch, with_attention)), [str(checkpoint.resolve())]
+                return translate_exported, used
+        model = Translator.from_run_dir(run, config, checkpoint)
+
+    def translate(sentences: Sequence[str], on_batch=None, start: int = 0) -> list[list[Hypothesis]]:
+        model.reseed(start)
+        return model.translate_n_best(sentences, n_best, on_batch, with_attention)
+
+    return translate, used
 
 
 def progress_bar(total: int) -> Callable[[int], None]:

@@ -34,15 +34,19 @@ def test_translate_arguments_file_and_stdin(workdir):
     assert result.output.splitlines() == [lines[0], ""]
 
 
-def test_an_interrupted_translation_of_a_file_goes_on_where_it_stopped(workdir, monkeypatch, caplog):
+@pytest.mark.parametrize("search", [[], ["--set", "decode.sampling=top_k", "--set", "decode.temperature=3", "--set", "decode.seed=5"]],
+                         ids=["beam", "seeded sampling"])
+def test_an_interrupted_translation_of_a_file_goes_on_where_it_stopped(workdir, monkeypatch, caplog, search):
     """--output is written chunk by chunk; Ctrl-C in the second chunk leaves the first on disk, and
-    the same command again translates only the rest. LINE numbers count over the whole input."""
+    the same command again translates only the rest, as an uninterrupted run would have (seeded
+    samples included). LINE numbers count over the whole input."""
     from nmt import text_io
     from nmt.decoding.translator import Translator
 
     monkeypatch.setattr(text_io, "CHUNK_LINES", 2)
     Path("long.txt").write_text("The dog saw a cat.\nA man reads.\n\nMy small teachers will read the book.\nThe cat runs.\n")
-    whole = invoke("translate", "--input", "long.txt", "--n-best", "2")
+    Path("long.de.txt").unlink(missing_ok=True)
+    whole = invoke("translate", "--input", "long.txt", "--n-best", "2", *search)
     assert whole.exit_code == 0, whole.output
     assert [line.split(" ||| ")[0] for line in whole.output.splitlines()] == [str(index // 2) for index in range(10)]
 
@@ -55,7 +59,7 @@ def test_an_interrupted_translation_of_a_file_goes_on_where_it_stopped(workdir, 
         return translate_n_best(self, sentences, *args, **kwargs)
 
     monkeypatch.setattr(Translator, "translate_n_best", recorded)
-    command = ("translate", "--input", "long.txt", "--n-best", "2", "--output", "long.de.txt")
+    command = ("translate", "--input", "long.txt", "--n-best", "2", "--output", "long.de.txt", *search)
     assert invoke(*command).exit_code == 130
     assert not Path("long.de.txt").exists() and Path("long.de.txt.partial").read_text() == "".join(whole.output.splitlines(True)[:4])
     chunks.clear()

@@ -128,7 +128,15 @@ class Translator:
             tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32),
             tf.TensorSpec([2], tf.int32),
         ], autograph=False)
-        self._seeds = random.Random(decode.seed)
+        self.reseed(0)
+
+    def reseed(self, offset: int) -> None:
+        """Restarts sampling's seeds (drawn from decode.seed, one per batch) as for the sentences
+        `offset` into a longer input translated in parts. A part translated again (what a resumed
+        `nmt translate --output` does) then draws the samples it drew the first time. Without
+        decode.seed, the seeds are new each time anyway."""
+        seed = self.config.decode.seed
+        self._seeds = random.Random(None if seed is None else f"{seed}:{offset}")
 
     @classmethod
     def from_run_dir(cls, run: RunDir, config: Config | None = None, checkpoint: Path | None = None) -> "Translator":
