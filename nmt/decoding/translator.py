@@ -221,14 +221,14 @@ class Translator:
         token_ids = tf.gather(token_ids, todo)
         self._warn_truncation(todo, token_ids.row_lengths().numpy())
         token_ids = token_ids[:, : self.model.max_length]
-        hypotheses = 2 * n if sampling else 1  # sampling draws 2n, of which the n best distinct are kept
-        for positions in decoding_batches(token_ids.row_lengths().numpy(), self.config.decode, hypotheses):
+        drawn = 2 * n if sampling else 1  # sampling draws 2n per sentence, of which the n best distinct are kept
+        for positions in decoding_batches(token_ids.row_lengths().numpy(), self.config.decode, drawn):
             batch = tf.gather(token_ids, positions).to_tensor(default_value=PAD_ID)
             try:
                 translated = self._translate_batch(batch, n, with_attention)
             except tf.errors.ResourceExhaustedError:
                 raise batch_out_of_memory(self.config.decode, len(positions), batch.shape[1],
-                                          hypotheses if sampling else None) from None
+                                          drawn if sampling else None) from None
             for position, hypotheses in zip(positions, translated):
                 outputs[todo[position]] = hypotheses
             if on_batch:
