@@ -129,9 +129,15 @@ def test_a_batch_out_of_memory_is_one_clear_error_naming_the_settings_to_lower(t
 
     config = dataclasses.replace(translator.config, decode=dataclasses.replace(translator.config.decode, sampling="top_k"))
     sampler = Translator(config, translator.model, translator.tokenizers)
-    monkeypatch.setattr(sampler, "_search", exhausted)
+    search, calls = sampler._search, []
+
+    def exhausted_in_the_second_batch(*args):
+        calls.append(args)
+        return search(*args) if len(calls) == 1 else exhausted()
+
+    monkeypatch.setattr(sampler, "_search", exhausted_in_the_second_batch)
     with pytest.raises(NmtError, match=r"^out of memory decoding a batch of 1 sentences of up to \d+ tokens \(6 samples each\): "):
-        sampler.translate_n_best(["the dog runs"], 3)
+        sampler.translate_n_best(["the dog runs", "a cat"], 3)  # a batch each: 6 samples count as 3 of batch_size 4
 
 
 def test_a_lone_surrogate_is_one_clear_error(translator):
