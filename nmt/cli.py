@@ -148,7 +148,8 @@ def translate(
     sentences: Annotated[Optional[list[str]], typer.Argument(help="Sentences to translate.")] = None,
     run_dir: RunDirsOption = None,
     input_file: Annotated[Optional[Path], typer.Option("--input", "-i", help="File with one sentence per line.")] = None,
-    output_file: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write translations here (default: stdout).")] = None,
+    output_file: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write translations here (default: stdout); run "
+                                                                   "again, an interrupted translation goes on where it stopped.")] = None,
     n_best: Annotated[
         int, typer.Option("--n-best", min=1, help="Print the N best translations per sentence as 'LINE ||| TEXT ||| SCORE' (N <= decode.beam_size).")
     ] = 1,
