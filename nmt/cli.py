@@ -195,6 +195,9 @@ def translate(
         if server is not None:
             from nmt import server as server_lib
 
+            if output_file is not None:
+                settings["served"] = server_lib.health(server)
+
             def render(chunk: Sequence[str], start: int) -> str:
                 return _rendered(server_lib.request(server, list(chunk), n_best), start, n_best)
         else:

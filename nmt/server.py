@@ -94,10 +94,24 @@ def request(url: str, sentences: Sequence[str], n_best: int = 1, timeout: float 
         NmtError: no server answers at url, or it refused the request (its reason).
     """
     data = json.dumps({"text": list(sentences), "n_best": n_best}).encode("utf-8")
-    call = urllib.request.Request(url.rstrip("/") + "/translate", data=data, headers={"Content-Type": "application/json"})
+    body = _call(url, urllib.request.Request(url.rstrip("/") + "/translate", data=data,
+                                             headers={"Content-Type": "application/json"}), timeout)
+    return [[(hypothesis["text"], hypothesis["score"]) for hypothesis in hypotheses] for hypotheses in body["translations"]]
+
+
+def health(url: str, timeout: float = 10.0) -> dict:
+    """What the server at url serves: its run, checkpoint and beam size (GET /health).
+
+    Raises:
+        NmtError: no server answers at url.
+    """
+    return _call(url, urllib.request.Request(url.rstrip("/") + "/health"), timeout)
+
+
+def _call(url: str, call: urllib.request.Request, timeout: float) -> dict:
     try:
         with urllib.request.urlopen(call, timeout=timeout) as response:
-            body = json.loads(response.read())
+            return json.loads(response.read())
     except urllib.error.HTTPError as error:
         try:
             reason = json.loads(error.read())["error"]
@@ -107,4 +121,3 @@ def request(url: str, sentences: Sequence[str], n_best: int = 1, timeout: float 
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", error)
         raise NmtError(f"no translation server answers at {url} ({reason}); start one with: nmt serve --run-dir DIR --port PORT") from None
-    return [[(hypothesis["text"], hypothesis["score"]) for hypothesis in hypotheses] for hypotheses in body["translations"]]

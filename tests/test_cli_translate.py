@@ -147,6 +147,8 @@ def test_serve_answers_translate_server_like_a_local_translate(workdir, package_
             local = invoke("translate", "--run-dir", "runs/tiny", *options, *sentences)
             remote = invoke("translate", "--server", url, *options, *sentences)
             assert remote.exit_code == 0 and remote.output == local.output, (remote.output, local.output)
+        assert invoke("translate", "--server", url, "--output", "served.txt", *sentences).exit_code == 0
+        assert Path("served.txt").read_text() == invoke("translate", "--run-dir", "runs/tiny", *sentences).output
         assert_user_error(invoke("translate", "--server", url, "--n-best", "5", "A dog."),
                           "the server at http://127.0.0.1:")
         assert_user_error(invoke("translate", "--server", url, "--align", "A dog."), "with --server the server's run")

@@ -40,8 +40,7 @@ def post(url, body: bytes):
 def test_translations_and_n_best_in_order(url):
     assert server.request(url, ["abc", "", "Grüße, 世界"]) == [[("cba", 0.0)], [("", 0.0)], [("界世 ,eßürG", 0.0)]]
     assert server.request(url, ["ab", "cd"], n_best=2) == [[("ba", 0.0), ("ba!", -1.0)], [("dc", 0.0), ("dc!", -1.0)]]
-    with urllib.request.urlopen(url + "/health") as response:
-        assert json.loads(response.read()) == {"status": "ok", "run": "runs/x"}
+    assert server.health(url) == {"status": "ok", "run": "runs/x"}
 
 
 def test_the_models_refusal_reaches_the_client_as_one_error(url):
