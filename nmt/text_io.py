@@ -3,13 +3,15 @@ and writing what they become chunk by chunk, resumably."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import BinaryIO, Callable, Iterator, Sequence
 
 from nmt import atomic
 from nmt.errors import NmtError
@@ -52,7 +54,8 @@ def write_in_chunks(lines: Sequence[str], render: Callable[[Sequence[str], int],
     and settings it belongs to and how many lines it holds; once complete it is renamed to output.
     Each chunk is on disk before the next starts. So a run stopped midway (Ctrl-C, a kill, a
     crash) started again with the same input and settings goes on from its last chunk; with other
-    input or settings it starts afresh. An existing output is replaced only at the end.
+    input or settings it starts afresh. An existing output is replaced only at the end. A second
+    run writing the same output while the first is at work is refused (the partial is locked).
 
     Raises:
         NmtError: the output cannot be written (its message names it).
@@ -65,12 +68,12 @@ def write_in_chunks(lines: Sequence[str], render: Callable[[Sequence[str], int],
     partial, state = output.with_name(f"{output.name}.partial"), output.with_name(f"{output.name}.partial.json")
     key = {"input": hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest(), "lines": len(lines), **settings}
     try:
-        done, size = _resumable(partial, state, key)
-        if done:
-            log.info("resuming: %d of %d lines already translated in %s", done, len(lines), partial)
-            if resumed:
-                resumed(done)
-        with open(partial, "r+b" if done else "wb") as file:
+        with _locked(partial, output) as file:
+            done, size = _resumable(partial, state, key)
+            if done:
+                log.info("resuming: %d of %d lines already translated in %s", done, len(lines), partial)
+                if resumed:
+                    resumed(done)
             file.truncate(size)
             file.seek(size)
             for start in range(done, len(lines), CHUNK_LINES):
@@ -79,11 +82,42 @@ def write_in_chunks(lines: Sequence[str], render: Callable[[Sequence[str], int],
                 os.fsync(file.fileno())
                 done = min(start + CHUNK_LINES, len(lines))
                 atomic.write_text(state, json.dumps({**key, "done": done, "bytes": file.tell()}, indent=2))
-        os.replace(partial, output)
-        state.unlink()
+            # Renamed while still locked, so no other run can start on a partial that is complete.
+            os.replace(partial, output)
+            state.unlink()
     except OSError as error:
         raise NmtError(f"cannot write --output {output}: {error.strerror}; free space (or choose another --output) and run "
                        "the command again: it goes on from the lines already written") from None
+
+
+@contextlib.contextmanager
+def _locked(partial: Path, output: Path) -> Iterator[BinaryIO]:
+    """partial, opened for writing without truncating it and locked (flock) for this process: a
+    second run writing the same output is refused at once, and a killed run's lock goes with it.
+
+    Raises:
+        NmtError: another process is writing output.
+    """
+    while True:
+        # Not open(partial, "wb"): that would truncate the file before knowing whether another run holds it.
+        file = os.fdopen(os.open(partial, os.O_RDWR | os.O_CREAT, 0o666), "r+b")
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            file.close()
+            raise NmtError(f"another process is writing --output {output} (its {partial.name} is locked); "
+                           "wait for it to finish, or choose another --output") from None
+        try:
+            # The run that held the lock may have renamed the file opened here to output meanwhile.
+            if os.path.samestat(os.fstat(file.fileno()), os.stat(partial)):
+                break
+        except FileNotFoundError:
+            pass
+        file.close()
+    try:
+        yield file
+    finally:
+        file.close()  # closing releases the lock
 
 
 def _resumable(partial: Path, state: Path, key: dict) -> tuple[int, int]:

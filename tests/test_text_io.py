@@ -125,3 +125,46 @@ def test_an_output_that_cannot_be_written_is_one_line_error(tmp_path, monkeypatc
     with pytest.raises(NmtError, match=r"cannot write --output .*out.txt: No space left on device; free space .* run the "
                                        r"command again: it goes on from the lines already written"):
         text_io.write_in_chunks(LINES, Renderer(), tmp_path / "out.txt", {})
+
+
+def test_a_second_run_on_the_same_output_is_refused_and_changes_nothing(tmp_path, monkeypatch):
+    from nmt import text_io
+
+    monkeypatch.setattr(text_io, "CHUNK_LINES", 2)
+    output, refused = tmp_path / "out.txt", []
+
+    class Meddler(Renderer):
+        """In its second chunk, another run starts on the same output (other lines and settings)."""
+
+        def __call__(self, chunk, start):
+            if start == 2:
+                written = (tmp_path / "out.txt.partial").read_bytes()
+                with pytest.raises(NmtError, match=r"another process is writing --output .*out.txt .*choose another --output"):
+                    text_io.write_in_chunks(["other"], Renderer(), output, {"beam": 5})
+                refused.append((tmp_path / "out.txt.partial").read_bytes() == written)
+            return super().__call__(chunk, start)
+
+    text_io.write_in_chunks(LINES, Meddler(), output, {"beam": 4})
+    assert refused == [True]
+    assert output.read_text() == EXPECTED
+
+
+def test_a_partial_renamed_by_the_run_that_held_it_is_not_written_into(tmp_path, monkeypatch):
+    """The lock is taken just after a run that held it renamed its finished partial to the output:
+    the file opened is then that output, and the run must start a partial of its own."""
+    from nmt import text_io
+
+    output, partial = tmp_path / "out.txt", tmp_path / "out.txt.partial"
+    partial.write_text("A FINISHED OUTPUT\n")
+    flock, calls = text_io.fcntl.flock, []
+
+    def finished_meanwhile(file, operation):
+        if not calls:
+            partial.rename(output)
+        calls.append(operation)
+        flock(file, operation)
+
+    monkeypatch.setattr(text_io.fcntl, "flock", finished_meanwhile)
+    text_io.write_in_chunks(LINES, Renderer(), output, {})
+    assert output.read_text() == EXPECTED
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out.txt"]
