@@ -249,7 +249,7 @@ def serve(
 
         http, about = jobs.server(run_dir, set_ or [], host, port)
         url = f"http://{http.server_address[0]}:{http.server_address[1]}"
-        typer.echo(f"Serving {about['checkpoint']} (beam {about['beam_size']}) at {url}")
+        typer.echo(f"Serving {about['checkpoint']} (beam {about['decode']['beam_size']}) at {url}")
         typer.echo(f'  nmt translate --server {url} "A sentence."   (Ctrl-C stops the server)')
         sys.stdout.flush()
         try:

@@ -415,7 +415,7 @@ def server(run_dir: str | None, overrides: list[str], host: str, port: int) -> t
     checkpoint = run.checkpoint_path(config.eval.checkpoint)
     translator = Translator.from_run_dir(run, config, checkpoint)
     translator.translate(["warm up"])
-    about = {"run": str(run.path), "checkpoint": str(checkpoint), "beam_size": config.decode.beam_size}
+    about = {"run": str(run.path), "checkpoint": str(checkpoint), "decode": dataclasses.asdict(config.decode)}
 
     def translate(sentences: list[str], n_best: int) -> list[list[tuple[str, float]]]:
         return [[(hypothesis.text, hypothesis.score) for hypothesis in hypotheses]

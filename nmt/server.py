@@ -100,7 +100,7 @@ def request(url: str, sentences: Sequence[str], n_best: int = 1, timeout: float 
 
 
 def health(url: str, timeout: float = 10.0) -> dict:
-    """What the server at url serves: its run, checkpoint and beam size (GET /health).
+    """What the server at url serves: its run, checkpoint and decode settings (GET /health).
 
     Raises:
         NmtError: no server answers at url.

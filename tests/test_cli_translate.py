@@ -133,6 +133,7 @@ def test_commands_print_no_library_noise(workdir, package_env):
 
 
 def test_serve_answers_translate_server_like_a_local_translate(workdir, package_env):
+    import dataclasses
     import subprocess
     import sys
 
@@ -142,6 +143,11 @@ def test_serve_answers_translate_server_like_a_local_translate(workdir, package_
         first = serving.stdout.readline()  # printed once the model is loaded and traced
         assert first.startswith("Serving ") and " at http://127.0.0.1:" in first, first + serving.stderr.read()
         url = first.split(" at ")[1].strip()
+        from nmt import server
+        from nmt.run_dir import RunDir
+
+        # What an interrupted --server --output must find again to resume: the decode settings too.
+        assert server.health(url)["decode"] == dataclasses.asdict(RunDir(Path("runs/tiny")).load_config().decode)
         sentences = ["The dog saw a cat.", "My small teachers will read the book."]
         for options in ([], ["--n-best", "3"]):
             local = invoke("translate", "--run-dir", "runs/tiny", *options, *sentences)
