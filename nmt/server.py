@@ -24,6 +24,10 @@ from nmt.errors import NmtError
 
 log = logging.getLogger("nmt")
 
+# Sentences a client request carries: with a server on a slow machine, the longest search that
+# must end within a request's timeout (~1 minute of beam search by a large model on 2 CPU cores),
+# and enough to fill the server's decoding batches with sentences of similar length.
+REQUEST_SENTENCES = 1000
 # Sentences to (translation, score) lists, n per sentence; raises NmtError for a bad n.
 Translate = Callable[[Sequence[str], int], list[list[tuple[str, float]]]]
 
@@ -88,15 +92,21 @@ def _parse(data: bytes) -> tuple[list[str], int]:
 
 
 def request(url: str, sentences: Sequence[str], n_best: int = 1, timeout: float = 600.0) -> list[list[tuple[str, float]]]:
-    """The server's n_best (translation, score) pairs for each sentence.
+    """The server's n_best (translation, score) pairs for each sentence, asked REQUEST_SENTENCES
+    at a time, each request answered within timeout seconds.
 
     Raises:
-        NmtError: no server answers at url, or it refused the request (its reason).
+        NmtError: no server answers at url, it refused a request (its reason), or it did not
+        answer one in time.
     """
-    data = json.dumps({"text": list(sentences), "n_best": n_best}).encode("utf-8")
-    body = _call(url, urllib.request.Request(url.rstrip("/") + "/translate", data=data,
-                                             headers={"Content-Type": "application/json"}), timeout)
-    return [[(hypothesis["text"], hypothesis["score"]) for hypothesis in hypotheses] for hypotheses in body["translations"]]
+    found = []
+    for start in range(0, len(sentences), REQUEST_SENTENCES):
+        data = json.dumps({"text": list(sentences[start:start + REQUEST_SENTENCES]), "n_best": n_best}).encode("utf-8")
+        body = _call(url, urllib.request.Request(url.rstrip("/") + "/translate", data=data,
+                                                 headers={"Content-Type": "application/json"}), timeout)
+        found += [[(hypothesis["text"], hypothesis["score"]) for hypothesis in hypotheses]
+                  for hypotheses in body["translations"]]
+    return found
 
 
 def health(url: str, timeout: float = 10.0) -> dict:
@@ -120,4 +130,6 @@ def _call(url: str, call: urllib.request.Request, timeout: float) -> dict:
         raise NmtError(f"the server at {url} refused the request: {reason}") from None
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", error)
+        if isinstance(reason, TimeoutError):
+            raise NmtError(f"the server at {url} did not answer within {timeout:g} s; check that it still runs") from None
         raise NmtError(f"no translation server answers at {url} ({reason}); start one with: nmt serve --run-dir DIR --port PORT") from None

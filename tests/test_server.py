@@ -85,3 +85,28 @@ def test_an_address_not_of_this_machine_is_one_clear_error(host):
     does not resolve: the fix is the host, not the port."""
     with pytest.raises(NmtError, match=f"cannot listen on {host}:0: .*; choose another --host: an address of this machine"):
         server.make_server(reverse, host, 0, {})
+
+
+def test_many_sentences_go_in_several_requests_in_order(url, monkeypatch):
+    monkeypatch.setattr(server, "REQUEST_SENTENCES", 2)
+    sentences = [f"s{number}" for number in range(5)]
+    assert server.request(url, sentences) == [[(sentence[::-1], 0.0)] for sentence in sentences]
+    assert server.request(url, []) == []
+
+
+def test_a_server_that_does_not_answer_in_time_is_one_clear_error():
+    answered = threading.Event()
+
+    def stuck(sentences, n_best):
+        answered.wait(10)
+        return [[("", 0.0)] for _ in sentences]
+
+    http = server.make_server(stuck, "127.0.0.1", 0, {})
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(NmtError, match=r"^the server at http://127.0.0.1:\d+ did not answer within 0.5 s; check that it still runs$"):
+            server.request(f"http://127.0.0.1:{http.server_address[1]}", ["abc"], timeout=0.5)
+    finally:
+        answered.set()
+        http.shutdown()
+        http.server_close()

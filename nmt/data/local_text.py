@@ -76,7 +76,23 @@ def local_config(directory: Path) -> LocalTextConfig:
     stats = [(path.name, stat.st_size, stat.st_mtime_ns)
              for paths in files.values() for path in paths.values() for stat in [path.stat()]]
     name = hashlib.sha256(json.dumps(sorted(stats)).encode()).hexdigest()[:16]
-    return LocalTextConfig(name=name, files=files, description=f"<lang>.<split>.txt files of {directory}")
+    return LocalTextConfig(name=name, files=files, description=f"<lang>.<split>.txt files of {directory.resolve()}")
+
+
+def other_preparations(version_dir: Path) -> list[Path]:
+    """The folders beside version_dir's config (<data_dir>/local_text/<config>) that hold an
+    earlier preparation of the same directory's files: what a changed corpus leaves behind."""
+    config_dir = version_dir.parent
+
+    def description(info: Path) -> str | None:
+        try:
+            return json.loads(info.read_text(encoding="utf-8")).get("configDescription")
+        except (OSError, ValueError):
+            return None
+
+    mine = description(version_dir / "dataset_info.json")
+    return sorted(info.parent.parent for info in config_dir.parent.glob("*/*/dataset_info.json")
+                  if info.parent.parent != config_dir and mine is not None and description(info) == mine)
 
 
 class LocalText(tfds.core.GeneratorBasedBuilder):

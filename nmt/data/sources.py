@@ -136,6 +136,10 @@ def _local_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
             builder = _prepare(builder, make, f"the parallel text of {directory} (once, and again when a file changes)")
         except OSError as error:
             raise DataError(f"cannot prepare the parallel text of {directory}: {error}") from None
+        for folder in local_text.other_preparations(Path(builder.data_dir)):
+            size = sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+            log.warning("an earlier version of %s's files was prepared in %s (%.1f MB): delete that folder to free "
+                        "its space once no command reads it", directory, folder, size / 1e6)
     return builder
 
 

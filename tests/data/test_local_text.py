@@ -92,7 +92,7 @@ def test_every_split_needs_every_language(tmp_path):
         sources.prepared_builder(config)
 
 
-def test_a_corpus_is_prepared_once_and_again_when_a_file_changes(tmp_path):
+def test_a_corpus_is_prepared_once_and_again_when_a_file_changes(tmp_path, caplog):
     config = corpus(tmp_path)
     directory = Path(config.manual_dir)
     first = local_config(directory).name
@@ -104,3 +104,12 @@ def test_a_corpus_is_prepared_once_and_again_when_a_file_changes(tmp_path):
     assert local_config(directory).name != first
     sources.prepared_builder.cache_clear()
     assert sources.read_pairs(config, "train")[0][0] == "hello again 0"
+    # The earlier preparation is named, for the user to delete; another corpus's is not.
+    earlier = [record.getMessage() for record in caplog.records if "an earlier version" in record.getMessage()]
+    assert len(earlier) == 1 and str(tmp_path / "tfds" / "local_text" / first) in earlier[0], earlier
+    (tmp_path / "other").mkdir()
+    other = DataConfig(**{**corpus(tmp_path / "other").__dict__, "data_dir": config.data_dir})
+    sources.prepared_builder.cache_clear()
+    caplog.clear()
+    sources.read_pairs(other, "train")
+    assert not [record for record in caplog.records if "an earlier version" in record.getMessage()]
