@@ -163,10 +163,11 @@ def translate(
     ] = None,
     set_: SetOption = None,
 ) -> None:
-    """Translate sentences given as arguments, in a file, or on stdin (one per line)."""
+    """Translate sentences given as arguments, in a file, or on stdin (one per line); at a terminal
+    without them, sentences as you type them."""
     with _user_errors(tensorflow=server is None, run_dirs=(run_dir or [None]) if server is None else (),
                       outputs=[("--output", output_file, False)]):
-        from nmt.text_io import decode_lines, write_in_chunks
+        from nmt.text_io import decode_lines, interactive, write_in_chunks
 
         if align and n_best != 1:
             raise NmtError("--align aligns the best translation only; leave out --n-best")
@@ -187,8 +188,10 @@ def translate(
                 raise NmtError(f"cannot read --input {input_file}: {error.strerror}") from None
         elif not sys.stdin.isatty():
             lines = decode_lines(sys.stdin.buffer.read(), "stdin")
+        elif output_file is not None:
+            raise NmtError("nothing to translate into --output: pass sentences, --input FILE, or text on stdin")
         else:
-            raise NmtError("nothing to translate: pass sentences, --input FILE, or text on stdin")
+            lines = None  # a terminal: sentences as they are typed
         # What a resumed --output must have been written with: the same checkpoints or server and settings.
         settings = {"set": set_ or [], "n_best": n_best, "align": align, "server": server}
         advance = None
@@ -204,7 +207,9 @@ def translate(
             from nmt import jobs
 
             translate_lines, settings["checkpoints"] = jobs.translator(first_run, set_ or [], n_best, align, ensemble)
-            if not sentences:
+            if lines is None:
+                translate_lines(["warm up"])  # traces the search now, so that the first sentence typed is not slow
+            elif not sentences:
                 advance = jobs.progress_bar(len(lines))
 
             def render(chunk: Sequence[str], start: int) -> str:
@@ -214,7 +219,10 @@ def translate(
                 return _rendered([[(hypothesis.text, hypothesis.score) for hypothesis in hypotheses]
                                   for hypotheses in translations], start, n_best)
 
-        write_in_chunks(lines, render, output_file, settings, resumed=advance)
+        if lines is None:
+            interactive(render)
+        else:
+            write_in_chunks(lines, render, output_file, settings, resumed=advance)
 
 
 def _rendered(translations: list[list[tuple[str, float]]], start: int, n_best: int) -> str:

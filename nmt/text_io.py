@@ -120,6 +120,39 @@ def _locked(partial: Path, output: Path) -> Iterator[BinaryIO]:
         file.close()  # closing releases the lock
 
 
+def interactive(render: Callable[[Sequence[str], int], str]) -> int:
+    """Translates sentences as they are typed at a terminal: a prompt on stderr, each line's
+    render([line], its number) on stdout as soon as it is entered, until Ctrl-D or Ctrl-C. A line
+    that cannot be translated gets its error on stderr and the next prompt. Returns the number of
+    sentences translated."""
+    sys.stderr.write("Type a sentence and press Enter to translate it; Ctrl-D ends.\n")
+    number = 0
+    while True:
+        sys.stderr.write("> ")
+        sys.stderr.flush()
+        try:
+            raw = sys.stdin.buffer.readline()
+        except KeyboardInterrupt:
+            raw = b""
+        if not raw:
+            sys.stderr.write("\n")
+            return number
+        try:
+            line = raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as error:
+            sys.stderr.write(f"error: that line is not valid UTF-8 (byte {error.start + 1}); type UTF-8 text\n")
+            continue
+        if not line.strip():
+            continue
+        try:
+            sys.stdout.write(render([line], number))
+        except NmtError as error:
+            sys.stderr.write(f"error: {error}\n")
+            continue
+        sys.stdout.flush()
+        number += 1
+
+
 def _resumable(partial: Path, state: Path, key: dict) -> tuple[int, int]:
     """(input lines, bytes) of partial that a run of this key can keep: those its state records
     when it is this key's, else none."""

@@ -34,6 +34,43 @@ def test_translate_arguments_file_and_stdin(workdir):
     assert result.output.splitlines() == [lines[0], ""]
 
 
+def test_translate_at_a_terminal_translates_sentences_as_they_are_typed(workdir, package_env):
+    """With no sentences, file or piped text, stdin a terminal (a pseudo-terminal here): a prompt,
+    each sentence's translation printed as it is entered, as `nmt translate SENTENCE` gives it,
+    and Ctrl-D ends with status 0."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    sentences = ["The dog saw a cat.", "My small teachers will read the book."]
+    expected = invoke("translate", "--run-dir", "runs/tiny", *sentences).output.splitlines()
+    controller, terminal = pty.openpty()
+    typing = subprocess.Popen([sys.executable, "-m", "nmt.cli", "translate", "--run-dir", "runs/tiny"], stdin=terminal,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=package_env)
+    os.close(terminal)
+    try:
+        for sentence, translation in zip(sentences, expected):
+            os.write(controller, f"{sentence}\n".encode())
+            assert typing.stdout.readline() == translation + "\n"  # before the next sentence is typed
+        os.write(controller, b"\x04")  # Ctrl-D at the start of a line: end of input
+        out, err = typing.communicate(timeout=60)
+    finally:
+        typing.kill()
+        os.close(controller)
+    assert typing.returncode == 0 and out == "", out + err
+    assert "Type a sentence" in err and err.count("> ") == 3, err
+
+    controller, terminal = pty.openpty()
+    refused = subprocess.run([sys.executable, "-m", "nmt.cli", "translate", "--run-dir", "runs/tiny", "--output", "typed.txt"],
+                             stdin=terminal, capture_output=True, text=True, env=package_env, timeout=120)
+    os.close(terminal)
+    os.close(controller)
+    assert refused.returncode == 1 and refused.stderr.splitlines()[-1].startswith(
+        "error: nothing to translate into --output"), refused.stderr
+    assert not Path("typed.txt").exists()
+
+
 @pytest.mark.parametrize("search", [[], ["--set", "decode.sampling=top_k", "--set", "decode.temperature=3", "--set", "decode.seed=5"]],
                          ids=["beam", "seeded sampling"])
 def test_an_interrupted_translation_of_a_file_goes_on_where_it_stopped(workdir, monkeypatch, caplog, search):

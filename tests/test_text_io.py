@@ -168,3 +168,25 @@ def test_a_partial_renamed_by_the_run_that_held_it_is_not_written_into(tmp_path,
     text_io.write_in_chunks(LINES, Renderer(), output, {})
     assert output.read_text() == EXPECTED
     assert sorted(path.name for path in tmp_path.iterdir()) == ["out.txt"]
+
+
+def test_interactive_translates_each_line_as_typed_until_end_of_input(monkeypatch, capsys):
+    import io
+    import types
+
+    from nmt import text_io
+
+    def render(chunk, start):
+        assert len(chunk) == 1
+        if chunk[0] == "too long":
+            raise NmtError("that sentence cannot be translated")
+        return f"{start}:{chunk[0].upper()}\n"
+
+    typed = b"a dog\n\n   \n\xffcat\ntoo long\ntwo cats\r\n"
+    monkeypatch.setattr(text_io.sys, "stdin", types.SimpleNamespace(buffer=io.BytesIO(typed)))
+    assert text_io.interactive(render) == 2
+    out, err = capsys.readouterr()
+    assert out == "0:A DOG\n1:TWO CATS\n"  # empty lines skipped; errors numbered no line
+    assert err.count("> ") == 7
+    assert "error: that line is not valid UTF-8 (byte 1); type UTF-8 text" in err
+    assert "error: that sentence cannot be translated" in err
