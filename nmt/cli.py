@@ -225,6 +225,47 @@ def translate(
             write_in_chunks(lines, render, output_file, settings, resumed=advance)
 
 
+@app.command()
+def score(
+    source: Annotated[Path, typer.Option("--source", "-s", help="File of source sentences, one per line.")],
+    target: Annotated[Path, typer.Option("--target", "-t", help="File of their translations, line for line.")],
+    run_dir: RunDirOption = None,
+    output_file: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the scores here (default: stdout); run "
+                                                                   "again, an interrupted scoring goes on where it stopped.")] = None,
+    set_: SetOption = None,
+) -> None:
+    """Score given translations: for each line, the model's log-probability of the --target line
+    (and EOS) as the translation of the --source line, over the length penalty, as translate
+    --n-best scores its hypotheses (--set decode.length_penalty=0: the log-probability itself)."""
+    with _user_errors(run_dirs=[run_dir], outputs=[("--output", output_file, False)]):
+        import hashlib
+
+        from nmt import jobs
+        from nmt.text_io import decode_lines, write_in_chunks
+
+        texts = {}
+        for option, path in (("--source", source), ("--target", target)):
+            try:
+                texts[option] = decode_lines(path.read_bytes(), str(path))
+            except OSError as error:
+                raise NmtError(f"cannot read {option} {path}: {error.strerror}") from None
+        sources, targets = texts["--source"], texts["--target"]
+        if len(sources) != len(targets):
+            raise NmtError(f"--source {source} has {len(sources)} lines but --target {target} has {len(targets)}; "
+                           "give one translation per source line")
+        score_pairs, checkpoints_used = jobs.scorer(run_dir, set_ or [])
+        advance = jobs.progress_bar(len(sources))
+
+        def render(chunk: Sequence[str], start: int) -> str:
+            found = score_pairs(chunk, targets[start:start + len(chunk)], advance)
+            return "".join(f"{value:.4f}\n" for value in found)
+
+        # What a resumed --output must have been written with (the sources are in the key already).
+        settings = {"target": hashlib.sha256("\n".join(targets).encode("utf-8")).hexdigest(), "set": set_ or [],
+                    "checkpoints": checkpoints_used}
+        write_in_chunks(sources, render, output_file, settings, resumed=advance)
+
+
 def _rendered(translations: list[list[tuple[str, float]]], start: int, n_best: int) -> str:
     """Lines of output: the best translation of each sentence, or with n_best > 1 'LINE ||| TEXT
     ||| SCORE' for each of its n_best (LINE counting from 0 over the whole input, start the first)."""

@@ -393,6 +393,15 @@ def translator(run_dir: str | None, overrides: list[str], n_best: int = 1, with_
     return translate, used
 
 
+def scorer(run_dir: str | None, overrides: list[str]) -> tuple[Callable[..., list[float]], list[str]]:
+    """A function from sources and targets (and optionally on_batch, a progress callback) to the
+    model's score of each target (Translator.score), by the run's eval.checkpoint with its decode
+    settings (the length penalty); and the checkpoint it scores with."""
+    run, config = load_run(run_dir, overrides)
+    checkpoint = run.checkpoint_path(config.eval.checkpoint)
+    return Translator.from_run_dir(run, config, checkpoint).score, [str(checkpoint.resolve())]
+
+
 def progress_bar(total: int) -> Callable[[int], None]:
     """A progress bar of total sentences on stderr when it is a terminal; returns what to call with
     the number of sentences each step completes."""

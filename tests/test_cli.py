@@ -126,13 +126,13 @@ def test_a_missing_run_directory_fails_before_tensorflow_is_imported(tmp_path, p
     commands = [["translate", "--run-dir", "nowhere", "A dog."], ["translate", "--run-dir", "runs/tiny", "--run-dir", "nowhere", "A dog."],
                 ["evaluate", "--run-dir", "nowhere"], ["export", "--run-dir", "nowhere"],
                 ["attention", "--run-dir", "nowhere", "A dog.", "--output", "a.png"], ["serve", "--run-dir", "nowhere"],
-                ["translate", "A dog."]]
+                ["score", "--run-dir", "nowhere", "-s", "a.txt", "-t", "b.txt"], ["translate", "A dog."]]
     Path(tmp_path, "runs", "tiny").mkdir(parents=True)
     done = subprocess.run([sys.executable, "-c", program, json.dumps(commands)], capture_output=True, text=True,
                           cwd=tmp_path, env=package_env, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     results = [json.loads(line) for line in done.stdout.splitlines()]
-    assert results == [[1, False, "error: run directory not found: nowhere"]] * 6 + [
+    assert results == [[1, False, "error: run directory not found: nowhere"]] * 7 + [
         [1, False, "error: no training run found (runs/latest is missing); pass --run-dir DIR or run nmt train first"]]
 
 

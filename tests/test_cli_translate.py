@@ -71,6 +71,35 @@ def test_translate_at_a_terminal_translates_sentences_as_they_are_typed(workdir,
     assert not Path("typed.txt").exists()
 
 
+def test_score_gives_translate_n_best_scores_and_prefers_the_right_translations(workdir):
+    """Scoring the beam's own hypotheses gives the scores translate --n-best printed (where the
+    text tokenizes back to the pieces the model chose); a trained model scores each reference
+    above the reference of another sentence."""
+    from nmt.evaluation.evaluator import SplitEvaluator
+    from nmt.run_dir import RunDir
+
+    evaluator = SplitEvaluator(RunDir(Path("runs/tiny")).load_config().data, "test")
+    sources, references = evaluator.sources[:40], evaluator.references[:40]
+    Path("score.src").write_text("".join(f"{line}\n" for line in sources))
+    n_best = invoke("translate", "--input", "score.src", "--n-best", "2")
+    assert n_best.exit_code == 0, n_best.output
+    rows = [line.split(" ||| ") for line in n_best.output.splitlines()]
+    Path("hyp.src").write_text("".join(f"{sources[int(line)]}\n" for line, _, _ in rows))
+    Path("hyp.tgt").write_text("".join(f"{text}\n" for _, text, _ in rows))
+    scored = invoke("score", "--source", "hyp.src", "--target", "hyp.tgt", "--output", "hyp.scores")
+    assert scored.exit_code == 0, scored.output
+    found = [float(line) for line in Path("hyp.scores").read_text().splitlines()]
+    agree = [abs(value - float(printed)) < 1e-3 for value, (_, _, printed) in zip(found, rows)]
+    assert len(found) == len(rows) and sum(agree) >= 0.9 * len(rows), list(zip(found, rows))
+
+    Path("ref.tgt").write_text("".join(f"{line}\n" for line in references))
+    Path("other.tgt").write_text("".join(f"{line}\n" for line in references[1:] + references[:1]))
+    right = [float(line) for line in invoke("score", "-s", "score.src", "-t", "ref.tgt").output.splitlines()]
+    wrong = [float(line) for line in invoke("score", "-s", "score.src", "-t", "other.tgt").output.splitlines()]
+    assert sum(a > b for a, b in zip(right, wrong)) >= 0.9 * len(right)
+    assert_user_error(invoke("score", "-s", "score.src", "-t", "hyp.tgt"), "has 40 lines but --target hyp.tgt has 80")
+
+
 @pytest.mark.parametrize("search", [[], ["--set", "decode.sampling=top_k", "--set", "decode.temperature=3", "--set", "decode.seed=5"]],
                          ids=["beam", "seeded sampling"])
 def test_an_interrupted_translation_of_a_file_goes_on_where_it_stopped(workdir, monkeypatch, caplog, search):

@@ -57,8 +57,7 @@ def sample(
     length penalty, and samples are sorted by them, best first. seed (2,) int32: the same seed and
     batch give the same samples. Returns ids (batch, num_samples, steps), scores (batch, num_samples)."""
     def draw(logits, step, limits):
-        excluded = tf.scatter_nd([[PAD_ID], [BOS_ID]], [_NEG, _NEG], tf.shape(logits)[-1:])
-        log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32) + excluded)
+        log_probs = next_token_log_probs(logits)
         tempered = log_probs / temperature
         if method == "top_k":
             threshold = tf.math.top_k(tempered, k=tf.minimum(top_k, tf.shape(tempered)[-1])).values[:, -1:]
@@ -245,14 +244,20 @@ def _best_next_tokens(logits: tf.Tensor, step: tf.Tensor, max_lengths: tf.Tensor
     """The k most likely next tokens of each row: log-probabilities and ids, (rows, k) each, best
     first. PAD and BOS are excluded; a row at its length limit gets EOS (log-probability 0) and
     k - 1 dead entries."""
-    # One pass adds the exclusions (a (vocab,) vector); the fused log-softmax beat
-    # reduce_logsumexp's separate max, subtract and exp passes over the (rows, vocab) logits.
-    excluded = tf.scatter_nd([[PAD_ID], [BOS_ID]], [_NEG, _NEG], tf.shape(logits)[-1:])
-    best, ids = _top_k(tf.nn.log_softmax(tf.cast(logits, tf.float32) + excluded), k)
+    best, ids = _top_k(next_token_log_probs(logits), k)
     at_limit = (step >= max_lengths)[:, tf.newaxis]
     only_eos = tf.concat([[0.0], tf.fill([k - 1], _NEG)], axis=0)[tf.newaxis]
     eos_first = tf.concat([[EOS_ID], tf.fill([k - 1], PAD_ID)], axis=0)[tf.newaxis]
     return tf.where(at_limit, only_eos, best), tf.where(at_limit, eos_first, ids)
+
+
+def next_token_log_probs(logits: tf.Tensor) -> tf.Tensor:
+    """float32 log-probabilities of (..., vocab) logits over the tokens a translation can hold:
+    PAD and BOS excluded, as the searches exclude them."""
+    # One pass adds the exclusions (a (vocab,) vector); the fused log-softmax beat
+    # reduce_logsumexp's separate max, subtract and exp passes over the (rows, vocab) logits.
+    excluded = tf.scatter_nd([[PAD_ID], [BOS_ID]], [_NEG, _NEG], tf.shape(logits)[-1:])
+    return tf.nn.log_softmax(tf.cast(logits, tf.float32) + excluded)
 
 
 def _top_k(values: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor]:

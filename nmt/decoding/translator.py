@@ -18,7 +18,7 @@ from nmt.config import Config, DecodeConfig
 from nmt.data import tokenizer
 from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizers
 from nmt.decoding.ensemble import Ensemble
-from nmt.decoding.search import beam_search, greedy_search, sample
+from nmt.decoding.search import beam_search, greedy_search, length_penalty, next_token_log_probs, sample
 from nmt.errors import ConfigError, NmtError
 from nmt.model.transformer import Transformer, build_transformer
 from nmt.run_dir import RunDir
@@ -234,6 +234,76 @@ class Translator:
             if on_batch:
                 on_batch(len(positions))
         return outputs
+
+    def score(self, sources: Sequence[str], targets: Sequence[str],
+              on_batch: Callable[[int], None] | None = None) -> list[float]:
+        """The model's score of each target as the translation of its source, as the searches
+        score their hypotheses (`translate_n_best`): the log-probability of its tokens and EOS
+        over the length penalty (decode.length_penalty; 0 gives the log-probability itself), in
+        one teacher-forced pass. An empty source, which translates to '', scores 0 for an empty
+        target and -inf for any other; a source longer than model.max_length tokens is truncated
+        (a warning), and a target too long for the model to produce scores nan (a warning).
+
+        Raises:
+            NmtError: the lists differ in length, a text is not valid Unicode, a batch does not
+                fit in memory, or the model is an ensemble.
+        """
+        if len(sources) != len(targets):
+            raise NmtError(f"{len(sources)} sources but {len(targets)} targets: give one target per source")
+        if isinstance(self.model, Ensemble):
+            raise NmtError("scoring takes one model: pass one --run-dir")
+        check_text(sources)
+        check_text(targets)
+        scores = [0.0] * len(sources)
+        source_ids = self.tokenizers.source.tokenize(tf.constant(list(sources), tf.string))
+        target_ids = self.tokenizers.target.tokenize(tf.constant(list(targets), tf.string))
+        source_lengths, target_lengths = source_ids.row_lengths().numpy(), target_ids.row_lengths().numpy()
+        todo = []
+        for index, (source_length, target_length) in enumerate(zip(source_lengths, target_lengths)):
+            if source_length == 0:
+                scores[index] = 0.0 if target_length == 0 else float("-inf")
+            elif target_length + 1 > self.model.max_length:
+                log.warning("target %d has %d tokens; the model produces at most %d: scored nan", index + 1, target_length,
+                            self.model.max_length - 1)
+                scores[index] = float("nan")
+            else:
+                todo.append(index)
+        if not todo:
+            return scores
+        self._warn_truncation(todo, source_lengths[todo])
+        source_ids = tf.gather(source_ids, todo)[:, : self.model.max_length]
+        target_ids = tf.gather(target_ids, todo)
+        lengths = np.maximum(source_ids.row_lengths().numpy(), target_ids.row_lengths().numpy() + 1)
+        for positions in decoding_batches(lengths, self.config.decode):
+            sources_batch = tf.gather(source_ids, positions).to_tensor(default_value=PAD_ID)
+            targets_batch = tf.gather(target_ids, positions)
+            bos = tf.RaggedTensor.from_tensor(tf.fill([len(positions), 1], BOS_ID))
+            eos = tf.RaggedTensor.from_tensor(tf.fill([len(positions), 1], EOS_ID))
+            target_in = tf.concat([bos, targets_batch], axis=1).to_tensor(default_value=PAD_ID)
+            target_out = tf.concat([targets_batch, eos], axis=1).to_tensor(default_value=PAD_ID)
+            try:
+                batch_scores = self._score(sources_batch, target_in, target_out).numpy()
+            except tf.errors.ResourceExhaustedError:
+                raise batch_out_of_memory(self.config.decode, len(positions), int(lengths[positions].max())) from None
+            for position, value in zip(positions, batch_scores):
+                scores[todo[position]] = float(value)
+            if on_batch:
+                on_batch(len(positions))
+        return scores
+
+    @functools.cached_property
+    def _score(self) -> Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]:
+        alpha = self.config.decode.length_penalty
+
+        def score(source_ids, target_in, target_out):
+            logits = self.model({"source_ids": source_ids, "target_in": target_in})
+            token_log_probs = tf.gather(next_token_log_probs(logits), target_out, batch_dims=2)
+            real = tf.not_equal(target_out, PAD_ID)
+            log_prob = tf.reduce_sum(tf.where(real, token_log_probs, 0.0), axis=1)
+            return log_prob / length_penalty(tf.reduce_sum(tf.cast(real, tf.int32), axis=1), alpha)
+
+        spec = tf.TensorSpec([None, None], tf.int32)
+        return tf.function(score, input_signature=[spec, spec, spec], autograph=False)
 
     def _translate_batch(self, source_ids: tf.Tensor, n: int, with_attention: bool) -> list[list[Hypothesis]]:
         decode = self.config.decode

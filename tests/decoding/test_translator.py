@@ -172,3 +172,49 @@ def test_bfloat16_decoding_computes_in_bfloat16_where_the_device_can(translator,
     expected, _ = translator.model.decode_step(tf.constant([1]), tf.constant(0), translator.model.start_decoding(source))
     tf.debugging.assert_near(logits, expected, atol=0.1)  # bfloat16 keeps ~3 significant digits
     assert len(Translator(config, model, translator.tokenizers).translate(["the dog runs", "a cat"])) == 2
+
+
+def test_a_score_is_the_sum_of_each_tokens_log_probability_given_the_tokens_before_it(translator):
+    """Independently of the one teacher-forced pass: the model run on each prefix of the target
+    alone, its last position's log-probability of the next token (EOS at the end). A wrong shift or
+    a causal mask that lets a position see the token it predicts gives other sums."""
+    import dataclasses
+
+    import numpy as np
+    import tensorflow as tf
+
+    from nmt.data.tokenizer import BOS_ID, EOS_ID
+    from nmt.decoding.search import length_penalty, next_token_log_probs
+
+    plain = Translator(dataclasses.replace(translator.config, decode=dataclasses.replace(translator.config.decode,
+                                                                                         length_penalty=0.0)),
+                       translator.model, translator.tokenizers)
+    sources, targets = ["the dog runs", "a big house", "tree"], ["a cat sees the tree", "small", ""]
+    for source, target, found in zip(sources, targets, plain.score(sources, targets)):
+        source_ids = translator.tokenizers.source.tokenize([source]).to_tensor()
+        target_ids = translator.tokenizers.target.tokenize([target]).numpy()[0].tolist() + [EOS_ID]
+        expected = 0.0
+        for position, token in enumerate(target_ids):
+            target_in = tf.constant([[BOS_ID] + target_ids[:position]], tf.int32)
+            logits = translator.model({"source_ids": source_ids, "target_in": target_in})[:, -1]
+            expected += float(next_token_log_probs(logits)[0, token])
+        assert found == pytest.approx(expected, abs=1e-4)
+        penalised = translator.score([source], [target])[0]
+        assert penalised == pytest.approx(expected / float(length_penalty(len(target_ids), 0.6)), abs=1e-4)
+        assert np.isfinite(found) and found < 0
+
+
+def test_scores_are_the_same_alone_and_in_batches_with_empty_and_overlong_pairs_named(translator, caplog):
+    """decode.batch_size 4: the six pairs go in batches of several lengths, padded."""
+    import numpy as np
+
+    sources = ["the dog runs", "", "", "a big house " * 20, "tree", "the cat"]
+    targets = ["a cat sees", "", "a dog", "small", "the " * 40, ""]
+    scores = translator.score(sources, targets)
+    assert scores[1] == 0.0 and scores[2] == float("-inf")  # an empty source translates to '' only
+    assert np.isnan(scores[4]) and "target 5 has" in caplog.text  # too long for the model to produce
+    assert "sentence 4 has" in caplog.text  # the source is truncated, as translate truncates it
+    for index in (0, 3, 5):
+        assert translator.score(sources[index:index + 1], targets[index:index + 1])[0] == pytest.approx(scores[index], abs=1e-4)
+    with pytest.raises(NmtError, match="6 sources but 5 targets"):
+        translator.score(sources, targets[:5])
