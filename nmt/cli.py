@@ -163,8 +163,9 @@ def translate(
     ] = None,
     set_: SetOption = None,
 ) -> None:
-    """Translate sentences given as arguments, in a file, or on stdin (one per line); at a terminal
-    without them, sentences as you type them."""
+    """Translate sentences given as arguments, in a file, or on stdin (one per line).
+
+    At a terminal without any of them, it translates sentences as you type them."""
     with _user_errors(tensorflow=server is None, run_dirs=(run_dir or [None]) if server is None else (),
                       outputs=[("--output", output_file, False)]):
         from nmt.text_io import decode_lines, interactive, write_in_chunks
@@ -234,9 +235,11 @@ def score(
                                                                    "again, an interrupted scoring goes on where it stopped.")] = None,
     set_: SetOption = None,
 ) -> None:
-    """Score given translations: for each line, the model's log-probability of the --target line
-    (and EOS) as the translation of the --source line, over the length penalty, as translate
-    --n-best scores its hypotheses (--set decode.length_penalty=0: the log-probability itself)."""
+    """Score given translations, line by line, as translate --n-best scores its own.
+
+    Each score is the model's log-probability of the --target line (and EOS) as the translation of
+    the --source line, over the length penalty (--set decode.length_penalty=0: the log-probability
+    itself)."""
     with _user_errors(run_dirs=[run_dir], outputs=[("--output", output_file, False)]):
         import hashlib
 
@@ -291,8 +294,9 @@ def serve(
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: a free one, printed).")] = 8080,
     set_: SetOption = None,
 ) -> None:
-    """Keep the run's model loaded and translate over HTTP until Ctrl-C: POST /translate
-    {"text": [sentences], "n_best": 1}. `nmt translate --server URL` asks it."""
+    """Keep the run's model loaded and translate over HTTP until Ctrl-C.
+
+    POST /translate {"text": \\[sentences], "n_best": 1}; `nmt translate --server URL` asks it."""
     with _user_errors(run_dirs=[run_dir]):
         from nmt import jobs
 
