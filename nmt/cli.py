@@ -233,6 +233,8 @@ def score(
     run_dir: RunDirOption = None,
     output_file: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the scores here (default: stdout); run "
                                                                    "again, an interrupted scoring goes on where it stopped.")] = None,
+    tokens: Annotated[bool, typer.Option("--tokens", help="Print 'SCORE ||| PIECE:LOGPROB ...': each target subword (and "
+                                         "</s>) with its log-probability given the source and the subwords before it.")] = False,
     set_: SetOption = None,
 ) -> None:
     """Score given translations, line by line, as translate --n-best scores its own.
@@ -261,11 +263,15 @@ def score(
 
         def render(chunk: Sequence[str], start: int) -> str:
             found = score_pairs(chunk, targets[start:start + len(chunk)], advance)
-            return "".join(f"{value:.4f}\n" for value in found)
+            if not tokens:
+                return "".join(f"{scored.score:.4f}\n" for scored in found)
+            return "".join(f"{scored.score:.4f} ||| "
+                           + " ".join(f"{piece}:{log_prob:.4f}" for piece, log_prob in zip(scored.pieces, scored.log_probs)) + "\n"
+                           for scored in found)
 
         # What a resumed --output must have been written with (the sources are in the key already).
         settings = {"target": hashlib.sha256("\n".join(targets).encode("utf-8")).hexdigest(), "set": set_ or [],
-                    "checkpoints": checkpoints_used}
+                    "checkpoints": checkpoints_used, "tokens": tokens}
         write_in_chunks(sources, render, output_file, settings, resumed=advance)
 
 

@@ -25,7 +25,7 @@ from nmt import server as server_lib
 from nmt.config import Config, SplitName
 from nmt.data import check as data_check_lib
 from nmt.data import sources, tokenizer
-from nmt.decoding.translator import Hypothesis, Translator, decoding_model, decoding_policy
+from nmt.decoding.translator import Hypothesis, Scored, Translator, decoding_model, decoding_policy
 from nmt.errors import NmtError, RunDirError
 from nmt.evaluation import report as report_lib
 from nmt.evaluation import significance
@@ -393,9 +393,9 @@ def translator(run_dir: str | None, overrides: list[str], n_best: int = 1, with_
     return translate, used
 
 
-def scorer(run_dir: str | None, overrides: list[str]) -> tuple[Callable[..., list[float]], list[str]]:
+def scorer(run_dir: str | None, overrides: list[str]) -> tuple[Callable[..., list[Scored]], list[str]]:
     """A function from sources and targets (and optionally on_batch, a progress callback) to the
-    model's score of each target (Translator.score), by the run's eval.checkpoint with its decode
+    model's scores of each target (Translator.score), by the run's eval.checkpoint with its decode
     settings (the length penalty); and the checkpoint it scores with."""
     run, config = load_run(run_dir, overrides)
     checkpoint = run.checkpoint_path(config.eval.checkpoint)

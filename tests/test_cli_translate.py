@@ -97,6 +97,12 @@ def test_score_gives_translate_n_best_scores_and_prefers_the_right_translations(
     right = [float(line) for line in invoke("score", "-s", "score.src", "-t", "ref.tgt").output.splitlines()]
     wrong = [float(line) for line in invoke("score", "-s", "score.src", "-t", "other.tgt").output.splitlines()]
     assert sum(a > b for a, b in zip(right, wrong)) >= 0.9 * len(right)
+    alpha = RunDir(Path("runs/tiny")).load_config().decode.length_penalty
+    for score, line in zip(right, invoke("score", "-s", "score.src", "-t", "ref.tgt", "--tokens").output.splitlines()):
+        printed, tokens = line.split(" ||| ")
+        pieces, log_probs = zip(*(token.rsplit(":", 1) for token in tokens.split(" ")))
+        assert float(printed) == score and pieces[-1] == "</s>"
+        assert sum(map(float, log_probs)) / ((5 + len(pieces)) / 6) ** alpha == pytest.approx(score, abs=1e-3)
     assert_user_error(invoke("score", "-s", "score.src", "-t", "hyp.tgt"), "has 40 lines but --target hyp.tgt has 80")
 
 

@@ -94,6 +94,18 @@ class Hypothesis:
     attention: SentenceAttention | None = None
 
 
+@dataclass(frozen=True)
+class Scored:
+    """A given translation as the model scores it (Translator.score)."""
+
+    # Log-probability over the GNMT length penalty, as Hypothesis.score; -inf or nan (see score).
+    score: float
+    # The target's subwords and EOS ("</s>"), each with its log-probability given the source and
+    # the subwords before it; empty where the score is not computed (an empty source, a target too long).
+    pieces: tuple[str, ...] = ()
+    log_probs: tuple[float, ...] = ()
+
+
 class Translator:
     """Translates lists of sentences in batches with the decoding settings of `config.decode`:
     greedy search when decode.beam_size is 1, beam search otherwise, or sampling
@@ -236,13 +248,14 @@ class Translator:
         return outputs
 
     def score(self, sources: Sequence[str], targets: Sequence[str],
-              on_batch: Callable[[int], None] | None = None) -> list[float]:
+              on_batch: Callable[[int], None] | None = None) -> list[Scored]:
         """The model's score of each target as the translation of its source, as the searches
         score their hypotheses (`translate_n_best`): the log-probability of its tokens and EOS
         over the length penalty (decode.length_penalty; 0 gives the log-probability itself), in
-        one teacher-forced pass. An empty source, which translates to '', scores 0 for an empty
-        target and -inf for any other; a source longer than model.max_length tokens is truncated
-        (a warning), and a target too long for the model to produce scores nan (a warning).
+        one teacher-forced pass, with each token's log-probability. An empty source, which
+        translates to '', scores 0 for an empty target and -inf for any other; a source longer
+        than model.max_length tokens is truncated (a warning), and a target too long for the
+        model to produce scores nan (a warning).
 
         Raises:
             NmtError: the lists differ in length, a text is not valid Unicode, a batch does not
@@ -254,22 +267,22 @@ class Translator:
             raise NmtError("scoring takes one model: pass one --run-dir")
         check_text(sources)
         check_text(targets)
-        scores = [0.0] * len(sources)
+        scored = [Scored(0.0)] * len(sources)
         source_ids = self.tokenizers.source.tokenize(tf.constant(list(sources), tf.string))
         target_ids = self.tokenizers.target.tokenize(tf.constant(list(targets), tf.string))
         source_lengths, target_lengths = source_ids.row_lengths().numpy(), target_ids.row_lengths().numpy()
         todo = []
         for index, (source_length, target_length) in enumerate(zip(source_lengths, target_lengths)):
             if source_length == 0:
-                scores[index] = 0.0 if target_length == 0 else float("-inf")
+                scored[index] = Scored(0.0 if target_length == 0 else float("-inf"))
             elif target_length + 1 > self.model.max_length:
                 log.warning("target %d has %d tokens; the model produces at most %d: scored nan", index + 1, target_length,
                             self.model.max_length - 1)
-                scores[index] = float("nan")
+                scored[index] = Scored(float("nan"))
             else:
                 todo.append(index)
         if not todo:
-            return scores
+            return scored
         self._warn_truncation(todo, source_lengths[todo])
         source_ids = tf.gather(source_ids, todo)[:, : self.model.max_length]
         target_ids = tf.gather(target_ids, todo)
@@ -279,28 +292,32 @@ class Translator:
             targets_batch = tf.gather(target_ids, positions)
             bos = tf.RaggedTensor.from_tensor(tf.fill([len(positions), 1], BOS_ID))
             eos = tf.RaggedTensor.from_tensor(tf.fill([len(positions), 1], EOS_ID))
-            target_in = tf.concat([bos, targets_batch], axis=1).to_tensor(default_value=PAD_ID)
-            target_out = tf.concat([targets_batch, eos], axis=1).to_tensor(default_value=PAD_ID)
+            target_out = tf.concat([targets_batch, eos], axis=1)
             try:
-                batch_scores = self._score(sources_batch, target_in, target_out).numpy()
+                scores, token_log_probs = self._score(sources_batch, tf.concat([bos, targets_batch], axis=1).to_tensor(PAD_ID),
+                                                      target_out.to_tensor(PAD_ID))
             except tf.errors.ResourceExhaustedError:
                 raise batch_out_of_memory(self.config.decode, len(positions), int(lengths[positions].max())) from None
-            for position, value in zip(positions, batch_scores):
-                scores[todo[position]] = float(value)
+            for position, row_ids, value, row_log_probs in zip(positions, target_out.to_list(), scores.numpy(),
+                                                               token_log_probs.numpy()):
+                scored[todo[position]] = Scored(float(value), tuple(self._pieces(self.tokenizers.target, row_ids)),
+                                                tuple(float(lp) for lp in row_log_probs[: len(row_ids)]))
             if on_batch:
                 on_batch(len(positions))
-        return scores
+        return scored
 
     @functools.cached_property
-    def _score(self) -> Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tf.Tensor]:
+    def _score(self) -> Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple[tf.Tensor, tf.Tensor]]:
+        """(source_ids, target_in, target_out) -> scores (batch,) and each target_out token's
+        log-probability (batch, tgt_len), 0 at padding."""
         alpha = self.config.decode.length_penalty
 
         def score(source_ids, target_in, target_out):
             logits = self.model({"source_ids": source_ids, "target_in": target_in})
-            token_log_probs = tf.gather(next_token_log_probs(logits), target_out, batch_dims=2)
             real = tf.not_equal(target_out, PAD_ID)
-            log_prob = tf.reduce_sum(tf.where(real, token_log_probs, 0.0), axis=1)
-            return log_prob / length_penalty(tf.reduce_sum(tf.cast(real, tf.int32), axis=1), alpha)
+            token_log_probs = tf.where(real, tf.gather(next_token_log_probs(logits), target_out, batch_dims=2), 0.0)
+            lengths = tf.reduce_sum(tf.cast(real, tf.int32), axis=1)
+            return tf.reduce_sum(token_log_probs, axis=1) / length_penalty(lengths, alpha), token_log_probs
 
         spec = tf.TensorSpec([None, None], tf.int32)
         return tf.function(score, input_signature=[spec, spec, spec], autograph=False)

@@ -191,6 +191,7 @@ def test_a_score_is_the_sum_of_each_tokens_log_probability_given_the_tokens_befo
                        translator.model, translator.tokenizers)
     sources, targets = ["the dog runs", "a big house", "tree"], ["a cat sees the tree", "small", ""]
     for source, target, found in zip(sources, targets, plain.score(sources, targets)):
+        assert found.score == pytest.approx(sum(found.log_probs), abs=1e-4) and found.pieces[-1] == "</s>"
         source_ids = translator.tokenizers.source.tokenize([source]).to_tensor()
         target_ids = translator.tokenizers.target.tokenize([target]).numpy()[0].tolist() + [EOS_ID]
         expected = 0.0
@@ -198,8 +199,9 @@ def test_a_score_is_the_sum_of_each_tokens_log_probability_given_the_tokens_befo
             target_in = tf.constant([[BOS_ID] + target_ids[:position]], tf.int32)
             logits = translator.model({"source_ids": source_ids, "target_in": target_in})[:, -1]
             expected += float(next_token_log_probs(logits)[0, token])
-        assert found == pytest.approx(expected, abs=1e-4)
-        penalised = translator.score([source], [target])[0]
+        assert len(found.pieces) == len(target_ids) and found.score == pytest.approx(expected, abs=1e-4)
+        found = found.score
+        penalised = translator.score([source], [target])[0].score
         assert penalised == pytest.approx(expected / float(length_penalty(len(target_ids), 0.6)), abs=1e-4)
         assert np.isfinite(found) and found < 0
 
@@ -210,11 +212,11 @@ def test_scores_are_the_same_alone_and_in_batches_with_empty_and_overlong_pairs_
 
     sources = ["the dog runs", "", "", "a big house " * 20, "tree", "the cat"]
     targets = ["a cat sees", "", "a dog", "small", "the " * 40, ""]
-    scores = translator.score(sources, targets)
+    scores = [scored.score for scored in translator.score(sources, targets)]
     assert scores[1] == 0.0 and scores[2] == float("-inf")  # an empty source translates to '' only
     assert np.isnan(scores[4]) and "target 5 has" in caplog.text  # too long for the model to produce
     assert "sentence 4 has" in caplog.text  # the source is truncated, as translate truncates it
     for index in (0, 3, 5):
-        assert translator.score(sources[index:index + 1], targets[index:index + 1])[0] == pytest.approx(scores[index], abs=1e-4)
+        assert translator.score(sources[index:index + 1], targets[index:index + 1])[0].score == pytest.approx(scores[index], abs=1e-4)
     with pytest.raises(NmtError, match="6 sources but 5 targets"):
         translator.score(sources, targets[:5])
