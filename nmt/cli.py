@@ -235,6 +235,10 @@ def score(
                                                                    "again, an interrupted scoring goes on where it stopped.")] = None,
     tokens: Annotated[bool, typer.Option("--tokens", help="Print 'SCORE ||| PIECE:LOGPROB ...': each target subword (and "
                                          "</s>) with its log-probability given the source and the subwords before it.")] = False,
+    server: Annotated[
+        Optional[str], typer.Option("--server", envvar="NMT_SERVER", help="Ask the server at this URL (nmt serve) instead "
+                                    "of loading the model here.")
+    ] = None,
     set_: SetOption = None,
 ) -> None:
     """Score given translations, line by line, as translate --n-best scores its own.
@@ -242,11 +246,14 @@ def score(
     Each score is the model's log-probability of the --target line (and EOS) as the translation of
     the --source line, over the length penalty (--set decode.length_penalty=0: the log-probability
     itself)."""
-    with _user_errors(run_dirs=[run_dir], outputs=[("--output", output_file, False)]):
+    with _user_errors(tensorflow=server is None, run_dirs=[run_dir] if server is None else (),
+                      outputs=[("--output", output_file, False)]):
         import hashlib
 
-        from nmt import jobs
         from nmt.text_io import decode_lines, write_in_chunks
+
+        if server is not None and (set_ or run_dir):
+            raise NmtError("--set and --run-dir apply to a model loaded here; with --server the server's run and settings apply")
 
         texts = {}
         for option, path in (("--source", source), ("--target", target)):
@@ -258,20 +265,35 @@ def score(
         if len(sources) != len(targets):
             raise NmtError(f"--source {source} has {len(sources)} lines but --target {target} has {len(targets)}; "
                            "give one translation per source line")
-        score_pairs, checkpoints_used = jobs.scorer(run_dir, set_ or [])
-        advance = jobs.progress_bar(len(sources))
-
-        def render(chunk: Sequence[str], start: int) -> str:
-            found = score_pairs(chunk, targets[start:start + len(chunk)], advance)
-            if not tokens:
-                return "".join(f"{scored.score:.4f}\n" for scored in found)
-            return "".join(f"{scored.score:.4f} ||| "
-                           + " ".join(f"{piece}:{log_prob:.4f}" for piece, log_prob in zip(scored.pieces, scored.log_probs)) + "\n"
-                           for scored in found)
-
         # What a resumed --output must have been written with (the sources are in the key already).
         settings = {"target": hashlib.sha256("\n".join(targets).encode("utf-8")).hexdigest(), "set": set_ or [],
-                    "checkpoints": checkpoints_used, "tokens": tokens}
+                    "tokens": tokens, "server": server}
+        advance = None
+        if server is not None:
+            from nmt import server as server_lib
+
+            if output_file is not None:
+                settings["served"] = server_lib.health(server)
+
+            def score_chunk(chunk: Sequence[str], start: int) -> list:
+                return server_lib.score(server, chunk, targets[start:start + len(chunk)])
+        else:
+            from nmt import jobs
+
+            score_pairs, settings["checkpoints"] = jobs.scorer(run_dir, set_ or [])
+            advance = jobs.progress_bar(len(sources))
+
+            def score_chunk(chunk: Sequence[str], start: int) -> list:
+                return [(scored.score, scored.pieces, scored.log_probs)
+                        for scored in score_pairs(chunk, targets[start:start + len(chunk)], advance)]
+
+        def render(chunk: Sequence[str], start: int) -> str:
+            found = score_chunk(chunk, start)
+            if not tokens:
+                return "".join(f"{value:.4f}\n" for value, _, _ in found)
+            return "".join(f"{value:.4f} ||| " + " ".join(f"{piece}:{log_prob:.4f}" for piece, log_prob in zip(pieces, log_probs))
+                           + "\n" for value, pieces, log_probs in found)
+
         write_in_chunks(sources, render, output_file, settings, resumed=advance)
 
 

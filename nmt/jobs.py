@@ -430,7 +430,10 @@ def server(run_dir: str | None, overrides: list[str], host: str, port: int) -> t
         return [[(hypothesis.text, hypothesis.score) for hypothesis in hypotheses]
                 for hypotheses in translator.translate_n_best(sentences, n_best)]
 
-    return server_lib.make_server(translate, host, port, about), about
+    def score(sources: list[str], targets: list[str]) -> list[tuple[float, list[str], list[float]]]:
+        return [(scored.score, list(scored.pieces), list(scored.log_probs)) for scored in translator.score(sources, targets)]
+
+    return server_lib.make_server(translate, host, port, about, score), about
 
 
 def export(run_dir: str | None, overrides: list[str], output: Path | None, force: bool) -> tuple[Path, dict]:

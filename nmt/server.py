@@ -6,6 +6,9 @@ Protocol (JSON over HTTP):
     POST /translate  {"text": ["A dog runs.", ...], "n_best": 1}
         -> 200 {"translations": [[{"text": "...", "score": -0.42}, ...], ...]}  (n_best per sentence, best first)
         -> 400 {"error": "..."}  (a bad request: not JSON, no list of strings, n_best out of range)
+    POST /score      {"source": ["A dog runs.", ...], "target": ["Ein Hund läuft.", ...]}
+        -> 200 {"scores": [{"score": -0.9, "pieces": ["▁Ein", ..., "</s>"], "log_probs": [-0.1, ...]}, ...]}
+           (as `nmt score`: -Infinity and NaN where it gives -inf and nan)
     GET /health      -> 200 {"status": "ok", ...what the server was started with}
 """
 
@@ -30,32 +33,41 @@ log = logging.getLogger("nmt")
 REQUEST_SENTENCES = 1000
 # Sentences to (translation, score) lists, n per sentence; raises NmtError for a bad n.
 Translate = Callable[[Sequence[str], int], list[list[tuple[str, float]]]]
+# Sources and targets to (score, pieces, log-probabilities) each, as `nmt score` gives them.
+Score = Callable[[Sequence[str], Sequence[str]], list[tuple[float, list[str], list[float]]]]
+_PATHS = "use POST /translate, POST /score or GET /health"
 
 
-def make_server(translate: Translate, host: str, port: int, about: dict) -> HTTPServer:
-    """An HTTP server (bound; call serve_forever) that answers with translate. Requests are
-    answered one at a time: the model runs one batch at a time anyway. port 0 picks a free port
-    (server.server_address says which)."""
+def make_server(translate: Translate, host: str, port: int, about: dict, score: Score | None = None) -> HTTPServer:
+    """An HTTP server (bound; call serve_forever) that answers with translate (and score, where
+    given). Requests are answered one at a time: the model runs one batch at a time anyway. port 0
+    picks a free port (server.server_address says which)."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path.rstrip("/") != "/health":
-                return self._reply(404, {"error": f"no such path {self.path!r}; use POST /translate or GET /health"})
+                return self._reply(404, {"error": f"no such path {self.path!r}; {_PATHS}"})
             self._reply(200, {"status": "ok", **about})
 
         def do_POST(self) -> None:
-            if self.path.rstrip("/") != "/translate":
-                return self._reply(404, {"error": f"no such path {self.path!r}; use POST /translate or GET /health"})
+            path = self.path.rstrip("/")
+            if path not in ("/translate", "/score") or (path == "/score" and score is None):
+                return self._reply(404, {"error": f"no such path {self.path!r}; {_PATHS}"})
             try:
-                sentences, n_best = _parse(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
-                found = translate(sentences, n_best)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if path == "/translate":
+                    sentences, n_best = _parse(body)
+                    answer = {"translations": [[{"text": text, "score": value} for text, value in hypotheses]
+                                               for hypotheses in translate(sentences, n_best)]}
+                else:
+                    answer = {"scores": [{"score": value, "pieces": pieces, "log_probs": log_probs}
+                                         for value, pieces, log_probs in score(*_parse_pairs(body))]}
             except (ValueError, NmtError) as error:
                 return self._reply(400, {"error": str(error)})
             except Exception as error:  # one failed request must not stop the server
-                log.exception("translating a request failed")
+                log.exception("answering a request failed")
                 return self._reply(500, {"error": f"{type(error).__name__}: {error}"})
-            self._reply(200, {"translations": [[{"text": text, "score": score} for text, score in hypotheses]
-                                               for hypotheses in found]})
+            self._reply(200, answer)
 
         def _reply(self, status: int, payload: dict) -> None:
             data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
@@ -91,6 +103,17 @@ def _parse(data: bytes) -> tuple[list[str], int]:
     return body["text"], n_best
 
 
+def _parse_pairs(data: bytes) -> tuple[list[str], list[str]]:
+    try:
+        body = json.loads(data)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict) or not all(isinstance(body.get(side), list) and all(isinstance(s, str) for s in body[side])
+                                             for side in ("source", "target")):
+        raise ValueError('the request must be a JSON object {"source": [sentences...], "target": [translations...]}')
+    return body["source"], body["target"]
+
+
 def request(url: str, sentences: Sequence[str], n_best: int = 1, timeout: float = 600.0) -> list[list[tuple[str, float]]]:
     """The server's n_best (translation, score) pairs for each sentence, asked REQUEST_SENTENCES
     at a time, each request answered within timeout seconds.
@@ -106,6 +129,24 @@ def request(url: str, sentences: Sequence[str], n_best: int = 1, timeout: float 
                                                  headers={"Content-Type": "application/json"}), timeout)
         found += [[(hypothesis["text"], hypothesis["score"]) for hypothesis in hypotheses]
                   for hypotheses in body["translations"]]
+    return found
+
+
+def score(url: str, sources: Sequence[str], targets: Sequence[str],
+          timeout: float = 600.0) -> list[tuple[float, list[str], list[float]]]:
+    """The server's (score, pieces, log-probabilities) of each target as the translation of its
+    source, asked REQUEST_SENTENCES pairs at a time.
+
+    Raises:
+        NmtError: as `request`.
+    """
+    found = []
+    for start in range(0, len(sources), REQUEST_SENTENCES):
+        data = json.dumps({"source": list(sources[start:start + REQUEST_SENTENCES]),
+                           "target": list(targets[start:start + REQUEST_SENTENCES])}).encode("utf-8")
+        body = _call(url, urllib.request.Request(url.rstrip("/") + "/score", data=data,
+                                                 headers={"Content-Type": "application/json"}), timeout)
+        found += [(scored["score"], scored["pieces"], scored["log_probs"]) for scored in body["scores"]]
     return found
 
 

@@ -227,6 +227,11 @@ def test_serve_answers_translate_server_like_a_local_translate(workdir, package_
             assert remote.exit_code == 0 and remote.output == local.output, (remote.output, local.output)
         assert invoke("translate", "--server", url, "--output", "served.txt", *sentences).exit_code == 0
         assert Path("served.txt").read_text() == invoke("translate", "--run-dir", "runs/tiny", *sentences).output
+        Path("served.src").write_text("".join(f"{sentence}\n" for sentence in sentences) + "\n")
+        Path("served.tgt").write_text("Der Hund sah eine Katze.\nMeine kleinen Lehrer werden das Buch lesen.\nEtwas.\n")
+        local = invoke("score", "-s", "served.src", "-t", "served.tgt", "--tokens")
+        remote = invoke("score", "--server", url, "-s", "served.src", "-t", "served.tgt", "--tokens")
+        assert remote.exit_code == 0 and remote.output == local.output and "-inf |||" in local.output, (remote.output, local.output)
         assert_user_error(invoke("translate", "--server", url, "--n-best", "5", "A dog."),
                           "the server at http://127.0.0.1:")
         assert_user_error(invoke("translate", "--server", url, "--align", "A dog."), "with --server the server's run")

@@ -29,9 +29,9 @@ def url():
     http.server_close()
 
 
-def post(url, body: bytes):
+def post(url, body: bytes, path: str = "/translate"):
     try:
-        with urllib.request.urlopen(urllib.request.Request(url + "/translate", data=body)) as response:
+        with urllib.request.urlopen(urllib.request.Request(url + path, data=body)) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
@@ -110,3 +110,42 @@ def test_a_server_that_does_not_answer_in_time_is_one_clear_error():
         answered.set()
         http.shutdown()
         http.server_close()
+
+
+def spell(sources, targets):
+    """A stand-in scorer: a target's characters as its pieces, each scoring -1; an empty source
+    scores -inf unless its target is empty, and a target 'long' nan, as the model's scorer does."""
+    found = []
+    for source, target in zip(sources, targets):
+        if not source:
+            found.append((0.0 if not target else float("-inf"), [], []))
+        elif target == "long":
+            found.append((float("nan"), [], []))
+        else:
+            found.append((-float(len(target) + 1), [*target, "</s>"], [-1.0] * (len(target) + 1)))
+    return found
+
+
+def test_scores_come_back_in_order_in_several_requests_with_infinities_and_nan(monkeypatch):
+    import math
+
+    http = server.make_server(reverse, "127.0.0.1", 0, {}, spell)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{http.server_address[1]}"
+    try:
+        monkeypatch.setattr(server, "REQUEST_SENTENCES", 2)
+        found = server.score(url, ["a", "", "b", "c", "d"], ["Grüße", "x", "long", "", "yz"])
+        assert found[0] == (-6.0, ["G", "r", "ü", "ß", "e", "</s>"], [-1.0] * 6)
+        assert found[1][0] == float("-inf") and math.isnan(found[2][0])
+        assert [value for value, _, _ in found[3:]] == [-1.0, -3.0]
+        status, answer = post(url, b'{"source": ["a"], "target": "b"}', "/score")
+        assert status == 400 and '{"source": [sentences...], "target": [translations...]}' in answer["error"]
+    finally:
+        http.shutdown()
+        http.server_close()
+
+
+def test_a_server_without_a_scorer_says_which_paths_it_has(url):
+    status, answer = post(url, b'{"source": ["a"], "target": ["b"]}', "/score")
+    assert status == 404 and "use POST /translate, POST /score or GET /health" in answer["error"]
+
