@@ -324,7 +324,8 @@ def serve(
 ) -> None:
     """Keep the run's model loaded and translate over HTTP until Ctrl-C.
 
-    POST /translate {"text": \\[sentences], "n_best": 1}; `nmt translate --server URL` asks it."""
+    POST /translate {"text": \\[sentences], "n_best": 1} and POST /score {"source": \\[...], "target": \\[...]};
+    `nmt translate --server URL` and `nmt score --server URL` ask it."""
     with _user_errors(run_dirs=[run_dir]):
         from nmt import jobs
 
