@@ -32,6 +32,10 @@ RunDirsOption = Annotated[
 SetOption = Annotated[
     Optional[list[str]], typer.Option("--set", help="Override a config value: key.path=value (repeatable).")
 ]
+ServerOption = Annotated[
+    Optional[str], typer.Option("--server", envvar="NMT_SERVER", help="Ask the server at this URL (started with nmt "
+                                "serve) instead of loading the model here: no start-up time.")
+]
 
 
 _verbose = False
@@ -157,10 +161,7 @@ def translate(
         bool, typer.Option("--align", help="Print 'LINE ||| TEXT ||| ALIGNMENT': for each output word j, 'i-j' with i the source "
                            "word it attends to most (last layer's cross-attention, mean of heads).")
     ] = False,
-    server: Annotated[
-        Optional[str], typer.Option("--server", envvar="NMT_SERVER", help="Ask the translation server at this URL "
-                                    "(started with nmt serve) instead of loading the model here: no start-up time.")
-    ] = None,
+    server: ServerOption = None,
     set_: SetOption = None,
 ) -> None:
     """Translate sentences given as arguments, in a file, or on stdin (one per line).
@@ -235,10 +236,7 @@ def score(
                                                                    "again, an interrupted scoring goes on where it stopped.")] = None,
     tokens: Annotated[bool, typer.Option("--tokens", help="Print 'SCORE ||| PIECE:LOGPROB ...': each target subword (and "
                                          "</s>) with its log-probability given the source and the subwords before it.")] = False,
-    server: Annotated[
-        Optional[str], typer.Option("--server", envvar="NMT_SERVER", help="Ask the server at this URL (nmt serve) instead "
-                                    "of loading the model here.")
-    ] = None,
+    server: ServerOption = None,
     set_: SetOption = None,
 ) -> None:
     """Score given translations, line by line, as translate --n-best scores its own.
