@@ -208,6 +208,8 @@ def translate(
         else:
             from nmt import jobs
 
+            if lines is None:
+                typer.echo("Loading the model...", err=True)
             translate_lines, settings["checkpoints"] = jobs.translator(first_run, set_ or [], n_best, align, ensemble)
             if lines is None:
                 translate_lines(["warm up"])  # traces the search now, so that the first sentence typed is not slow
