@@ -169,7 +169,7 @@ def translate(
     At a terminal without any of them, it translates sentences as you type them."""
     with _user_errors(tensorflow=server is None, run_dirs=(run_dir or [None]) if server is None else (),
                       outputs=[("--output", output_file, False)]):
-        from nmt.text_io import decode_lines, interactive, write_in_chunks
+        from nmt.text_io import decode_lines, interactive, read_lines, write_in_chunks
 
         if align and n_best != 1:
             raise NmtError("--align aligns the best translation only; leave out --n-best")
@@ -184,10 +184,7 @@ def translate(
                 raise NmtError("empty sentence argument; pass text to translate, e.g. nmt translate \"A dog runs.\"")
             lines = list(sentences)
         elif input_file is not None:
-            try:
-                lines = decode_lines(input_file.read_bytes(), str(input_file))
-            except OSError as error:
-                raise NmtError(f"cannot read --input {input_file}: {error.strerror}") from None
+            lines = read_lines(input_file, "--input")
         elif not sys.stdin.isatty():
             lines = decode_lines(sys.stdin.buffer.read(), "stdin")
         elif output_file is not None:
@@ -250,18 +247,11 @@ def score(
                       outputs=[("--output", output_file, False)]):
         import hashlib
 
-        from nmt.text_io import decode_lines, write_in_chunks
+        from nmt.text_io import read_lines, write_in_chunks
 
         if server is not None and (set_ or run_dir):
             raise NmtError("--set and --run-dir apply to a model loaded here; with --server the server's run and settings apply")
-
-        texts = {}
-        for option, path in (("--source", source), ("--target", target)):
-            try:
-                texts[option] = decode_lines(path.read_bytes(), str(path))
-            except OSError as error:
-                raise NmtError(f"cannot read {option} {path}: {error.strerror}") from None
-        sources, targets = texts["--source"], texts["--target"]
+        sources, targets = read_lines(source, "--source"), read_lines(target, "--target")
         if len(sources) != len(targets):
             raise NmtError(f"--source {source} has {len(sources)} lines but --target {target} has {len(targets)}; "
                            "give one translation per source line")
@@ -284,8 +274,7 @@ def score(
             advance = jobs.progress_bar(len(sources))
 
             def score_chunk(chunk: Sequence[str], start: int) -> list:
-                return [(scored.score, scored.pieces, scored.log_probs)
-                        for scored in score_pairs(chunk, targets[start:start + len(chunk)], advance)]
+                return score_pairs(chunk, targets[start:start + len(chunk)], advance)
 
         def render(chunk: Sequence[str], start: int) -> str:
             found = score_chunk(chunk, start)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import re
@@ -25,7 +26,7 @@ from nmt import server as server_lib
 from nmt.config import Config, SplitName
 from nmt.data import check as data_check_lib
 from nmt.data import sources, tokenizer
-from nmt.decoding.translator import Hypothesis, Scored, Translator, decoding_model, decoding_policy
+from nmt.decoding.translator import Hypothesis, Translator, decoding_model, decoding_policy
 from nmt.errors import NmtError, RunDirError
 from nmt.evaluation import report as report_lib
 from nmt.evaluation import significance
@@ -393,13 +394,19 @@ def translator(run_dir: str | None, overrides: list[str], n_best: int = 1, with_
     return translate, used
 
 
-def scorer(run_dir: str | None, overrides: list[str]) -> tuple[Callable[..., list[Scored]], list[str]]:
+def scorer(run_dir: str | None, overrides: list[str]) -> tuple[Callable[..., list[tuple[float, list[str], list[float]]]], list[str]]:
     """A function from sources and targets (and optionally on_batch, a progress callback) to the
-    model's scores of each target (Translator.score), by the run's eval.checkpoint with its decode
-    settings (the length penalty); and the checkpoint it scores with."""
+    model's (score, pieces, log-probabilities) of each target (Translator.score), by the run's
+    eval.checkpoint with its decode settings (the length penalty); and the checkpoint it scores with."""
     run, config = load_run(run_dir, overrides)
     checkpoint = run.checkpoint_path(config.eval.checkpoint)
-    return Translator.from_run_dir(run, config, checkpoint).score, [str(checkpoint.resolve())]
+    return functools.partial(_score_rows, Translator.from_run_dir(run, config, checkpoint)), [str(checkpoint.resolve())]
+
+
+def _score_rows(translator: Translator, sources: Sequence[str], targets: Sequence[str],
+                on_batch: Callable[[int], None] | None = None) -> list[tuple[float, list[str], list[float]]]:
+    """Translator.score as plain rows, what `nmt score` prints and the server sends."""
+    return [(scored.score, list(scored.pieces), list(scored.log_probs)) for scored in translator.score(sources, targets, on_batch)]
 
 
 def progress_bar(total: int) -> Callable[[int], None]:
@@ -430,10 +437,7 @@ def server(run_dir: str | None, overrides: list[str], host: str, port: int) -> t
         return [[(hypothesis.text, hypothesis.score) for hypothesis in hypotheses]
                 for hypotheses in translator.translate_n_best(sentences, n_best)]
 
-    def score(sources: list[str], targets: list[str]) -> list[tuple[float, list[str], list[float]]]:
-        return [(scored.score, list(scored.pieces), list(scored.log_probs)) for scored in translator.score(sources, targets)]
-
-    return server_lib.make_server(translate, host, port, about, score), about
+    return server_lib.make_server(translate, host, port, about, functools.partial(_score_rows, translator)), about
 
 
 def export(run_dir: str | None, overrides: list[str], output: Path | None, force: bool) -> tuple[Path, dict]:

@@ -21,7 +21,7 @@ import socket
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from nmt.errors import NmtError
 
@@ -91,11 +91,8 @@ def make_server(translate: Translate, host: str, port: int, about: dict, score: 
 
 
 def _parse(data: bytes) -> tuple[list[str], int]:
-    try:
-        body = json.loads(data)
-    except ValueError:
-        body = None
-    if not isinstance(body, dict) or not isinstance(body.get("text"), list) or not all(isinstance(s, str) for s in body["text"]):
+    body = _json_object(data)
+    if body is None or not _strings(body.get("text")):
         raise ValueError('the request must be a JSON object {"text": [sentences...], "n_best": 1}')
     n_best = body.get("n_best", 1)
     if not isinstance(n_best, int) or isinstance(n_best, bool):
@@ -104,14 +101,22 @@ def _parse(data: bytes) -> tuple[list[str], int]:
 
 
 def _parse_pairs(data: bytes) -> tuple[list[str], list[str]]:
+    body = _json_object(data)
+    if body is None or not (_strings(body.get("source")) and _strings(body.get("target"))):
+        raise ValueError('the request must be a JSON object {"source": [sentences...], "target": [translations...]}')
+    return body["source"], body["target"]
+
+
+def _json_object(data: bytes) -> dict | None:
     try:
         body = json.loads(data)
     except ValueError:
-        body = None
-    if not isinstance(body, dict) or not all(isinstance(body.get(side), list) and all(isinstance(s, str) for s in body[side])
-                                             for side in ("source", "target")):
-        raise ValueError('the request must be a JSON object {"source": [sentences...], "target": [translations...]}')
-    return body["source"], body["target"]
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _strings(value) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
 def request(url: str, sentences: Sequence[str], n_best: int = 1, timeout: float = 600.0) -> list[list[tuple[str, float]]]:
@@ -122,14 +127,9 @@ def request(url: str, sentences: Sequence[str], n_best: int = 1, timeout: float 
         NmtError: no server answers at url, it refused a request (its reason), or it did not
         answer one in time.
     """
-    found = []
-    for start in range(0, len(sentences), REQUEST_SENTENCES):
-        data = json.dumps({"text": list(sentences[start:start + REQUEST_SENTENCES]), "n_best": n_best}).encode("utf-8")
-        body = _call(url, urllib.request.Request(url.rstrip("/") + "/translate", data=data,
-                                                 headers={"Content-Type": "application/json"}), timeout)
-        found += [[(hypothesis["text"], hypothesis["score"]) for hypothesis in hypotheses]
-                  for hypotheses in body["translations"]]
-    return found
+    return [[(hypothesis["text"], hypothesis["score"]) for hypothesis in hypotheses]
+            for body in _posted(url, "/translate", {"text": sentences}, {"n_best": n_best}, timeout)
+            for hypotheses in body["translations"]]
 
 
 def score(url: str, sources: Sequence[str], targets: Sequence[str],
@@ -140,14 +140,19 @@ def score(url: str, sources: Sequence[str], targets: Sequence[str],
     Raises:
         NmtError: as `request`.
     """
-    found = []
-    for start in range(0, len(sources), REQUEST_SENTENCES):
-        data = json.dumps({"source": list(sources[start:start + REQUEST_SENTENCES]),
-                           "target": list(targets[start:start + REQUEST_SENTENCES])}).encode("utf-8")
-        body = _call(url, urllib.request.Request(url.rstrip("/") + "/score", data=data,
-                                                 headers={"Content-Type": "application/json"}), timeout)
-        found += [(scored["score"], scored["pieces"], scored["log_probs"]) for scored in body["scores"]]
-    return found
+    return [(scored["score"], scored["pieces"], scored["log_probs"])
+            for body in _posted(url, "/score", {"source": sources, "target": targets}, {}, timeout)
+            for scored in body["scores"]]
+
+
+def _posted(url: str, path: str, lists: dict[str, Sequence[str]], fields: dict, timeout: float) -> Iterator[dict]:
+    """The answers to POST path with lists (of equal length) sent REQUEST_SENTENCES items at a
+    time, each request with fields too."""
+    for start in range(0, len(next(iter(lists.values()))), REQUEST_SENTENCES):
+        data = json.dumps({**{name: list(values[start:start + REQUEST_SENTENCES]) for name, values in lists.items()},
+                           **fields}).encode("utf-8")
+        yield _call(url, urllib.request.Request(url.rstrip("/") + path, data=data,
+                                                headers={"Content-Type": "application/json"}), timeout)
 
 
 def health(url: str, timeout: float = 10.0) -> dict:

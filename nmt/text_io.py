@@ -33,6 +33,19 @@ def decode_lines(data: bytes, name: str) -> list[str]:
     return lines
 
 
+def read_lines(path: Path, option: str) -> list[str]:
+    """The lines of the file an option names (decode_lines).
+
+    Raises:
+        NmtError: the file cannot be read, or a line is not UTF-8.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise NmtError(f"cannot read {option} {path}: {error.strerror}") from None
+    return decode_lines(data, str(path))
+
+
 def check_text(sentences: Sequence[str]) -> None:
     """Refuses a sentence that cannot be encoded as UTF-8: a lone surrogate, which is what Python
     makes of a command-line argument that is not UTF-8."""
