@@ -10,6 +10,11 @@ All return (ids, scores):
 Every output ends at EOS or at its sentence's length limit (`max_lengths`, tokens before EOS).
 PAD and BOS are never produced.
 
+prefix_ids (batch, prefix steps), optional: each sentence's output begins with its row of tokens
+(PAD past its prefix's end), forced one a step with its real log-probability, so scores cover the
+whole output; the search goes on from there (fairseq's --prefix-size, CTranslate2's target_prefix).
+The caller makes each length limit hold its prefix.
+
 Why our own beam search: Keras has none for encoder-decoder models, and TF's (tf-models, the
 retired tensorflow-addons) would add a dependency for ~80 lines. It follows fairseq's rules, so
 that beam 1 is exactly greedy: a hypothesis ending in EOS is finished only when it ranks among the
@@ -23,9 +28,10 @@ import tensorflow as tf
 from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from nmt.model.transformer import Transformer
 
-# Finite stand-in for -inf: arithmetic on it stays finite, and a score below _DEAD is not a hypothesis.
+# Finite stand-in for -inf: arithmetic on it stays finite, and a score below DEAD is not a
+# hypothesis (beam search's, where a sentence has fewer possible outputs than the beam).
 _NEG = -1e9
-_DEAD = _NEG / 2
+DEAD = _NEG / 2
 # Columns per chunk of the chunked top-k over the vocabulary (`_top_k`).
 _CHUNK = 32
 
@@ -36,19 +42,20 @@ def length_penalty(lengths: tf.Tensor, alpha: float) -> tf.Tensor:
 
 
 def greedy_search(
-    model: Transformer, source_ids: tf.Tensor, max_lengths: tf.Tensor, alpha: float = 0.0
+    model: Transformer, source_ids: tf.Tensor, max_lengths: tf.Tensor, alpha: float = 0.0,
+    prefix_ids: tf.Tensor | None = None,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """The most likely next token at every step; ids (batch, 1, steps), scores (batch, 1)."""
-    def most_likely(logits, step, limits):
-        log_probs, ids = _best_next_tokens(logits, step, limits, 1)
-        return log_probs[:, 0], ids[:, 0]
+    def most_likely(log_probs, step, limits):
+        best, ids = _best_next_tokens(log_probs, step, limits, 1)
+        return best[:, 0], ids[:, 0]
 
-    return _token_by_token(model, source_ids, max_lengths, alpha, 1, most_likely)
+    return _token_by_token(model, source_ids, max_lengths, alpha, 1, most_likely, prefix_ids)
 
 
 def sample(
     model: Transformer, source_ids: tf.Tensor, max_lengths: tf.Tensor, num_samples: tf.Tensor, seed: tf.Tensor,
-    method: str, temperature: float, top_k: int, top_p: float, alpha: float = 0.0,
+    method: str, temperature: float, top_k: int, top_p: float, alpha: float = 0.0, prefix_ids: tf.Tensor | None = None,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """num_samples translations per sentence, each token drawn from the model's distribution with
     its logits divided by temperature and cut to the top_k most likely tokens (method 'top_k') or
@@ -56,8 +63,7 @@ def sample(
     et al., 2020). Scores are the model's own log-probabilities (not the tempered ones) over the
     length penalty, and samples are sorted by them, best first. seed (2,) int32: the same seed and
     batch give the same samples. Returns ids (batch, num_samples, steps), scores (batch, num_samples)."""
-    def draw(logits, step, limits):
-        log_probs = next_token_log_probs(logits)
+    def draw(log_probs, step, limits):
         tempered = log_probs / temperature
         if method == "top_k":
             threshold = tf.math.top_k(tempered, k=tf.minimum(top_k, tf.shape(tempered)[-1])).values[:, -1:]
@@ -75,14 +81,14 @@ def sample(
         ids = tf.where(at_limit, EOS_ID, ids)
         return tf.where(at_limit, 0.0, tf.gather(log_probs, ids, batch_dims=1)), ids
 
-    ids, scores = _token_by_token(model, source_ids, max_lengths, alpha, num_samples, draw)
+    ids, scores = _token_by_token(model, source_ids, max_lengths, alpha, num_samples, draw, prefix_ids)
     scores, order = tf.math.top_k(scores, k=tf.shape(scores)[1])
     return tf.gather(ids, order, batch_dims=1), scores
 
 
 def _token_by_token(model: Transformer, source_ids: tf.Tensor, max_lengths: tf.Tensor, alpha: float,
-                    per_sentence, choose) -> tuple[tf.Tensor, tf.Tensor]:
-    """per_sentence hypotheses per sentence, each extended by one token per step by choose(logits,
+                    per_sentence, choose, prefix_ids: tf.Tensor | None) -> tuple[tf.Tensor, tf.Tensor]:
+    """per_sentence hypotheses per sentence, each extended by one token per step by choose(log_probs,
     step, limits) -> (log-probabilities, ids) of the rows; a row leaves the working batch at its EOS.
     Returns ids (batch, per_sentence, steps), scores (batch, per_sentence)."""
     batch_size = tf.shape(source_ids)[0]
@@ -100,7 +106,8 @@ def _token_by_token(model: Transformer, source_ids: tf.Tensor, max_lengths: tf.T
 
     def extend(step, active, tokens, limits, log_prob, length, output, cache):
         logits, cache = model.decode_step(tokens, step, cache, output_kernel)
-        next_log_prob, next_ids = choose(logits, step, limits)
+        log_probs = _log_probs(logits, step, prefix_ids, active // per_sentence)
+        next_log_prob, next_ids = choose(log_probs, step, limits)
         positions = active[:, tf.newaxis]
         log_prob = tf.tensor_scatter_nd_add(log_prob, positions, next_log_prob)
         length = tf.tensor_scatter_nd_add(length, positions, tf.ones_like(next_ids))
@@ -132,7 +139,7 @@ def _token_by_token(model: Transformer, source_ids: tf.Tensor, max_lengths: tf.T
 
 def beam_search(
     model: Transformer, source_ids: tf.Tensor, max_lengths: tf.Tensor, beam_size: int, alpha: float = 0.0,
-    num_best: int | tf.Tensor | None = None,
+    num_best: int | tf.Tensor | None = None, prefix_ids: tf.Tensor | None = None,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """The beam_size best hypotheses per sentence; ids (batch, beam_size, steps), scores (batch, beam_size).
 
@@ -161,7 +168,8 @@ def beam_search(
 
     def extend(step, active, tokens, limits, alive_ids, alive_scores, finished_ids, finished_scores, num_finished, cache):
         logits, cache = model.decode_step(tokens, step, cache, output_kernel)
-        return select(step, active, _best_next_tokens(logits, step, limits, 2 * beam_size), limits, alive_ids,
+        log_probs = _log_probs(logits, step, prefix_ids, tf.repeat(active, beam_size))
+        return select(step, active, _best_next_tokens(log_probs, step, limits, 2 * beam_size), limits, alive_ids,
                       alive_scores, finished_ids, finished_scores, num_finished, cache)
 
     def select(step, active, best_next_tokens, limits, alive_ids, alive_scores, finished_ids, finished_scores, num_finished, cache):
@@ -177,7 +185,7 @@ def beam_search(
 
         # Hypotheses ending here: EOS candidates among the beam_size best.
         sentences = active[:, tf.newaxis]
-        finishing = is_eos & (rank < beam_size) & (scores > _DEAD)
+        finishing = is_eos & (rank < beam_size) & (scores > DEAD)
         normalized = tf.where(finishing, scores / length_penalty(step + 1, alpha), _NEG)
         merged_scores = tf.concat([tf.gather(finished_scores, active), normalized], axis=1)
         best_scores, keep = tf.math.top_k(merged_scores, k=beam_size)
@@ -217,8 +225,9 @@ def beam_search(
     # The first step decodes one row per sentence, whose beam_size rows would all be BOS on the
     # same cache; the sentence's rows then share its logits and cache (a 1/beam_size step).
     logits, cache = model.decode_step(tf.fill([batch_size], BOS_ID), tf.constant(0), cache, output_kernel)
+    log_probs = _log_probs(logits, tf.constant(0), prefix_ids, tf.range(batch_size))
     first_tokens = tf.nest.map_structure(
-        lambda tensor: tf.repeat(tensor, beam_size, axis=0), _best_next_tokens(logits, 0, max_lengths, 2 * beam_size))
+        lambda tensor: tf.repeat(tensor, beam_size, axis=0), _best_next_tokens(log_probs, 0, max_lengths, 2 * beam_size))
     # Each sentence's row becomes beam_size rows (sentence-major), sharing one encoder pass.
     cache = tf.nest.map_structure(lambda tensor: tf.repeat(tensor, beam_size, axis=0), cache)
     empty_ids = tf.fill([batch_size, beam_size, max_steps], PAD_ID)
@@ -240,11 +249,27 @@ def beam_search(
     return finished_ids, finished_scores
 
 
-def _best_next_tokens(logits: tf.Tensor, step: tf.Tensor, max_lengths: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """The k most likely next tokens of each row: log-probabilities and ids, (rows, k) each, best
-    first. PAD and BOS are excluded; a row at its length limit gets EOS (log-probability 0) and
-    k - 1 dead entries."""
-    best, ids = _top_k(next_token_log_probs(logits), k)
+def _log_probs(logits: tf.Tensor, step: tf.Tensor, prefix_ids: tf.Tensor | None, sentences: tf.Tensor) -> tf.Tensor:
+    """next_token_log_probs of rows decoding `sentences` (indices into prefix_ids' rows); a row
+    whose sentence's prefix has a token at this step keeps that token's alone, the others dead."""
+    log_probs = next_token_log_probs(logits)
+    if prefix_ids is None:
+        return log_probs
+
+    def follow_prefix():
+        forced = tf.gather(prefix_ids[:, step], sentences)[:, tf.newaxis]  # (rows, 1); PAD: not forced
+        kept = tf.equal(forced, PAD_ID) | tf.equal(tf.range(tf.shape(log_probs)[1])[tf.newaxis], forced)
+        return tf.where(kept, log_probs, _NEG)
+
+    # Past the longest prefix no row is forced: the (rows, vocab) pass is skipped.
+    return tf.cond(step < tf.shape(prefix_ids)[1], follow_prefix, lambda: log_probs)
+
+
+def _best_next_tokens(log_probs: tf.Tensor, step: tf.Tensor, max_lengths: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """The k most likely next tokens of each row (of `_log_probs`): log-probabilities and ids,
+    (rows, k) each, best first. A row at its length limit gets EOS (log-probability 0) and k - 1
+    dead entries."""
+    best, ids = _top_k(log_probs, k)
     at_limit = (step >= max_lengths)[:, tf.newaxis]
     only_eos = tf.concat([[0.0], tf.fill([k - 1], _NEG)], axis=0)[tf.newaxis]
     eos_first = tf.concat([[EOS_ID], tf.fill([k - 1], PAD_ID)], axis=0)[tf.newaxis]

@@ -18,7 +18,7 @@ from nmt.config import Config, DecodeConfig
 from nmt.data import tokenizer
 from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizers
 from nmt.decoding.ensemble import Ensemble
-from nmt.decoding.search import beam_search, greedy_search, length_penalty, next_token_log_probs, sample
+from nmt.decoding.search import DEAD, beam_search, greedy_search, length_penalty, next_token_log_probs, sample
 from nmt.errors import ConfigError, NmtError
 from nmt.model.transformer import Transformer, build_transformer
 from nmt.run_dir import RunDir
@@ -28,12 +28,15 @@ from nmt.training import precision
 log = logging.getLogger("nmt")
 
 
-def length_limits(source_lengths, decode: DecodeConfig, max_length: int) -> tf.Tensor:
+def length_limits(source_lengths, decode: DecodeConfig, max_length: int, prefix_lengths=None) -> tf.Tensor:
     """int32 longest outputs (tokens before EOS) for sources of these lengths (subwords):
-    decode.max_length_ratio x length + decode.max_length_offset, within the model's max_length
-    positions (BOS takes one)."""
+    decode.max_length_ratio x length + decode.max_length_offset, and for outputs that begin with
+    prefixes of prefix_lengths subwords at least decode.max_length_offset past them, within the
+    model's max_length positions (BOS takes one)."""
     lengths = tf.cast(source_lengths, tf.float32)
     limits = tf.cast(lengths * decode.max_length_ratio, tf.int32) + decode.max_length_offset
+    if prefix_lengths is not None:
+        limits = tf.maximum(limits, tf.cast(prefix_lengths, tf.int32) + decode.max_length_offset)
     return tf.minimum(limits, max_length - 1)
 
 
@@ -122,24 +125,29 @@ class Translator:
         self.tokenizers = tokenizers
         decode = config.decode
         if decode.sampling != "none":
-            search = functools.partial(sample, model, method=decode.sampling, temperature=decode.temperature,
-                                       top_k=decode.top_k, top_p=decode.top_p, alpha=decode.length_penalty)
+            draw = functools.partial(sample, model, method=decode.sampling, temperature=decode.temperature,
+                                     top_k=decode.top_k, top_p=decode.top_p, alpha=decode.length_penalty)
+
+            def search(source_ids, max_lengths, num_samples, seed, prefix_ids=None):
+                return draw(source_ids, max_lengths, num_samples, seed, prefix_ids=prefix_ids)
         elif decode.beam_size == 1:
             search = _ignoring_sampling(functools.partial(greedy_search, model, alpha=decode.length_penalty))
         else:
             beam = functools.partial(beam_search, model, beam_size=decode.beam_size, alpha=decode.length_penalty)
 
-            def search(source_ids, max_lengths, n, seed):
+            def search(source_ids, max_lengths, n, seed, prefix_ids=None):
                 # Beam search stops a sentence once the n best asked for are settled.
-                return beam(source_ids, max_lengths, num_best=n)
+                return beam(source_ids, max_lengths, num_best=n, prefix_ids=prefix_ids)
         # One graph for every batch shape (and number of samples): the whole search compiles once.
         # The searches write their loops and conditions as TensorFlow ops, so AutoGraph has nothing
         # to convert: without it the graph traced in 2.1-3.1 s instead of 4.6-6.5 s (the quickstart's
         # beam search), a part of every command's start.
-        self._search = tf.function(search, input_signature=[
-            tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32),
-            tf.TensorSpec([2], tf.int32),
-        ], autograph=False)
+        ids = tf.TensorSpec([None, None], tf.int32)
+        signature = [ids, tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32), tf.TensorSpec([2], tf.int32)]
+        self._search = tf.function(search, input_signature=signature, autograph=False)
+        # Searches following target prefixes are a graph of their own, traced only when asked for:
+        # the one without them has no per-step check of a prefix.
+        self._search_prefixed = tf.function(search, input_signature=[*signature, ids], autograph=False)
         self.reseed(0)
 
     def reseed(self, offset: int) -> None:
@@ -190,28 +198,35 @@ class Translator:
             members.append(model)
         return cls(config, Ensemble(members), vocabularies)
 
-    def translate(self, sentences: Sequence[str], on_batch: Callable[[int], None] | None = None) -> list[str]:
+    def translate(self, sentences: Sequence[str], on_batch: Callable[[int], None] | None = None,
+                  prefixes: Sequence[str] | None = None) -> list[str]:
         """One translation per sentence, in order; an empty sentence (blank, or of nothing the
         tokenizer keeps) gives ''.
 
         Args:
             on_batch: called with the number of sentences after each batch (for progress bars).
+            prefixes: the text each translation must begin with, one per sentence (see translate_n_best).
         """
-        return [best[0].text for best in self.translate_n_best(sentences, 1, on_batch)]
+        return [best[0].text for best in self.translate_n_best(sentences, 1, on_batch, prefixes=prefixes)]
 
     def translate_n_best(
         self, sentences: Sequence[str], n: int, on_batch: Callable[[int], None] | None = None,
-        with_attention: bool = False,
+        with_attention: bool = False, prefixes: Sequence[str] | None = None,
     ) -> list[list[Hypothesis]]:
         """The n best hypotheses per sentence (n <= decode.beam_size), best first; an empty
         sentence (blank, or of nothing the tokenizer keeps) gives n empty hypotheses scored 0.
         with_attention: the best hypothesis of each (non-empty) sentence carries its attention
         weights (one more, teacher-forced, pass).
+        prefixes: one per sentence, the text each translation must begin with ('' for none): the
+        search decodes its subwords first, scoring them, and goes on from there. A prefix is
+        tokenized as text of its own, so one that ends inside a word forces that word's first
+        pieces as a word's end. Longer than the model's longest output, it is cut (a warning).
 
         Raises:
             ConfigError: n is not between 1 and decode.beam_size.
-            NmtError: a sentence is not valid Unicode text (a lone surrogate), or a batch does not
-                fit in the device's memory (the message says which decode settings to lower).
+            NmtError: a sentence or prefix is not valid Unicode text (a lone surrogate), the
+                prefixes are not one per sentence, or a batch does not fit in the device's memory
+                (the message says which decode settings to lower).
         """
         sampling = self.config.decode.sampling != "none"
         if n < 1:
@@ -222,6 +237,10 @@ class Translator:
                 f"Raise the beam: --set decode.beam_size={n} (or decode.beam_size in the config)"
             )
         check_text(sentences)
+        if prefixes is not None:
+            if len(prefixes) != len(sentences):
+                raise NmtError(f"{len(sentences)} sentences but {len(prefixes)} prefixes: give one prefix per sentence")
+            check_text(prefixes)
         outputs = [[Hypothesis("", 0.0)] * n for _ in sentences]
         token_ids = self.tokenizers.source.tokenize(tf.constant(list(sentences), tf.string))
         # A sentence of no tokens (blank, or of what the tokenizer drops whole: control characters,
@@ -233,11 +252,13 @@ class Translator:
         token_ids = tf.gather(token_ids, todo)
         self._warn_truncation(todo, token_ids.row_lengths().numpy())
         token_ids = token_ids[:, : self.model.max_length]
+        prefix_ids = None if prefixes is None else self._prefix_ids([prefixes[index] for index in todo], todo)
         drawn = 2 * n if sampling else 1  # sampling draws 2n per sentence, of which the n best distinct are kept
         for positions in decoding_batches(token_ids.row_lengths().numpy(), self.config.decode, drawn):
             batch = tf.gather(token_ids, positions).to_tensor(default_value=PAD_ID)
+            prefix_batch = None if prefix_ids is None else tf.gather(prefix_ids, positions)
             try:
-                translated = self._translate_batch(batch, n, with_attention)
+                translated = self._translate_batch(batch, n, with_attention, prefix_batch)
             except tf.errors.ResourceExhaustedError:
                 raise batch_out_of_memory(self.config.decode, len(positions), batch.shape[1],
                                           drawn if sampling else None) from None
@@ -322,16 +343,34 @@ class Translator:
         spec = tf.TensorSpec([None, None], tf.int32)
         return tf.function(score, input_signature=[spec, spec, spec], autograph=False)
 
-    def _translate_batch(self, source_ids: tf.Tensor, n: int, with_attention: bool) -> list[list[Hypothesis]]:
+    def _prefix_ids(self, prefixes: Sequence[str], numbers: Sequence[int]) -> tf.RaggedTensor:
+        """The prefixes' target subwords, cut to the model's longest output (warning with the
+        sentence's number from `numbers`, counted from 0)."""
+        prefix_ids = self.tokenizers.target.tokenize(tf.constant(list(prefixes), tf.string))
+        limit = self.model.max_length - 1  # BOS takes a position
+        for number, length in zip(numbers, prefix_ids.row_lengths().numpy()):
+            if length > limit:
+                log.warning("the prefix of sentence %d has %d tokens; the model produces at most %d: it is cut", number + 1,
+                            length, limit)
+        return prefix_ids[:, :limit]
+
+    def _translate_batch(self, source_ids: tf.Tensor, n: int, with_attention: bool,
+                         prefix_ids: tf.RaggedTensor | None = None) -> list[list[Hypothesis]]:
         decode = self.config.decode
         source_lengths = tf.reduce_sum(tf.cast(tf.not_equal(source_ids, PAD_ID), tf.int32), axis=1)
-        max_lengths = length_limits(source_lengths, decode, self.model.max_length)
+        prefix_lengths = None if prefix_ids is None else prefix_ids.row_lengths()
+        max_lengths = length_limits(source_lengths, decode, self.model.max_length, prefix_lengths)
         seed = tf.constant([self._seeds.randrange(2**31), 0], tf.int32)
+        search, prefix = self._search, ()
+        if prefix_ids is not None:
+            # At least one column, so that the search may index it (PAD: no token forced).
+            width = max(int(prefix_ids.bounding_shape(1)), 1)
+            search, prefix = self._search_prefixed, (prefix_ids.to_tensor(PAD_ID, shape=[None, width]),)
         if decode.sampling == "none":
-            output_ids, scores = self._search(source_ids, max_lengths, n, seed)
+            output_ids, scores = _best_repeated_for_dead(*search(source_ids, max_lengths, n, seed, *prefix), n)
         else:
-            output_ids, scores = _distinct(*self._search(source_ids, max_lengths, 2 * n, seed), n)
-        output_ids, scores = output_ids[:, :n], scores[:, :n].numpy()
+            output_ids, scores = _distinct(*search(source_ids, max_lengths, 2 * n, seed, *prefix), n)
+        scores = scores.numpy()
         attention = self._attention(source_ids, output_ids[:, 0]) if with_attention else [None] * len(scores)
         # EOS and everything after it is dropped: EOS becomes padding and trailing padding is stripped.
         output_ids = tf.where(tf.equal(output_ids, EOS_ID), PAD_ID, output_ids)
@@ -403,7 +442,16 @@ def decoding_model(config: Config, tokenizers: Tokenizers) -> Transformer:
 
 def _ignoring_sampling(search: Callable) -> Callable:
     """A search with the sampling search's arguments (the number of samples and the seed unused)."""
-    return lambda source_ids, max_lengths, num_samples, seed: search(source_ids, max_lengths)
+    return lambda source_ids, max_lengths, num_samples, seed, prefix_ids=None: search(source_ids, max_lengths, prefix_ids=prefix_ids)
+
+
+def _best_repeated_for_dead(ids: tf.Tensor, scores: tf.Tensor, n: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """The n best of beam search's hypotheses, where a sentence that has fewer possible outputs
+    than that (its length limit reached at once, or right after its prefix) repeats its best in
+    place of the dead ones, as _distinct does."""
+    ids, scores = ids[:, :n], scores[:, :n]
+    ranks = tf.where(scores > DEAD, tf.range(n)[tf.newaxis], 0)
+    return tf.gather(ids, ranks, batch_dims=1), tf.gather(scores, ranks, batch_dims=1)
 
 
 def _distinct(ids: tf.Tensor, scores: tf.Tensor, n: int) -> tuple[tf.Tensor, tf.Tensor]:

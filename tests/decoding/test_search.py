@@ -118,6 +118,61 @@ def test_beam_hypotheses_are_well_formed_sorted_and_scored_exactly(alpha):
 
 
 
+# Sentence 0 and 2 follow prefixes of unlikely tokens (forced, not chosen); sentence 1 has none.
+PREFIX = tf.constant([[7, 7, 9], [PAD_ID, PAD_ID, PAD_ID], [5, PAD_ID, PAD_ID]])
+
+
+def searches_following(model, prefix_ids, alpha=0.0):
+    """Each search's (ids, scores) of SOURCE, following prefix_ids (None: no prefix)."""
+    return {
+        "greedy": greedy_search(model, SOURCE, MAX_LENGTHS, alpha, prefix_ids=prefix_ids),
+        "beam": beam_search(model, SOURCE, MAX_LENGTHS, beam_size=3, alpha=alpha, prefix_ids=prefix_ids),
+        "sampling": sample(model, SOURCE, MAX_LENGTHS, tf.constant(4), tf.constant((3, 0)), "top_k", 1.5, VOCAB, 1.0,
+                           alpha, prefix_ids=prefix_ids),
+    }
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_outputs_begin_with_their_prefix_and_are_scored_whole(alpha):
+    model = tiny_model(seed=1)
+    unforced = searches_following(model, None, alpha)
+    for name, (ids, scores) in searches_following(model, PREFIX, alpha).items():
+        ids, scores = ids.numpy(), scores.numpy()
+        for row in range(3):
+            prefix = [token for token in PREFIX[row].numpy() if token != PAD_ID]
+            if prefix:
+                assert prefix != list(unforced[name][0][row, 0].numpy()[: len(prefix)]), "the prefix would be chosen anyway"
+            for rank in range(ids.shape[1]):
+                tokens = [token for token in ids[row, rank] if token != PAD_ID]
+                assert tokens[: len(prefix)] == prefix, f"{name}: {tokens} does not begin with {prefix}"
+                assert tokens[-1] == EOS_ID and EOS_ID not in tokens[:-1] and BOS_ID not in tokens
+                # The forced tokens count with their own log-probabilities.
+                log_prob = full_prefix_log_probs(model, SOURCE[row : row + 1], tokens, MAX_LENGTHS[row]).sum()
+                np.testing.assert_allclose(scores[row, rank], log_prob / length_penalty(len(tokens), alpha).numpy(),
+                                           rtol=1e-4, atol=1e-4, err_msg=name)
+            if name == "beam":
+                assert len({tuple(hypothesis) for hypothesis in ids[row]}) == 3, "duplicate hypotheses in the beam"
+
+
+def test_a_sentence_without_prefix_is_searched_as_without_prefixes():
+    model = tiny_model(seed=1)
+    unforced = searches_following(model, None)
+    forced = searches_following(model, PREFIX)
+    for name in ("greedy", "beam"):  # samples follow the rows' positions in the working batch
+        steps = unforced[name][0].shape[2]
+        np.testing.assert_array_equal(forced[name][0][1, :, :steps].numpy(), unforced[name][0][1].numpy(), err_msg=name)
+        np.testing.assert_allclose(forced[name][1][1].numpy(), unforced[name][1][1].numpy(), atol=1e-5, err_msg=name)
+
+
+def test_greedy_search_following_its_own_output_ends_as_without_it():
+    model = tiny_model(seed=2)
+    ids, scores = greedy_search(model, SOURCE, MAX_LENGTHS, 0.6)
+    own = tf.where(tf.equal(ids[:, 0, :2], EOS_ID), PAD_ID, ids[:, 0, :2])  # up to two tokens, EOS not forced
+    followed_ids, followed_scores = greedy_search(model, SOURCE, MAX_LENGTHS, 0.6, prefix_ids=own)
+    np.testing.assert_array_equal(followed_ids.numpy(), ids.numpy())
+    np.testing.assert_allclose(followed_scores.numpy(), scores.numpy(), atol=1e-5)
+
+
 def draw(model, method="top_k", temperature=1.0, top_k=VOCAB, top_p=1.0, num_samples=3, seed=(7, 0), alpha=0.0,
          source=SOURCE, max_lengths=MAX_LENGTHS):
     return sample(model, source, max_lengths, tf.constant(num_samples), tf.constant(seed), method, temperature, top_k, top_p, alpha)

@@ -220,3 +220,34 @@ def test_scores_are_the_same_alone_and_in_batches_with_empty_and_overlong_pairs_
         assert translator.score(sources[index:index + 1], targets[index:index + 1])[0].score == pytest.approx(scores[index], abs=1e-4)
     with pytest.raises(NmtError, match="6 sources but 5 targets"):
         translator.score(sources, targets[:5])
+
+
+def test_translations_begin_with_their_prefix_whatever_the_length_limit(translator, caplog):
+    """decode.max_length_ratio 1 and offset 2: "tree" may produce 3 tokens, fewer than its prefix's.
+    The last prefix is cut to the model's longest output, so its sentence has one possible
+    translation: the second best repeats it (beam search has no second)."""
+    from nmt.decoding.ensemble import Ensemble
+
+    sources = ["the dog runs", "tree", "", "a big house", "small cat"]
+    prefixes = ["a cat", "the dog runs sees the big house", "the", "", "house " * 30]
+    found = translator.translate_n_best(sources, 2, prefixes=prefixes)
+    for source, prefix, hypotheses in zip(sources, prefixes, found):
+        for hypothesis in hypotheses:
+            assert hypothesis.text.startswith(prefix if source and len(prefix) < 100 else ""), hypothesis.text
+            assert hypothesis.score > -1e3
+        if not source:
+            assert hypotheses == [Hypothesis("", 0.0)] * 2  # an empty sentence translates to nothing, prefix or not
+    assert "the prefix of sentence 5 has 150 tokens" in caplog.text
+    assert found[4][0].text.startswith("house house") and found[4][1] == found[4][0]
+
+    def same(hypotheses, others):  # the scores to float rounding: batches pad differently
+        return [h.text for h in hypotheses] == [o.text for o in others] and all(
+            h.score == pytest.approx(o.score, abs=1e-4) for h, o in zip(hypotheses, others))
+
+    assert same(found[3], translator.translate_n_best(sources[3:4], 2)[0]), "an empty prefix is no prefix"
+    for index in range(len(sources)):  # the same alone as in the batch
+        assert same(translator.translate_n_best(sources[index:index + 1], 2, prefixes=prefixes[index:index + 1])[0], found[index])
+    ensemble = Translator(translator.config, Ensemble([translator.model, translator.model]), translator.tokenizers)
+    assert ensemble.translate(sources[:1], prefixes=prefixes[:1])[0].startswith(prefixes[0])
+    with pytest.raises(NmtError, match="5 sentences but 4 prefixes"):
+        translator.translate_n_best(sources, 1, prefixes=prefixes[:4])
