@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Iterator, Optional, Sequence
+from typing import Annotated, Callable, Iterator, Optional, Sequence
 
 import typer
 
@@ -161,6 +161,10 @@ def translate(
         bool, typer.Option("--align", help="Print 'LINE ||| TEXT ||| ALIGNMENT': for each output word j, 'i-j' with i the source "
                            "word it attends to most (last layer's cross-attention, mean of heads).")
     ] = False,
+    prefix: Annotated[Optional[str], typer.Option("--prefix", help="Begin every translation with this text; the search "
+                                                  "goes on from it.")] = None,
+    prefix_file: Annotated[Optional[Path], typer.Option("--prefix-file", help="File of prefixes, one per input line (an "
+                                                        "empty line: none): each translation begins with its own.")] = None,
     server: ServerOption = None,
     set_: SetOption = None,
 ) -> None:
@@ -169,7 +173,7 @@ def translate(
     At a terminal without any of them, it translates sentences as you type them."""
     with _user_errors(tensorflow=server is None, run_dirs=(run_dir or [None]) if server is None else (),
                       outputs=[("--output", output_file, False)]):
-        from nmt.text_io import decode_lines, interactive, read_lines, write_in_chunks
+        from nmt.text_io import decode_lines, fingerprint, interactive, read_lines, write_in_chunks
 
         if align and n_best != 1:
             raise NmtError("--align aligns the best translation only; leave out --n-best")
@@ -191,8 +195,11 @@ def translate(
             raise NmtError("nothing to translate into --output: pass sentences, --input FILE, or text on stdin")
         else:
             lines = None  # a terminal: sentences as they are typed
+        prefixes = _prefixes(prefix, prefix_file, lines)
         # What a resumed --output must have been written with: the same checkpoints or server and settings.
         settings = {"set": set_ or [], "n_best": n_best, "align": align, "server": server}
+        if lines is not None and (prefix or prefix_file):
+            settings["prefixes"] = fingerprint(prefixes(len(lines), 0))
         advance = None
         if server is not None:
             from nmt import server as server_lib
@@ -201,20 +208,22 @@ def translate(
                 settings["served"] = server_lib.health(server)
 
             def render(chunk: Sequence[str], start: int) -> str:
-                return _rendered(server_lib.request(server, list(chunk), n_best), start, n_best)
+                return _rendered(server_lib.request(server, list(chunk), n_best, prefixes=prefixes(len(chunk), start)), start, n_best)
         else:
             from nmt import jobs
 
             if lines is None:
                 typer.echo("Loading the model...", err=True)
-            translate_lines, settings["checkpoints"] = jobs.translator(first_run, set_ or [], n_best, align, ensemble)
+            translate_lines, settings["checkpoints"] = jobs.translator(first_run, set_ or [], n_best, align, ensemble,
+                                                                       prefixed=bool(prefix or prefix_file))
             if lines is None:
-                translate_lines(["warm up"])  # traces the search now, so that the first sentence typed is not slow
+                # Traces the search now, so that the first sentence typed is not slow.
+                translate_lines(["warm up"], prefixes=prefixes(1, 0))
             elif not sentences:
                 advance = jobs.progress_bar(len(lines))
 
             def render(chunk: Sequence[str], start: int) -> str:
-                translations = translate_lines(chunk, advance, start)
+                translations = translate_lines(chunk, advance, start, prefixes(len(chunk), start))
                 if align:
                     return _aligned(translations, start)
                 return _rendered([[(hypothesis.text, hypothesis.score) for hypothesis in hypotheses]
@@ -224,6 +233,29 @@ def translate(
             interactive(render)
         else:
             write_in_chunks(lines, render, output_file, settings, resumed=advance)
+
+
+def _prefixes(prefix: str | None, prefix_file: Path | None, lines: list[str] | None) -> Callable[[int, int], list[str] | None]:
+    """What `translate` begins translations with: a function of (number of lines, the first's
+    number in the input) to their prefixes, None for none.
+
+    Raises:
+        NmtError: both options, or a prefix file that is unreadable, not line for line with the
+            input, or given at a terminal (where sentences are typed one by one).
+    """
+    from nmt.text_io import read_lines
+
+    if prefix is not None and prefix_file is not None:
+        raise NmtError("--prefix gives every sentence one prefix and --prefix-file one each; pass one of them")
+    if prefix_file is None:
+        return lambda count, start: [prefix] * count if prefix else None
+    if lines is None:
+        raise NmtError("--prefix-file gives one prefix per input line: pass sentences, --input FILE or text on stdin "
+                       "(or --prefix TEXT for every sentence typed)")
+    prefix_lines = read_lines(prefix_file, "--prefix-file")
+    if len(prefix_lines) != len(lines):
+        raise NmtError(f"--prefix-file has {len(prefix_lines)} lines and the input {len(lines)}; give one prefix per input line")
+    return lambda count, start: prefix_lines[start:start + count]
 
 
 @app.command()
@@ -245,9 +277,7 @@ def score(
     itself)."""
     with _user_errors(tensorflow=server is None, run_dirs=[run_dir] if server is None else (),
                       outputs=[("--output", output_file, False)]):
-        import hashlib
-
-        from nmt.text_io import read_lines, write_in_chunks
+        from nmt.text_io import fingerprint, read_lines, write_in_chunks
 
         if server is not None and (set_ or run_dir):
             raise NmtError("--set and --run-dir apply to a model loaded here; with --server the server's run and settings apply")
@@ -256,7 +286,7 @@ def score(
             raise NmtError(f"--source {source} has {len(sources)} lines but --target {target} has {len(targets)}; "
                            "give one translation per source line")
         # What a resumed --output must have been written with (the sources are in the key already).
-        settings = {"target": hashlib.sha256("\n".join(targets).encode("utf-8")).hexdigest(), "set": set_ or [],
+        settings = {"target": fingerprint(targets), "set": set_ or [],
                     "tokens": tokens, "server": server}
         advance = None
         if server is not None:

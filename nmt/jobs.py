@@ -359,12 +359,13 @@ def average(run_dir: str | None, last: int | None, paths: list[Path]) -> Path:
 
 
 def translator(run_dir: str | None, overrides: list[str], n_best: int = 1, with_attention: bool = False,
-               ensemble: Sequence[str] = ()) -> tuple[Callable[..., list[list[Hypothesis]]], list[str]]:
+               ensemble: Sequence[str] = (), prefixed: bool = False) -> tuple[Callable[..., list[list[Hypothesis]]], list[str]]:
     """A function from sentences (and optionally on_batch(sentences done), a progress callback,
-    and start, the number of the first in the whole input: see Translator.reseed) to their n_best
-    translations each, best first (the best with its attention weights when with_attention), by
-    the run's eval.checkpoint with its decode settings, or by the runs of ensemble (other run
-    directories) and the run as one; and the checkpoints it translates with."""
+    start, the number of the first in the whole input: see Translator.reseed, and prefixes, one
+    per sentence, when prefixed) to their n_best translations each, best first (the best with its
+    attention weights when with_attention), by the run's eval.checkpoint with its decode settings,
+    or by the runs of ensemble (other run directories) and the run as one; and the checkpoints it
+    translates with."""
     run, config = load_run(run_dir, overrides)
     if ensemble:
         if with_attention:
@@ -375,21 +376,22 @@ def translator(run_dir: str | None, overrides: list[str], n_best: int = 1, with_
     else:
         checkpoint = run.checkpoint_path(config.eval.checkpoint)
         used = [str(checkpoint.resolve())]
-        if n_best == 1 and not with_attention:
+        if n_best == 1 and not with_attention and not prefixed:
             # An export of these weights with these decode settings already holds the traced search:
             # loading it skips building the model and tracing, most of a short command's time.
             exported = export_lib.load_matching(run.export_dir, checkpoint, config)
             if exported is not None:
-                def translate_exported(sentences: Sequence[str], on_batch=None, start: int = 0) -> list[list[Hypothesis]]:
+                def translate_exported(sentences: Sequence[str], on_batch=None, start: int = 0,
+                                       prefixes: None = None) -> list[list[Hypothesis]]:
                     check_text(sentences)
                     return [[Hypothesis(text, score)] for text, score in exported(sentences, on_batch)]
 
                 return translate_exported, used
         model = Translator.from_run_dir(run, config, checkpoint)
 
-    def translate(sentences: Sequence[str], on_batch=None, start: int = 0) -> list[list[Hypothesis]]:
+    def translate(sentences: Sequence[str], on_batch=None, start: int = 0, prefixes: Sequence[str] | None = None) -> list[list[Hypothesis]]:
         model.reseed(start)
-        return model.translate_n_best(sentences, n_best, on_batch, with_attention)
+        return model.translate_n_best(sentences, n_best, on_batch, with_attention, prefixes)
 
     return translate, used
 
@@ -433,9 +435,9 @@ def server(run_dir: str | None, overrides: list[str], host: str, port: int) -> t
     translator.translate(["warm up"])
     about = {"run": str(run.path), "checkpoint": str(checkpoint), "decode": dataclasses.asdict(config.decode)}
 
-    def translate(sentences: list[str], n_best: int) -> list[list[tuple[str, float]]]:
+    def translate(sentences: list[str], n_best: int, prefixes: list[str] | None) -> list[list[tuple[str, float]]]:
         return [[(hypothesis.text, hypothesis.score) for hypothesis in hypotheses]
-                for hypotheses in translator.translate_n_best(sentences, n_best)]
+                for hypotheses in translator.translate_n_best(sentences, n_best, prefixes=prefixes)]
 
     return server_lib.make_server(translate, host, port, about, functools.partial(_score_rows, translator)), about
 

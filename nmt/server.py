@@ -3,7 +3,8 @@ HTTP requests; the client is what `nmt translate --server URL` uses, and imports
 so a sentence costs the request instead of TensorFlow's start-up and the model's loading.
 
 Protocol (JSON over HTTP):
-    POST /translate  {"text": ["A dog runs.", ...], "n_best": 1}
+    POST /translate  {"text": ["A dog runs.", ...], "n_best": 1, "prefix": ["Ein", ...]}  ("prefix" optional:
+                     the text each translation begins with, one per sentence)
         -> 200 {"translations": [[{"text": "...", "score": -0.42}, ...], ...]}  (n_best per sentence, best first)
         -> 400 {"error": "..."}  (a bad request: not JSON, no list of strings, n_best out of range)
     POST /score      {"source": ["A dog runs.", ...], "target": ["Ein Hund läuft.", ...]}
@@ -31,8 +32,9 @@ log = logging.getLogger("nmt")
 # must end within a request's timeout (~1 minute of beam search by a large model on 2 CPU cores),
 # and enough to fill the server's decoding batches with sentences of similar length.
 REQUEST_SENTENCES = 1000
-# Sentences to (translation, score) lists, n per sentence; raises NmtError for a bad n.
-Translate = Callable[[Sequence[str], int], list[list[tuple[str, float]]]]
+# Sentences (and their prefixes, or None) to (translation, score) lists, n per sentence; raises
+# NmtError for a bad n or prefixes.
+Translate = Callable[[Sequence[str], int, Sequence[str] | None], list[list[tuple[str, float]]]]
 # Sources and targets to (score, pieces, log-probabilities) each, as `nmt score` gives them.
 Score = Callable[[Sequence[str], Sequence[str]], list[tuple[float, list[str], list[float]]]]
 _PATHS = "use POST /translate, POST /score or GET /health"
@@ -56,9 +58,8 @@ def make_server(translate: Translate, host: str, port: int, about: dict, score: 
             try:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if path == "/translate":
-                    sentences, n_best = _parse(body)
                     answer = {"translations": [[{"text": text, "score": value} for text, value in hypotheses]
-                                               for hypotheses in translate(sentences, n_best)]}
+                                               for hypotheses in translate(*_parse(body))]}
                 else:
                     answer = {"scores": [{"score": value, "pieces": pieces, "log_probs": log_probs}
                                          for value, pieces, log_probs in score(*_parse_pairs(body))]}
@@ -90,14 +91,17 @@ def make_server(translate: Translate, host: str, port: int, about: dict, score: 
         raise NmtError(f"cannot listen on {host}:{port}: {error.strerror}; {fix}") from None
 
 
-def _parse(data: bytes) -> tuple[list[str], int]:
+def _parse(data: bytes) -> tuple[list[str], int, list[str] | None]:
     body = _json_object(data)
     if body is None or not _strings(body.get("text")):
         raise ValueError('the request must be a JSON object {"text": [sentences...], "n_best": 1}')
     n_best = body.get("n_best", 1)
     if not isinstance(n_best, int) or isinstance(n_best, bool):
         raise ValueError(f"n_best must be an integer; got {n_best!r}")
-    return body["text"], n_best
+    prefixes = body.get("prefix")
+    if prefixes is not None and not _strings(prefixes):
+        raise ValueError('"prefix" must be a list of strings, one per sentence')
+    return body["text"], n_best, prefixes
 
 
 def _parse_pairs(data: bytes) -> tuple[list[str], list[str]]:
@@ -119,16 +123,19 @@ def _strings(value) -> bool:
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
-def request(url: str, sentences: Sequence[str], n_best: int = 1, timeout: float = 600.0) -> list[list[tuple[str, float]]]:
-    """The server's n_best (translation, score) pairs for each sentence, asked REQUEST_SENTENCES
-    at a time, each request answered within timeout seconds.
+def request(url: str, sentences: Sequence[str], n_best: int = 1, timeout: float = 600.0,
+            prefixes: Sequence[str] | None = None) -> list[list[tuple[str, float]]]:
+    """The server's n_best (translation, score) pairs for each sentence (beginning with its
+    prefix, where given), asked REQUEST_SENTENCES at a time, each request answered within timeout
+    seconds.
 
     Raises:
         NmtError: no server answers at url, it refused a request (its reason), or it did not
         answer one in time.
     """
     return [[(hypothesis["text"], hypothesis["score"]) for hypothesis in hypotheses]
-            for body in _posted(url, "/translate", {"text": sentences}, {"n_best": n_best}, timeout)
+            for body in _posted(url, "/translate", {"text": sentences, **({"prefix": prefixes} if prefixes is not None else {})},
+                                {"n_best": n_best}, timeout)
             for hypotheses in body["translations"]]
 
 

@@ -46,6 +46,11 @@ def read_lines(path: Path, option: str) -> list[str]:
     return decode_lines(data, str(path))
 
 
+def fingerprint(lines: Sequence[str]) -> str:
+    """A digest of lines, to tell whether a resumed output was made from the same ones."""
+    return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+
 def check_text(sentences: Sequence[str]) -> None:
     """Refuses a sentence that cannot be encoded as UTF-8: a lone surrogate, which is what Python
     makes of a command-line argument that is not UTF-8."""
@@ -79,7 +84,7 @@ def write_in_chunks(lines: Sequence[str], render: Callable[[Sequence[str], int],
             sys.stdout.flush()
         return
     partial, state = output.with_name(f"{output.name}.partial"), output.with_name(f"{output.name}.partial.json")
-    key = {"input": hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest(), "lines": len(lines), **settings}
+    key = {"input": fingerprint(lines), "lines": len(lines), **settings}
     try:
         with _locked(partial, output) as file:
             done, size = _resumable(partial, state, key)

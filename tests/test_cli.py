@@ -258,3 +258,15 @@ def test_fine_tuning_from_what_is_not_a_fitting_run_is_refused(workdir):
                       "this config says 64, 2. Set them as in runs/tiny/config.yaml")
     assert_user_error(invoke(*train, "--set", "tokenizer.update_vocab=true"), "'tokenizer.update_vocab' applies when starting")
     assert not Path("runs/refused/config.yaml").exists()
+
+
+def test_prefixes_are_one_per_input_line_or_one_for_every_line(tmp_path):
+    from nmt.cli import _prefixes
+    from nmt.errors import NmtError
+
+    (tmp_path / "prefixes.txt").write_text("Ein\n\nDie\n")
+    assert _prefixes(None, tmp_path / "prefixes.txt", ["a", "b", "c"])(2, 1) == ["", "Die"]
+    assert _prefixes("Ein", None, None)(2, 5) == ["Ein", "Ein"]
+    assert _prefixes(None, None, ["a"])(1, 0) is None and _prefixes("", None, ["a"])(1, 0) is None
+    with pytest.raises(NmtError, match="--prefix-file gives one prefix per input line: pass sentences"):
+        _prefixes(None, tmp_path / "prefixes.txt", None)  # at a terminal, sentences come one by one

@@ -225,6 +225,10 @@ def test_serve_answers_translate_server_like_a_local_translate(workdir, package_
             local = invoke("translate", "--run-dir", "runs/tiny", *options, *sentences)
             remote = invoke("translate", "--server", url, *options, *sentences)
             assert remote.exit_code == 0 and remote.output == local.output, (remote.output, local.output)
+        local = invoke("translate", "--run-dir", "runs/tiny", "--prefix", "Tir", *sentences)
+        remote = invoke("translate", "--server", url, "--prefix", "Tir", *sentences)
+        assert remote.exit_code == 0 and remote.output == local.output, (remote.output, local.output)
+        assert [line[:3] for line in local.output.splitlines()] == ["Tir", "Tir"]
         assert invoke("translate", "--server", url, "--output", "served.txt", *sentences).exit_code == 0
         assert Path("served.txt").read_text() == invoke("translate", "--run-dir", "runs/tiny", *sentences).output
         Path("served.src").write_text("".join(f"{sentence}\n" for sentence in sentences) + "\n")
@@ -490,6 +494,32 @@ def test_beam_search_n_best(workdir):
     assert_user_error(
         invoke("translate", "--set", "decode.length_penalty=-1", "A dog."), "'decode.length_penalty' must be 0 or more"
     )
+
+
+def test_translations_begin_with_the_prefixes_given(workdir):
+    sentences = ["The dog saw a cat.", "My small teachers will read the book."]
+    best = invoke("translate", *sentences).output.splitlines()
+    own = " ".join(best[0].split()[:2])  # the model's own beginning: it goes on as without a prefix
+    other = best[1].split()[0]  # another sentence's first word: forced (the model may go on with the word)
+    result = invoke("translate", "--prefix", own, sentences[0])
+    assert result.exit_code == 0 and result.output.splitlines() == best[:1], (result.output, best)
+    forced = invoke("translate", "--prefix", other, "--n-best", "3", sentences[0])
+    assert forced.exit_code == 0, forced.output
+    hypotheses = [line.split(" ||| ") for line in forced.output.splitlines()]
+    assert len(hypotheses) == 3 and all(text.startswith(other) for _, text, _ in hypotheses), hypotheses
+    assert not best[0].startswith(other)
+    # One prefix per input line, an empty line for none; the output file as stdout.
+    Path("prefixed.txt").write_text(f"{sentences[0]}\n\n{sentences[1]}\n")
+    Path("prefixes.txt").write_text(f"{other}\nEin\n\n")
+    result = invoke("translate", "--input", "prefixed.txt", "--prefix-file", "prefixes.txt", "--output", "prefixed.out")
+    assert result.exit_code == 0, result.output
+    lines = Path("prefixed.out").read_text().splitlines()
+    assert lines[0] == hypotheses[0][1] and lines[1] == "" and lines[2] == best[1]
+    Path("prefixes.txt").write_text(f"{other}\n")
+    assert_user_error(invoke("translate", "--input", "prefixed.txt", "--prefix-file", "prefixes.txt"),
+                      "--prefix-file has 1 lines and the input 3; give one prefix per input line")
+    assert_user_error(invoke("translate", "--prefix", "Ein", "--prefix-file", "prefixes.txt", "A dog."), "pass one of them")
+    assert_user_error(invoke("translate", "--prefix-file", "missing.txt", "A dog."), "cannot read --prefix-file missing.txt")
 
 
 def test_sampling_gives_distinct_seeded_samples(workdir):

@@ -11,12 +11,14 @@ from nmt import server
 from nmt.errors import ConfigError, NmtError
 
 
-def reverse(sentences, n_best):
+def reverse(sentences, n_best, prefixes=None):
     if n_best < 1 or n_best > 2:
         raise ConfigError(f"n-best must be between 1 and decode.beam_size (2); got {n_best}")
     if "boom" in sentences:
         raise RuntimeError("the model failed")
-    return [[(sentence[::-1] + "!" * rank, -float(rank)) for rank in range(n_best)] for sentence in sentences]
+    prefixes = prefixes or [""] * len(sentences)
+    return [[(prefix + sentence[::-1] + "!" * rank, -float(rank)) for rank in range(n_best)]
+            for sentence, prefix in zip(sentences, prefixes)]
 
 
 @pytest.fixture
@@ -43,6 +45,12 @@ def test_translations_and_n_best_in_order(url):
     assert server.health(url) == {"status": "ok", "run": "runs/x"}
 
 
+def test_prefixes_go_with_their_sentences_in_every_request(url, monkeypatch):
+    monkeypatch.setattr(server, "REQUEST_SENTENCES", 2)
+    sentences, prefixes = ["ab", "cd", "ef"], ["1", "", "3"]
+    assert server.request(url, sentences, prefixes=prefixes) == [[("1ba", 0.0)], [("dc", 0.0)], [("3fe", 0.0)]]
+
+
 def test_the_models_refusal_reaches_the_client_as_one_error(url):
     with pytest.raises(NmtError, match=r"refused the request: n-best must be between 1 and decode.beam_size \(2\); got 3"):
         server.request(url, ["abc"], n_best=3)
@@ -53,6 +61,7 @@ def test_the_models_refusal_reaches_the_client_as_one_error(url):
     (b'{"text": "one string"}', '{"text": [sentences...]'),
     (b'{"text": ["a", 1]}', '{"text": [sentences...]'),
     (b'{"text": ["a"], "n_best": "2"}', "n_best must be an integer"),
+    (b'{"text": ["a"], "prefix": "b"}', '"prefix" must be a list of strings'),
 ])
 def test_bad_requests_get_400_with_the_reason(url, body, message):
     status, answer = post(url, body)
@@ -97,7 +106,7 @@ def test_many_sentences_go_in_several_requests_in_order(url, monkeypatch):
 def test_a_server_that_does_not_answer_in_time_is_one_clear_error():
     answered = threading.Event()
 
-    def stuck(sentences, n_best):
+    def stuck(sentences, n_best, prefixes):
         answered.wait(10)
         return [[("", 0.0)] for _ in sentences]
 
