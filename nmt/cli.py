@@ -200,15 +200,19 @@ def translate(
         settings = {"set": set_ or [], "n_best": n_best, "align": align, "server": server}
         if lines is not None and (prefix or prefix_file):
             settings["prefixes"] = fingerprint(prefixes(len(lines), 0))
-        advance = None
+        # What the progress bar, once started (`with progress as advance` below), is advanced with.
+        advance, progress = None, contextlib.nullcontext()
         if server is not None:
             from nmt import server as server_lib
 
             if output_file is not None:
                 settings["served"] = server_lib.health(server)
+            if lines is not None and not sentences:
+                progress = _progress_without_tensorflow(len(lines), "Translating")
 
             def render(chunk: Sequence[str], start: int) -> str:
-                return _rendered(server_lib.request(server, list(chunk), n_best, prefixes=prefixes(len(chunk), start)), start, n_best)
+                return _rendered(server_lib.request(server, list(chunk), n_best, prefixes=prefixes(len(chunk), start),
+                                                    on_part=advance), start, n_best)
         else:
             from nmt import jobs
 
@@ -220,7 +224,7 @@ def translate(
                 # Traces the search now, so that the first sentence typed is not slow.
                 translate_lines(["warm up"], prefixes=prefixes(1, 0))
             elif not sentences:
-                advance = jobs.progress_bar(len(lines))
+                progress = contextlib.nullcontext(jobs.progress_bar(len(lines)))
 
             def render(chunk: Sequence[str], start: int) -> str:
                 translations = translate_lines(chunk, advance, start, prefixes(len(chunk), start))
@@ -232,7 +236,20 @@ def translate(
         if lines is None:
             interactive(render)
         else:
-            write_in_chunks(lines, render, output_file, settings, resumed=advance)
+            with progress as advance:
+                write_in_chunks(lines, render, output_file, settings, resumed=advance)
+
+
+@contextlib.contextmanager
+def _progress_without_tensorflow(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar of total sentences on stderr when it is a terminal, for work a server does:
+    jobs.progress_bar (Keras's) would import TensorFlow, what --server spares. Yields what to call
+    with each part's number of sentences (None where stderr is not a terminal)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    with typer.progressbar(length=total, label=label, file=sys.stderr) as bar:
+        yield bar.update
 
 
 def _prefixes(prefix: str | None, prefix_file: Path | None, lines: list[str] | None) -> Callable[[int, int], list[str] | None]:
@@ -288,20 +305,20 @@ def score(
         # What a resumed --output must have been written with (the sources are in the key already).
         settings = {"target": fingerprint(targets), "set": set_ or [],
                     "tokens": tokens, "server": server}
-        advance = None
         if server is not None:
             from nmt import server as server_lib
 
             if output_file is not None:
                 settings["served"] = server_lib.health(server)
+            progress = _progress_without_tensorflow(len(sources), "Scoring")
 
             def score_chunk(chunk: Sequence[str], start: int) -> list:
-                return server_lib.score(server, chunk, targets[start:start + len(chunk)])
+                return server_lib.score(server, chunk, targets[start:start + len(chunk)], on_part=advance)
         else:
             from nmt import jobs
 
             score_pairs, settings["checkpoints"] = jobs.scorer(run_dir, set_ or [])
-            advance = jobs.progress_bar(len(sources))
+            progress = contextlib.nullcontext(jobs.progress_bar(len(sources)))
 
             def score_chunk(chunk: Sequence[str], start: int) -> list:
                 return score_pairs(chunk, targets[start:start + len(chunk)], advance)
@@ -313,7 +330,8 @@ def score(
             return "".join(f"{value:.4f} ||| " + " ".join(f"{piece}:{log_prob:.4f}" for piece, log_prob in zip(pieces, log_probs))
                            + "\n" for value, pieces, log_probs in found)
 
-        write_in_chunks(sources, render, output_file, settings, resumed=advance)
+        with progress as advance:
+            write_in_chunks(sources, render, output_file, settings, resumed=advance)
 
 
 def _rendered(translations: list[list[tuple[str, float]]], start: int, n_best: int) -> str:

@@ -124,10 +124,10 @@ def _strings(value) -> bool:
 
 
 def request(url: str, sentences: Sequence[str], n_best: int = 1, timeout: float = 600.0,
-            prefixes: Sequence[str] | None = None) -> list[list[tuple[str, float]]]:
+            prefixes: Sequence[str] | None = None, on_part: Callable[[int], None] | None = None) -> list[list[tuple[str, float]]]:
     """The server's n_best (translation, score) pairs for each sentence (beginning with its
     prefix, where given), asked REQUEST_SENTENCES at a time, each request answered within timeout
-    seconds.
+    seconds; on_part is called with the number of sentences of each answer (a progress bar's).
 
     Raises:
         NmtError: no server answers at url, it refused a request (its reason), or it did not
@@ -135,31 +135,35 @@ def request(url: str, sentences: Sequence[str], n_best: int = 1, timeout: float 
     """
     return [[(hypothesis["text"], hypothesis["score"]) for hypothesis in hypotheses]
             for body in _posted(url, "/translate", {"text": sentences, **({"prefix": prefixes} if prefixes is not None else {})},
-                                {"n_best": n_best}, timeout)
+                                {"n_best": n_best}, timeout, on_part)
             for hypotheses in body["translations"]]
 
 
-def score(url: str, sources: Sequence[str], targets: Sequence[str],
-          timeout: float = 600.0) -> list[tuple[float, list[str], list[float]]]:
+def score(url: str, sources: Sequence[str], targets: Sequence[str], timeout: float = 600.0,
+          on_part: Callable[[int], None] | None = None) -> list[tuple[float, list[str], list[float]]]:
     """The server's (score, pieces, log-probabilities) of each target as the translation of its
-    source, asked REQUEST_SENTENCES pairs at a time.
+    source, asked REQUEST_SENTENCES pairs at a time (on_part as for `request`).
 
     Raises:
         NmtError: as `request`.
     """
     return [(scored["score"], scored["pieces"], scored["log_probs"])
-            for body in _posted(url, "/score", {"source": sources, "target": targets}, {}, timeout)
+            for body in _posted(url, "/score", {"source": sources, "target": targets}, {}, timeout, on_part)
             for scored in body["scores"]]
 
 
-def _posted(url: str, path: str, lists: dict[str, Sequence[str]], fields: dict, timeout: float) -> Iterator[dict]:
+def _posted(url: str, path: str, lists: dict[str, Sequence[str]], fields: dict, timeout: float,
+            on_part: Callable[[int], None] | None = None) -> Iterator[dict]:
     """The answers to POST path with lists (of equal length) sent REQUEST_SENTENCES items at a
-    time, each request with fields too."""
-    for start in range(0, len(next(iter(lists.values()))), REQUEST_SENTENCES):
+    time, each request with fields too; on_part(items) after each answer."""
+    total = len(next(iter(lists.values())))
+    for start in range(0, total, REQUEST_SENTENCES):
         data = json.dumps({**{name: list(values[start:start + REQUEST_SENTENCES]) for name, values in lists.items()},
                            **fields}).encode("utf-8")
         yield _call(url, urllib.request.Request(url.rstrip("/") + path, data=data,
                                                 headers={"Content-Type": "application/json"}), timeout)
+        if on_part:
+            on_part(min(REQUEST_SENTENCES, total - start))
 
 
 def health(url: str, timeout: float = 10.0) -> dict:

@@ -1025,6 +1025,70 @@ def decode_settings_table(entry: dict) -> str:
     )
 
 
+@app.command()
+def prefix(
+    run_dir: Annotated[Path, typer.Option(help="A trained run; its eval.checkpoint decodes the test split.")],
+    words: Annotated[list[int], typer.Option(help="Reference words given as the prefix (0: none; repeatable).")] = [0, 1, 2, 3],
+    passes: Annotated[int, typer.Option(help="Passes over the test split per prefix length, in alternating order.")] = 2,
+    out: Annotated[Path, typer.Option(help="JSON results; Markdown goes beside it.")] = Path("benchmarks/prefix.json"),
+) -> None:
+    """Translation that goes on from what a translator typed: each test sentence's translation made
+    to begin with the first k words of its reference. Scores what the model adds after them (BLEU
+    and chrF against the rest of the reference, and how often its next word is the reference's),
+    and the speed against no prefix, all in one process."""
+    run = RunDir(run_dir)
+    config = run.load_config()
+    translator = Translator.from_run_dir(run, config)
+    test = SplitEvaluator(config.data, "test")
+    reference_words = [reference.split() for reference in test.references]
+    prefixes = {k: [" ".join(reference[:k]) for reference in reference_words] for k in words}
+    for k in words:  # traces both searches (with and without prefixes)
+        translator.translate(test.sources[:8], prefixes=prefixes[k][:8] if k else None)
+    seconds = {k: 0.0 for k in words}
+    outputs = {}
+    for index in range(passes):
+        for k in (words if index % 2 == 0 else reversed(words)):
+            started = time.perf_counter()
+            outputs[k] = translator.translate(test.sources, prefixes=prefixes[k] if k else None)
+            seconds[k] += time.perf_counter() - started
+    results = {}
+    for k in words:
+        hypotheses = [output.split() for output in outputs[k]]
+        continued = [i for i, reference in enumerate(reference_words) if len(reference) > k]
+        scores = score([" ".join(hypothesis[k:]) for hypothesis in hypotheses], [" ".join(reference[k:]) for reference in reference_words])
+        results[k] = {
+            "sentences_per_s": round(passes * len(test.sources) / seconds[k], 2),
+            "speed_against_no_prefix": round(seconds[words[0]] / seconds[k], 3),
+            "bleu_after_prefix": scores["bleu"], "chrf_after_prefix": scores["chrf"],
+            "bleu_whole": score(outputs[k], test.references)["bleu"],
+            "next_word_correct": round(sum(len(hypotheses[i]) > k and hypotheses[i][k] == reference_words[i][k]
+                                          for i in continued) / max(len(continued), 1), 4),
+            "outputs_beginning_with_prefix": sum(output.startswith(given) for output, given in zip(outputs[k], prefixes[k])),
+        }
+        typer.echo(f"{k} words: {results[k]}")
+    entry = {"run_dir": str(run_dir), "code": code_version(), "date": time.strftime("%Y-%m-%d"), "machine": machine(),
+             "beam_size": config.decode.beam_size, "passes": passes, "sentences": len(test.sources), "results": results}
+    atomic.write_text(out, json.dumps(entry, indent=2) + "\n")
+    atomic.write_text(out.with_suffix(".md"), prefix_table(entry))
+    typer.echo(prefix_table(entry))
+
+
+def prefix_table(entry: dict) -> str:
+    rows = [f"| {k} | {result['bleu_after_prefix']:.2f} | {result['chrf_after_prefix']:.2f} | "
+            f"{100 * result['next_word_correct']:.1f}% | {result['bleu_whole']:.2f} | {result['sentences_per_s']:.2f} | "
+            f"{result['speed_against_no_prefix']:.3f}x |" for k, result in entry["results"].items()]
+    return "\n".join([
+        "# Translations that begin with the reference's first words", "",
+        f"Machine: {entry['machine']['cpu']}, {entry['machine']['cores']} cores, {entry['date']}, code {entry['code']}. "
+        f"Run `{entry['run_dir']}`, beam {entry['beam_size']}, the test split ({entry['sentences']} sentences), "
+        f"{entry['passes']} passes per prefix length in one process. BLEU and chrF after the prefix score the words "
+        "the model added against the rest of the reference; the next word is the first of them.", "",
+        "| reference words given | BLEU after the prefix | chrF after the prefix | next word right | BLEU of the whole output | sent/s | speed |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        *rows, "",
+    ])
+
+
 def _take_turns(translators: dict[str, Translator], passes: list[list[list[str]]]) -> tuple[dict[str, list[float]], int]:
     """The two translators translate each item of each pass in turn, who goes first alternating,
     so that the machine's drift (up to 35% between runs when decoding) falls on both alike. Returns

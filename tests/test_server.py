@@ -47,8 +47,9 @@ def test_translations_and_n_best_in_order(url):
 
 def test_prefixes_go_with_their_sentences_in_every_request(url, monkeypatch):
     monkeypatch.setattr(server, "REQUEST_SENTENCES", 2)
-    sentences, prefixes = ["ab", "cd", "ef"], ["1", "", "3"]
-    assert server.request(url, sentences, prefixes=prefixes) == [[("1ba", 0.0)], [("dc", 0.0)], [("3fe", 0.0)]]
+    sentences, prefixes, parts = ["ab", "cd", "ef"], ["1", "", "3"], []
+    assert server.request(url, sentences, prefixes=prefixes, on_part=parts.append) == [[("1ba", 0.0)], [("dc", 0.0)], [("3fe", 0.0)]]
+    assert parts == [2, 1]  # what a progress bar advances by, as each answer comes
 
 
 def test_the_models_refusal_reaches_the_client_as_one_error(url):
