@@ -51,14 +51,14 @@ def fingerprint(lines: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
 
 
-def check_text(sentences: Sequence[str]) -> None:
-    """Refuses a sentence that cannot be encoded as UTF-8: a lone surrogate, which is what Python
-    makes of a command-line argument that is not UTF-8."""
+def check_text(sentences: Sequence[str], kind: str = "sentence") -> None:
+    """Refuses a sentence (or another kind of text, named in the message) that cannot be encoded
+    as UTF-8: a lone surrogate, which is what Python makes of a command-line argument that is not UTF-8."""
     for number, sentence in enumerate(sentences, start=1):
         try:
             sentence.encode("utf-8")
         except UnicodeEncodeError as error:
-            raise NmtError(f"sentence {number} is not valid UTF-8 text (character {error.start + 1} is a lone "
+            raise NmtError(f"{kind} {number} is not valid UTF-8 text (character {error.start + 1} is a lone "
                            f"surrogate, {sentence[error.start]!r}); pass UTF-8 text") from None
 
 

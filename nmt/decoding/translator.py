@@ -240,7 +240,7 @@ class Translator:
         if prefixes is not None:
             if len(prefixes) != len(sentences):
                 raise NmtError(f"{len(sentences)} sentences but {len(prefixes)} prefixes: give one prefix per sentence")
-            check_text(prefixes)
+            check_text(prefixes, "prefix")
         outputs = [[Hypothesis("", 0.0)] * n for _ in sentences]
         token_ids = self.tokenizers.source.tokenize(tf.constant(list(sentences), tf.string))
         # A sentence of no tokens (blank, or of what the tokenizer drops whole: control characters,
@@ -287,7 +287,7 @@ class Translator:
         if isinstance(self.model, Ensemble):
             raise NmtError("scoring takes one model: pass one --run-dir")
         check_text(sources)
-        check_text(targets)
+        check_text(targets, "target")
         scored = [Scored(0.0)] * len(sources)
         source_ids = self.tokenizers.source.tokenize(tf.constant(list(sources), tf.string))
         target_ids = self.tokenizers.target.tokenize(tf.constant(list(targets), tf.string))

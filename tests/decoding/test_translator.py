@@ -251,3 +251,5 @@ def test_translations_begin_with_their_prefix_whatever_the_length_limit(translat
     assert ensemble.translate(sources[:1], prefixes=prefixes[:1])[0].startswith(prefixes[0])
     with pytest.raises(NmtError, match="5 sentences but 4 prefixes"):
         translator.translate_n_best(sources, 1, prefixes=prefixes[:4])
+    with pytest.raises(NmtError, match="prefix 2 is not valid UTF-8 text"):
+        translator.translate_n_best(sources[:2], 1, prefixes=["a", "b\udc80"])
