@@ -221,6 +221,9 @@ class DecodeConfig:
     # Output length limit: ratio * source tokens + offset (and never above model.max_length).
     max_length_ratio: float = 1.5
     max_length_offset: int = 10
+    # N > 0: no translation holds the same N subwords twice (a token that would repeat them is never
+    # chosen), against the loops of an undertrained model; 0: off.
+    no_repeat_ngram_size: int = 0
     # Sampling instead of search (e.g. for back-translation): each token drawn from the model's
     # distribution, its logits divided by temperature, cut to the top_k most likely tokens ('top_k')
     # or to the fewest whose probabilities add up to top_p ('top_p'). 'none': greedy or beam search.
@@ -458,6 +461,9 @@ def _check_values(config: Config) -> None:
         raise ConfigError(
             f"config key 'tokenizer.character_coverage' must be in (0, 1]; got {config.tokenizer.character_coverage}"
         )
+    if config.decode.no_repeat_ngram_size < 0:
+        raise ConfigError(
+            f"config key 'decode.no_repeat_ngram_size' must be 0 (off) or more; got {config.decode.no_repeat_ngram_size}")
     if config.decode.max_length_offset < 0:
         raise ConfigError(f"config key 'decode.max_length_offset' must be 0 or more; got {config.decode.max_length_offset}")
     if not 0.0 < config.decode.top_p <= 1.0:

@@ -50,9 +50,11 @@ class _Serving(tf.Module):
         decode = config.decode
         self._limits = functools.partial(length_limits, decode=decode, max_length=model.max_length)
         if decode.beam_size == 1:
-            self._search = functools.partial(greedy_search, model, alpha=decode.length_penalty)
+            self._search = functools.partial(greedy_search, model, alpha=decode.length_penalty,
+                                             no_repeat_ngram_size=decode.no_repeat_ngram_size)
         else:
-            self._search = functools.partial(beam_search, model, beam_size=decode.beam_size, alpha=decode.length_penalty, num_best=1)
+            self._search = functools.partial(beam_search, model, beam_size=decode.beam_size, alpha=decode.length_penalty,
+                                             num_best=1, no_repeat_ngram_size=decode.no_repeat_ngram_size)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")], autograph=False)
     def source_lengths(self, text: tf.Tensor) -> dict[str, tf.Tensor]:

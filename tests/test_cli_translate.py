@@ -522,6 +522,24 @@ def test_translations_begin_with_the_prefixes_given(workdir):
     assert_user_error(invoke("translate", "--prefix-file", "missing.txt", "A dog."), "cannot read --prefix-file missing.txt")
 
 
+def test_no_repeat_ngram_size_keeps_translations_from_repeating_subwords(workdir):
+    from nmt.data import tokenizer
+    from nmt.run_dir import RunDir
+
+    run = RunDir(Path("runs/tiny"))
+    tokenizers = tokenizer.load(run.tokenizer_dir, run.load_config().tokenizer.joint)
+    sentences = ["The dog saw the cat and the cat saw the dog.", "My small teachers will read the old books and the new books."]
+
+    def pieces(output):
+        return tokenizers.target.tokenize(output.splitlines()).to_list()
+
+    plain = invoke("translate", *sentences)
+    assert any(len(set(line)) < len(line) for line in pieces(plain.output)), "no subword repeated: the test shows nothing"
+    blocked = invoke("translate", "--set", "decode.no_repeat_ngram_size=1", *sentences)
+    assert blocked.exit_code == 0, blocked.output
+    assert all(len(set(line)) == len(line) for line in pieces(blocked.output)), blocked.output
+
+
 def test_sampling_gives_distinct_seeded_samples(workdir):
     def sampled(seed, *extra):
         return invoke("translate", "--set", "decode.sampling=top_p", "--set", "decode.top_p=0.95", "--set", "decode.temperature=2.0",

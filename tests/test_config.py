@@ -52,6 +52,7 @@ def test_unknown_section(tmp_path):
         ("decode:\n  top_p: 1.5\n", r"'decode\.top_p' must be in \(0, 1\]; got 1\.5"),
         ("decode:\n  sampling: nucleus\n", r"decode\.sampling"),
         ("decode:\n  length_penalty: -0.5\n", r"'decode\.length_penalty' must be 0 or more; got -0\.5"),
+        ("decode:\n  no_repeat_ngram_size: -1\n", r"'decode\.no_repeat_ngram_size' must be 0 \(off\) or more; got -1"),
         ("train:\n  validation_beam_size: 0\n", r"'train\.validation_beam_size' must be greater than 0"),
         ("train:\n  validation_bleu: false\n", r"'train\.best_metric' is 'bleu' but train\.validation_bleu is false"),
         ("train:\n  average_last: 5\n", r"'train\.average_last' \(5\) exceeds train\.keep_checkpoints \(3\)"),

@@ -15,6 +15,11 @@ prefix_ids (batch, prefix steps), optional: each sentence's output begins with i
 whole output; the search goes on from there (fairseq's --prefix-size, CTranslate2's target_prefix).
 The caller makes each length limit hold its prefix.
 
+no_repeat_ngram_size N > 0: no output holds the same N subwords twice, because a token that would
+complete a repeat is never chosen (fairseq's --no-repeat-ngram-size, CTranslate2's
+no_repeat_ngram_size); a prefix is followed regardless. Scores stay the model's own
+log-probabilities of the tokens chosen.
+
 Why our own beam search: Keras has none for encoder-decoder models, and TF's (tf-models, the
 retired tensorflow-addons) would add a dependency for ~80 lines. It follows fairseq's rules, so
 that beam 1 is exactly greedy: a hypothesis ending in EOS is finished only when it ranks among the
@@ -43,19 +48,20 @@ def length_penalty(lengths: tf.Tensor, alpha: float) -> tf.Tensor:
 
 def greedy_search(
     model: Transformer, source_ids: tf.Tensor, max_lengths: tf.Tensor, alpha: float = 0.0,
-    prefix_ids: tf.Tensor | None = None,
+    prefix_ids: tf.Tensor | None = None, no_repeat_ngram_size: int = 0,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """The most likely next token at every step; ids (batch, 1, steps), scores (batch, 1)."""
     def most_likely(log_probs, step, limits):
         best, ids = _best_next_tokens(log_probs, step, limits, 1)
         return best[:, 0], ids[:, 0]
 
-    return _token_by_token(model, source_ids, max_lengths, alpha, 1, most_likely, prefix_ids)
+    return _token_by_token(model, source_ids, max_lengths, alpha, 1, most_likely, prefix_ids, no_repeat_ngram_size)
 
 
 def sample(
     model: Transformer, source_ids: tf.Tensor, max_lengths: tf.Tensor, num_samples: tf.Tensor, seed: tf.Tensor,
     method: str, temperature: float, top_k: int, top_p: float, alpha: float = 0.0, prefix_ids: tf.Tensor | None = None,
+    no_repeat_ngram_size: int = 0,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """num_samples translations per sentence, each token drawn from the model's distribution with
     its logits divided by temperature and cut to the top_k most likely tokens (method 'top_k') or
@@ -81,13 +87,13 @@ def sample(
         ids = tf.where(at_limit, EOS_ID, ids)
         return tf.where(at_limit, 0.0, tf.gather(log_probs, ids, batch_dims=1)), ids
 
-    ids, scores = _token_by_token(model, source_ids, max_lengths, alpha, num_samples, draw, prefix_ids)
+    ids, scores = _token_by_token(model, source_ids, max_lengths, alpha, num_samples, draw, prefix_ids, no_repeat_ngram_size)
     scores, order = tf.math.top_k(scores, k=tf.shape(scores)[1])
     return tf.gather(ids, order, batch_dims=1), scores
 
 
 def _token_by_token(model: Transformer, source_ids: tf.Tensor, max_lengths: tf.Tensor, alpha: float,
-                    per_sentence, choose, prefix_ids: tf.Tensor | None) -> tuple[tf.Tensor, tf.Tensor]:
+                    per_sentence, choose, prefix_ids: tf.Tensor | None, ngram: int) -> tuple[tf.Tensor, tf.Tensor]:
     """per_sentence hypotheses per sentence, each extended by one token per step by choose(log_probs,
     step, limits) -> (log-probabilities, ids) of the rows; a row leaves the working batch at its EOS.
     Returns ids (batch, per_sentence, steps), scores (batch, per_sentence)."""
@@ -100,14 +106,16 @@ def _token_by_token(model: Transformer, source_ids: tf.Tensor, max_lengths: tf.T
         cache = tf.nest.map_structure(lambda tensor: tf.repeat(tensor, per_sentence, axis=0), cache)
     rows = batch_size * per_sentence
 
-    # `active` (A,) indexes the rows still decoded; tokens, limits and cache rows are theirs.
-    def not_done(step, active, tokens, limits, log_prob, length, output, cache):
+    # `active` (A,) indexes the rows still decoded; tokens, limits, history (the tokens so far) and
+    # cache rows are theirs.
+    def not_done(step, active, tokens, limits, history, log_prob, length, output, cache):
         return tf.logical_and(step < max_steps, tf.size(active) > 0)
 
-    def extend(step, active, tokens, limits, log_prob, length, output, cache):
+    def extend(step, active, tokens, limits, history, log_prob, length, output, cache):
         logits, cache = model.decode_step(tokens, step, cache, output_kernel)
-        log_probs = _log_probs(logits, step, prefix_ids, active // per_sentence)
+        log_probs = _log_probs(logits, step, active // per_sentence, history, prefix_ids, ngram)
         next_log_prob, next_ids = choose(log_probs, step, limits)
+        history = tf.concat([history, next_ids[:, tf.newaxis]], axis=1)
         positions = active[:, tf.newaxis]
         log_prob = tf.tensor_scatter_nd_add(log_prob, positions, next_log_prob)
         length = tf.tensor_scatter_nd_add(length, positions, tf.ones_like(next_ids))
@@ -120,18 +128,20 @@ def _token_by_token(model: Transformer, source_ids: tf.Tensor, max_lengths: tf.T
         )
         return (
             step + 1, tf.gather(active, going_on), tf.gather(next_ids, going_on), tf.gather(limits, going_on),
-            log_prob, length, output, cache,
+            tf.gather(history, going_on), log_prob, length, output, cache,
         )
 
     fewer = tf.TensorShape([None])
-    _, _, _, _, log_prob, length, output, _ = tf.while_loop(
+    _, _, _, _, _, log_prob, length, output, _ = tf.while_loop(
         not_done,
         extend,
         (
             tf.constant(0), tf.range(rows), tf.fill([rows], BOS_ID), tf.repeat(max_lengths, per_sentence),
-            tf.zeros([rows]), tf.zeros([rows], tf.int32), tf.TensorArray(tf.int32, size=0, dynamic_size=True), cache,
+            tf.zeros([rows, 0], tf.int32), tf.zeros([rows]), tf.zeros([rows], tf.int32),
+            tf.TensorArray(tf.int32, size=0, dynamic_size=True), cache,
         ),
-        shape_invariants=(None, fewer, fewer, fewer, None, None, None, model.decoding_shape_invariants(cache)),
+        shape_invariants=(None, fewer, fewer, fewer, tf.TensorShape([None, None]), None, None, None,
+                          model.decoding_shape_invariants(cache)),
     )
     ids = tf.reshape(tf.transpose(output.stack()), [batch_size, per_sentence, -1])
     return ids, tf.reshape(log_prob / length_penalty(length, alpha), [batch_size, per_sentence])
@@ -139,7 +149,7 @@ def _token_by_token(model: Transformer, source_ids: tf.Tensor, max_lengths: tf.T
 
 def beam_search(
     model: Transformer, source_ids: tf.Tensor, max_lengths: tf.Tensor, beam_size: int, alpha: float = 0.0,
-    num_best: int | tf.Tensor | None = None, prefix_ids: tf.Tensor | None = None,
+    num_best: int | tf.Tensor | None = None, prefix_ids: tf.Tensor | None = None, no_repeat_ngram_size: int = 0,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """The beam_size best hypotheses per sentence; ids (batch, beam_size, steps), scores (batch, beam_size).
 
@@ -168,7 +178,8 @@ def beam_search(
 
     def extend(step, active, tokens, limits, alive_ids, alive_scores, finished_ids, finished_scores, num_finished, cache):
         logits, cache = model.decode_step(tokens, step, cache, output_kernel)
-        log_probs = _log_probs(logits, step, prefix_ids, tf.repeat(active, beam_size))
+        history = tf.reshape(alive_ids, [tf.size(active) * beam_size, -1])[:, :step]
+        log_probs = _log_probs(logits, step, tf.repeat(active, beam_size), history, prefix_ids, no_repeat_ngram_size)
         return select(step, active, _best_next_tokens(log_probs, step, limits, 2 * beam_size), limits, alive_ids,
                       alive_scores, finished_ids, finished_scores, num_finished, cache)
 
@@ -225,7 +236,7 @@ def beam_search(
     # The first step decodes one row per sentence, whose beam_size rows would all be BOS on the
     # same cache; the sentence's rows then share its logits and cache (a 1/beam_size step).
     logits, cache = model.decode_step(tf.fill([batch_size], BOS_ID), tf.constant(0), cache, output_kernel)
-    log_probs = _log_probs(logits, tf.constant(0), prefix_ids, tf.range(batch_size))
+    log_probs = _log_probs(logits, tf.constant(0), tf.range(batch_size), None, prefix_ids, 0)  # no history to repeat yet
     first_tokens = tf.nest.map_structure(
         lambda tensor: tf.repeat(tensor, beam_size, axis=0), _best_next_tokens(log_probs, 0, max_lengths, 2 * beam_size))
     # Each sentence's row becomes beam_size rows (sentence-major), sharing one encoder pass.
@@ -249,20 +260,39 @@ def beam_search(
     return finished_ids, finished_scores
 
 
-def _log_probs(logits: tf.Tensor, step: tf.Tensor, prefix_ids: tf.Tensor | None, sentences: tf.Tensor) -> tf.Tensor:
-    """next_token_log_probs of rows decoding `sentences` (indices into prefix_ids' rows); a row
-    whose sentence's prefix has a token at this step keeps that token's alone, the others dead."""
+def _log_probs(logits: tf.Tensor, step: tf.Tensor, sentences: tf.Tensor, history: tf.Tensor | None,
+               prefix_ids: tf.Tensor | None, ngram: int) -> tf.Tensor:
+    """next_token_log_probs of rows decoding `sentences` (indices into prefix_ids' rows) after the
+    tokens of history (rows, step): with ngram > 0, the tokens that would repeat one of its
+    n-grams dead; a row whose sentence's prefix has a token at this step keeps that token's alone."""
     log_probs = next_token_log_probs(logits)
+    free = log_probs if not ngram else tf.cond(
+        step >= ngram, lambda: _without_repeats(log_probs, history, step, ngram), lambda: log_probs)
     if prefix_ids is None:
-        return log_probs
+        return free
 
     def follow_prefix():
         forced = tf.gather(prefix_ids[:, step], sentences)[:, tf.newaxis]  # (rows, 1); PAD: not forced
-        kept = tf.equal(forced, PAD_ID) | tf.equal(tf.range(tf.shape(log_probs)[1])[tf.newaxis], forced)
-        return tf.where(kept, log_probs, _NEG)
+        chosen = tf.equal(tf.range(tf.shape(log_probs)[1])[tf.newaxis], forced)
+        return tf.where(tf.equal(forced, PAD_ID), free, tf.where(chosen, log_probs, _NEG))
 
     # Past the longest prefix no row is forced: the (rows, vocab) pass is skipped.
-    return tf.cond(step < tf.shape(prefix_ids)[1], follow_prefix, lambda: log_probs)
+    return tf.cond(step < tf.shape(prefix_ids)[1], follow_prefix, lambda: free)
+
+
+def _without_repeats(log_probs: tf.Tensor, history: tf.Tensor, step: tf.Tensor, n: int) -> tf.Tensor:
+    """log_probs (rows, vocab) with each token dead that, after the tokens of history (rows, step),
+    would repeat an n-gram of them: the token that followed each earlier occurrence of the last
+    n - 1 tokens. Needs step >= n."""
+    windows = step - n + 1  # earlier n-grams: positions j = 0 .. step - n
+    matches = tf.ones(tf.shape(history[:, :windows]), tf.bool)
+    for offset in range(n - 1):
+        matches &= tf.equal(history[:, offset:offset + windows], history[:, step - n + 1 + offset][:, tf.newaxis])
+    found = tf.where(matches)  # (repeats, 2): row, j
+    followers = tf.gather_nd(history[:, n - 1:], found)
+    banned = tf.scatter_nd(tf.stack([found[:, 0], tf.cast(followers, tf.int64)], axis=1), tf.ones_like(followers),
+                           tf.shape(log_probs, out_type=tf.int64))
+    return tf.where(banned > 0, _NEG, log_probs)
 
 
 def _best_next_tokens(log_probs: tf.Tensor, step: tf.Tensor, max_lengths: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor]:

@@ -126,14 +126,17 @@ class Translator:
         decode = config.decode
         if decode.sampling != "none":
             draw = functools.partial(sample, model, method=decode.sampling, temperature=decode.temperature,
-                                     top_k=decode.top_k, top_p=decode.top_p, alpha=decode.length_penalty)
+                                     top_k=decode.top_k, top_p=decode.top_p, alpha=decode.length_penalty,
+                                     no_repeat_ngram_size=decode.no_repeat_ngram_size)
 
             def search(source_ids, max_lengths, num_samples, seed, prefix_ids=None):
                 return draw(source_ids, max_lengths, num_samples, seed, prefix_ids=prefix_ids)
         elif decode.beam_size == 1:
-            search = _ignoring_sampling(functools.partial(greedy_search, model, alpha=decode.length_penalty))
+            search = _ignoring_sampling(functools.partial(greedy_search, model, alpha=decode.length_penalty,
+                                                          no_repeat_ngram_size=decode.no_repeat_ngram_size))
         else:
-            beam = functools.partial(beam_search, model, beam_size=decode.beam_size, alpha=decode.length_penalty)
+            beam = functools.partial(beam_search, model, beam_size=decode.beam_size, alpha=decode.length_penalty,
+                                     no_repeat_ngram_size=decode.no_repeat_ngram_size)
 
             def search(source_ids, max_lengths, n, seed, prefix_ids=None):
                 # Beam search stops a sentence once the n best asked for are settled.

@@ -173,6 +173,40 @@ def test_greedy_search_following_its_own_output_ends_as_without_it():
     np.testing.assert_allclose(followed_scores.numpy(), scores.numpy(), atol=1e-5)
 
 
+def repeats(tokens, n, start=0):
+    """The n-grams of tokens that end at position start or later and occurred before."""
+    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    return {gram for end, gram in enumerate(grams, start=n - 1) if end >= start and gram in grams[:end - n + 1]}
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_no_output_repeats_an_ngram_and_scores_stay_the_models(n):
+    """The tiny model repeats itself (checked): with no_repeat_ngram_size none of its outputs does,
+    each search's scores are still the model's log-probabilities of what it chose, and a prefix
+    that repeats itself is followed all the same."""
+    model = tiny_model(seed=1)
+    max_lengths = tf.constant([20, 20, 20])
+    free = beam_search(model, SOURCE, max_lengths, beam_size=3)[0].numpy()
+    assert any(repeats([t for t in hypothesis if t not in (PAD_ID, EOS_ID)], n) for hypothesis in free.reshape(-1, free.shape[2]))
+    prefix = tf.constant([[7, 7, 7], [PAD_ID] * 3, [PAD_ID] * 3])
+    found = {
+        "greedy": greedy_search(model, SOURCE, max_lengths, prefix_ids=prefix, no_repeat_ngram_size=n),
+        "beam": beam_search(model, SOURCE, max_lengths, beam_size=3, prefix_ids=prefix, no_repeat_ngram_size=n),
+        "sampling": sample(model, SOURCE, max_lengths, tf.constant(4), tf.constant((3, 0)), "top_k", 1.5, VOCAB, 1.0,
+                           prefix_ids=prefix, no_repeat_ngram_size=n),
+    }
+    for name, (ids, scores) in found.items():
+        for row in range(3):
+            for rank in range(ids.shape[1]):
+                tokens = [token for token in ids[row, rank].numpy() if token != PAD_ID]
+                if row == 0:
+                    assert tokens[:3] == [7, 7, 7], name
+                # Past the prefix, which may repeat itself.
+                assert tokens[-1] == EOS_ID and not repeats(tokens[:-1], n, 3 if row == 0 else 0), (name, tokens)
+                log_prob = full_prefix_log_probs(model, SOURCE[row : row + 1], tokens, max_lengths[row]).sum()
+                np.testing.assert_allclose(scores[row, rank], log_prob, rtol=1e-4, atol=1e-4, err_msg=name)
+
+
 def draw(model, method="top_k", temperature=1.0, top_k=VOCAB, top_p=1.0, num_samples=3, seed=(7, 0), alpha=0.0,
          source=SOURCE, max_lengths=MAX_LENGTHS):
     return sample(model, source, max_lengths, tf.constant(num_samples), tf.constant(seed), method, temperature, top_k, top_p, alpha)
