@@ -115,7 +115,8 @@ def _token_by_token(model: Transformer, source_ids: tf.Tensor, max_lengths: tf.T
         logits, cache = model.decode_step(tokens, step, cache, output_kernel)
         log_probs = _log_probs(logits, step, active // per_sentence, history, prefix_ids, ngram)
         next_log_prob, next_ids = choose(log_probs, step, limits)
-        history = tf.concat([history, next_ids[:, tf.newaxis]], axis=1)
+        if ngram:  # otherwise nothing reads it: it stays empty
+            history = tf.concat([history, next_ids[:, tf.newaxis]], axis=1)
         positions = active[:, tf.newaxis]
         log_prob = tf.tensor_scatter_nd_add(log_prob, positions, next_log_prob)
         length = tf.tensor_scatter_nd_add(length, positions, tf.ones_like(next_ids))
