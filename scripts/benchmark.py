@@ -1034,8 +1034,10 @@ def prefix(
 ) -> None:
     """Translation that goes on from what a translator typed: each test sentence's translation made
     to begin with the first k words of its reference. Scores what the model adds after them (BLEU
-    and chrF against the rest of the reference, and how often its next word is the reference's),
-    and the speed against no prefix, all in one process."""
+    and chrF against the rest of the reference, and how often its next word is the reference's)
+    against the same words of its translation without a prefix, and the speed against no prefix,
+    all in one process."""
+    words = sorted({0, *words})  # no prefix: the baseline of every row
     run = RunDir(run_dir)
     config = run.load_config()
     translator = Translator.from_run_dir(run, config)
@@ -1051,18 +1053,26 @@ def prefix(
             started = time.perf_counter()
             outputs[k] = translator.translate(test.sources, prefixes=prefixes[k] if k else None)
             seconds[k] += time.perf_counter() - started
-    results = {}
-    for k in words:
-        hypotheses = [output.split() for output in outputs[k]]
+    def after(k: int, hypotheses: list[list[str]]) -> dict:
+        """What hypotheses say after their first k words, against the rest of the references."""
         continued = [i for i, reference in enumerate(reference_words) if len(reference) > k]
         scores = score([" ".join(hypothesis[k:]) for hypothesis in hypotheses], [" ".join(reference[k:]) for reference in reference_words])
+        right = sum(len(hypotheses[i]) > k and hypotheses[i][k] == reference_words[i][k] for i in continued)
+        return {"bleu": scores["bleu"], "chrf": scores["chrf"], "next_word_correct": round(right / max(len(continued), 1), 4)}
+
+    unprompted = [output.split() for output in outputs[0]]
+    results = {}
+    for k in words:
+        prompted = after(k, [output.split() for output in outputs[k]])
+        without = after(k, unprompted)
         results[k] = {
             "sentences_per_s": round(passes * len(test.sources) / seconds[k], 2),
-            "speed_against_no_prefix": round(seconds[words[0]] / seconds[k], 3),
-            "bleu_after_prefix": scores["bleu"], "chrf_after_prefix": scores["chrf"],
+            "speed_against_no_prefix": round(seconds[0] / seconds[k], 3),
+            "bleu_after_prefix": prompted["bleu"], "chrf_after_prefix": prompted["chrf"],
+            "next_word_correct": prompted["next_word_correct"],
+            "bleu_after_without_prefix": without["bleu"], "chrf_after_without_prefix": without["chrf"],
+            "next_word_correct_without_prefix": without["next_word_correct"],
             "bleu_whole": score(outputs[k], test.references)["bleu"],
-            "next_word_correct": round(sum(len(hypotheses[i]) > k and hypotheses[i][k] == reference_words[i][k]
-                                          for i in continued) / max(len(continued), 1), 4),
             "outputs_beginning_with_prefix": sum(output.startswith(given) for output, given in zip(outputs[k], prefixes[k])),
         }
         typer.echo(f"{k} words: {results[k]}")
@@ -1074,17 +1084,21 @@ def prefix(
 
 
 def prefix_table(entry: dict) -> str:
-    rows = [f"| {k} | {result['bleu_after_prefix']:.2f} | {result['chrf_after_prefix']:.2f} | "
-            f"{100 * result['next_word_correct']:.1f}% | {result['bleu_whole']:.2f} | {result['sentences_per_s']:.2f} | "
-            f"{result['speed_against_no_prefix']:.3f}x |" for k, result in entry["results"].items()]
+    rows = [f"| {k} | {result['bleu_after_prefix']:.2f} | {result['bleu_after_without_prefix']:.2f} | "
+            f"{result['chrf_after_prefix']:.2f} | {result['chrf_after_without_prefix']:.2f} | "
+            f"{100 * result['next_word_correct']:.1f}% | {100 * result['next_word_correct_without_prefix']:.1f}% | "
+            f"{result['bleu_whole']:.2f} | {result['sentences_per_s']:.2f} | {result['speed_against_no_prefix']:.3f}x |"
+            for k, result in entry["results"].items()]
     return "\n".join([
         "# Translations that begin with the reference's first words", "",
         f"Machine: {entry['machine']['cpu']}, {entry['machine']['cores']} cores, {entry['date']}, code {entry['code']}. "
         f"Run `{entry['run_dir']}`, beam {entry['beam_size']}, the test split ({entry['sentences']} sentences), "
-        f"{entry['passes']} passes per prefix length in one process. BLEU and chrF after the prefix score the words "
-        "the model added against the rest of the reference; the next word is the first of them.", "",
-        "| reference words given | BLEU after the prefix | chrF after the prefix | next word right | BLEU of the whole output | sent/s | speed |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        f"{entry['passes']} passes per prefix length in one process. Each row gives a translation the reference's first k "
+        "words as its prefix and scores the words after them against the rest of the reference, beside the same words "
+        "of the translation made without a prefix; the next word is the first of them.", "",
+        "| k words given | BLEU after them | without the prefix | chrF after them | without | next word right | without | "
+        "BLEU of the whole output | sent/s | speed |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
         *rows, "",
     ])
 

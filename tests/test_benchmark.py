@@ -64,13 +64,15 @@ def test_the_prefix_table_gives_each_prefix_lengths_scores_and_speed():
     entry = {"run_dir": "runs/rb", "code": "ccc", "date": "2026-12-04", "machine": {"cpu": "some CPU", "cores": 2},
              "beam_size": 4, "passes": 2, "sentences": 1000,
              "results": {"0": {"sentences_per_s": 120.5, "speed_against_no_prefix": 1.0, "bleu_after_prefix": 25.9,
-                               "chrf_after_prefix": 55.1, "bleu_whole": 25.9, "next_word_correct": 0.4213},
+                               "bleu_after_without_prefix": 25.9, "chrf_after_prefix": 55.1, "chrf_after_without_prefix": 55.1,
+                               "bleu_whole": 25.9, "next_word_correct": 0.4213, "next_word_correct_without_prefix": 0.4213},
                          "2": {"sentences_per_s": 110.25, "speed_against_no_prefix": 0.915, "bleu_after_prefix": 28.31,
-                               "chrf_after_prefix": 57.0, "bleu_whole": 35.5, "next_word_correct": 0.5}}}
+                               "bleu_after_without_prefix": 20.5, "chrf_after_prefix": 57.0, "chrf_after_without_prefix": 50.25,
+                               "bleu_whole": 35.5, "next_word_correct": 0.5, "next_word_correct_without_prefix": 0.25}}}
     table = benchmark.prefix_table(entry)
     assert "Run `runs/rb`, beam 4, the test split (1000 sentences), 2 passes" in table and "code ccc" in table
-    assert "| 0 | 25.90 | 55.10 | 42.1% | 25.90 | 120.50 | 1.000x |" in table
-    assert "| 2 | 28.31 | 57.00 | 50.0% | 35.50 | 110.25 | 0.915x |" in table
+    assert "| 0 | 25.90 | 25.90 | 55.10 | 55.10 | 42.1% | 42.1% | 25.90 | 120.50 | 1.000x |" in table
+    assert "| 2 | 28.31 | 20.50 | 57.00 | 50.25 | 50.0% | 25.0% | 35.50 | 110.25 | 0.915x |" in table
 
 
 def test_the_local_corpus_table_gives_each_reading_side_by_side():
