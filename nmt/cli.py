@@ -279,7 +279,7 @@ def _prefixes(prefix: str | None, prefix_file: Path | None, lines: list[str] | N
 def score(
     source: Annotated[Path, typer.Option("--source", "-s", help="File of source sentences, one per line.")],
     target: Annotated[Path, typer.Option("--target", "-t", help="File of their translations, line for line.")],
-    run_dir: RunDirOption = None,
+    run_dir: RunDirsOption = None,
     output_file: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the scores here (default: stdout); run "
                                                                    "again, an interrupted scoring goes on where it stopped.")] = None,
     tokens: Annotated[bool, typer.Option("--tokens", help="Print 'SCORE ||| PIECE:LOGPROB ...': each target subword (and "
@@ -292,7 +292,7 @@ def score(
     Each score is the model's log-probability of the --target line (and EOS) as the translation of
     the --source line, over the length penalty (--set decode.length_penalty=0: the log-probability
     itself)."""
-    with _user_errors(tensorflow=server is None, run_dirs=[run_dir] if server is None else (),
+    with _user_errors(tensorflow=server is None, run_dirs=(run_dir or [None]) if server is None else (),
                       outputs=[("--output", output_file, False)]):
         from nmt.text_io import fingerprint, read_lines, write_in_chunks
 
@@ -317,7 +317,8 @@ def score(
         else:
             from nmt import jobs
 
-            score_pairs, settings["checkpoints"] = jobs.scorer(run_dir, set_ or [])
+            first_run, *ensemble = run_dir or [None]
+            score_pairs, settings["checkpoints"] = jobs.scorer(first_run, set_ or [], ensemble)
             progress = contextlib.nullcontext(jobs.progress_bar(len(sources)))
 
             def score_chunk(chunk: Sequence[str], start: int) -> list:

@@ -396,13 +396,17 @@ def translator(run_dir: str | None, overrides: list[str], n_best: int = 1, with_
     return translate, used
 
 
-def scorer(run_dir: str | None, overrides: list[str]) -> tuple[Callable[..., list[tuple[float, list[str], list[float]]]], list[str]]:
+def scorer(run_dir: str | None, overrides: list[str],
+           ensemble: Sequence[str] = ()) -> tuple[Callable[..., list[tuple[float, list[str], list[float]]]], list[str]]:
     """A function from sources and targets (and optionally on_batch, a progress callback) to the
     model's (score, pieces, log-probabilities) of each target (Translator.score), by the run's
-    eval.checkpoint with its decode settings (the length penalty); and the checkpoint it scores with."""
+    eval.checkpoint with its decode settings (the length penalty), or by the runs of ensemble
+    (other run directories) and the run as one; and the checkpoints it scores with."""
     run, config = load_run(run_dir, overrides)
-    checkpoint = run.checkpoint_path(config.eval.checkpoint)
-    return functools.partial(_score_rows, Translator.from_run_dir(run, config, checkpoint)), [str(checkpoint.resolve())]
+    runs = [run, *(run_dir_lib.resolve(other) for other in ensemble)]
+    used = [member.checkpoint_path(config.eval.checkpoint) for member in runs]
+    model = Translator.ensemble(runs, config) if ensemble else Translator.from_run_dir(run, config, used[0])
+    return functools.partial(_score_rows, model), [str(path.resolve()) for path in used]
 
 
 def _score_rows(translator: Translator, sources: Sequence[str], targets: Sequence[str],

@@ -581,6 +581,11 @@ def test_an_ensemble_translates_and_evaluates(workdir, tmp_path):
                       "has another source vocabulary than runs/tiny")
     assert_user_error(invoke("translate", "--align", "--run-dir", "runs/tiny", "--run-dir", "runs/tiny", "A dog."),
                       "--align shows one model's attention: pass one --run-dir")
+    # Scored by the run with itself: as by the run alone.
+    Path("pair.src").write_text("".join(f"{sentence}\n" for sentence in sentences))
+    Path("pair.tgt").write_text(alone.output)
+    scores = [invoke("score", *runs, "-s", "pair.src", "-t", "pair.tgt").output.split() for runs in ([], ["--run-dir", "runs/tiny"] * 2)]
+    assert len(scores[1]) == 2 and [float(value) for value in scores[1]] == pytest.approx([float(value) for value in scores[0]], abs=2e-4)
 
 
 def test_average_checkpoints(workdir):

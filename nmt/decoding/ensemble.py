@@ -2,7 +2,8 @@
 
 An Ensemble offers what the searches use of a Transformer (start_decoding, decode_step,
 output_kernel, decoding_shape_invariants, max_length), so greedy search, beam search and
-sampling run on it unchanged, each member with its own cached decoder. Its cache has a
+sampling run on it unchanged, each member with its own cached decoder; and its call on a whole
+target (teacher-forced), which scoring given translations uses. Its cache has a
 Transformer's layout, the members' decoder layers one after the other, so that the searches'
 reordering of hypotheses moves every member's keys and values alike.
 """
@@ -28,6 +29,11 @@ class Ensemble:
         caches = [member.start_decoding(source_ids) for member in self.members]
         # The padding mask depends on the source ids alone: the members' are the same.
         return {"memory_mask": caches[0]["memory_mask"], "layers": [layer for cache in caches for layer in cache["layers"]]}
+
+    def __call__(self, inputs: dict) -> tf.Tensor:
+        """A Transformer's call on {"source_ids", "target_in"}: (batch, target, vocab) mean
+        log-probabilities at every position, what decode_step gives one step at a time."""
+        return tf.add_n([tf.nn.log_softmax(member(inputs)) for member in self.members]) / len(self.members)
 
     def output_kernel(self) -> list:
         return [member.output_kernel() for member in self.members]

@@ -83,9 +83,8 @@ def sample(
             threshold = tf.gather(ranked, kept - 1, batch_dims=1)
         candidates = tf.where(tempered >= threshold, tempered, _NEG)
         ids = tf.random.stateless_categorical(candidates, 1, seed=tf.stack([seed[0], seed[1] + step]), dtype=tf.int32)[:, 0]
-        at_limit = step >= limits
-        ids = tf.where(at_limit, EOS_ID, ids)
-        return tf.where(at_limit, 0.0, tf.gather(log_probs, ids, batch_dims=1)), ids
+        ids = tf.where(step >= limits, EOS_ID, ids)
+        return tf.gather(log_probs, ids, batch_dims=1), ids
 
     ids, scores = _token_by_token(model, source_ids, max_lengths, alpha, num_samples, draw, prefix_ids, no_repeat_ngram_size)
     scores, order = tf.math.top_k(scores, k=tf.shape(scores)[1])
@@ -298,11 +297,12 @@ def _without_repeats(log_probs: tf.Tensor, history: tf.Tensor, step: tf.Tensor, 
 
 def _best_next_tokens(log_probs: tf.Tensor, step: tf.Tensor, max_lengths: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor]:
     """The k most likely next tokens of each row (of `_log_probs`): log-probabilities and ids,
-    (rows, k) each, best first. A row at its length limit gets EOS (log-probability 0) and k - 1
-    dead entries."""
+    (rows, k) each, best first. A row at its length limit gets EOS, at its own log-probability
+    (as fairseq prices it: an output cut there is not given its end for free, and its score is
+    what `Translator.score` gives its text), and k - 1 dead entries."""
     best, ids = _top_k(log_probs, k)
     at_limit = (step >= max_lengths)[:, tf.newaxis]
-    only_eos = tf.concat([[0.0], tf.fill([k - 1], _NEG)], axis=0)[tf.newaxis]
+    only_eos = tf.concat([log_probs[:, EOS_ID:EOS_ID + 1], tf.fill(tf.stack([tf.shape(log_probs)[0], k - 1]), _NEG)], axis=1)
     eos_first = tf.concat([[EOS_ID], tf.fill([k - 1], PAD_ID)], axis=0)[tf.newaxis]
     return tf.where(at_limit, only_eos, best), tf.where(at_limit, eos_first, ids)
 

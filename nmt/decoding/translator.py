@@ -281,14 +281,15 @@ class Translator:
         than model.max_length tokens is truncated (a warning), and a target too long for the
         model to produce scores nan (a warning).
 
+        An ensemble scores as it searches: each token by the renormalised mean of its members'
+        log-probabilities.
+
         Raises:
-            NmtError: the lists differ in length, a text is not valid Unicode, a batch does not
-                fit in memory, or the model is an ensemble.
+            NmtError: the lists differ in length, a text is not valid Unicode, or a batch does not
+                fit in memory.
         """
         if len(sources) != len(targets):
             raise NmtError(f"{len(sources)} sources but {len(targets)} targets: give one target per source")
-        if isinstance(self.model, Ensemble):
-            raise NmtError("scoring takes one model: pass one --run-dir")
         check_text(sources)
         check_text(targets, "target")
         scored = [Scored(0.0)] * len(sources)

@@ -2,8 +2,11 @@
 log-probabilities."""
 
 import dataclasses
+import tempfile
+from pathlib import Path
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
@@ -53,7 +56,44 @@ def test_ensemble_beam_hypotheses_are_scored_by_the_renormalised_mean():
             assert tokens[-1] == EOS_ID and len(tokens) - 1 <= MAX_LENGTHS[row]
             mean = mean_log_probs(models, SOURCE[row : row + 1], tf.constant([[BOS_ID, *tokens[:-1]]]))[0]
             mean[:, [PAD_ID, BOS_ID]] = -np.inf
-            mean[int(MAX_LENGTHS[row]):, np.arange(VOCAB) != EOS_ID] = -np.inf
             log_probs = mean - np.log(np.exp(mean).sum(-1, keepdims=True))
             expected = sum(log_probs[step, token] for step, token in enumerate(tokens)) / length_penalty(len(tokens), 0.6).numpy()
             np.testing.assert_allclose(scores[row, rank].numpy(), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_an_ensemble_scores_given_translations_by_the_renormalised_mean():
+    """Translator.score on an ensemble, teacher-forced in one pass, against the members run on the
+    whole target: at each position the mean of their log-probabilities, PAD and BOS excluded and
+    renormalised, as the ensemble's searches score their hypotheses."""
+    from nmt import config as config_lib
+    from nmt.data import tokenizer
+    from nmt.decoding.translator import Translator
+
+    words = "the a dog cat runs sees big small house tree".split()
+    sentences = [" ".join(words[i % 10:] + words[: i % 7]) for i in range(200)]
+    config = config_lib.from_dict({
+        "tokenizer": {"vocab_size": 40},
+        "model": {"num_encoder_layers": 1, "num_decoder_layers": 1, "hidden_dim": 16, "num_heads": 2,
+                  "intermediate_dim": 32, "max_length": 24},
+        "decode": {"length_penalty": 0.0},
+    })
+    directory = Path(tempfile.mkdtemp())
+    tokenizer.train(config.tokenizer, sentences, sentences, directory)
+    vocab = tokenizer.load(directory, joint=True).source_vocab_size
+    members = []
+    for seed in (1, 2):
+        tf.keras.utils.set_random_seed(seed)
+        members.append(build_transformer(config.model, vocab, vocab))
+    # Seeding clears TensorFlow's resources, the tokenizer's among them: loaded after.
+    tokenizers = tokenizer.load(directory, joint=True)
+    translator = Translator(config, Ensemble(members), tokenizers)
+    sources, targets = ["the dog runs", "a big house"], ["a cat sees the tree", "small"]
+    for source, target, scored in zip(sources, targets, translator.score(sources, targets)):
+        source_ids = tokenizers.source.tokenize([source]).to_tensor()
+        target_ids = tokenizers.target.tokenize([target]).to_list()[0] + [EOS_ID]
+        mean = mean_log_probs(members, source_ids, tf.constant([[BOS_ID, *target_ids[:-1]]]))[0]
+        mean[:, [PAD_ID, BOS_ID]] = -np.inf
+        log_probs = mean - np.log(np.exp(mean).sum(-1, keepdims=True))
+        expected = [log_probs[step, token] for step, token in enumerate(target_ids)]
+        np.testing.assert_allclose(scored.log_probs, expected, atol=1e-4)
+        assert scored.score == pytest.approx(sum(expected), abs=1e-4)

@@ -28,16 +28,14 @@ def tiny_model(norm="pre", seed=0, tie_output=True):
     return model
 
 
-def full_prefix_log_probs(model, source_ids, hypothesis, max_length):
+def full_prefix_log_probs(model, source_ids, hypothesis):
     """Per-token log-probabilities of one hypothesis, from the uncached decoder on the whole prefix,
-    with the searches' rules: PAD and BOS excluded, EOS forced at the length limit."""
+    with the searches' rules: PAD and BOS excluded; an EOS forced at the length limit counts at its
+    own log-probability, as any other."""
     tokens = [token for token in hypothesis if token != PAD_ID]
     target_in = tf.constant([[BOS_ID, *tokens[:-1]]])
     logits = model.decode(target_in, model.encode(source_ids), source_ids)[0].numpy().astype(np.float64)
     logits[:, [PAD_ID, BOS_ID]] = -np.inf
-    for step in range(len(tokens)):
-        if step >= max_length:
-            logits[step, np.arange(VOCAB) != EOS_ID] = -np.inf
     log_probs = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) - logits.max(-1, keepdims=True)
     return np.array([log_probs[step, token] for step, token in enumerate(tokens)])
 
@@ -79,7 +77,7 @@ def test_cached_greedy_equals_uncached_greedy(order):
         assert produced == prefix[1:]
         # The score is sensitive to every step's source memory, even where the argmax is not (rows
         # mixed up moved one by 0.64; the tolerance leaves room for other CPUs' rounding).
-        expected = full_prefix_log_probs(model, source, produced, int(max_lengths[row])).sum()
+        expected = full_prefix_log_probs(model, source, produced).sum()
         np.testing.assert_allclose(scores[row, 0].numpy(), expected, atol=1e-3)
     lengths = [len([t for t in ids[row, 0].numpy() if t != PAD_ID]) for row in range(3)]
     assert len(set(lengths)) == 3, "sentences should finish at different steps"
@@ -112,7 +110,7 @@ def test_beam_hypotheses_are_well_formed_sorted_and_scored_exactly(alpha):
             seen.add(tuple(tokens))
             # The score must be the model's own probability of the hypothesis: a cache that is not
             # reordered with its beams would score (and extend) the wrong prefixes.
-            log_prob = full_prefix_log_probs(model, SOURCE[row : row + 1], tokens, MAX_LENGTHS[row]).sum()
+            log_prob = full_prefix_log_probs(model, SOURCE[row : row + 1], tokens).sum()
             expected = log_prob / length_penalty(len(tokens), alpha).numpy()
             np.testing.assert_allclose(scores[row, rank], expected, rtol=1e-4, atol=1e-4)
 
@@ -147,7 +145,7 @@ def test_outputs_begin_with_their_prefix_and_are_scored_whole(alpha):
                 assert tokens[: len(prefix)] == prefix, f"{name}: {tokens} does not begin with {prefix}"
                 assert tokens[-1] == EOS_ID and EOS_ID not in tokens[:-1] and BOS_ID not in tokens
                 # The forced tokens count with their own log-probabilities.
-                log_prob = full_prefix_log_probs(model, SOURCE[row : row + 1], tokens, MAX_LENGTHS[row]).sum()
+                log_prob = full_prefix_log_probs(model, SOURCE[row : row + 1], tokens).sum()
                 np.testing.assert_allclose(scores[row, rank], log_prob / length_penalty(len(tokens), alpha).numpy(),
                                            rtol=1e-4, atol=1e-4, err_msg=name)
             if name == "beam":
@@ -203,7 +201,7 @@ def test_no_output_repeats_an_ngram_and_scores_stay_the_models(n):
                     assert tokens[:3] == [7, 7, 7], name
                 # Past the prefix, which may repeat itself.
                 assert tokens[-1] == EOS_ID and not repeats(tokens[:-1], n, 3 if row == 0 else 0), (name, tokens)
-                log_prob = full_prefix_log_probs(model, SOURCE[row : row + 1], tokens, max_lengths[row]).sum()
+                log_prob = full_prefix_log_probs(model, SOURCE[row : row + 1], tokens).sum()
                 np.testing.assert_allclose(scores[row, rank], log_prob, rtol=1e-4, atol=1e-4, err_msg=name)
 
 
@@ -235,7 +233,7 @@ def test_samples_are_well_formed_sorted_and_scored_by_the_model(alpha):
             assert tokens[-1] == EOS_ID and EOS_ID not in tokens[:-1] and BOS_ID not in tokens
             assert len(tokens) - 1 <= MAX_LENGTHS[row]
             # The model's own (untempered) probability, whatever the sampling distribution was.
-            log_prob = full_prefix_log_probs(model, SOURCE[row : row + 1], tokens, MAX_LENGTHS[row]).sum()
+            log_prob = full_prefix_log_probs(model, SOURCE[row : row + 1], tokens).sum()
             np.testing.assert_allclose(scores[row, rank], log_prob / length_penalty(len(tokens), alpha).numpy(), rtol=1e-4, atol=1e-4)
     assert len({tuple(sample_ids) for sample_ids in ids[0]}) > 1, "six samples, all alike"
 
