@@ -59,3 +59,33 @@ def test_a_batch_out_of_memory_through_an_export_is_one_clear_error(tmp_path, mo
     with pytest.raises(NmtError, match=r"^out of memory decoding a batch of 2 sentences of up to 3 tokens \(beam 4\): "
                                        r"set decode.batch_tokens=50 \(now 100\) or a smaller decode.batch_size \(now 8\)$"):
         translate(["a b c", "a b"])
+
+
+def test_the_exported_search_follows_the_decode_settings_as_translate_does(tmp_path):
+    """decode.no_repeat_ngram_size included: the untrained model repeats itself, so the setting
+    changes its translations, in the export as in the Translator."""
+    import dataclasses
+
+    from nmt.data import tokenizer
+    from nmt.decoding.translator import Translator
+    from nmt.model.transformer import build_transformer
+
+    words = "the a dog cat runs sees big small house tree".split()
+    sentences = [" ".join(words[i % 10:] + words[: i % 7]) for i in range(200)]
+    config = config_lib.from_dict({
+        "tokenizer": {"vocab_size": 40},
+        "model": {"num_encoder_layers": 1, "num_decoder_layers": 1, "hidden_dim": 16, "num_heads": 2,
+                  "intermediate_dim": 32, "max_length": 24},
+        "decode": {"beam_size": 2},
+    })
+    tokenizer.train(config.tokenizer, sentences, sentences, tmp_path)
+    tokenizers = tokenizer.load(tmp_path, joint=True)
+    model = build_transformer(config.model, tokenizers.source_vocab_size, tokenizers.target_vocab_size)
+    sources = ["the dog runs", "a big house sees the small tree"]
+    found = {}
+    for n in (0, 1):
+        settings = dataclasses.replace(config, decode=dataclasses.replace(config.decode, no_repeat_ngram_size=n))
+        serving = export._Serving(settings, model, tokenizers)  # held: its traced method keeps only a weak reference
+        found[n] = [text.decode() for text in serving.translate(tf.constant(sources))["translation"].numpy()]
+        assert found[n] == Translator(settings, model, tokenizers).translate(sources)
+    assert found[0] != found[1]
