@@ -89,7 +89,7 @@ def write_in_chunks(lines: Sequence[str], render: Callable[[Sequence[str], int],
         with _locked(partial, output) as file:
             done, size = _resumable(partial, state, key)
             if done:
-                log.info("resuming: %d of %d lines already translated in %s", done, len(lines), partial)
+                log.info("resuming: %d of %d lines already done in %s", done, len(lines), partial)
                 if resumed:
                     resumed(done)
             file.truncate(size)

@@ -139,7 +139,7 @@ def test_an_interrupted_translation_of_a_file_goes_on_where_it_stopped(workdir, 
     with caplog.at_level("INFO", logger="nmt"):
         result = invoke(*command)
     assert result.exit_code == 0, result.output
-    assert "resuming: 2 of 5 lines already translated" in caplog.text
+    assert "resuming: 2 of 5 lines already done" in caplog.text
     assert chunks == [["", "My small teachers will read the book."], ["The cat runs."]]
     assert Path("long.de.txt").read_text() == whole.output and not Path("long.de.txt.partial").exists()
 
