@@ -78,6 +78,8 @@ def _evaluations(run: RunDir) -> dict:
         found[data["split"]] = {key: data.get(key) for key in (
             "bleu", "chrf", "ter", "signature", "chrf_signature", "ter_signature", "num_sentences", "checkpoint")}
         found[data["split"]]["beam_size"] = data["decode"]["beam_size"]
+        # Reports written before the setting existed decoded without it.
+        found[data["split"]]["no_repeat_ngram_size"] = data["decode"].get("no_repeat_ngram_size", 0)
     return found
 
 
@@ -134,8 +136,10 @@ def text(info: dict) -> str:
             lines.append((f"Checkpoints {kind}", listed))
     for split, scores in info["evaluations"].items():
         ter = f", TER {scores['ter']:.2f}" if scores.get("ter") is not None else ""  # reports before TER lack it
+        repeats = f", no repeated {scores['no_repeat_ngram_size']}-grams" if scores["no_repeat_ngram_size"] else ""
         lines.append((f"Evaluation {split}", f"BLEU {scores['bleu']:.2f}, chrF {scores['chrf']:.2f}{ter} "
-                                            f"(beam {scores['beam_size']}, {scores['num_sentences']} sentences) {scores['signature']}"))
+                                            f"(beam {scores['beam_size']}{repeats}, {scores['num_sentences']} sentences) "
+                                            f"{scores['signature']}"))
     lines.append(("Export", info["export"] or "none"))
     width = max(len(label) for label, _ in lines)
     return "\n".join(f"{label:<{width}}  {value}" for label, value in lines)

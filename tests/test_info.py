@@ -58,6 +58,11 @@ def test_progress_best_validation_checkpoints_and_evaluations(run):
     assert "ckpt-100 (0.0 MB), ckpt-200 (2.5 MB)" in text
     assert "BLEU 30.25, chrF 55.50 (beam 4, 1000 sentences) nrefs:1|bs:1000" in text
     json.dumps(found)  # --json prints it
+    # An evaluation decoded under an n-gram limit says so.
+    (run.eval_dir("test") / "report.json").write_text(json.dumps({
+        "split": "test", "bleu": 30.5, "chrf": 55.5, "signature": "nrefs:1|bs:1000", "chrf_signature": "chrF2",
+        "num_sentences": 1000, "checkpoint": "ckpt-100", "decode": {"beam_size": 4, "no_repeat_ngram_size": 3}}))
+    assert "(beam 4, no repeated 3-grams, 1000 sentences)" in info.text(info.describe(run))
 
 
 def test_an_unfinished_run_says_so(run):
