@@ -66,20 +66,11 @@ def test_the_exported_search_follows_the_decode_settings_as_translate_does(tmp_p
     changes its translations, in the export as in the Translator."""
     import dataclasses
 
-    from nmt.data import tokenizer
     from nmt.decoding.translator import Translator
     from nmt.model.transformer import build_transformer
+    from tests.decoding.test_translator import tiny_setup
 
-    words = "the a dog cat runs sees big small house tree".split()
-    sentences = [" ".join(words[i % 10:] + words[: i % 7]) for i in range(200)]
-    config = config_lib.from_dict({
-        "tokenizer": {"vocab_size": 40},
-        "model": {"num_encoder_layers": 1, "num_decoder_layers": 1, "hidden_dim": 16, "num_heads": 2,
-                  "intermediate_dim": 32, "max_length": 24},
-        "decode": {"beam_size": 2},
-    })
-    tokenizer.train(config.tokenizer, sentences, sentences, tmp_path)
-    tokenizers = tokenizer.load(tmp_path, joint=True)
+    config, tokenizers = tiny_setup(tmp_path, beam_size=2)
     model = build_transformer(config.model, tokenizers.source_vocab_size, tokenizers.target_vocab_size)
     sources = ["the dog runs", "a big house sees the small tree"]
     found = {}

@@ -2,8 +2,6 @@
 log-probabilities."""
 
 import dataclasses
-import tempfile
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,31 +59,22 @@ def test_ensemble_beam_hypotheses_are_scored_by_the_renormalised_mean():
             np.testing.assert_allclose(scores[row, rank].numpy(), expected, rtol=1e-4, atol=1e-4)
 
 
-def test_an_ensemble_scores_given_translations_by_the_renormalised_mean():
+def test_an_ensemble_scores_given_translations_by_the_renormalised_mean(tmp_path):
     """Translator.score on an ensemble, teacher-forced in one pass, against the members run on the
     whole target: at each position the mean of their log-probabilities, PAD and BOS excluded and
     renormalised, as the ensemble's searches score their hypotheses."""
-    from nmt import config as config_lib
     from nmt.data import tokenizer
     from nmt.decoding.translator import Translator
+    from tests.decoding.test_translator import tiny_setup
 
-    words = "the a dog cat runs sees big small house tree".split()
-    sentences = [" ".join(words[i % 10:] + words[: i % 7]) for i in range(200)]
-    config = config_lib.from_dict({
-        "tokenizer": {"vocab_size": 40},
-        "model": {"num_encoder_layers": 1, "num_decoder_layers": 1, "hidden_dim": 16, "num_heads": 2,
-                  "intermediate_dim": 32, "max_length": 24},
-        "decode": {"length_penalty": 0.0},
-    })
-    directory = Path(tempfile.mkdtemp())
-    tokenizer.train(config.tokenizer, sentences, sentences, directory)
-    vocab = tokenizer.load(directory, joint=True).source_vocab_size
+    config, tokenizers = tiny_setup(tmp_path, length_penalty=0.0)
+    vocab = tokenizers.source_vocab_size
     members = []
     for seed in (1, 2):
         tf.keras.utils.set_random_seed(seed)
         members.append(build_transformer(config.model, vocab, vocab))
     # Seeding clears TensorFlow's resources, the tokenizer's among them: loaded after.
-    tokenizers = tokenizer.load(directory, joint=True)
+    tokenizers = tokenizer.load(tmp_path, joint=True)
     translator = Translator(config, Ensemble(members), tokenizers)
     sources, targets = ["the dog runs", "a big house"], ["a cat sees the tree", "small"]
     for source, target, scored in zip(sources, targets, translator.score(sources, targets)):

@@ -20,19 +20,25 @@ BATCHES = 125
 PER_BATCH = 8
 
 
-@pytest.fixture(scope="module")
-def translator(tmp_path_factory):
+def tiny_setup(directory, **decode):
+    """A config of a one-layer model with these decode settings, and a 40-piece joint tokenizer
+    trained into directory on sentences of ten English words."""
     words = "the a dog cat runs sees big small house tree".split()
     sentences = [" ".join(words[i % 10:] + words[: i % 7]) for i in range(200)]
-    directory = tmp_path_factory.mktemp("tokenizer")
     config = config_lib.from_dict({
         "tokenizer": {"vocab_size": 40},
         "model": {"num_encoder_layers": 1, "num_decoder_layers": 1, "hidden_dim": 16, "num_heads": 2,
                   "intermediate_dim": 32, "max_length": 24},
-        "decode": {"beam_size": 2, "batch_size": 4, "max_length_ratio": 1.0, "max_length_offset": 2},
+        "decode": decode,
     })
     tokenizer.train(config.tokenizer, sentences, sentences, directory)
-    tokenizers = tokenizer.load(directory, joint=True)
+    return config, tokenizer.load(directory, joint=True)
+
+
+@pytest.fixture(scope="module")
+def translator(tmp_path_factory):
+    config, tokenizers = tiny_setup(tmp_path_factory.mktemp("tokenizer"), beam_size=2, batch_size=4, max_length_ratio=1.0,
+                                    max_length_offset=2)
     model = build_transformer(config.model, tokenizers.source_vocab_size, tokenizers.target_vocab_size)
     return Translator(config, model, tokenizers)
 
