@@ -390,6 +390,8 @@ def attention(
         bool, typer.Option("--softmax-demo", help="Instead, draw the softmax of one of the model's own cross-attention rows, "
                            "its dot products unscaled (std ~ sqrt(d)) and scaled to unit deviation.")
     ] = False,
+    prefix: Annotated[Optional[str], typer.Option("--prefix", help="Make the translation begin with this text (as translate "
+                                                  "--prefix), to see how the model attends on a path it would not take.")] = None,
     set_: SetOption = None,
 ) -> None:
     """Translate a sentence and draw its attention: every layer and head of the cross-attention
@@ -397,7 +399,7 @@ def attention(
     with _user_errors(run_dirs=[run_dir], outputs=[("--output", output, False)]):
         from nmt import jobs
 
-        translation, drawn = jobs.draw_attention(run_dir, set_ or [], sentence, output, include_self, softmax_demo)
+        translation, drawn = jobs.draw_attention(run_dir, set_ or [], sentence, output, include_self, softmax_demo, prefix)
         typer.echo(translation)
         if softmax_demo:
             unscaled, scaled = drawn["unscaled"], drawn["scaled to unit deviation"]

@@ -458,17 +458,17 @@ def export(run_dir: str | None, overrides: list[str], output: Path | None, force
 
 
 def draw_attention(run_dir: str | None, overrides: list[str], sentence: str, output: Path, include_self: bool,
-                   softmax_demo: bool) -> tuple[str, dict]:
-    """Translates one sentence and draws its attention (or, with softmax_demo, the softmax of one
-    of its cross-attention rows unscaled and scaled) into the PNG output; returns the translation
-    and what plots drew."""
+                   softmax_demo: bool, prefix: str | None = None) -> tuple[str, dict]:
+    """Translates one sentence (its translation beginning with prefix, where given) and draws its
+    attention (or, with softmax_demo, the softmax of one of its cross-attention rows unscaled and
+    scaled) into the PNG output; returns the translation and what plots drew."""
     if not sentence.strip():
         raise NmtError('empty sentence: pass text to translate and look at, e.g. nmt attention "A dog runs."')
     if output.suffix.lower() != ".png" or output.is_dir():
         raise NmtError(f"--output must name a .png file; got {output}")
     run, config = load_run(run_dir, overrides)
     translator = Translator.from_run_dir(run, config)
-    best = translator.translate_n_best([sentence], 1, with_attention=True)[0][0]
+    best = translator.translate_n_best([sentence], 1, with_attention=True, prefixes=[prefix] if prefix else None)[0][0]
     try:
         return best.text, _draw(translator, best, output, include_self, softmax_demo)
     except OSError as error:

@@ -415,8 +415,10 @@ def test_attention_pictures(workdir):
     # configs/quickstart.yaml: 2 decoder layers of 4 heads, and the last layer's mean of heads.
     width, height = png_size(workdir / "attention.png")
     assert panels == f"9 heatmaps, {width}x{height} pixels"
-    result = invoke("attention", "The dog saw a cat.", "--self", "--output", "self.png")
+    # On a path the model would not take: the translation follows the prefix.
+    result = invoke("attention", "The dog saw a cat.", "--self", "--prefix", "Zi", "--output", "self.png")
     assert result.exit_code == 0 and "25 heatmaps" in result.output, result.output
+    assert result.output.startswith("Zi") and not translation.startswith("Zi"), result.output
     result = invoke("attention", "The dog saw a cat.", "--softmax-demo", "--output", "softmax.png")
     assert result.exit_code == 0 and "softmax of one query's logits: std" in result.output, result.output
     assert png_size(workdir / "softmax.png")[0] > 0
