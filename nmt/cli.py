@@ -474,12 +474,14 @@ def export(
     search and detokenization inside); it loads with tensorflow and tensorflow_text alone."""
     with _user_errors(run_dirs=[run_dir], outputs=[("--output", output, True)]):
         from nmt import jobs
-        from nmt.export import LENGTHS_SIGNATURE, SIGNATURE
+        from nmt.export import LENGTHS_SIGNATURE, PREFIX_SIGNATURE, SIGNATURE
 
         path, found = jobs.export(run_dir, set_ or [], output, force)
         typer.echo(f"Exported {found['checkpoint']} (beam {found['beam_size']}) to {path} ({found['megabytes']:.1f} MB)")
         typer.echo(f"  signature '{SIGNATURE}': input 'text' (string [batch]) -> 'translation' (string), 'score' (float32)")
         typer.echo(f"  signature '{LENGTHS_SIGNATURE}': input 'text' (string [batch]) -> 'length' (int32, tokens), to batch by")
+        typer.echo(f"  signature '{PREFIX_SIGNATURE}': inputs 'text' and 'prefix' (string [batch]) -> as '{SIGNATURE}', "
+                   "each translation beginning with its prefix")
 
 
 @app.command()

@@ -31,6 +31,7 @@ from nmt.model.transformer import Transformer
 
 SIGNATURE = "serving_default"
 LENGTHS_SIGNATURE = "source_lengths"
+PREFIX_SIGNATURE = "translate_with_prefix"
 # Beside the SavedModel: the checkpoint and decode settings it was exported with, so that
 # `nmt translate` knows when the export gives what the run would.
 MANIFEST = "nmt_export.json"
@@ -62,12 +63,26 @@ class _Serving(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")], autograph=False)
     def translate(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
+        return self._translated(text)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text"), tf.TensorSpec([None], tf.string, name="prefix")],
+                 autograph=False)
+    def translate_with_prefix(self, text: tf.Tensor, prefix: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Translations that begin with their prefix ('' for none), as `nmt translate --prefix-file`
+        gives them; a prefix longer than the model's longest output is cut."""
+        pieces = self.target_tokenizer.tokenize(prefix)[:, : self._max_length - 1]  # BOS takes a position
+        return self._translated(text, pieces)
+
+    def _translated(self, text: tf.Tensor, prefix_pieces: tf.RaggedTensor | None = None) -> dict[str, tf.Tensor]:
         pieces = self._pieces(text)
         lengths = tf.cast(pieces.row_lengths(), tf.int32)
-        # At least one column, so that a batch of empty strings still runs (and is blanked below).
-        width = tf.maximum(tf.reduce_max(tf.concat([lengths, [0]], axis=0)), 1)
-        source_ids = pieces.to_tensor(default_value=PAD_ID, shape=tf.stack([tf.shape(text)[0], width]))
-        output_ids, scores = self._search(source_ids, self._limits(lengths))
+        source_ids = _padded(pieces, lengths)
+        if prefix_pieces is None:
+            output_ids, scores = self._search(source_ids, self._limits(lengths))
+        else:
+            prefix_lengths = tf.cast(prefix_pieces.row_lengths(), tf.int32)
+            output_ids, scores = self._search(source_ids, self._limits(lengths, prefix_lengths=prefix_lengths),
+                                              prefix_ids=_padded(prefix_pieces, prefix_lengths))
         best = output_ids[:, 0]
         best = tf.where(tf.equal(best, EOS_ID), PAD_ID, best)
         translation = self.target_tokenizer.detokenize(tf.RaggedTensor.from_tensor(best, padding=PAD_ID))
@@ -79,6 +94,13 @@ class _Serving(tf.Module):
 
     def _pieces(self, text: tf.Tensor) -> tf.RaggedTensor:
         return self.source_tokenizer.tokenize(text)[:, : self._max_length]
+
+
+def _padded(pieces: tf.RaggedTensor, lengths: tf.Tensor) -> tf.Tensor:
+    """pieces as a PAD-padded matrix of at least one column, so that a batch of empty strings still
+    runs (an empty source is blanked after the search, an empty prefix forces nothing)."""
+    width = tf.maximum(tf.reduce_max(tf.concat([lengths, [0]], axis=0)), 1)
+    return pieces.to_tensor(default_value=PAD_ID, shape=tf.stack([tf.shape(lengths)[0], width]))
 
 
 def export(config: Config, model: Transformer, tokenizers: Tokenizers, checkpoint: Path, output: Path, force: bool) -> Path:
@@ -98,6 +120,7 @@ def export(config: Config, model: Transformer, tokenizers: Tokenizers, checkpoin
         tf.saved_model.save(serving, str(temporary), signatures={
             SIGNATURE: serving.translate.get_concrete_function(),
             LENGTHS_SIGNATURE: serving.source_lengths.get_concrete_function(),
+            PREFIX_SIGNATURE: serving.translate_with_prefix.get_concrete_function(),
         })
         (temporary / MANIFEST).write_text(json.dumps(_manifest(checkpoint, config), indent=2) + "\n", encoding="utf-8")
         atomic.replace_directory(temporary, output)

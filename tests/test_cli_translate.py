@@ -267,6 +267,7 @@ def test_export_translates_like_translate_in_a_process_without_nmt(workdir, monk
     result = invoke("export", "--run-dir", "runs/tiny", *budget)
     assert result.exit_code == 0, result.output
     assert "signature 'serving_default'" in result.output and "signature 'source_lengths'" in result.output
+    assert "signature 'translate_with_prefix'" in result.output
     program = (
         "import json, sys\n"
         "import tensorflow as tf, tensorflow_text  # noqa: F401 (registers the SentencePiece ops)\n"
@@ -274,9 +275,11 @@ def test_export_translates_like_translate_in_a_process_without_nmt(workdir, monk
         "text = tf.constant(json.load(open(sys.argv[2])))\n"
         "out = serve(text=text)\n"
         "lengths = tf.saved_model.load(sys.argv[1]).signatures['source_lengths'](text=text)['length']\n"
+        "prefixed = tf.saved_model.load(sys.argv[1]).signatures['translate_with_prefix'](\n"
+        "    text=text[:2], prefix=tf.constant(['Zi', '']))['translation']\n"
         "print(json.dumps({'translation': [t.decode() for t in out['translation'].numpy()],\n"
         "                  'score': out['score'].numpy().tolist(), 'length': lengths.numpy().tolist(),\n"
-        "                  'nmt': 'nmt' in sys.modules}))\n"
+        "                  'prefixed': [t.decode() for t in prefixed.numpy()], 'nmt': 'nmt' in sys.modules}))\n"
     )
     (workdir / "export_in.json").write_text(json.dumps(sentences))
     loaded = subprocess.run([sys.executable, "-c", program, str(workdir / "runs/tiny/export"), str(workdir / "export_in.json")],
@@ -288,6 +291,8 @@ def test_export_translates_like_translate_in_a_process_without_nmt(workdir, monk
     assert served["score"] == pytest.approx([best.score for best in expected], abs=1e-3)
     assert served["length"] == translator.tokenizers.source.tokenize(sentences).row_lengths().numpy().tolist()
     assert sum(served["length"]) > 64
+    assert served["prefixed"] == [best.text for best, in translator.translate_n_best(sentences[:2], 1, prefixes=["Zi", ""])]
+    assert served["prefixed"][0].startswith("Zi") and served["prefixed"][1] == served["translation"][1]
 
     # nmt translate now takes the export, built for these weights and decode settings, instead of
     # building the model; with other settings it builds the model as before.

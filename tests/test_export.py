@@ -4,6 +4,7 @@ SavedModel's signatures are stand-ins here; tests/test_cli_translate.py exports 
 
 import json
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -78,5 +79,13 @@ def test_the_exported_search_follows_the_decode_settings_as_translate_does(tmp_p
         settings = dataclasses.replace(config, decode=dataclasses.replace(config.decode, no_repeat_ngram_size=n))
         serving = export._Serving(settings, model, tokenizers)  # held: its traced method keeps only a weak reference
         found[n] = [text.decode() for text in serving.translate(tf.constant(sources))["translation"].numpy()]
-        assert found[n] == Translator(settings, model, tokenizers).translate(sources)
+        translator = Translator(settings, model, tokenizers)
+        assert found[n] == translator.translate(sources)
+        # The prefix signature: as translate --prefix-file, an empty prefix (or source) included.
+        prefixes = ["a cat", "", "the"]
+        prefixed = serving.translate_with_prefix(tf.constant(sources + [""]), tf.constant(prefixes))
+        expected = translator.translate_n_best(sources + [""], 1, prefixes=prefixes)
+        assert [text.decode() for text in prefixed["translation"].numpy()] == [best[0].text for best in expected]
+        np.testing.assert_allclose(prefixed["score"].numpy(), [best[0].score for best in expected], atol=1e-4)
+        assert found[n][1] == expected[1][0].text and expected[0][0].text.startswith("a cat")
     assert found[0] != found[1]
