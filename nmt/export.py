@@ -134,10 +134,12 @@ def _manifest(checkpoint: Path, config: Config) -> dict:
     return {"checkpoint": str(checkpoint.resolve()), "decode": dataclasses.asdict(config.decode)}
 
 
-def load_matching(directory: Path, checkpoint: Path, config: Config) -> Callable[..., list[tuple[str, float]]] | None:
+def load_matching(directory: Path, checkpoint: Path, config: Config,
+                  prefixed: bool = False) -> Callable[..., list[tuple[str, float]]] | None:
     """The export in directory as a function from sentences (and an optional on_batch(sentences
-    done) callback) to (translation, score), if it was exported from this checkpoint with these
-    decode settings; None otherwise (or if unreadable)."""
+    done) callback, and with prefixed, their prefixes) to (translation, score), if it was exported
+    from this checkpoint with these decode settings (and, with prefixed, has the prefix signature,
+    which earlier exports lack); None otherwise (or if unreadable)."""
     try:
         manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -145,15 +147,21 @@ def load_matching(directory: Path, checkpoint: Path, config: Config) -> Callable
     if manifest != _manifest(checkpoint, config):
         return None
     signatures = tf.saved_model.load(str(directory)).signatures
+    if prefixed and PREFIX_SIGNATURE not in signatures:
+        return None
     serve, source_lengths = signatures[SIGNATURE], signatures[LENGTHS_SIGNATURE]
 
-    def translate(sentences: Sequence[str], on_batch: Callable[[int], None] | None = None) -> list[tuple[str, float]]:
+    def translate(sentences: Sequence[str], on_batch: Callable[[int], None] | None = None,
+                  prefixes: Sequence[str] | None = None) -> list[tuple[str, float]]:
         text = tf.constant(list(sentences), tf.string)
+        prefix = None if prefixes is None else tf.constant(list(prefixes), tf.string)
         found: list[tuple[str, float]] = [("", 0.0)] * len(sentences)
         lengths = source_lengths(text=text)["length"].numpy()
         for positions in decoding_batches(lengths, config.decode):
             try:
-                result = serve(text=tf.gather(text, positions))
+                batch = tf.gather(text, positions)
+                result = serve(text=batch) if prefix is None else signatures[PREFIX_SIGNATURE](
+                    text=batch, prefix=tf.gather(prefix, positions))
             except tf.errors.ResourceExhaustedError:
                 raise batch_out_of_memory(config.decode, len(positions), int(lengths[positions].max())) from None
             for position, translation, score in zip(positions, result["translation"].numpy(), result["score"].numpy()):

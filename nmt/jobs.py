@@ -376,15 +376,17 @@ def translator(run_dir: str | None, overrides: list[str], n_best: int = 1, with_
     else:
         checkpoint = run.checkpoint_path(config.eval.checkpoint)
         used = [str(checkpoint.resolve())]
-        if n_best == 1 and not with_attention and not prefixed:
+        if n_best == 1 and not with_attention:
             # An export of these weights with these decode settings already holds the traced search:
             # loading it skips building the model and tracing, most of a short command's time.
-            exported = export_lib.load_matching(run.export_dir, checkpoint, config)
+            exported = export_lib.load_matching(run.export_dir, checkpoint, config, prefixed)
             if exported is not None:
                 def translate_exported(sentences: Sequence[str], on_batch=None, start: int = 0,
-                                       prefixes: None = None) -> list[list[Hypothesis]]:
+                                       prefixes: Sequence[str] | None = None) -> list[list[Hypothesis]]:
                     check_text(sentences)
-                    return [[Hypothesis(text, score)] for text, score in exported(sentences, on_batch)]
+                    if prefixes is not None:
+                        check_text(prefixes, "prefix")
+                    return [[Hypothesis(text, score)] for text, score in exported(sentences, on_batch, prefixes)]
 
                 return translate_exported, used
         model = Translator.from_run_dir(run, config, checkpoint)

@@ -305,6 +305,8 @@ def test_export_translates_like_translate_in_a_process_without_nmt(workdir, monk
     result = invoke("translate", "--run-dir", "runs/tiny", "--input", "export_in.txt", *budget)
     assert result.exit_code == 0 and built == [], result.output
     assert result.output.splitlines() == [best.text for best in expected]
+    result = invoke("translate", "--run-dir", "runs/tiny", *budget, "--prefix", "Zi", sentences[0])
+    assert result.exit_code == 0 and built == [] and result.output.splitlines() == served["prefixed"][:1], result.output
     result = invoke("translate", "--run-dir", "runs/tiny", *budget, "--set", "decode.beam_size=2", "The dog saw a cat.")
     assert result.exit_code == 0 and built == [1], result.output
 

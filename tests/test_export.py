@@ -35,12 +35,22 @@ class _Exported:
                 "score": tf.constant([-float(len(sentence)) for sentence in sentences])}
 
 
-def _matching(tmp_path, monkeypatch, exported, **decode):
+def _matching(tmp_path, monkeypatch, exported, prefixed=False, **decode):
     config = config_lib.from_dict({"decode": decode})
     checkpoint = tmp_path / "checkpoints" / "best"
     (tmp_path / export.MANIFEST).write_text(json.dumps(export._manifest(checkpoint, config)))
     monkeypatch.setattr(tf.saved_model, "load", lambda path: exported)
-    return export.load_matching(tmp_path, checkpoint, config)
+    return export.load_matching(tmp_path, checkpoint, config, prefixed)
+
+
+def test_prefixes_go_to_the_prefix_signature_with_their_sentences_and_an_export_without_it_is_passed_over(tmp_path, monkeypatch):
+    exported = _Exported()
+    assert _matching(tmp_path, monkeypatch, exported, prefixed=True) is None  # made before the signature existed
+    exported.signatures[export.PREFIX_SIGNATURE] = lambda text, prefix: exported._serve(
+        tf.strings.join([prefix, text], separator="|"))
+    translate = _matching(tmp_path, monkeypatch, exported, prefixed=True, batch_size=2)
+    sentences, prefixes = ["a b c", "a", "a b"], ["x", "", "y"]
+    assert [text for text, _ in translate(sentences, prefixes=prefixes)] == ["X|A B C", "|A", "Y|A B"]
 
 
 def test_translate_through_an_export_batches_by_length_within_the_limits_and_keeps_the_order(tmp_path, monkeypatch):
