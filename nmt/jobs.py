@@ -434,7 +434,8 @@ def progress_bar(total: int) -> Callable[[int], None]:
 def server(run_dir: str | None, overrides: list[str], host: str, port: int) -> tuple[HTTPServer, dict]:
     """An HTTP server (bound, not yet serving) translating with the run's model (eval.checkpoint,
     decode settings with overrides), and what it serves. The search is traced before it returns,
-    so the first request waits no longer than the others."""
+    so the first request waits no longer than the others; the search that follows prefixes, a
+    graph of its own, is traced by the first request that has them (~2 s, once)."""
     run, config = load_run(run_dir, overrides)
     checkpoint = run.checkpoint_path(config.eval.checkpoint)
     translator = Translator.from_run_dir(run, config, checkpoint)
