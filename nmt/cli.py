@@ -195,10 +195,10 @@ def translate(
             raise NmtError("nothing to translate into --output: pass sentences, --input FILE, or text on stdin")
         else:
             lines = None  # a terminal: sentences as they are typed
-        prefixes = _prefixes(prefix, prefix_file, lines)
+        prefixes, prefixed = _prefixes(prefix, prefix_file, lines), bool(prefix or prefix_file)
         # What a resumed --output must have been written with: the same checkpoints or server and settings.
         settings = {"set": set_ or [], "n_best": n_best, "align": align, "server": server}
-        if lines is not None and (prefix or prefix_file):
+        if lines is not None and prefixed:
             settings["prefixes"] = fingerprint(prefixes(len(lines), 0))
         # What the progress bar, once started (`with progress as advance` below), is advanced with.
         advance, progress = None, contextlib.nullcontext()
@@ -219,7 +219,7 @@ def translate(
             if lines is None:
                 typer.echo("Loading the model...", err=True)
             translate_lines, settings["checkpoints"] = jobs.translator(first_run, set_ or [], n_best, align, ensemble,
-                                                                       prefixed=bool(prefix or prefix_file))
+                                                                       prefixed=prefixed)
             if lines is None:
                 # Traces the search now, so that the first sentence typed is not slow.
                 translate_lines(["warm up"], prefixes=prefixes(1, 0))

@@ -25,7 +25,7 @@ from nmt import atomic
 from nmt.config import Config
 from nmt.data.tokenizer import EOS_ID, PAD_ID, Tokenizers
 from nmt.decoding.search import beam_search, greedy_search
-from nmt.decoding.translator import batch_out_of_memory, decoding_batches, length_limits
+from nmt.decoding.translator import batch_out_of_memory, decoding_batches, length_limits, padded
 from nmt.errors import NmtError
 from nmt.model.transformer import Transformer
 
@@ -76,8 +76,9 @@ class _Serving(tf.Module):
         lengths = tf.cast(pieces.row_lengths(), tf.int32)
         prefix_pieces = self.target_tokenizer.tokenize(prefix)[:, : self._max_length - 1]  # BOS takes a position
         prefix_lengths = tf.cast(prefix_pieces.row_lengths(), tf.int32)
-        output_ids, scores = self._search(_padded(pieces, lengths), self._limits(lengths, prefix_lengths=prefix_lengths),
-                                          prefix_ids=_padded(prefix_pieces, prefix_lengths))
+        # An empty source is blanked after the search; an empty prefix forces nothing.
+        output_ids, scores = self._search(padded(pieces, lengths), self._limits(lengths, prefix_lengths=prefix_lengths),
+                                          prefix_ids=padded(prefix_pieces, prefix_lengths))
         best = output_ids[:, 0]
         best = tf.where(tf.equal(best, EOS_ID), PAD_ID, best)
         translation = self.target_tokenizer.detokenize(tf.RaggedTensor.from_tensor(best, padding=PAD_ID))
@@ -91,11 +92,6 @@ class _Serving(tf.Module):
         return self.source_tokenizer.tokenize(text)[:, : self._max_length]
 
 
-def _padded(pieces: tf.RaggedTensor, lengths: tf.Tensor) -> tf.Tensor:
-    """pieces as a PAD-padded matrix of at least one column, so that a batch of empty strings still
-    runs (an empty source is blanked after the search, an empty prefix forces nothing)."""
-    width = tf.maximum(tf.reduce_max(tf.concat([lengths, [0]], axis=0)), 1)
-    return pieces.to_tensor(default_value=PAD_ID, shape=tf.stack([tf.shape(lengths)[0], width]))
 
 
 def export(config: Config, model: Transformer, tokenizers: Tokenizers, checkpoint: Path, output: Path, force: bool) -> Path:

@@ -367,29 +367,24 @@ def translator(run_dir: str | None, overrides: list[str], n_best: int = 1, with_
     or by the runs of ensemble (other run directories) and the run as one; and the checkpoints it
     translates with."""
     run, config = load_run(run_dir, overrides)
-    if ensemble:
-        if with_attention:
-            raise NmtError("attention and alignments come from one model: pass one --run-dir")
-        runs = [run, *(run_dir_lib.resolve(other) for other in ensemble)]
-        model = Translator.ensemble(runs, config)
-        used = [str(member.checkpoint_path(config.eval.checkpoint).resolve()) for member in runs]
-    else:
-        checkpoint = run.checkpoint_path(config.eval.checkpoint)
-        used = [str(checkpoint.resolve())]
-        if n_best == 1 and not with_attention:
-            # An export of these weights with these decode settings already holds the traced search:
-            # loading it skips building the model and tracing, most of a short command's time.
-            exported = export_lib.load_matching(run.export_dir, checkpoint, config, prefixed)
-            if exported is not None:
-                def translate_exported(sentences: Sequence[str], on_batch=None, start: int = 0,
-                                       prefixes: Sequence[str] | None = None) -> list[list[Hypothesis]]:
-                    check_text(sentences)
-                    if prefixes is not None:
-                        check_text(prefixes, "prefix")
-                    return [[Hypothesis(text, score)] for text, score in exported(sentences, on_batch, prefixes)]
+    if ensemble and with_attention:
+        raise NmtError("attention and alignments come from one model: pass one --run-dir")
+    runs, found = _members(run, config, ensemble)
+    used = [str(path.resolve()) for path in found]
+    if not ensemble and n_best == 1 and not with_attention:
+        # An export of these weights with these decode settings already holds the traced search:
+        # loading it skips building the model and tracing, most of a short command's time.
+        exported = export_lib.load_matching(run.export_dir, found[0], config, prefixed)
+        if exported is not None:
+            def translate_exported(sentences: Sequence[str], on_batch=None, start: int = 0,
+                                   prefixes: Sequence[str] | None = None) -> list[list[Hypothesis]]:
+                check_text(sentences)
+                if prefixes is not None:
+                    check_text(prefixes, "prefix")
+                return [[Hypothesis(text, score)] for text, score in exported(sentences, on_batch, prefixes)]
 
-                return translate_exported, used
-        model = Translator.from_run_dir(run, config, checkpoint)
+            return translate_exported, used
+    model = _loaded(runs, found, config)
 
     def translate(sentences: Sequence[str], on_batch=None, start: int = 0, prefixes: Sequence[str] | None = None) -> list[list[Hypothesis]]:
         model.reseed(start)
@@ -405,10 +400,22 @@ def scorer(run_dir: str | None, overrides: list[str],
     eval.checkpoint with its decode settings (the length penalty), or by the runs of ensemble
     (other run directories) and the run as one; and the checkpoints it scores with."""
     run, config = load_run(run_dir, overrides)
+    runs, found = _members(run, config, ensemble)
+    return functools.partial(_score_rows, _loaded(runs, found, config)), [str(path.resolve()) for path in found]
+
+
+def _members(run: RunDir, config: Config, ensemble: Sequence[str]) -> tuple[list[RunDir], list[Path]]:
+    """The run and those of ensemble (other run directories), and the checkpoint
+    config.eval.checkpoint names in each, found once: finding one checks its files."""
     runs = [run, *(run_dir_lib.resolve(other) for other in ensemble)]
-    used = [member.checkpoint_path(config.eval.checkpoint) for member in runs]
-    model = Translator.ensemble(runs, config) if ensemble else Translator.from_run_dir(run, config, used[0])
-    return functools.partial(_score_rows, model), [str(path.resolve()) for path in used]
+    return runs, [member.checkpoint_path(config.eval.checkpoint) for member in runs]
+
+
+def _loaded(runs: Sequence[RunDir], found: Sequence[Path], config: Config) -> Translator:
+    """The Translator of _members' runs and checkpoints: one model, or an ensemble of several."""
+    if len(runs) > 1:
+        return Translator.ensemble(runs, config, found)
+    return Translator.from_run_dir(runs[0], config, found[0])
 
 
 def _score_rows(translator: Translator, sources: Sequence[str], targets: Sequence[str],

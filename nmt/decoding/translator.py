@@ -40,6 +40,13 @@ def length_limits(source_lengths, decode: DecodeConfig, max_length: int, prefix_
     return tf.minimum(limits, max_length - 1)
 
 
+def padded(pieces: tf.RaggedTensor, lengths: tf.Tensor) -> tf.Tensor:
+    """pieces (rows of lengths ids) as a PAD-padded matrix of at least one column, so that a batch
+    of empty rows still runs through a search, which indexes the columns."""
+    width = tf.maximum(tf.reduce_max(tf.concat([tf.cast(lengths, tf.int32), [0]], axis=0)), 1)
+    return pieces.to_tensor(default_value=PAD_ID, shape=tf.stack([tf.shape(lengths)[0], width]))
+
+
 def decoding_batches(lengths: Sequence[int], decode: DecodeConfig, hypotheses: int = 1) -> list[list[int]]:
     """Positions of sentences of these lengths (tokens) grouped into decoding batches: in order of
     length, so that a batch pads little, and cut where the next sentence would bring a batch over
@@ -175,9 +182,10 @@ class Translator:
         return cls(config, model, tokenizers)
 
     @classmethod
-    def ensemble(cls, runs: Sequence[RunDir], config: Config) -> "Translator":
+    def ensemble(cls, runs: Sequence[RunDir], config: Config, found: Sequence[Path] | None = None) -> "Translator":
         """The runs' models decoding as one (nmt.decoding.ensemble), with config's decode
-        settings and the checkpoint config.eval.checkpoint names in each run.
+        settings and the checkpoint config.eval.checkpoint names in each run (found: those
+        checkpoints, where the caller has found them already; finding checks their files).
 
         Raises:
             ConfigError: the runs' tokenizers differ (an ensemble needs one source and one target
@@ -186,7 +194,7 @@ class Translator:
         first = runs[0]
         files = tokenizer.model_files(first.tokenizer_dir, config.tokenizer.joint)
         members, vocabularies = [], None
-        for run in runs:
+        for index, run in enumerate(runs):
             own = run.load_config()
             for side, path in tokenizer.model_files(run.tokenizer_dir, own.tokenizer.joint).items():
                 if path.read_bytes() != files[side].read_bytes():
@@ -197,7 +205,7 @@ class Translator:
             # The files are the same: the first run's tokenizers serve every member.
             vocabularies = vocabularies or tokenizer.load(run.tokenizer_dir, own.tokenizer.joint)
             model = decoding_model(dataclasses.replace(config, model=own.model), vocabularies)
-            checkpoints.restore(run.checkpoint_path(config.eval.checkpoint), model)
+            checkpoints.restore(found[index] if found else run.checkpoint_path(config.eval.checkpoint), model)
             members.append(model)
         return cls(config, Ensemble(members), vocabularies)
 
@@ -367,9 +375,7 @@ class Translator:
         seed = tf.constant([self._seeds.randrange(2**31), 0], tf.int32)
         search, prefix = self._search, ()
         if prefix_ids is not None:
-            # At least one column, so that the search may index it (PAD: no token forced).
-            width = max(int(prefix_ids.bounding_shape(1)), 1)
-            search, prefix = self._search_prefixed, (prefix_ids.to_tensor(PAD_ID, shape=[None, width]),)
+            search, prefix = self._search_prefixed, (padded(prefix_ids, prefix_lengths),)  # PAD: no token forced
         if decode.sampling == "none":
             output_ids, scores = _best_repeated_for_dead(*search(source_ids, max_lengths, n, seed, *prefix), n)
         else:
