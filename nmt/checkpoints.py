@@ -4,6 +4,8 @@
   ckpt-<step>/optimizer.npz      optimizer variables, step counter included (training checkpoints)
   ckpt-<step>/random.npz         the model's random state (dropout's seed generators), which
                                  Keras's weight files leave out (training checkpoints)
+  ckpt-<step>/average.npz        the moving average of the weights, in the order of the model's
+                                 trainable weights (training checkpoints under train.ema_decay)
   ckpt-<step>/state.json         step, parameters, epoch, elapsed training time, best validation, ...
   ckpt-<step>/manifest.json      size and SHA-256 of each file above, checked on every load
 
@@ -37,13 +39,14 @@ if TYPE_CHECKING:  # keras is for annotations only: reading run directories must
 
 _NAME = re.compile(r"^ckpt-(\d+)$")
 MANIFEST = "manifest.json"
+AVERAGE = "average.npz"
 log = logging.getLogger("nmt")
 
 
 def save(directory: Path, step: int, model: keras.Model, optimizer: keras.optimizers.Optimizer | None,
-         state: dict, keep: int) -> Path:
+         state: dict, keep: int, average: list[np.ndarray] | None = None) -> Path:
     """Writes ckpt-<step> atomically and durably, then deletes all but the newest `keep`
-    checkpoints.
+    checkpoints. average: the moving average of the weights, to resume it.
 
     Raises:
         RunDirError: the checkpoint could not be written (disk full, ...); earlier ones are intact.
@@ -61,6 +64,8 @@ def save(directory: Path, step: int, model: keras.Model, optimizer: keras.optimi
             np.savez(temporary / "optimizer.npz", **store)
             # In the model's own order: names of seed generators depend on what else the process built.
             np.savez(temporary / "random.npz", *(variable.numpy() for variable in _random_state(model)))
+        if average is not None:
+            np.savez(temporary / AVERAGE, *average)
         state = {"step": step, "parameters": model.count_params(), **state}
         (temporary / "state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
         manifest = {path.name: _describe(path) for path in sorted(temporary.iterdir())}
@@ -179,12 +184,20 @@ def latest(directory: Path) -> Path | None:
 
 
 def restore(path: Path, model: keras.Model, optimizer: keras.optimizers.Optimizer | None = None) -> dict:
-    """Loads weights (and optimizer variables when given) from a checkpoint; returns its state."""
+    """Loads weights (and optimizer variables when given) from a checkpoint; returns its state.
+    Without an optimizer (to decode, not to train on), a checkpoint that holds a moving average of
+    the weights (train.ema_decay) gives the average: what validation scored."""
     problem = damage(path)
     if problem is not None:
         raise RunDirError(f"checkpoint {path} is damaged: {problem}; use another one")
     try:
         model.load_weights(path / "model.weights.h5")
+        if optimizer is None and (path / AVERAGE).is_file():
+            import keras  # a model is loaded: TensorFlow is, too
+
+            for weight, value in zip(model.trainable_weights, saved_average(path, model)):
+                # A model that decodes in bfloat16 holds its weights in it.
+                weight.assign(keras.ops.cast(value, weight.dtype))
         if optimizer is not None:
             with np.load(path / "optimizer.npz") as store:
                 _load_optimizer(optimizer, [store[str(index)] for index in range(len(store.files))])
@@ -197,5 +210,28 @@ def restore(path: Path, model: keras.Model, optimizer: keras.optimizers.Optimize
                 for variable, value in zip(variables, values):
                     variable.assign(value)
         return json.loads((path / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError) as error:
+        raise RunDirError(f"cannot load checkpoint {path}: {error}; delete it to fall back to an older one") from None
+
+
+def saved_average(path: Path, model: keras.Model) -> list[np.ndarray] | None:
+    """The moving average of model's trainable weights that checkpoint `path` holds (its files
+    checked as `restore` checks them), or None if it holds none.
+
+    Raises:
+        RunDirError: the file is unreadable or does not fit model.
+    """
+    if not (path / AVERAGE).is_file():
+        return None
+    try:
+        with np.load(path / AVERAGE) as store:
+            values = [store[f"arr_{index}"] for index in range(len(store.files))]
+        weights = model.trainable_weights
+        if len(values) != len(weights):
+            raise ValueError(f"{AVERAGE} holds {len(values)} weights, the model has {len(weights)} trainable ones")
+        for weight, value in zip(weights, values):
+            if tuple(weight.shape) != value.shape:
+                raise ValueError(f"{AVERAGE} holds a weight of shape {value.shape} for {weight.path}, of shape {tuple(weight.shape)}")
+        return values
     except (OSError, ValueError, KeyError) as error:
         raise RunDirError(f"cannot load checkpoint {path}: {error}; delete it to fall back to an older one") from None

@@ -167,6 +167,11 @@ class TrainConfig:
     early_stopping_patience: Optional[int] = None
     # At the end of training, average the last N checkpoints into checkpoints/averaged.
     average_last: Optional[int] = None
+    # Keep an exponential moving average of the weights (Polyak averaging; e.g. 0.999, about the
+    # last 1 / (1 - decay) updates, fewer early on: nmt/training/moving_average.py). Validation,
+    # and so the best checkpoint, translation and export, use the average; training goes on from
+    # the weights themselves (checkpoints/last). None: off.
+    ema_decay: Optional[float] = None
     # Write TensorBoard event files (training and validation scalars, sample translations) to
     # <run dir>/tensorboard/.
     tensorboard: bool = True
@@ -480,6 +485,8 @@ def _check_values(config: Config) -> None:
             f"config key 'train.average_last' ({config.train.average_last}) exceeds train.keep_checkpoints "
             f"({config.train.keep_checkpoints}): only that many checkpoints are kept; raise keep_checkpoints"
         )
+    if config.train.ema_decay is not None and not 0.0 < config.train.ema_decay < 1.0:
+        raise ConfigError(f"config key 'train.ema_decay' must be in (0, 1), e.g. 0.999 (null: off); got {config.train.ema_decay}")
     if config.train.replicas is not None and config.train.distribute != "mirrored":
         raise ConfigError(
             f"config key 'train.replicas' applies to train.distribute=mirrored only (it is {config.train.distribute!r}); "

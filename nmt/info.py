@@ -95,6 +95,7 @@ def config_summary(config: Config) -> dict:
         f"{_attention_summary(model)}, FFN {model.intermediate_dim}, dropout {model.dropout}, {model.norm}-norm",
         "training": f"{config.train.batch_tokens}-token batches, peak lr {config.train.learning_rate}, "
         f"warmup {config.train.warmup_steps}, label smoothing {config.train.label_smoothing}"
+        + (f", weights averaged (train.ema_decay {config.train.ema_decay})" if config.train.ema_decay else "")
         + (f", fine-tuned from {config.train.init_from}" if config.train.init_from else "")
         + (" (its vocabulary updated)" if config.tokenizer.update_vocab else ""),
         "checkpoint": config.eval.checkpoint,

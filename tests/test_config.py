@@ -56,6 +56,7 @@ def test_unknown_section(tmp_path):
         ("train:\n  validation_beam_size: 0\n", r"'train\.validation_beam_size' must be greater than 0"),
         ("train:\n  validation_bleu: false\n", r"'train\.best_metric' is 'bleu' but train\.validation_bleu is false"),
         ("train:\n  average_last: 5\n", r"'train\.average_last' \(5\) exceeds train\.keep_checkpoints \(3\)"),
+        ("train:\n  ema_decay: 1.0\n", r"'train\.ema_decay' must be in \(0, 1\), e\.g\. 0\.999 \(null: off\); got 1\.0"),
         ("train:\n  early_stopping_patience: 0\n", r"'train\.early_stopping_patience' must be greater than 0"),
         ("eval:\n  checkpoint: mean\n", r"'eval\.checkpoint' must be one of best, last, averaged"),
         ("model: 3\n", r"'model' must be a mapping"),

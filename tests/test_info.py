@@ -30,6 +30,10 @@ def test_a_run_without_checkpoints_is_described_as_not_started(run):
     assert found["progress"] == {"step": 0, "epochs": 0, "minutes": 0.0, "stopped_by": None}
     assert found["parameters"] is None and found["best_validation"] is None and found["export"] is None
     assert "not started (no checkpoint)" in info.text(found)
+    assert "weights averaged" not in found["config"]["summary"]["training"]
+    run.save_config(config_lib.from_dict({"train": {"ema_decay": 0.999}}))
+    training = info.describe(run)["config"]["summary"]["training"]
+    assert training.endswith("label smoothing 0.1, weights averaged (train.ema_decay 0.999)")
 
 
 def test_progress_best_validation_checkpoints_and_evaluations(run):

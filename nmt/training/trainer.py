@@ -30,6 +30,7 @@ from nmt.model.transformer import Transformer, build_transformer
 from nmt.run_dir import RunDir
 from nmt.training.losses import label_smoothed_loss, real_target_logits, real_tokens
 from nmt.training import distribute, finetune, precision
+from nmt.training.moving_average import MovingAverage
 from nmt.training.schedule import make_optimizer
 from nmt.training.sinks import EpochEnd, EpochStart, Sample, Sink, StepRecord, ValidationRecord
 
@@ -140,6 +141,8 @@ class Setup:
     train_step: Callable[[tuple], tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]]
     validation_step: Callable[[dict], tuple[tf.Tensor, tf.Tensor, tf.Tensor]]
     precision: str
+    # The moving average of the weights that train_step updates (train.ema_decay), or None.
+    average: MovingAverage | None = None
 
 
 def prepare(config: Config, run: RunDir, check_data: Callable[[tokenizer.Tokenizers], None] | None = None) -> Setup:
@@ -206,9 +209,11 @@ def prepare(config: Config, run: RunDir, check_data: Callable[[tokenizer.Tokeniz
         warmup = config.train.warmup_steps / distribute.batch_multiplier(config.train, replicas)
         optimizer = make_optimizer(config.train, policy, warmup)
         optimizer.build(model.trainable_variables)
-    train_step = _train_step(strategy, model, optimizer, config.train, train_batches(1).element_spec)
+        average = MovingAverage(model.trainable_variables, config.train.ema_decay) if config.train.ema_decay else None
+    train_step = _train_step(strategy, model, optimizer, config.train, train_batches(1).element_spec, average)
     validation_step = _validation_step(model)
-    return Setup(tokenizers, train_batches, validation_batches, model, optimizer, train_step, validation_step, policy)
+    return Setup(tokenizers, train_batches, validation_batches, model, optimizer, train_step, validation_step, policy,
+                 average)
 
 
 def train(config: Config, run: RunDir, validate: Validate | None = None, sinks: Sequence[Sink] = (),
@@ -228,11 +233,25 @@ def train(config: Config, run: RunDir, validate: Validate | None = None, sinks: 
         log.info("resuming from %s (step %d, %d epochs done)", latest, int(setup.optimizer.iterations.numpy()), state.epoch)
     elif config.train.init_from is not None:
         finetune.Base.open(config).initialize(setup.model, setup.optimizer, config.train.resume_optimizer)
+    if setup.average is not None:
+        _start_average(setup.average, setup.model, latest)
     try:
         return _Loop(config, run, setup, state, validate, sinks).run()
     finally:
         for sink in sinks:
             sink.close()
+
+
+def _start_average(average: MovingAverage, model: keras.Model, checkpoint: Path | None) -> None:
+    """The average resumes from the checkpoint's; a run's first start (from another run's
+    weights, too) or a checkpoint written without one starts it at the weights."""
+    saved = checkpoints.saved_average(checkpoint, model) if checkpoint is not None else None
+    if saved is not None:
+        average.load(saved)
+        return
+    average.restart()
+    if checkpoint is not None:
+        log.info("%s holds no moving average of the weights: train.ema_decay averages from its weights on", checkpoint)
 
 
 def plan(config: Config, run: RunDir, timed_steps: int = 10, max_counted_batches: int = 5000) -> dict:
@@ -280,11 +299,11 @@ def plan(config: Config, run: RunDir, timed_steps: int = 10, max_counted_batches
 
 
 def _train_step(strategy: tf.distribute.Strategy, model: Transformer, optimizer: keras.optimizers.Optimizer,
-                train: TrainConfig, batch_spec) -> Callable:
+                train: TrainConfig, batch_spec, average: MovingAverage | None = None) -> Callable:
     """One update from a tuple of train.accumulate_steps batches (per replica): gradients are
     summed over the batches and the replicas, the loss being normalised by all their tokens, so
     an update equals one on the concatenated batch. A step whose loss or gradient is not finite
-    is not applied. Returns (loss sum, tokens, correct tokens, gradient norm, 1.0 if the step was
+    is not applied. An applied update moves `average` (if any) toward the new weights. Returns (loss sum, tokens, correct tokens, gradient norm, 1.0 if the step was
     not applied for a non-finite value else 0.0)."""
 
     def replica_step(batches):
@@ -315,7 +334,10 @@ def _train_step(strategy: tf.distribute.Strategy, model: Transformer, optimizer:
         return gradients, (loss_sum, local_tokens, correct, gradient_norm, tf.cast(tf.logical_not(finite), tf.float32))
 
     def replica_apply(gradients):
+        before = tf.identity(optimizer.iterations)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+        if average is not None:
+            average.update(optimizer.iterations, applied=optimizer.iterations > before)
 
     scaled = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
 
@@ -569,9 +591,10 @@ class _Loop:
 
     def _save_last(self) -> Path:
         self._record_position()
+        average = self.setup.average.values() if self.setup.average is not None else None
         return checkpoints.save(
             self.run_dir.last_checkpoints, self.step, self.setup.model, self.setup.optimizer, asdict(self.state),
-            keep=self.config.train.keep_checkpoints,
+            keep=self.config.train.keep_checkpoints, average=average,
         )
 
     def _record_position(self) -> None:
@@ -579,7 +602,20 @@ class _Loop:
 
     def _validate_and_save(self) -> None:
         """Validation loss (and what `validate` scores), the best and last checkpoints, and a
-        validation record for the sinks."""
+        validation record for the sinks. Under train.ema_decay the average is what is validated
+        and kept as the best."""
+        average = self.setup.average
+        with average.applied() if average is not None else contextlib.nullcontext():
+            record, scores = self._validate_and_save_best()
+        # Recorded before the checkpoint: a kill in between repeats this validation after resuming
+        # (and the record is replaced), where the other order would lose it.
+        self._emit("validated", ValidationRecord(record, scores.samples))
+        self._save_last()
+        self.validated_step = self.step
+
+    def _validate_and_save_best(self) -> tuple[dict, ValidationScores]:
+        """Validates the model's weights as they are, keeps them as the best checkpoint if they
+        are; returns the validation record and what `validate` scored."""
         started = time.monotonic()
         totals = _Totals()
         for batch in self.setup.validation_batches:
@@ -612,9 +648,5 @@ class _Loop:
             checkpoints.save(self.run_dir.best_checkpoints, self.step, self.setup.model, None, asdict(self.state), keep=1)
         else:
             self.state.validations_without_improvement += 1
-        # Recorded before the checkpoint: a kill in between repeats this validation after resuming
-        # (and the record is replaced), where the other order would lose it.
-        self._emit("validated", ValidationRecord(record, scores.samples))
-        self._save_last()
-        self.validated_step = self.step
         self.last_validation = validation
+        return record, scores

@@ -18,6 +18,7 @@ from nmt.data.tokenizer import PAD_ID
 from nmt.errors import ConfigError
 from nmt.model.transformer import build_transformer
 from nmt.training import distribute, trainer
+from nmt.training.moving_average import MovingAverage
 
 VOCAB = 40
 SPEC = {key: tf.TensorSpec([None, None], tf.int32) for key in ("source_ids", "target_in", "target_out")}
@@ -60,8 +61,9 @@ def model_config():
                        intermediate_dim=32, dropout=0.0, attention_dropout=0.0, max_length=32)
 
 
-def update(strategy, initial_weights, batches, spec=SPEC, accumulate_steps=1):
-    """Weights after one update, and the step's (loss sum, tokens, correct tokens[, gradient norm])."""
+def update(strategy, initial_weights, batches, spec=SPEC, accumulate_steps=1, average=False):
+    """Weights after one update (and then the moving average of the trainable ones, with
+    average), and the step's (loss sum, tokens, correct tokens[, gradient norm])."""
     with strategy.scope():
         model = build_transformer(model_config(), VOCAB, VOCAB)
         model.set_weights(initial_weights)
@@ -69,10 +71,12 @@ def update(strategy, initial_weights, batches, spec=SPEC, accumulate_steps=1):
         # step is nearly sign(gradient) and would hide one).
         optimizer = keras.optimizers.SGD(learning_rate=1.0)
         optimizer.build(model.trainable_variables)
+        moving = MovingAverage(model.trainable_variables, 0.9) if average else None
     train = config_lib.from_dict({"train": {"accumulate_steps": accumulate_steps}}).train
-    step = trainer._train_step(strategy, model, optimizer, train, spec)
+    step = trainer._train_step(strategy, model, optimizer, train, spec, moving)
     outputs = [float(value) for value in step(batches)]
-    return [np.asarray(weight.numpy()) for weight in model.weights], outputs
+    weights = [np.asarray(weight.numpy()) for weight in model.weights]
+    return weights + (moving.values() if average else []), outputs
 
 
 def assert_same_update(expected, actual, outputs=4):
@@ -100,8 +104,13 @@ def test_mirrored_replicas_equal_one_concatenated_batch(initial_weights):
     dataset = tf.data.Dataset.from_generator(lambda: iter([FIRST, SECOND]), output_signature=SPEC)
     # One input pipeline feeding two replicas: consecutive batches go to replica 0 and 1.
     distributed = strategy.distribute_datasets_from_function(lambda context: dataset)
-    mirrored = update(strategy, initial_weights, (next(iter(distributed)),), distributed.element_spec)
-    assert_same_update(update(tf.distribute.get_strategy(), initial_weights, (concatenate(FIRST, SECOND),)), mirrored, outputs=3)
+    mirrored = update(strategy, initial_weights, (next(iter(distributed)),), distributed.element_spec, average=True)
+    single = update(tf.distribute.get_strategy(), initial_weights, (concatenate(FIRST, SECOND),), average=True)
+    assert_same_update(single, mirrored, outputs=3)
+    # The moving average (train.ema_decay) of the first weight moved 9/11 of the way to its new
+    # value (decay min(0.9, 2/11) after the first update), on both.
+    np.testing.assert_allclose(mirrored[0][len(initial_weights)], 9 / 11 * mirrored[0][0] + 2 / 11 * initial_weights[0],
+                               rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("mirrored", [False, True])
