@@ -281,14 +281,11 @@ def evaluate(run: RunDir, config: Config, split: SplitName, ensemble: Sequence[R
     """Translates a split, scores it with sacreBLEU and writes eval/<split>/report.{json,md}; with
     ensemble (other runs), the runs decode as one ensemble and the report goes to
     eval/<split>-ensemble/."""
-    checkpoint = run.checkpoint_path(config.eval.checkpoint)
+    runs, found = _members(run, config, [member.path for member in ensemble])
+    checkpoint = found[0]
     atomic.check_writable(report_dir(run, split, bool(ensemble)), "the evaluation report to", directory=True, fix=READ_ONLY_RUN)
     evaluator = SplitEvaluator(config.data, split)
-    if ensemble:
-        runs = [run, *ensemble]
-        evaluation = _evaluate_with(Translator.ensemble(runs, config), evaluator, " + ".join(str(member.path) for member in runs))
-    else:
-        evaluation = _evaluate_with(Translator.from_run_dir(run, config, checkpoint), evaluator, str(run.path))
+    evaluation = _evaluate_with(_loaded(runs, found, config), evaluator, " + ".join(str(member.path) for member in runs))
     report = {
         **evaluation.scores,
         "num_sentences": len(evaluation.sources),
@@ -404,7 +401,7 @@ def scorer(run_dir: str | None, overrides: list[str],
     return functools.partial(_score_rows, _loaded(runs, found, config)), [str(path.resolve()) for path in found]
 
 
-def _members(run: RunDir, config: Config, ensemble: Sequence[str]) -> tuple[list[RunDir], list[Path]]:
+def _members(run: RunDir, config: Config, ensemble: Sequence[str | Path]) -> tuple[list[RunDir], list[Path]]:
     """The run and those of ensemble (other run directories), and the checkpoint
     config.eval.checkpoint names in each, found once: finding one checks its files."""
     runs = [run, *(run_dir_lib.resolve(other) for other in ensemble)]
