@@ -53,16 +53,19 @@ def weights_at(setup, run, step):
     return [weight.numpy() for weight in setup.model.trainable_weights]
 
 
-def trained(tmp_path, tfds_dir, name, max_steps, **train):
-    run = RunDir(tmp_path / name)
-    trainer.train(tiny(tfds_dir, max_steps=max_steps, learning_rate=3e-3, keep_checkpoints=5, **train), run)
-    return run
-
-
 def test_validation_and_the_best_checkpoint_use_the_average_and_it_resumes(tmp_path, tfds_dir, caplog):
     caplog.set_level(logging.INFO, logger="nmt")
     decay = 0.5
-    run = trained(tmp_path, tfds_dir, "straight", 4, ema_decay=decay)
+    run = RunDir(tmp_path / "run")
+
+    def train(max_steps, **extra):
+        trainer.train(tiny(tfds_dir, max_steps=max_steps, learning_rate=3e-3, keep_checkpoints=5, **extra), run)
+
+    # One step without an average; then switched on, to step 2; then resumed, to step 4.
+    train(1)
+    train(2, ema_decay=decay)
+    assert "holds no moving average of the weights: train.ema_decay averages from its weights on" in caplog.text
+    train(4, ema_decay=decay)
     config = tiny(tfds_dir, ema_decay=decay)
     setup = trainer.prepare(config, run)
 
@@ -70,8 +73,10 @@ def test_validation_and_the_best_checkpoint_use_the_average_and_it_resumes(tmp_p
         """(trainable weights, average) of the run's last checkpoint at step."""
         return weights_at(setup, run, step), checkpoints.saved_average(run.last_checkpoints / f"ckpt-{step}", setup.model)
 
-    # The files follow the rule step by step: average_k = d_k * average_(k-1) + (1 - d_k) * weights_k.
-    previous = checkpoint(1)[1]
+    # The files follow the rule step by step, average_k = d_k * average_(k-1) + (1 - d_k) * weights_k,
+    # from the weights of step 1 (where the average started) and across the resumption at step 2.
+    previous, missing = checkpoint(1)
+    assert missing is None
     for step in (2, 3, 4):
         weights, average = checkpoint(step)
         d = decay_at(step, decay)
@@ -96,21 +101,6 @@ def test_validation_and_the_best_checkpoint_use_the_average_and_it_resumes(tmp_p
         with precision.policy_scope(policy):
             model = build_transformer(config.model, setup.tokenizers.source_vocab_size, setup.tokenizers.target_vocab_size)
         checkpoints.restore(run.last_checkpoints / "ckpt-4", model)
-        for weight, want in zip(model.trainable_weights, checkpoint(4)[1]):
+        for weight, want in zip(model.trainable_weights, previous):
             np.testing.assert_array_equal(weight.numpy(), keras.ops.convert_to_numpy(keras.ops.cast(want, policy)))
 
-    # Stopped after 2 steps and resumed, the average ends where the uninterrupted one does.
-    resumed = trained(tmp_path, tfds_dir, "resumed", 2, ema_decay=decay)
-    trained(tmp_path, tfds_dir, "resumed", 4, ema_decay=decay)
-    for got, want in zip(checkpoints.saved_average(resumed.last_checkpoints / "ckpt-4", setup.model), checkpoint(4)[1]):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
-
-    # Switched on when resuming a run trained without it, the average starts at the weights.
-    late = trained(tmp_path, tfds_dir, "late", 2)
-    assert checkpoints.saved_average(late.last_checkpoints / "ckpt-2", setup.model) is None
-    trained(tmp_path, tfds_dir, "late", 3, ema_decay=decay)
-    assert "holds no moving average of the weights: train.ema_decay averages from its weights on" in caplog.text
-    before, after = weights_at(setup, late, 2), weights_at(setup, late, 3)
-    d = decay_at(3, decay)
-    for got, old, new in zip(checkpoints.saved_average(late.last_checkpoints / "ckpt-3", setup.model), before, after):
-        np.testing.assert_allclose(got, d * old + (1 - d) * new, rtol=1e-5, atol=1e-7)
