@@ -46,6 +46,7 @@ def describe(run: RunDir) -> dict:
             "budget": {"epochs": train.epochs, "max_steps": train.max_steps, "max_minutes": train.max_minutes,
                        "early_stopping_patience": train.early_stopping_patience},
             "precision": train.precision,
+            "ema_decay": train.ema_decay,
             "init_from": train.init_from,
             "update_vocab": config.tokenizer.update_vocab,
         },
@@ -130,7 +131,8 @@ def text(info: dict) -> str:
         lines.append(("Training", f"step {progress['step']}, {progress['epochs']} epochs, {progress['minutes']:.1f} min; {stopped}"))
     if best is not None:
         bleu = f"BLEU {best['validation_bleu']:.2f}, " if "validation_bleu" in best else ""
-        lines.append(("Best validation", f"{bleu}loss {best['validation_loss']:.3f} at step {best['step']} (epoch {best['epoch']})"))
+        averaged = f", the weights' moving average (train.ema_decay {info['config']['ema_decay']})" if info["config"]["ema_decay"] else ""
+        lines.append(("Best validation", f"{bleu}loss {best['validation_loss']:.3f} at step {best['step']} (epoch {best['epoch']}){averaged}"))
     for kind, saved in info["checkpoints"].items():
         if saved:
             listed = ", ".join(f"ckpt-{c['step']} ({c['megabytes']:.1f} MB)" for c in saved)

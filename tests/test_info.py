@@ -58,10 +58,12 @@ def test_progress_best_validation_checkpoints_and_evaluations(run):
     assert found["evaluations"]["test"]["bleu"] == 30.25 and found["evaluations"]["test"]["beam_size"] == 4
     text = info.text(found)
     assert "1,234,567 parameters" in text and "step 200, 6 epochs, 5.0 min; stopped by max_steps" in text
-    assert "BLEU 21.50, loss 2.500 at step 100 (epoch 3)" in text
+    assert "BLEU 21.50, loss 2.500 at step 100 (epoch 3)\n" in text
     assert "ckpt-100 (0.0 MB), ckpt-200 (2.5 MB)" in text
     assert "BLEU 30.25, chrF 55.50 (beam 4, 1000 sentences) nrefs:1|bs:1000" in text
     json.dumps(found)  # --json prints it
+    run.save_config(config_lib.from_dict({"train": {"max_steps": 200, "ema_decay": 0.999}}))
+    assert "at step 100 (epoch 3), the weights' moving average (train.ema_decay 0.999)\n" in info.text(info.describe(run))
     # An evaluation decoded under an n-gram limit says so.
     (run.eval_dir("test") / "report.json").write_text(json.dumps({
         "split": "test", "bleu": 30.5, "chrf": 55.5, "signature": "nrefs:1|bs:1000", "chrf_signature": "chrF2",
