@@ -30,13 +30,16 @@ def last_checkpoints(run: RunDir, count: int) -> list[Path]:
 def average(run: RunDir, model: keras.Model, paths: list[Path]) -> Path:
     """Writes the mean of the checkpoints' weights into run's checkpoints/averaged; returns its path.
 
-    model must have the run's architecture; its weights are replaced by the average.
+    model must have the run's architecture; its weights are replaced by the average. Under
+    train.ema_decay it averages the training checkpoints' own weights, not their moving averages.
     """
     for path in paths:
         _check_same_model(run, path)
     total = None
     for path in paths:
-        checkpoints.restore(path, model)
+        # The weights themselves, not a moving average kept beside them (train.ema_decay): the
+        # mean of averages lags further behind training and scored below both.
+        checkpoints.restore(path, model, average=False)
         weights = model.get_weights()
         total = weights if total is None else [np.add(a, b) if _floating(a) else b for a, b in zip(total, weights)]
     # Integer variables (e.g. random-seed states) are not parameters: the last checkpoint's are kept.

@@ -183,16 +183,17 @@ def latest(directory: Path) -> Path | None:
     return None
 
 
-def restore(path: Path, model: keras.Model, optimizer: keras.optimizers.Optimizer | None = None) -> dict:
+def restore(path: Path, model: keras.Model, optimizer: keras.optimizers.Optimizer | None = None,
+            average: bool = True) -> dict:
     """Loads weights (and optimizer variables when given) from a checkpoint; returns its state.
-    Without an optimizer (to decode, not to train on), a checkpoint that holds a moving average of
-    the weights (train.ema_decay) gives the average: what validation scored."""
+    Without an optimizer (to decode, not to train on) and with `average`, a checkpoint that holds a
+    moving average of the weights (train.ema_decay) gives the average: what validation scored."""
     problem = damage(path)
     if problem is not None:
         raise RunDirError(f"checkpoint {path} is damaged: {problem}; use another one")
     try:
         model.load_weights(path / "model.weights.h5")
-        if optimizer is None and (path / AVERAGE).is_file():
+        if average and optimizer is None and (path / AVERAGE).is_file():
             import keras  # a model is loaded: TensorFlow is, too
 
             for weight, value in zip(model.trainable_weights, saved_average(path, model)):

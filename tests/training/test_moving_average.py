@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nmt import checkpoints
+from nmt import averaging, checkpoints
 from nmt.model.transformer import build_transformer
 from nmt.run_dir import RunDir
 from nmt.training import precision, trainer
@@ -96,7 +96,13 @@ def test_validation_and_the_best_checkpoint_use_the_average_and_it_resumes(tmp_p
     for batch in setup.validation_batches:
         totals.add(*(float(value) for value in setup.validation_step(batch)))
     assert totals.mean_loss == pytest.approx(state["best_validation"]["validation_loss"], rel=1e-5)
-    # Decoding from a training checkpoint uses its average too, in float32 or bfloat16 weights.
+    # `nmt average` averages the checkpoints' own weights, not their averages.
+    means = [(third + fourth) / 2 for third, fourth in zip(weights_at(setup, run, 3), weights_at(setup, run, 4))]
+    averaging.average(run, setup.model, averaging.last_checkpoints(run, 2))
+    checkpoints.restore(run.checkpoint_path("averaged"), setup.model)
+    for got, want in zip(setup.model.trainable_weights, means):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-6, atol=1e-7)
+    # Decoding from a training checkpoint uses its average, in float32 or bfloat16 weights.
     for policy in ("float32", "bfloat16"):
         with precision.policy_scope(policy):
             model = build_transformer(config.model, setup.tokenizers.source_vocab_size, setup.tokenizers.target_vocab_size)
