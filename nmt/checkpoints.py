@@ -193,10 +193,10 @@ def restore(path: Path, model: keras.Model, optimizer: keras.optimizers.Optimize
         raise RunDirError(f"checkpoint {path} is damaged: {problem}; use another one")
     try:
         model.load_weights(path / "model.weights.h5")
-        if average and optimizer is None and (path / AVERAGE).is_file():
+        if average and optimizer is None and (values := saved_average(path, model)) is not None:
             import keras  # a model is loaded: TensorFlow is, too
 
-            for weight, value in zip(model.trainable_weights, saved_average(path, model)):
+            for weight, value in zip(model.trainable_weights, values):
                 # A model that decodes in bfloat16 holds its weights in it.
                 weight.assign(keras.ops.cast(value, weight.dtype))
         if optimizer is not None:

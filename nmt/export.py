@@ -92,8 +92,6 @@ class _Serving(tf.Module):
         return self.source_tokenizer.tokenize(text)[:, : self._max_length]
 
 
-
-
 def export(config: Config, model: Transformer, tokenizers: Tokenizers, checkpoint: Path, output: Path, force: bool) -> Path:
     """Writes the SavedModel of the model (checkpoint's weights) into output (refusing a non-empty
     one unless force); returns output. It is written beside output first, fsynced and renamed

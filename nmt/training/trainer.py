@@ -303,8 +303,9 @@ def _train_step(strategy: tf.distribute.Strategy, model: Transformer, optimizer:
     """One update from a tuple of train.accumulate_steps batches (per replica): gradients are
     summed over the batches and the replicas, the loss being normalised by all their tokens, so
     an update equals one on the concatenated batch. A step whose loss or gradient is not finite
-    is not applied. An applied update moves `average` (if any) toward the new weights. Returns (loss sum, tokens, correct tokens, gradient norm, 1.0 if the step was
-    not applied for a non-finite value else 0.0)."""
+    is not applied. An applied update moves `average` (if any) toward the new weights. Returns
+    (loss sum, tokens, correct tokens, gradient norm, 1.0 if the step was not applied for a
+    non-finite value else 0.0)."""
 
     def replica_step(batches):
         local_tokens = tf.add_n([real_tokens(batch["target_out"]) for batch in batches])
