@@ -11,7 +11,8 @@
       times training steps (tokens/s, padding, model FLOP utilisation against a matmul peak
       measured in the same run), greedy and beam-4 decoding of the test split, and peak memory;
       each --lever is a variant of the config whose training speed is measured in the same run
-      and reported as a ratio to the config's. With --reference-python, the reference toolkit
+      and reported as a ratio to the config's: the variants take turns, --rounds times, so that the
+      machine's drift falls on all of them alike. With --reference-python, the reference toolkit
       (OpenNMT-tf, scripts/reference_opennmt.py) trains the same model on the same segmented data
       in the same run, and the config's speed is reported as a ratio to it too; the reference also
       decodes the test split, trained for as many steps as the model ours decodes (the benchmark's
@@ -265,70 +266,120 @@ def training_flops(model: ModelConfig, vocab_size: int, source_len: int, target_
     return 3.0 * forward
 
 
-def measure_training(config: Config, run: RunDir, steps: int, warmup: int) -> tuple[dict, keras.Model]:
-    """One pass over the data first (reading and tokenizing it into tf.data's cache, as the first
-    epoch of training does), then, under XLA, one step on a batch of each shape of that pass
-    (each compiles; timed as compile_seconds), then `warmup` steps (tracing), then times `steps`
-    more as the trainer runs them (one host sync per step): the steady state of epochs 2 and
-    later. Returns the measurements and the trained model."""
-    setup = trainer.prepare(config, run)
-    vocab_size = setup.tokenizers.target_vocab_size
-    shapes = {}
-    started = time.perf_counter()
-    for batch in setup.train_batches(1):
-        shapes.setdefault((tuple(batch["source_ids"].shape), tuple(batch["target_in"].shape)), batch)
-    first_pass_seconds = time.perf_counter() - started
-    # The input pipeline alone, as later epochs read it (cached, shuffled, bucketed): what training
-    # would wait for if prefetching did not overlap it with the steps.
-    started, input_batches = time.perf_counter(), 0
-    for _ in setup.train_batches(2):
-        input_batches += 1
-    input_seconds_per_batch = (time.perf_counter() - started) / input_batches
-    accumulate = config.train.accumulate_steps
-    compile_seconds = None
-    if config.train.jit_compile:
+class TrainingTimer:
+    """One variant's training, timed a number of steps at a time so that variants can take turns.
+
+    Built, it makes one pass over the data (reading and tokenizing it into tf.data's cache, as the
+    first epoch of training does), times the input pipeline alone, then runs one step on a batch of
+    each shape of that pass (under XLA each compiles, timed as compile_seconds). `warm_up(steps)`
+    runs untimed steps; `time(steps)` runs and times steps as the trainer runs them (one host sync
+    per step): the steady state of epochs 2 and later."""
+
+    def __init__(self, config: Config, run: RunDir):
+        self.config = config
+        # Each variant's own trainer: its batches are the same sequence as every other variant's
+        # of equal batch shapes (one seed), so taking turns gives each the same batches.
+        self.setup = setup = trainer.prepare(config, run)
+        self.vocab_size = setup.tokenizers.target_vocab_size
+        self.accumulate = config.train.accumulate_steps
+        shapes = {}
+        started = time.perf_counter()
+        for batch in setup.train_batches(1):
+            shapes.setdefault((tuple(batch["source_ids"].shape), tuple(batch["target_in"].shape)), batch)
+        self.first_pass_seconds = time.perf_counter() - started
+        # The input pipeline alone, as later epochs read it (cached, shuffled, bucketed): what
+        # training would wait for if prefetching did not overlap it with the steps.
+        started, input_batches = time.perf_counter(), 0
+        for _ in setup.train_batches(2):
+            input_batches += 1
+        self.input_seconds_per_batch = (time.perf_counter() - started) / input_batches
+        self.batch_shapes = len(shapes)
+        # A step on each shape first: XLA compiles each, and TensorFlow's oneDNN kernels make
+        # their primitives for each (JIT-compiled code, cached in the process). Without it, the
+        # first variant to meet a shape pays for all the variants that take turns with it.
         started = time.perf_counter()
         for batch in shapes.values():
-            float(setup.train_step((batch,) * accumulate)[0])
-        compile_seconds = round(time.perf_counter() - started, 1)
-    batches = itertools.chain.from_iterable(setup.train_batches(epoch) for epoch in itertools.count(1))
-    started = time.perf_counter()
-    for _ in range(warmup):
-        float(setup.train_step(tuple(next(batches) for _ in range(accumulate)))[0])
-    warmup_seconds = time.perf_counter() - started
-    source_tokens = target_tokens = padded_tokens = 0
-    flops = 0.0
-    started = time.perf_counter()
-    for _ in range(steps):
-        group = tuple(next(batches) for _ in range(accumulate))
-        float(setup.train_step(group)[0])
-        for batch in group:
-            source, target = batch["source_ids"].numpy(), batch["target_out"].numpy()
-            batch_source, batch_target = int((source != PAD_ID).sum()), int((target != PAD_ID).sum())
-            source_tokens += batch_source
-            target_tokens += batch_target
-            padded_tokens += source.size + target.size
-            flops += training_flops(config.model, vocab_size, source.shape[1], target.shape[1], batch_source, batch_target)
-    seconds = time.perf_counter() - started
-    return {
-        "precision": setup.precision,
-        "jit_compile": config.train.jit_compile,
-        "steps": steps,
-        "warmup_steps": warmup,
-        "seconds": round(seconds, 2),
-        "train_tokens_per_s": round((source_tokens + target_tokens) / seconds),
-        "train_target_tokens_per_s": round(target_tokens / seconds),
-        "padding_fraction": round(1 - (source_tokens + target_tokens) / padded_tokens, 4),
-        "model_gflops_per_s": round(flops / seconds / 1e9, 1),
-        "data_first_pass_seconds": round(first_pass_seconds, 1),
-        # The input pipeline's time per batch against a training step's (batches per step: accumulate).
-        "input_ms_per_batch": round(input_seconds_per_batch * 1000, 1),
-        "input_share_of_step": round(input_seconds_per_batch * accumulate * steps / seconds, 3),
-        # Distinct batch shapes of an epoch: under XLA, each is a compilation.
-        "batch_shapes": len(shapes),
-        "compile_seconds": compile_seconds,
-        "warmup_seconds": round(warmup_seconds, 1),
-    }, setup.model
+            float(setup.train_step((batch,) * self.accumulate)[0])
+        self.compile_seconds = round(time.perf_counter() - started, 1) if config.train.jit_compile else None
+        self.trained_steps = len(shapes)
+        self.batches = itertools.chain.from_iterable(setup.train_batches(epoch) for epoch in itertools.count(1))
+        self.warmup = 0
+        self.warmup_seconds = 0.0
+        self.steps = self.source_tokens = self.target_tokens = self.padded_tokens = 0
+        self.flops = self.seconds = 0.0
+        self.rates = []
+
+    def warm_up(self, steps: int) -> None:
+        started = time.perf_counter()
+        for _ in range(steps):
+            float(self.setup.train_step(self._group())[0])
+        self.warmup += steps
+        self.trained_steps += steps
+        self.warmup_seconds += time.perf_counter() - started
+
+    @property
+    def model(self) -> keras.Model:
+        return self.setup.model
+
+    def _group(self) -> tuple:
+        return tuple(next(self.batches) for _ in range(self.accumulate))
+
+    def time(self, steps: int) -> float:
+        """Runs `steps` more steps; returns their target tokens/s."""
+        target_tokens = 0
+        started = time.perf_counter()
+        for _ in range(steps):
+            group = self._group()
+            float(self.setup.train_step(group)[0])
+            for batch in group:
+                source, target = batch["source_ids"].numpy(), batch["target_out"].numpy()
+                batch_source, batch_target = int((source != PAD_ID).sum()), int((target != PAD_ID).sum())
+                self.source_tokens += batch_source
+                target_tokens += batch_target
+                self.padded_tokens += source.size + target.size
+                self.flops += training_flops(self.config.model, self.vocab_size, source.shape[1], target.shape[1],
+                                             batch_source, batch_target)
+        seconds = time.perf_counter() - started
+        self.steps += steps
+        self.trained_steps += steps
+        self.seconds += seconds
+        self.target_tokens += target_tokens
+        self.rates.append(round(target_tokens / seconds))
+        return target_tokens / seconds
+
+    def result(self) -> dict:
+        return {
+            "precision": self.setup.precision,
+            "jit_compile": self.config.train.jit_compile,
+            "steps": self.steps,
+            "warmup_steps": self.warmup,
+            "seconds": round(self.seconds, 2),
+            "train_tokens_per_s": round((self.source_tokens + self.target_tokens) / self.seconds),
+            "train_target_tokens_per_s": round(self.target_tokens / self.seconds),
+            "padding_fraction": round(1 - (self.source_tokens + self.target_tokens) / self.padded_tokens, 4),
+            "model_gflops_per_s": round(self.flops / self.seconds / 1e9, 1),
+            "data_first_pass_seconds": round(self.first_pass_seconds, 1),
+            # The input pipeline's time per batch against a training step's (batches per step: accumulate).
+            "input_ms_per_batch": round(self.input_seconds_per_batch * 1000, 1),
+            "input_share_of_step": round(self.input_seconds_per_batch * self.accumulate * self.steps / self.seconds, 3),
+            # Distinct batch shapes of an epoch: under XLA, each is a compilation.
+            "batch_shapes": self.batch_shapes,
+            "compile_seconds": self.compile_seconds,
+            "warmup_seconds": round(self.warmup_seconds, 1),
+            "round_target_tokens_per_s": self.rates,
+        }
+
+
+def take_turns_training(timers: dict, steps: int, rounds: int) -> dict[str, list[float]]:
+    """The variants train `steps` steps each in `rounds` rounds, in turn, who goes first
+    alternating (forwards, then backwards), so that the machine's drift (10-25% within a day here)
+    falls on all alike. Returns each variant's target tokens/s in each round."""
+    sizes = [steps // rounds + (index < steps % rounds) for index in range(rounds)]
+    rates = {name: [] for name in timers}
+    for index, size in enumerate(sizes):
+        for name in (list(timers) if index % 2 == 0 else reversed(timers)):
+            rates[name].append(timers[name].time(size))
+    return rates
 
 
 def measure_reference(reference_python: Path, config: Config, tokenizer_dir: Path, steps: int, warmup: int,
@@ -471,6 +522,8 @@ def speed(
     config: Annotated[Path, typer.Option(help="Training config.")] = Path("configs/reference_base.yaml"),
     steps: Annotated[int, typer.Option(help="Timed training steps.")] = 150,
     warmup: Annotated[int, typer.Option(help="Untimed training steps first.")] = 30,
+    rounds: Annotated[int, typer.Option(help="The config and its levers take turns training, the timed steps "
+                                             "split into this many rounds.")] = 5,
     overrides: Annotated[list[str], typer.Option("--set", help="key.path=value on top of the config.")] = [],
     lever: Annotated[list[str], typer.Option(help="NAME:key=value[,key=value...]: a variant of the config "
                                                   "whose training speed is measured too.")] = [],
@@ -498,6 +551,8 @@ def speed(
         raise typer.BadParameter(f"--ctranslate2 converts multi_head attention only; this config has {resolved.model.attention}")
     if resolved.train.distribute != "none":
         raise typer.BadParameter("the speed benchmark times one device; leave train.distribute at none")
+    if not 1 <= rounds <= steps:
+        raise typer.BadParameter(f"--rounds {rounds}: give between 1 and --steps ({steps}) rounds")
     variants = {"config": resolved}
     for spec in lever:
         name, _, settings = spec.partition(":")
@@ -506,26 +561,36 @@ def speed(
             typer.echo(f"lever {name}: this machine would train it exactly as the config; not measured", err=True)
             continue
         variants[name] = variant
-    results, peaks = {}, {}
     scratch = tempfile.TemporaryDirectory()
     # One scratch run directory: SentencePiece is trained once for all variants (and the reference).
     scratch_run = RunDir(Path(scratch.name))
+    timers = {}
     for name, variant in variants.items():
-        typer.echo(f"training speed: {name} ...", err=True)
-        result, model = measure_training(variant, scratch_run, steps, warmup)
-        if name == "config":
-            trained = model  # decodes below, unless --decode-run-dir
-        typer.echo(f"  {result['train_target_tokens_per_s']:,} target tokens/s (warm-up "
+        typer.echo(f"training speed: {name}, preparing ...", err=True)
+        timers[name] = TrainingTimer(variant, scratch_run)
+    typer.echo(f"training speed: {', '.join(timers)} taking turns over {rounds} rounds ...", err=True)
+    # Warmed up in turn, just before the rounds: the first steps after the others' preparation
+    # ran at half speed when they were timed.
+    for timer in timers.values():
+        timer.warm_up(warmup)
+    rates = take_turns_training(timers, steps, rounds)
+    trained = timers["config"]  # decodes below, unless --decode-run-dir
+    results, peaks = {}, {}
+    for name, timer in timers.items():
+        result = results[name] = timer.result()
+        typer.echo(f"  {name}: {result['train_target_tokens_per_s']:,} target tokens/s (warm-up "
                    f"{result['warmup_seconds']} s, timed {result['seconds']} s)", err=True)
         policy = result["precision"]
         if policy not in peaks:
             peaks[policy] = matmul_peak(policy)
         result["matmul_peak_gflops_per_s"] = round(peaks[policy], 1)
         result["mfu"] = round(result["model_gflops_per_s"] / peaks[policy], 3)
-        results[name] = result
     base = results["config"]
-    for result in results.values():
+    for name, result in results.items():
         result["speedup"] = round(result["train_target_tokens_per_s"] / base["train_target_tokens_per_s"], 2)
+        # The spread over single rounds tells a lever's effect from the noise of one round.
+        ratios = [ours / theirs for ours, theirs in zip(rates[name], rates["config"])]
+        result["round_speedups"] = [round(min(ratios), 3), round(max(ratios), 3)]
     tokenizers = tokenizer.load(scratch_run.tokenizer_dir, resolved.tokenizer.joint)
     test = SplitEvaluator(resolved.data, "test")
     if decode_run_dir:
@@ -537,8 +602,8 @@ def speed(
     else:
         # Users decode in float32 whatever the training precision: a float32 copy of the weights.
         model = build_transformer(resolved.model, tokenizers.source_vocab_size, tokenizers.target_vocab_size)
-        model.set_weights(trained.get_weights())
-        decode_steps = steps + warmup
+        model.set_weights(trained.model.get_weights())
+        decode_steps = trained.trained_steps
         decode_source = f"the model after {decode_steps} training steps of this benchmark"
     reference = None
     if reference_python:
@@ -578,7 +643,8 @@ def speed(
     entry = {
         "config": str(config),
         "overrides": overrides,
-        **{key: value for key, value in base.items() if key != "speedup"},
+        **{key: value for key, value in base.items() if key not in ("speedup", "round_speedups")},
+        "rounds": rounds,
         **decoding,
         # ru_maxrss is in KiB on Linux.
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
@@ -605,10 +671,13 @@ def speed_table(entry: dict) -> str:
     lines = [
         f"Speed of `{entry['config']}` {' '.join(f'--set {o}' for o in entry['overrides'])} on {where}, "
         f"{entry['date']}, code {entry.get('code', 'unknown')}; training timed over {entry['steps']} steps after one pass over the data and "
-        f"{entry['warmup_steps']} warm-up steps.",
+        f"{entry['warmup_steps']} warm-up steps"
+        + (f" (after one step on each batch shape of an epoch), the variants taking turns in {entry['rounds']} rounds "
+           f"(speed-up: over all rounds, and the lowest and highest of single rounds)." if entry.get("rounds")
+           else ", the variants one after another."),
         "",
-        "| variant | precision | XLA | target tok/s | src+tgt tok/s | speedup | vs reference | padding | model GFLOP/s | MFU |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| variant | precision | XLA | target tok/s | src+tgt tok/s | speedup | single rounds | vs reference | padding | model GFLOP/s | MFU |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     reference = entry.get("reference")
 
@@ -617,15 +686,17 @@ def speed_table(entry: dict) -> str:
 
     for name, result in {"config": {**entry, "speedup": 1.0}, **entry["levers"]}.items():
         versus = f"{versus_reference(result):.2f}x" if reference else ""
+        low, high = result.get("round_speedups") or (None, None)
+        spread = f"{low:.3f}–{high:.3f}x" if low is not None and name != "config" else ""
         lines.append(
             f"| {name} | {result['precision']} | {_xla_cell(result)} | "
             f"{result['train_target_tokens_per_s']:,} | {result['train_tokens_per_s']:,} | {result['speedup']:.2f}x | "
-            f"{versus} | {result['padding_fraction']:.1%} | {result['model_gflops_per_s']} | {result['mfu']:.1%} |"
+            f"{spread} | {versus} | {result['padding_fraction']:.1%} | {result['model_gflops_per_s']} | {result['mfu']:.1%} |"
         )
     if reference:
         lines.append(
             f"| reference: {reference['toolkit']} | float32 | no | {reference['train_target_tokens_per_s']:,} | "
-            f"{reference['train_tokens_per_s']:,} | {1 / reference['config_speedup']:.2f}x | 1.00x | | | |"
+            f"{reference['train_tokens_per_s']:,} | {1 / reference['config_speedup']:.2f}x | | 1.00x | | | |"
         )
         fastest = max(entry["levers"].items(), key=lambda item: item[1]["train_target_tokens_per_s"], default=None)
         lines += ["", f"The config trains **{reference['config_speedup']:.2f}x** as fast as the reference toolkit "

@@ -35,7 +35,36 @@ def test_a_training_only_table_names_each_levers_compilation_and_no_decoding():
     assert "| config | float32 | no | 2,000 |" in table
     assert "| xla | float32 | yes: 7 shapes compiled in 138.8 s | 1,500 |" in table
     assert "Decoding" not in table
+    # An entry of before the variants took turns says they ran one after another.
+    assert "the variants one after another" in table
     assert "yields a batch in 12.5 ms, 1.2% of the config's training step" in table
+
+
+def test_training_variants_take_turns_and_the_table_gives_the_spread_over_rounds():
+    calls = []
+
+    class Stub:
+        def __init__(self, name, rate):
+            self.name, self.rate = name, rate
+
+        def time(self, steps):
+            calls.append((self.name, steps))
+            return self.rate
+
+    rates = benchmark.take_turns_training({"config": Stub("config", 100.0), "bf16": Stub("bf16", 150.0)}, steps=7, rounds=3)
+    assert calls == [("config", 3), ("bf16", 3), ("bf16", 2), ("config", 2), ("config", 2), ("bf16", 2)]
+    assert rates == {"config": [100.0] * 3, "bf16": [150.0] * 3}
+    result = {"precision": "float32", "jit_compile": False, "train_target_tokens_per_s": 2000, "train_tokens_per_s": 3900,
+              "padding_fraction": 0.1, "model_gflops_per_s": 100.0, "mfu": 0.5, "batch_shapes": 40, "compile_seconds": None}
+    bf16 = {**result, "precision": "mixed_bfloat16", "train_target_tokens_per_s": 3000, "speedup": 1.5,
+            "round_speedups": [1.42, 1.561]}
+    entry = {**result, "config": "configs/reference_base.yaml", "overrides": [], "date": "2026-12-04", "code": "abc",
+             "steps": 40, "warmup_steps": 10, "rounds": 5, "levers": {"bf16": bf16}, "reference": None,
+             "ctranslate2": None, "peak_rss_mb": 2000, "machine": {"cpu": "some CPU", "cores": 2, "gpu": None}}
+    table = benchmark.speed_table(entry)
+    assert "the variants taking turns in 5 rounds" in table
+    assert "| config | float32 | no | 2,000 | 3,900 | 1.00x |  |" in table
+    assert "| bf16 | mixed_bfloat16 | no | 3,000 | 3,900 | 1.50x | 1.420–1.561x |" in table
 
 
 def test_the_search_table_gives_both_times_the_speedup_and_the_differing_translations():
