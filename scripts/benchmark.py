@@ -270,8 +270,8 @@ class TrainingTimer:
     """One variant's training, timed a number of steps at a time so that variants can take turns.
 
     Built, it makes one pass over the data (reading and tokenizing it into tf.data's cache, as the
-    first epoch of training does), times the input pipeline alone, then runs one step on a batch of
-    each shape of that pass (under XLA each compiles, timed as compile_seconds). `warm_up(steps)`
+    first epoch of training does), times the input pipeline alone, then, under XLA, runs one step
+    on a batch of each shape of that pass (each compiles; timed as compile_seconds). `warm_up(steps)`
     runs untimed steps; `time(steps)` runs and times steps as the trainer runs them (one host sync
     per step): the steady state of epochs 2 and later."""
 
@@ -294,14 +294,14 @@ class TrainingTimer:
             input_batches += 1
         self.input_seconds_per_batch = (time.perf_counter() - started) / input_batches
         self.batch_shapes = len(shapes)
-        # A step on each shape first: XLA compiles each, and TensorFlow's oneDNN kernels make
-        # their primitives for each (JIT-compiled code, cached in the process). Without it, the
-        # first variant to meet a shape pays for all the variants that take turns with it.
-        started = time.perf_counter()
-        for batch in shapes.values():
-            float(setup.train_step((batch,) * self.accumulate)[0])
-        self.compile_seconds = round(time.perf_counter() - started, 1) if config.train.jit_compile else None
-        self.trained_steps = len(shapes)
+        self.compile_seconds = None
+        self.trained_steps = 0
+        if config.train.jit_compile:
+            started = time.perf_counter()
+            for batch in shapes.values():
+                float(setup.train_step((batch,) * self.accumulate)[0])
+            self.compile_seconds = round(time.perf_counter() - started, 1)
+            self.trained_steps = len(shapes)
         self.batches = itertools.chain.from_iterable(setup.train_batches(epoch) for epoch in itertools.count(1))
         self.warmup = 0
         self.warmup_seconds = 0.0
@@ -672,7 +672,7 @@ def speed_table(entry: dict) -> str:
         f"Speed of `{entry['config']}` {' '.join(f'--set {o}' for o in entry['overrides'])} on {where}, "
         f"{entry['date']}, code {entry.get('code', 'unknown')}; training timed over {entry['steps']} steps after one pass over the data and "
         f"{entry['warmup_steps']} warm-up steps"
-        + (f" (after one step on each batch shape of an epoch), the variants taking turns in {entry['rounds']} rounds "
+        + (f", the variants taking turns in {entry['rounds']} rounds "
            f"(speed-up: over all rounds, and the lowest and highest of single rounds)." if entry.get("rounds")
            else ", the variants one after another."),
         "",
