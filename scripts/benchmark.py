@@ -91,6 +91,7 @@ from nmt import config as config_lib
 from nmt.config import Config, DataConfig, ModelConfig
 from nmt.data import sources, tokenizer
 from nmt.data.tokenizer import PAD_ID
+from nmt.errors import NmtError
 from nmt.decoding.translator import Translator, decoding_batches, decoding_model, length_limits
 from nmt.evaluation.evaluator import SplitEvaluator
 from nmt.evaluation.scoring import score
@@ -519,8 +520,8 @@ def speed(
     config: Annotated[Path, typer.Option(help="Training config.")] = Path("configs/reference_base.yaml"),
     steps: Annotated[int, typer.Option(help="Timed training steps.")] = 150,
     warmup: Annotated[int, typer.Option(help="Untimed training steps first.")] = 30,
-    rounds: Annotated[int, typer.Option(help="The config and its levers take turns training, the timed steps "
-                                             "split into this many rounds.")] = 5,
+    rounds: Annotated[Optional[int], typer.Option(help="The config and its levers take turns training, the timed "
+                                                       "steps split into this many rounds (default: 5, at most --steps).")] = None,
     overrides: Annotated[list[str], typer.Option("--set", help="key.path=value on top of the config.")] = [],
     lever: Annotated[list[str], typer.Option(help="NAME:key=value[,key=value...]: a variant of the config "
                                                   "whose training speed is measured too.")] = [],
@@ -538,7 +539,7 @@ def speed(
     out: Annotated[Path, typer.Option(help="JSON output; a Markdown table goes beside it.")] = Path("benchmarks/speed.json"),
 ) -> None:
     """Training and decoding throughput, model FLOP utilisation and peak memory of a config."""
-    resolved = config_lib.load(config, overrides)
+    resolved = _load_config(config, overrides, "--set")
     if not decode and (ctranslate2 or decode_run_dir):
         raise typer.BadParameter("--ctranslate2 and --decode-run-dir compare decoding: leave out --no-decode")
     if ctranslate2 and importlib.util.find_spec("ctranslate2") is None:
@@ -548,12 +549,18 @@ def speed(
         raise typer.BadParameter(f"--ctranslate2 converts multi_head attention only; this config has {resolved.model.attention}")
     if resolved.train.distribute != "none":
         raise typer.BadParameter("the speed benchmark times one device; leave train.distribute at none")
+    if rounds is None:
+        rounds = min(5, steps)
     if not 1 <= rounds <= steps:
         raise typer.BadParameter(f"--rounds {rounds}: give between 1 and --steps ({steps}) rounds")
     variants = {"config": resolved}
     for spec in lever:
-        name, _, settings = spec.partition(":")
-        variant = config_lib.load(config, [*overrides, *settings.split(",")])
+        name, colon, settings = spec.partition(":")
+        if not (name and colon and settings):
+            raise typer.BadParameter(f"--lever {spec!r}: give NAME:key=value[,key=value...], e.g. bf16:train.precision=mixed_bfloat16")
+        if name in variants:
+            raise typer.BadParameter(f"--lever {name}: that name is taken ('config' is the config's); give each lever its own")
+        variant = _load_config(config, [*overrides, *settings.split(",")], f"--lever {name}")
         if as_run_here(variant) == as_run_here(resolved):
             typer.echo(f"lever {name}: this machine would train it exactly as the config; not measured", err=True)
             continue
@@ -660,6 +667,13 @@ def speed(
     atomic.write_text(out, json.dumps(entry, indent=2) + "\n")
     atomic.write_text(out.with_suffix(".md"), speed_table(entry))
     typer.echo(speed_table(entry))
+
+
+def _load_config(path: Path, overrides: list[str], what: str) -> Config:
+    try:
+        return config_lib.load(path, overrides)
+    except NmtError as error:
+        raise typer.BadParameter(f"{what}: {error}") from None
 
 
 def speed_table(entry: dict) -> str:

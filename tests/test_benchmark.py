@@ -2,6 +2,8 @@ import sys
 from pathlib import Path
 from unittest import mock
 
+import pytest
+
 from nmt import config as config_lib
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,6 +67,23 @@ def test_training_variants_take_turns_and_the_table_gives_the_spread_over_rounds
     assert "the variants taking turns in 5 rounds" in table
     assert "| config | float32 | no | 2,000 | 3,900 | 1.00x |  |" in table
     assert "| bf16 | mixed_bfloat16 | no | 3,000 | 3,900 | 1.50x | 1.420–1.561x |" in table
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--lever", "bf16"], "--lever 'bf16': give NAME:key=value[,key=value...]"),
+    (["--lever", "config:train.seed=2"], "--lever config: that name is taken"),
+    (["--lever", "a:train.seed=2", "--lever", "a:train.seed=3"], "--lever a: that name is taken"),
+    (["--lever", "x:train.nope=1"], "--lever x: unknown config key 'train.nope'"),
+    (["--set", "train.nope=1"], "--set: unknown config key 'train.nope'"),
+    (["--steps", "2", "--rounds", "3"], "--rounds 3: give between 1 and --steps (2) rounds"),
+])
+def test_bad_speed_arguments_are_one_line_errors_before_any_training(arguments, message, tmp_path):
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(benchmark.app, ["speed", "--no-decode", "--out", str(tmp_path / "speed.json"), *arguments])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert message in " ".join(result.output.replace("│", " ").split()), result.output
+    assert not (tmp_path / "speed.json").exists()
 
 
 def test_the_search_table_gives_both_times_the_speedup_and_the_differing_translations():
