@@ -12,9 +12,9 @@
       measured in the same run), greedy and beam-4 decoding of the test split, and peak memory;
       each --lever is a variant of the config whose training speed is measured in the same run
       and reported as a ratio to the config's: the variants, all held in memory at once, take
-      turns, --rounds times, so that the machine's drift falls on all of them alike. With --reference-python, the reference toolkit
-      (OpenNMT-tf, scripts/reference_opennmt.py) trains the same model on the same segmented data
-      in the same run, and the config's speed is reported as a ratio to it too; the reference also
+      turns, --rounds times, so that the machine's drift falls on all of them alike. With
+      --reference-python, the reference toolkit (OpenNMT-tf, scripts/reference_opennmt.py) trains
+      the same model on the same segmented data in the same run, after ours, and the config's speed is reported as a ratio to it too; the reference also
       decodes the test split, trained for as many steps as the model ours decodes (the benchmark's
       own, or --decode-run-dir's), so decoding is compared on models of like training. With
       --ctranslate2, the model that decodes is also converted to CTranslate2 (a C++ inference
@@ -296,13 +296,11 @@ class TrainingTimer:
         self.input_seconds_per_batch = (time.perf_counter() - started) / input_batches
         self.batch_shapes = len(shapes)
         self.compile_seconds = None
-        self.trained_steps = 0
         if config.train.jit_compile:
             started = time.perf_counter()
             for batch in shapes.values():
                 float(setup.train_step((batch,) * self.accumulate)[0])
             self.compile_seconds = round(time.perf_counter() - started, 1)
-            self.trained_steps = len(shapes)
         self.batches = itertools.chain.from_iterable(setup.train_batches(epoch) for epoch in itertools.count(1))
         self.warmup = 0
         self.warmup_seconds = 0.0
@@ -314,12 +312,16 @@ class TrainingTimer:
         for _ in range(steps):
             float(self.setup.train_step(self._group())[0])
         self.warmup += steps
-        self.trained_steps += steps
         self.warmup_seconds += time.perf_counter() - started
 
     @property
     def model(self) -> keras.Model:
         return self.setup.model
+
+    @property
+    def trained_steps(self) -> int:
+        compiling = self.batch_shapes if self.compile_seconds is not None else 0
+        return compiling + self.warmup + self.steps
 
     def _group(self) -> tuple:
         return tuple(next(self.batches) for _ in range(self.accumulate))
@@ -341,7 +343,6 @@ class TrainingTimer:
                                              batch_source, batch_target)
         seconds = time.perf_counter() - started
         self.steps += steps
-        self.trained_steps += steps
         self.seconds += seconds
         self.target_tokens += target_tokens
         return target_tokens / seconds

@@ -24,10 +24,13 @@ def test_a_bf16_lever_is_the_config_itself_on_a_cpu_without_bf16_units(monkeypat
     assert benchmark.as_run_here(xla) != benchmark.as_run_here(base)
 
 
+# One variant's training result, as TrainingTimer.result() and speed() give it.
+TRAINING_RESULT = {"precision": "float32", "jit_compile": False, "train_target_tokens_per_s": 2000, "train_tokens_per_s": 3900,
+                   "padding_fraction": 0.1, "model_gflops_per_s": 100.0, "mfu": 0.5, "batch_shapes": 40, "compile_seconds": None}
+
+
 def test_a_training_only_table_names_each_levers_compilation_and_no_decoding():
-    result = {"precision": "float32", "jit_compile": False, "train_target_tokens_per_s": 2000, "train_tokens_per_s": 3900,
-              "padding_fraction": 0.1, "model_gflops_per_s": 100.0, "mfu": 0.5, "batch_shapes": 40, "compile_seconds": None,
-              "input_ms_per_batch": 12.5, "input_share_of_step": 0.0125}
+    result = {**TRAINING_RESULT, "input_ms_per_batch": 12.5, "input_share_of_step": 0.0125}
     xla = {**result, "jit_compile": True, "train_target_tokens_per_s": 1500, "speedup": 0.75, "batch_shapes": 7,
            "compile_seconds": 138.8}
     entry = {**result, "config": "configs/reference_base.yaml", "overrides": [], "date": "2026-12-03", "code": "abc",
@@ -56,8 +59,7 @@ def test_training_variants_take_turns_and_the_table_gives_the_spread_over_rounds
     rates = benchmark.take_turns_training({"config": Stub("config", 100.0), "bf16": Stub("bf16", 150.0)}, steps=7, rounds=3)
     assert calls == [("config", 3), ("bf16", 3), ("bf16", 2), ("config", 2), ("config", 2), ("bf16", 2)]
     assert rates == {"config": [100.0] * 3, "bf16": [150.0] * 3}
-    result = {"precision": "float32", "jit_compile": False, "train_target_tokens_per_s": 2000, "train_tokens_per_s": 3900,
-              "padding_fraction": 0.1, "model_gflops_per_s": 100.0, "mfu": 0.5, "batch_shapes": 40, "compile_seconds": None}
+    result = TRAINING_RESULT
     bf16 = {**result, "precision": "mixed_bfloat16", "train_target_tokens_per_s": 3000, "speedup": 1.5,
             "round_speedups": [1.42, 1.561]}
     entry = {**result, "config": "configs/reference_base.yaml", "overrides": [], "date": "2026-12-04", "code": "abc",
