@@ -8,17 +8,17 @@
       resumes), keyed "<config> (full training)".
 
   scripts/benchmark.py speed --config configs/reference_base.yaml --out benchmarks/speed.json
-      times training steps (tokens/s, padding, model FLOP utilisation against a matmul peak
-      measured in the same run), greedy and beam-4 decoding of the test split, and peak memory;
-      each --lever is a variant of the config whose training speed is measured in the same run
-      and reported as a ratio to the config's: the variants, all held in memory at once, take
-      turns, --rounds times, so that the machine's drift falls on all of them alike. With
-      --reference-python, the reference toolkit (OpenNMT-tf, scripts/reference_opennmt.py) trains
-      the same model on the same segmented data in the same run, after ours, and the config's speed is reported as a ratio to it too; the reference also
-      decodes the test split, trained for as many steps as the model ours decodes (the benchmark's
-      own, or --decode-run-dir's), so decoding is compared on models of like training. With
-      --ctranslate2, the model that decodes is also converted to CTranslate2 (a C++ inference
-      engine, scripts/ctranslate2_model.py) and decodes the test split in the same run.
+      times training steps (tokens/s, padding, model FLOP utilisation against a matmul peak measured
+      in the same run), greedy and beam-4 decoding of the test split, and peak memory; each --lever
+      is a variant of the config whose training speed is measured in the same run and reported as a
+      ratio to the config's: the variants, all held in memory at once, take turns, --rounds times,
+      so that the machine's drift falls on all of them alike. With --reference-python, the reference
+      toolkit (OpenNMT-tf, scripts/reference_opennmt.py) trains the same model on the same segmented
+      data in the same run, after ours, and the config's speed is reported as a ratio to it too; the
+      reference also decodes the test split, trained for as many steps as the model ours decodes
+      (the benchmark's own, or --decode-run-dir's), so decoding is compared on models of like
+      training. With --ctranslate2, the model that decodes is also converted to CTranslate2 (a C++
+      inference engine, scripts/ctranslate2_model.py) and decodes the test split in the same run.
 
   scripts/benchmark.py attention [--corpus synthetic|multi30k] [--variant NAME]
       trains each step of attention's history (scripts/attention_ablation.py) for the same minutes
