@@ -195,10 +195,10 @@ def translate(
             raise NmtError("nothing to translate into --output: pass sentences, --input FILE, or text on stdin")
         else:
             lines = None  # a terminal: sentences as they are typed
-        prefixes, prefixed = _prefixes(prefix, prefix_file, lines), bool(prefix or prefix_file)
+        prefixes = _prefixes(prefix, prefix_file, lines)
         # What a resumed --output must have been written with: the same checkpoints or server and settings.
         settings = {"set": set_ or [], "n_best": n_best, "align": align, "server": server}
-        if lines is not None and prefixed:
+        if lines is not None and (prefix or prefix_file):
             settings["prefixes"] = fingerprint(prefixes(len(lines), 0))
         # What the progress bar, once started (`with progress as advance` below), is advanced with.
         advance, progress = None, contextlib.nullcontext()
@@ -218,8 +218,7 @@ def translate(
 
             if lines is None:
                 typer.echo("Loading the model...", err=True)
-            translate_lines, settings["checkpoints"] = jobs.translator(first_run, set_ or [], n_best, align, ensemble,
-                                                                       prefixed=prefixed)
+            translate_lines, settings["checkpoints"] = jobs.translator(first_run, set_ or [], n_best, align, ensemble)
             if lines is None:
                 # Traces the search now, so that the first sentence typed is not slow.
                 translate_lines(["warm up"], prefixes=prefixes(1, 0))
@@ -322,7 +321,7 @@ def score(
             progress = contextlib.nullcontext(jobs.progress_bar(len(sources)))
 
             def score_chunk(chunk: Sequence[str], start: int) -> list:
-                return score_pairs(chunk, targets[start:start + len(chunk)], advance)
+                return score_pairs(chunk, targets[start:start + len(chunk)], advance, start)
 
         def render(chunk: Sequence[str], start: int) -> str:
             found = score_chunk(chunk, start)

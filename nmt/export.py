@@ -8,6 +8,11 @@ Signature `serving_default`: input `text` (string, [batch]); outputs `translatio
 `nmt translate --n-best` prints it). An empty input gives an empty translation scored 0.
 Signature `source_lengths`: input `text`; output `length` (int32, [batch]), the tokens of each
 sentence that are translated, by which a caller can batch sentences of similar length.
+Signature `translate_with_prefix`: inputs `text` and `prefix` (string, [batch]: the text each
+translation begins with, '' for none); outputs as `serving_default`'s.
+Signature `token_counts`: inputs `text` and `prefix`; outputs `source` and `prefix` (int32,
+[batch]), their subwords before any cut to the model's lengths, by which a caller can say which
+sentences and prefixes are cut.
 """
 
 from __future__ import annotations
@@ -19,19 +24,22 @@ import shutil
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from nmt import atomic
 from nmt.config import Config
 from nmt.data.tokenizer import EOS_ID, PAD_ID, Tokenizers
 from nmt.decoding.search import beam_search, greedy_search
-from nmt.decoding.translator import batch_out_of_memory, decoding_batches, length_limits, padded
+from nmt.decoding.translator import (batch_out_of_memory, decoding_batches, length_limits, padded, warn_long_prefixes,
+                                     warn_long_sources)
 from nmt.errors import NmtError
 from nmt.model.transformer import Transformer
 
 SIGNATURE = "serving_default"
 LENGTHS_SIGNATURE = "source_lengths"
 PREFIX_SIGNATURE = "translate_with_prefix"
+COUNTS_SIGNATURE = "token_counts"
 # Beside the SavedModel: the checkpoint and decode settings it was exported with, so that
 # `nmt translate` knows when the export gives what the run would.
 MANIFEST = "nmt_export.json"
@@ -88,6 +96,12 @@ class _Serving(tf.Module):
             "score": tf.where(empty, 0.0, tf.cast(scores[:, 0], tf.float32)),
         }
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text"), tf.TensorSpec([None], tf.string, name="prefix")],
+                 autograph=False)
+    def token_counts(self, text: tf.Tensor, prefix: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"source": tf.cast(self.source_tokenizer.tokenize(text).row_lengths(), tf.int32),
+                "prefix": tf.cast(self.target_tokenizer.tokenize(prefix).row_lengths(), tf.int32)}
+
     def _pieces(self, text: tf.Tensor) -> tf.RaggedTensor:
         return self.source_tokenizer.tokenize(text)[:, : self._max_length]
 
@@ -110,6 +124,7 @@ def export(config: Config, model: Transformer, tokenizers: Tokenizers, checkpoin
             SIGNATURE: serving.translate.get_concrete_function(),
             LENGTHS_SIGNATURE: serving.source_lengths.get_concrete_function(),
             PREFIX_SIGNATURE: serving.translate_with_prefix.get_concrete_function(),
+            COUNTS_SIGNATURE: serving.token_counts.get_concrete_function(),
         })
         (temporary / MANIFEST).write_text(json.dumps(_manifest(checkpoint, config), indent=2) + "\n", encoding="utf-8")
         atomic.replace_directory(temporary, output)
@@ -123,12 +138,12 @@ def _manifest(checkpoint: Path, config: Config) -> dict:
     return {"checkpoint": str(checkpoint.resolve()), "decode": dataclasses.asdict(config.decode)}
 
 
-def load_matching(directory: Path, checkpoint: Path, config: Config,
-                  prefixed: bool = False) -> Callable[..., list[tuple[str, float]]] | None:
-    """The export in directory as a function from sentences (and an optional on_batch(sentences
-    done) callback, and with prefixed, their prefixes) to (translation, score), if it was exported
-    from this checkpoint with these decode settings (and, with prefixed, has the prefix signature,
-    which earlier exports lack); None otherwise (or if unreadable)."""
+def load_matching(directory: Path, checkpoint: Path, config: Config) -> Callable[..., list[tuple[str, float]]] | None:
+    """The export in directory as a function from sentences (and optionally on_batch(sentences
+    done), a progress callback, their prefixes, and start, the number of the first in the whole
+    input, by which warnings name sentences cut to the model's lengths) to (translation, score), if
+    it was exported from this checkpoint with these decode settings and has every signature that
+    `nmt translate` uses (earlier exports lack some); None otherwise (or if unreadable)."""
     try:
         manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -136,20 +151,25 @@ def load_matching(directory: Path, checkpoint: Path, config: Config,
     if manifest != _manifest(checkpoint, config):
         return None
     signatures = tf.saved_model.load(str(directory)).signatures
-    if prefixed and PREFIX_SIGNATURE not in signatures:
+    if not {SIGNATURE, PREFIX_SIGNATURE, COUNTS_SIGNATURE} <= set(signatures):
         return None
-    serve, source_lengths = signatures[SIGNATURE], signatures[LENGTHS_SIGNATURE]
+    max_length = config.model.max_length
 
     def translate(sentences: Sequence[str], on_batch: Callable[[int], None] | None = None,
-                  prefixes: Sequence[str] | None = None) -> list[tuple[str, float]]:
+                  prefixes: Sequence[str] | None = None, start: int = 0) -> list[tuple[str, float]]:
         text = tf.constant(list(sentences), tf.string)
         prefix = None if prefixes is None else tf.constant(list(prefixes), tf.string)
+        counts = signatures[COUNTS_SIGNATURE](text=text, prefix=tf.fill(tf.shape(text), "") if prefix is None else prefix)
+        source_counts, prefix_counts = counts["source"].numpy(), counts["prefix"].numpy()
+        todo = np.flatnonzero(source_counts)  # an empty sentence translates to '' whatever its prefix
+        warn_long_sources(todo + start + 1, source_counts[todo], max_length)
+        warn_long_prefixes(todo + start + 1, prefix_counts[todo], max_length)
         found: list[tuple[str, float]] = [("", 0.0)] * len(sentences)
-        lengths = source_lengths(text=text)["length"].numpy()
+        lengths = np.minimum(source_counts, max_length)
         for positions in decoding_batches(lengths, config.decode):
             try:
                 batch = tf.gather(text, positions)
-                result = serve(text=batch) if prefix is None else signatures[PREFIX_SIGNATURE](
+                result = signatures[SIGNATURE](text=batch) if prefix is None else signatures[PREFIX_SIGNATURE](
                     text=batch, prefix=tf.gather(prefix, positions))
             except tf.errors.ResourceExhaustedError:
                 raise batch_out_of_memory(config.decode, len(positions), int(lengths[positions].max())) from None

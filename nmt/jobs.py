@@ -356,10 +356,10 @@ def average(run_dir: str | None, last: int | None, paths: list[Path]) -> Path:
 
 
 def translator(run_dir: str | None, overrides: list[str], n_best: int = 1, with_attention: bool = False,
-               ensemble: Sequence[str] = (), prefixed: bool = False) -> tuple[Callable[..., list[list[Hypothesis]]], list[str]]:
+               ensemble: Sequence[str] = ()) -> tuple[Callable[..., list[list[Hypothesis]]], list[str]]:
     """A function from sentences (and optionally on_batch(sentences done), a progress callback,
-    start, the number of the first in the whole input: see Translator.reseed, and prefixes, one
-    per sentence, when prefixed) to their n_best translations each, best first (the best with its
+    start, the number of the first in the whole input: see Translator.start_at, and prefixes, one
+    per sentence) to their n_best translations each, best first (the best with its
     attention weights when with_attention), by the run's eval.checkpoint with its decode settings,
     or by the runs of ensemble (other run directories) and the run as one; and the checkpoints it
     translates with."""
@@ -371,20 +371,20 @@ def translator(run_dir: str | None, overrides: list[str], n_best: int = 1, with_
     if not ensemble and n_best == 1 and not with_attention:
         # An export of these weights with these decode settings already holds the traced search:
         # loading it skips building the model and tracing, most of a short command's time.
-        exported = export_lib.load_matching(run.export_dir, found[0], config, prefixed)
+        exported = export_lib.load_matching(run.export_dir, found[0], config)
         if exported is not None:
             def translate_exported(sentences: Sequence[str], on_batch=None, start: int = 0,
                                    prefixes: Sequence[str] | None = None) -> list[list[Hypothesis]]:
                 check_text(sentences)
                 if prefixes is not None:
                     check_text(prefixes, "prefix")
-                return [[Hypothesis(text, score)] for text, score in exported(sentences, on_batch, prefixes)]
+                return [[Hypothesis(text, score)] for text, score in exported(sentences, on_batch, prefixes, start)]
 
             return translate_exported, used
     model = _loaded(runs, found, config)
 
     def translate(sentences: Sequence[str], on_batch=None, start: int = 0, prefixes: Sequence[str] | None = None) -> list[list[Hypothesis]]:
-        model.reseed(start)
+        model.start_at(start)
         return model.translate_n_best(sentences, n_best, on_batch, with_attention, prefixes)
 
     return translate, used
@@ -392,7 +392,8 @@ def translator(run_dir: str | None, overrides: list[str], n_best: int = 1, with_
 
 def scorer(run_dir: str | None, overrides: list[str],
            ensemble: Sequence[str] = ()) -> tuple[Callable[..., list[tuple[float, list[str], list[float]]]], list[str]]:
-    """A function from sources and targets (and optionally on_batch, a progress callback) to the
+    """A function from sources and targets (and optionally on_batch, a progress callback, and
+    start, the number of the first pair in the whole input: see Translator.start_at) to the
     model's (score, pieces, log-probabilities) of each target (Translator.score), by the run's
     eval.checkpoint with its decode settings (the length penalty), or by the runs of ensemble
     (other run directories) and the run as one; and the checkpoints it scores with."""
@@ -416,8 +417,9 @@ def _loaded(runs: Sequence[RunDir], found: Sequence[Path], config: Config) -> Tr
 
 
 def _score_rows(translator: Translator, sources: Sequence[str], targets: Sequence[str],
-                on_batch: Callable[[int], None] | None = None) -> list[tuple[float, list[str], list[float]]]:
+                on_batch: Callable[[int], None] | None = None, start: int = 0) -> list[tuple[float, list[str], list[float]]]:
     """Translator.score as plain rows, what `nmt score` prints and the server sends."""
+    translator.start_at(start)
     return [(scored.score, list(scored.pieces), list(scored.log_probs)) for scored in translator.score(sources, targets, on_batch)]
 
 

@@ -335,6 +335,37 @@ def test_export_translates_like_translate_in_a_process_without_nmt(workdir, monk
     assert_user_error(invoke("export", "--run-dir", "runs/untrained"), "no checkpoint in runs/untrained")
 
 
+def test_warnings_of_cut_sentences_and_prefixes_name_their_line_in_the_whole_input(workdir, monkeypatch, caplog):
+    """In chunks of two lines, through the export (the previous test's, for bfloat16 decoding) and
+    through the checkpoint alike; an empty sentence's prefix is not translated, so not cut."""
+    from nmt import text_io
+    from nmt.decoding.translator import Translator
+
+    monkeypatch.setattr(text_io, "CHUNK_LINES", 2)
+    built = []
+    from_run_dir = Translator.from_run_dir.__func__
+    monkeypatch.setattr(Translator, "from_run_dir", classmethod(lambda cls, *args: built.append(1) or from_run_dir(cls, *args)))
+    long_sentence, long_prefix = "The dog saw a cat " * 60, "Tir " * 300
+    Path("cut.txt").write_text(f"The dog saw a cat.\n\n{long_sentence}\nA man reads.\nThe cat runs.\n")
+    Path("cut.prefix.txt").write_text(f"\n{long_prefix}\n\n\n{long_prefix}\n")
+    for through_export, settings in ((True, ["--set", "decode.precision=bfloat16"]), (False, [])):
+        caplog.clear()
+        built.clear()
+        with caplog.at_level("WARNING", logger="nmt"):
+            result = invoke("translate", "--input", "cut.txt", "--prefix-file", "cut.prefix.txt", *settings)
+        assert result.exit_code == 0 and (built == []) == through_export, result.output
+        assert [message.split(" has ")[0] for message in caplog.messages] == ["sentence 3", "the prefix of sentence 5"], \
+            caplog.messages
+        assert result.output.splitlines()[4].startswith("Tir Tir")
+
+    Path("cut.tgt.txt").write_text(f"Tir.\nTir.\nTir.\nTir.\n{long_prefix}\n")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="nmt"):
+        result = invoke("score", "-s", "cut.txt", "-t", "cut.tgt.txt")
+    assert result.exit_code == 0 and result.output.splitlines()[4] == "nan", result.output
+    assert [message.split(" has ")[0] for message in caplog.messages] == ["sentence 3", "target 5"], caplog.messages
+
+
 def test_hostile_text_through_arguments_files_and_stdin(workdir, tmp_path):
     """One output line per input line, in order, whatever the characters and line endings; a line
     that is not UTF-8 is named."""

@@ -68,6 +68,24 @@ def decoding_batches(lengths: Sequence[int], decode: DecodeConfig, hypotheses: i
     return [batch for batch in batches if batch]
 
 
+def warn_long_sources(numbers: Sequence[int], lengths: Sequence[int], max_length: int) -> None:
+    """Warns of each source of more than max_length subwords, which is translated (or scored) cut
+    to its first max_length; numbers: the sentences' numbers in the input, from 1."""
+    for number, length in zip(numbers, lengths):
+        if length > max_length:
+            log.warning("sentence %d has %d tokens; only the first %d (model.max_length) are translated", number, length,
+                        max_length)
+
+
+def warn_long_prefixes(numbers: Sequence[int], lengths: Sequence[int], max_length: int) -> None:
+    """Warns of each prefix longer than the model's longest output (max_length, BOS included),
+    which is cut to it; numbers: its sentence's number in the input, from 1."""
+    for number, length in zip(numbers, lengths):
+        if length > max_length - 1:
+            log.warning("the prefix of sentence %d has %d tokens; the model produces at most %d: it is cut", number, length,
+                        max_length - 1)
+
+
 def batch_out_of_memory(decode: DecodeConfig, sentences: int, longest: int, samples: int | None = None) -> NmtError:
     """The error of a decoding batch that exhausted the device's memory (searching, or drawing
     `samples` per sentence): what to lower."""
@@ -158,15 +176,22 @@ class Translator:
         # Searches following target prefixes are a graph of their own, traced only when asked for:
         # the one without them has no per-step check of a prefix.
         self._search_prefixed = tf.function(search, input_signature=[*signature, ids], autograph=False)
-        self.reseed(0)
+        self.start_at(0)
 
-    def reseed(self, offset: int) -> None:
-        """Restarts sampling's seeds (drawn from decode.seed, one per batch) as for the sentences
-        `offset` into a longer input translated in parts. A part translated again (what a resumed
-        `nmt translate --output` does) then draws the samples it drew the first time. Without
-        decode.seed, the seeds are new each time anyway."""
+    def start_at(self, offset: int) -> None:
+        """What follows translates (or scores) the part of a longer input that begins `offset`
+        sentences into it, as `nmt translate` and `nmt score` go through a file in chunks: warnings
+        number sentences by their place in the whole input, and sampling's seeds (drawn from
+        decode.seed, one per batch) restart as for that part, so that a part translated again
+        (what a resumed `nmt translate --output` does) draws the samples it drew the first time.
+        Without decode.seed, the seeds are new each time anyway."""
+        self._offset = offset
         seed = self.config.decode.seed
         self._seeds = random.Random(None if seed is None else f"{seed}:{offset}")
+
+    def _numbers(self, indices: Sequence[int]) -> list[int]:
+        """The input's numbers (from 1) of the sentences at indices of what is being translated."""
+        return [self._offset + index + 1 for index in indices]
 
     @classmethod
     def from_run_dir(cls, run: RunDir, config: Config | None = None, checkpoint: Path | None = None) -> "Translator":
@@ -261,7 +286,7 @@ class Translator:
         if not todo:
             return outputs
         token_ids = tf.gather(token_ids, todo)
-        self._warn_truncation(todo, token_ids.row_lengths().numpy())
+        warn_long_sources(self._numbers(todo), token_ids.row_lengths().numpy(), self.model.max_length)
         token_ids = token_ids[:, : self.model.max_length]
         prefix_ids = None if prefixes is None else self._prefix_ids([prefixes[index] for index in todo], todo)
         drawn = 2 * n if sampling else 1  # sampling draws 2n per sentence, of which the n best distinct are kept
@@ -309,14 +334,14 @@ class Translator:
             if source_length == 0:
                 scored[index] = Scored(0.0 if target_length == 0 else float("-inf"))
             elif target_length + 1 > self.model.max_length:
-                log.warning("target %d has %d tokens; the model produces at most %d: scored nan", index + 1, target_length,
-                            self.model.max_length - 1)
+                log.warning("target %d has %d tokens; the model produces at most %d: scored nan", self._numbers([index])[0],
+                            target_length, self.model.max_length - 1)
                 scored[index] = Scored(float("nan"))
             else:
                 todo.append(index)
         if not todo:
             return scored
-        self._warn_truncation(todo, source_lengths[todo])
+        warn_long_sources(self._numbers(todo), source_lengths[todo], self.model.max_length)
         source_ids = tf.gather(source_ids, todo)[:, : self.model.max_length]
         target_ids = tf.gather(target_ids, todo)
         lengths = np.maximum(source_ids.row_lengths().numpy(), target_ids.row_lengths().numpy() + 1)
@@ -355,16 +380,12 @@ class Translator:
         spec = tf.TensorSpec([None, None], tf.int32)
         return tf.function(score, input_signature=[spec, spec, spec], autograph=False)
 
-    def _prefix_ids(self, prefixes: Sequence[str], numbers: Sequence[int]) -> tf.RaggedTensor:
-        """The prefixes' target subwords, cut to the model's longest output (warning with the
-        sentence's number from `numbers`, counted from 0)."""
+    def _prefix_ids(self, prefixes: Sequence[str], indices: Sequence[int]) -> tf.RaggedTensor:
+        """The prefixes' target subwords, cut to the model's longest output (a warning naming the
+        sentence, at `indices` of what is being translated)."""
         prefix_ids = self.tokenizers.target.tokenize(tf.constant(list(prefixes), tf.string))
-        limit = self.model.max_length - 1  # BOS takes a position
-        for number, length in zip(numbers, prefix_ids.row_lengths().numpy()):
-            if length > limit:
-                log.warning("the prefix of sentence %d has %d tokens; the model produces at most %d: it is cut", number + 1,
-                            length, limit)
-        return prefix_ids[:, :limit]
+        warn_long_prefixes(self._numbers(indices), prefix_ids.row_lengths().numpy(), self.model.max_length)
+        return prefix_ids[:, : self.model.max_length - 1]  # BOS takes a position
 
     def _translate_batch(self, source_ids: tf.Tensor, n: int, with_attention: bool,
                          prefix_ids: tf.RaggedTensor | None = None) -> list[list[Hypothesis]]:
@@ -422,12 +443,6 @@ class Translator:
     @staticmethod
     def _pieces(segmenter, ids) -> list[str]:
         return [piece.decode("utf-8") for piece in segmenter.id_to_string(tf.constant(ids, tf.int32)).numpy()]
-
-    def _warn_truncation(self, indices: list[int], lengths) -> None:
-        limit = self.model.max_length
-        for index, length in zip(indices, lengths):
-            if length > limit:
-                log.warning("sentence %d has %d tokens; only the first %d (model.max_length) are translated", index + 1, length, limit)
 
 
 def decoding_policy(decode: DecodeConfig) -> str:

@@ -259,3 +259,16 @@ def test_translations_begin_with_their_prefix_whatever_the_length_limit(translat
         translator.translate_n_best(sources, 1, prefixes=prefixes[:4])
     with pytest.raises(NmtError, match="prefix 2 is not valid UTF-8 text"):
         translator.translate_n_best(sources[:2], 1, prefixes=["a", "b\udc80"])
+
+
+def test_warnings_number_sentences_from_where_the_part_translated_begins(translator, caplog):
+    """What `nmt translate` and `nmt score` do for each chunk of a file after the first."""
+    sources, prefixes = ["tree", "a big house " * 20, ""], ["", "house " * 30, "house " * 30]
+    translator.start_at(5000)
+    try:
+        translator.translate(sources, prefixes=prefixes)
+        translator.score(sources[:2], ["the " * 40, "a"])
+    finally:
+        translator.start_at(0)
+    assert [message.split(" has ")[0] for message in caplog.messages] == [
+        "sentence 5002", "the prefix of sentence 5002", "target 5001", "sentence 5002"]
