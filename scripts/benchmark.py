@@ -57,9 +57,11 @@
       your own text files (data.dataset local) at scale: writes a corpus of that many pairs in
       the local layout (the synthetic corpus's training pairs, numbered, repeated), then, each in
       a fresh process, reads its training split through tfds.TranslateFolder (TFDS's own reader of
-      such files, which nmt used before), through nmt's builder the first time (preparing it) and
-      again (prepared): seconds until the split can be read, resident memory while reading it,
-      peak memory and pairs read per second. Writes benchmarks/local_corpus.json and .md.
+      such files, which nmt used before), through nmt's builder the first time (preparing it), again
+      (prepared), and mixed, as training reads local text larger than its shuffle buffer: seconds
+      until the split can be read and to its first pairs, resident memory while reading it, peak
+      memory, pairs read per second, and how many tenths of the split the first 1% of the pairs
+      read come from. Writes benchmarks/local_corpus.json and .md.
 """
 
 from __future__ import annotations
@@ -1371,7 +1373,9 @@ def corpus_table(entry: dict) -> str:
     return "\n".join(lines)
 
 
-LOCAL_CORPUS_PROBES = ("translate_folder", "first_time", "prepared")
+LOCAL_CORPUS_PROBES = ("translate_folder", "first_time", "prepared", "mixed")
+# Pairs whose line numbers the probes keep (the first 1% of 3 million, and more).
+LOCAL_CORPUS_HEAD = 40_000
 
 
 @app.command("local-corpus-probe", hidden=True)
@@ -1387,12 +1391,18 @@ def local_corpus_probe(probe: str, work: Path) -> None:
     else:
         config = DataConfig(dataset="local", source_lang="en", target_lang="sy", manual_dir=str(work / "corpus"),
                             data_dir=str(work / "tfds"))
-        dataset = sources.load_split(config, "train")
+        dataset = sources.load_split(config, "train", mix_seed=1 if probe == "mixed" else None)
     result["seconds_until_readable"] = round(time.perf_counter() - started, 1)
-    pairs, highest, clock = 0, 0.0, time.perf_counter()
+    pairs, highest, clock, numbers = 0, 0.0, time.perf_counter(), []
     for batch in dataset.batch(4096):
-        pairs += int(tf.shape(tf.nest.flatten(batch)[0])[0])
+        if not pairs:
+            result["seconds_to_first_pairs"] = round(time.perf_counter() - started, 1)
+        texts = batch["en"] if isinstance(batch, dict) else batch[0]
+        numbers += [int(text.rsplit(b" ", 1)[1]) for text in texts.numpy()] if len(numbers) < LOCAL_CORPUS_HEAD else []
+        pairs += int(tf.shape(texts)[0])
         highest = max(highest, _rss_mib())
+    # Each pair ends in its line's number: which tenths of the split the first 1% read come from.
+    result["tenths_in_first_percent"] = len({number * 10 // pairs for number in numbers[:pairs // 100]})
     result["pairs"] = pairs
     result["read_pairs_per_s"] = round(pairs / (time.perf_counter() - clock))
     result["rss_mib_while_reading"] = round(highest)
@@ -1438,15 +1448,17 @@ def local_corpus_table(entry: dict) -> str:
     probes, machine_ = entry["probes"], entry["machine"]
     columns = [probes[name] for name in LOCAL_CORPUS_PROBES]
     rows = [("seconds until the split can be read", "seconds_until_readable"),
+            ("seconds to its first 4,096 pairs", "seconds_to_first_pairs"),
             ("resident memory while reading it (MiB)", "rss_mib_while_reading"),
             ("peak resident memory (MiB)", "peak_rss_mib"),
-            ("pairs read per second", "read_pairs_per_s")]
+            ("pairs read per second", "read_pairs_per_s"),
+            ("tenths of the split the first 1% of pairs read come from", "tenths_in_first_percent")]
     return "\n".join([
         f"# Reading a local corpus of {entry['pairs']:,} training pairs ({entry['text_bytes'] / 1e6:,.0f} MB of text)", "",
         f"Machine: {machine_['cpu']}, {machine_['cores']} cores, TensorFlow {machine_['tensorflow']}; code {entry['code']}, "
         f"{entry['date']}. Each column is a fresh process, which holds {columns[0]['rss_mib_at_start']:,} MiB before reading.", "",
-        "| | tfds.TranslateFolder (before) | nmt's builder, first time (preparing) | nmt's builder, prepared |",
-        "| --- | ---: | ---: | ---: |",
+        "| | tfds.TranslateFolder (before) | nmt's builder, first time (preparing) | nmt's builder, prepared | prepared, read mixed |",
+        "| --- | ---: | ---: | ---: | ---: |",
         *[f"| {label} | " + " | ".join(f"{column[key]:,}" for column in columns) + " |" for label, key in rows],
     ])
 

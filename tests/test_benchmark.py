@@ -126,17 +126,20 @@ def test_the_prefix_table_gives_each_prefix_lengths_scores_and_speed():
 
 
 def test_the_local_corpus_table_gives_each_reading_side_by_side():
-    probe = {"rss_mib_at_start": 581, "seconds_until_readable": 12.7, "pairs": 3000000, "read_pairs_per_s": 570000,
-             "rss_mib_while_reading": 2476, "peak_rss_mib": 2529}
+    probe = {"rss_mib_at_start": 581, "seconds_until_readable": 12.7, "seconds_to_first_pairs": 12.8, "pairs": 3000000,
+             "read_pairs_per_s": 570000, "rss_mib_while_reading": 2476, "peak_rss_mib": 2529, "tenths_in_first_percent": 1}
     entry = {"pairs": 3000000, "text_bytes": 450_000_000, "code": "bbb", "date": "2026-12-04",
              "machine": {"cpu": "some CPU", "cores": 2, "tensorflow": "2.21.0"},
              "probes": {"translate_folder": probe, "first_time": {**probe, "seconds_until_readable": 85.3, "rss_mib_while_reading": 680},
-                        "prepared": {**probe, "seconds_until_readable": 0.1, "rss_mib_while_reading": 632}}}
+                        "prepared": {**probe, "seconds_until_readable": 0.1, "rss_mib_while_reading": 632},
+                        "mixed": {**probe, "seconds_until_readable": 1.6, "rss_mib_while_reading": 641,
+                                  "tenths_in_first_percent": 10}}}
     table = benchmark.local_corpus_table(entry)
     assert "# Reading a local corpus of 3,000,000 training pairs (450 MB of text)" in table
     assert "which holds 581 MiB before reading" in table
-    assert "| seconds until the split can be read | 12.7 | 85.3 | 0.1 |" in table
-    assert "| resident memory while reading it (MiB) | 2,476 | 680 | 632 |" in table
+    assert "| seconds until the split can be read | 12.7 | 85.3 | 0.1 | 1.6 |" in table
+    assert "| resident memory while reading it (MiB) | 2,476 | 680 | 632 | 641 |" in table
+    assert "| tenths of the split the first 1% of pairs read come from | 1 | 1 | 1 | 10 |" in table
 
 
 def test_taking_turns_alternates_who_goes_first_and_times_each_pass():

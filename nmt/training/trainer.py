@@ -166,12 +166,17 @@ def prepare(config: Config, run: RunDir, check_data: Callable[[tokenizer.Tokeniz
     replicas = strategy.num_replicas_in_sync
 
     budget = distribute.replica_batch_tokens(config.train, replicas)
-    cache = pipeline.cache_in_memory(sources.split_size(config.data, "train"))
+    size = sources.split_size(config.data, "train")
+    cache = pipeline.cache_in_memory(size)
     if not cache:
         log.info("the training split is large (or of unknown size): it streams, tokenized anew each epoch")
+    # Pairs in their files' order (local text, often one domain or source after another) that the
+    # shuffle buffer cannot hold whole would train on one region of the files at a time: they
+    # are read mixed (sources.load_split), once for the cache, or anew each epoch as they stream.
+    mixed = sources.keeps_file_order(config.data) and (size is None or size > config.train.shuffle_buffer)
 
-    def replica_examples(context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
-        pairs = sources.load_split(config.data, "train")
+    def replica_examples(context: tf.distribute.InputContext | None = None, epoch: int = 0) -> tf.data.Dataset:
+        pairs = sources.load_split(config.data, "train", pipeline.epoch_seed(config.train.seed, epoch) if mixed else None)
         if context is not None and context.num_input_pipelines > 1:
             pairs = pairs.shard(context.num_input_pipelines, context.input_pipeline_id)
         return pipeline.make_examples(pairs, tokenizers, config.data.max_length, cache)
@@ -181,23 +186,27 @@ def prepare(config: Config, run: RunDir, check_data: Callable[[tokenizer.Tokeniz
                                        pipeline.epoch_seed(config.train.seed, epoch), config.train.shuffle_buffer,
                                        fixed_shapes=config.train.jit_compile)
 
+    # Cached examples are read once (mixed by epoch 0's seed, whichever epoch a process starts
+    # at) and shared by the epochs: one set per input pipeline; streamed ones are read anew each
+    # epoch. Under a strategy, each replica gets whole bucketed batches of its own rather than
+    # slices of one batch.
+    cached: dict[int, tf.data.Dataset] = {}
+
+    def examples_of(epoch: int, context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+        if not cache:
+            return replica_examples(context, epoch)
+        pipeline_id = 0 if context is None else context.input_pipeline_id
+        if pipeline_id not in cached:
+            cached[pipeline_id] = replica_examples(context)
+        return cached[pipeline_id]
+
     if config.train.distribute == "none":
-        examples = replica_examples()
-
         def train_batches(epoch: int):
-            return epoch_batches(examples, epoch)
+            return epoch_batches(examples_of(epoch), epoch)
     else:
-        # One cached example set per input pipeline, shared by the epochs; each replica gets whole
-        # bucketed batches of its own rather than slices of one batch.
-        cached: dict[int, tf.data.Dataset] = {}
-
         def train_batches(epoch: int):
-            def replica_batches(context: tf.distribute.InputContext) -> tf.data.Dataset:
-                if context.input_pipeline_id not in cached:
-                    cached[context.input_pipeline_id] = replica_examples(context)
-                return epoch_batches(cached[context.input_pipeline_id], epoch)
-
-            return strategy.distribute_datasets_from_function(replica_batches)
+            return strategy.distribute_datasets_from_function(
+                lambda context: epoch_batches(examples_of(epoch, context), epoch))
 
     validation_batches = pipeline.make_batches(
         sources.load_split(config.data, "validation"), tokenizers, config.train.batch_tokens, config.data.max_length

@@ -155,6 +155,24 @@ def test_a_spread_sample_covers_the_whole_split(tmp_path):
     assert len(first) == 3
 
 
+def test_a_mixed_split_draws_on_the_whole_split_throughout_and_holds_every_pair_once(tmp_path, tfds_dir):
+    """How training reads local text (kept in its files' order) larger than its shuffle buffer."""
+    sources.write_local(tmp_path / "corpus", "en", "fr", {
+        split: ([f"hello {i}" for i in range(6400)], [f"bonjour {i}" for i in range(6400)]) for split in ("train", "validation", "test")})
+    config = DataConfig(dataset="local", source_lang="en", target_lang="fr", manual_dir=str(tmp_path / "corpus"),
+                        data_dir=str(tmp_path / "tfds"), train_split="train[:6000]")
+    assert sources.keeps_file_order(config) and not sources.keeps_file_order(DataConfig(data_dir=tfds_dir))
+
+    def order(seed):
+        return [int(source.split()[1]) for source, _ in sources.load_split(config, "train", seed).as_numpy_iterator()]
+
+    mixed = order(1)
+    assert order(None) == list(range(6000)) and sorted(mixed) == list(range(6000))
+    assert mixed == order(1) and mixed != order(2)
+    for stretch in range(10):  # each tenth of the stream holds pairs of every tenth of the split
+        assert {number // 600 for number in mixed[stretch * 600:(stretch + 1) * 600]} == set(range(10))
+
+
 def test_processes_preparing_the_same_data_take_turns(tmp_path, monkeypatch):
     """One waits for the other's preparation under the lock, then reads it instead of preparing a
     copy of its own (whose renaming into place failed)."""
