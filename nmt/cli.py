@@ -86,6 +86,10 @@ def _quiet_libraries(tensorflow: bool) -> None:
     if _verbose:
         return
     logging.getLogger("absl").setLevel(logging.ERROR)
+    if not sys.stderr.isatty():
+        # TFDS's progress bars (preparing a dataset) would fill a log with carriage-return lines;
+        # ours (Keras's) print nothing there either. tqdm reads this when it is imported.
+        os.environ.setdefault("TQDM_DISABLE", "1")
     # 3 hides TensorFlow's C++ errors too: on a machine without a GPU it logs a failed cuInit as an
     # error. Ours are Python exceptions and logs, which still show.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

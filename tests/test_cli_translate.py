@@ -199,6 +199,15 @@ def test_commands_print_no_library_noise(workdir, package_env):
 
     quiet = run("translate", "--run-dir", "runs/tiny", "The dog saw a cat.")
     assert quiet.returncode == 0 and quiet.stderr == "" and len(quiet.stdout.splitlines()) == 1, quiet.stderr
+    # Preparing a dataset, into a log: no progress bars of TFDS's (carriage-return lines of "%|").
+    from nmt.data import sources
+
+    sources.write_local(workdir / "noise_corpus", "en", "sy", {split: (["A dog runs."] * 3, ["Tir zon."] * 3)
+                                                               for split in ("train", "validation", "test")})
+    prepared = run("data", "check", "--config", "configs/tiny.yaml", "--set", "data.dataset=local", "--set", "data.train_split=train",
+                   "--set", f"data.manual_dir={workdir / 'noise_corpus'}", "--set", f"data.data_dir={workdir / 'noise_tfds'}")
+    assert prepared.returncode == 0 and "preparing" in prepared.stderr, prepared.stderr
+    assert "%|" not in prepared.stderr and "\r" not in prepared.stderr, prepared.stderr
     verbose = run("--verbose", "translate", "--run-dir", "runs/tiny", "--set", "model.hidden_dim=8", "The dog saw a cat.")
     lines = verbose.stderr.splitlines()
     assert verbose.returncode == 1 and "'model' is fixed by the trained model" in lines[-1] and len(lines) > 1
