@@ -350,6 +350,9 @@ def test_warnings_of_cut_sentences_and_prefixes_name_their_line_in_the_whole_inp
     from nmt import text_io
     from nmt.decoding.translator import Translator
 
+    def cut(caplog):  # nmt's warnings (TensorFlow's own may come between them)
+        return [record.getMessage().split(" has ")[0] for record in caplog.records if record.name == "nmt"]
+
     monkeypatch.setattr(text_io, "CHUNK_LINES", 2)
     built = []
     from_run_dir = Translator.from_run_dir.__func__
@@ -363,8 +366,7 @@ def test_warnings_of_cut_sentences_and_prefixes_name_their_line_in_the_whole_inp
         with caplog.at_level("WARNING", logger="nmt"):
             result = invoke("translate", "--input", "cut.txt", "--prefix-file", "cut.prefix.txt", *settings)
         assert result.exit_code == 0 and (built == []) == through_export, result.output
-        assert [message.split(" has ")[0] for message in caplog.messages] == ["sentence 3", "the prefix of sentence 5"], \
-            caplog.messages
+        assert cut(caplog) == ["sentence 3", "the prefix of sentence 5"], caplog.messages
         assert result.output.splitlines()[4].startswith("Tir Tir")
 
     Path("cut.tgt.txt").write_text(f"Tir.\nTir.\nTir.\nTir.\n{long_prefix}\n")
@@ -372,7 +374,7 @@ def test_warnings_of_cut_sentences_and_prefixes_name_their_line_in_the_whole_inp
     with caplog.at_level("WARNING", logger="nmt"):
         result = invoke("score", "-s", "cut.txt", "-t", "cut.tgt.txt")
     assert result.exit_code == 0 and result.output.splitlines()[4] == "nan", result.output
-    assert [message.split(" has ")[0] for message in caplog.messages] == ["sentence 3", "target 5"], caplog.messages
+    assert cut(caplog) == ["sentence 3", "target 5"], caplog.messages
 
 
 def test_hostile_text_through_arguments_files_and_stdin(workdir, tmp_path):

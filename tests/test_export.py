@@ -15,16 +15,18 @@ from nmt.errors import NmtError
 
 class _Exported:
     """Signatures of a stand-in export: a sentence's length is its word count, its translation the
-    sentence upper-cased; every batch served is recorded."""
+    sentence upper-cased (after its prefix and '|'); every batch served is recorded."""
 
     def __init__(self, fail: bool = False):
         self.batches = []
-        self.signatures = {export.SIGNATURE: self._serve, export.LENGTHS_SIGNATURE: self._lengths}
+        self.signatures = {export.SIGNATURE: self._serve, export.COUNTS_SIGNATURE: self._counts,
+                           export.PREFIX_SIGNATURE: lambda text, prefix: self._serve(tf.strings.join([prefix, text], separator="|"))}
         self._fail = fail
 
     @staticmethod
-    def _lengths(text):
-        return {"length": tf.constant([len(sentence.split()) for sentence in text.numpy()], tf.int32)}
+    def _counts(text, prefix):
+        return {side: tf.constant([len(words.split()) for words in texts.numpy()], tf.int32)
+                for side, texts in (("source", text), ("prefix", prefix))}
 
     def _serve(self, text):
         sentences = [sentence.decode() for sentence in text.numpy()]
@@ -35,22 +37,34 @@ class _Exported:
                 "score": tf.constant([-float(len(sentence)) for sentence in sentences])}
 
 
-def _matching(tmp_path, monkeypatch, exported, prefixed=False, **decode):
-    config = config_lib.from_dict({"decode": decode})
+def _matching(tmp_path, monkeypatch, exported, model=None, **decode):
+    config = config_lib.from_dict({"decode": decode, "model": model or {}})
     checkpoint = tmp_path / "checkpoints" / "best"
     (tmp_path / export.MANIFEST).write_text(json.dumps(export._manifest(checkpoint, config)))
     monkeypatch.setattr(tf.saved_model, "load", lambda path: exported)
-    return export.load_matching(tmp_path, checkpoint, config, prefixed)
+    return export.load_matching(tmp_path, checkpoint, config)
 
 
-def test_prefixes_go_to_the_prefix_signature_with_their_sentences_and_an_export_without_it_is_passed_over(tmp_path, monkeypatch):
-    exported = _Exported()
-    assert _matching(tmp_path, monkeypatch, exported, prefixed=True) is None  # made before the signature existed
-    exported.signatures[export.PREFIX_SIGNATURE] = lambda text, prefix: exported._serve(
-        tf.strings.join([prefix, text], separator="|"))
-    translate = _matching(tmp_path, monkeypatch, exported, prefixed=True, batch_size=2)
+def test_prefixes_go_to_the_prefix_signature_with_their_sentences(tmp_path, monkeypatch):
+    translate = _matching(tmp_path, monkeypatch, _Exported(), batch_size=2)
     sentences, prefixes = ["a b c", "a", "a b"], ["x", "", "y"]
     assert [text for text, _ in translate(sentences, prefixes=prefixes)] == ["X|A B C", "|A", "Y|A B"]
+
+
+def test_sentences_and_prefixes_cut_are_named_by_their_line_in_the_whole_input(tmp_path, monkeypatch, caplog):
+    """model.max_length 4: a sentence of 5 words is cut, and so is a prefix of 4 (BOS takes a
+    position); an empty sentence's prefix is not translated, so not cut."""
+    translate = _matching(tmp_path, monkeypatch, _Exported(), {"max_length": 4})
+    with caplog.at_level("WARNING", logger="nmt"):
+        translate(["a b c d e", "", "a b", "a b c d"], prefixes=["", "w x y z", "w x y z", "x y z"], start=5000)
+    assert [record.getMessage().split(" has ")[0] for record in caplog.records] == ["sentence 5001", "the prefix of sentence 5003"]
+
+
+def test_an_export_made_before_the_token_counts_signature_is_passed_over(tmp_path, monkeypatch):
+    """It could not say which sentences are cut; nmt translate then builds the model instead."""
+    exported = _Exported()
+    del exported.signatures[export.COUNTS_SIGNATURE]
+    assert _matching(tmp_path, monkeypatch, exported) is None
 
 
 def test_translate_through_an_export_batches_by_length_within_the_limits_and_keeps_the_order(tmp_path, monkeypatch):

@@ -270,5 +270,5 @@ def test_warnings_number_sentences_from_where_the_part_translated_begins(transla
         translator.score(sources[:2], ["the " * 40, "a"])
     finally:
         translator.start_at(0)
-    assert [message.split(" has ")[0] for message in caplog.messages] == [
+    assert [record.getMessage().split(" has ")[0] for record in caplog.records if record.name == "nmt"] == [
         "sentence 5002", "the prefix of sentence 5002", "target 5001", "sentence 5002"]
