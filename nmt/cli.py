@@ -216,7 +216,7 @@ def translate(
 
             def render(chunk: Sequence[str], start: int) -> str:
                 return _rendered(server_lib.request(server, list(chunk), n_best, prefixes=prefixes(len(chunk), start),
-                                                    on_part=advance), start, n_best)
+                                                    on_part=advance, start=start), start, n_best)
         else:
             from nmt import jobs
 
@@ -316,7 +316,7 @@ def score(
             progress = _progress_without_tensorflow(len(sources), "Scoring")
 
             def score_chunk(chunk: Sequence[str], start: int) -> list:
-                return server_lib.score(server, chunk, targets[start:start + len(chunk)], on_part=advance)
+                return server_lib.score(server, chunk, targets[start:start + len(chunk)], on_part=advance, start=start)
         else:
             from nmt import jobs
 

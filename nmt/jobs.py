@@ -448,11 +448,15 @@ def server(run_dir: str | None, overrides: list[str], host: str, port: int) -> t
     translator.translate(["warm up"])
     about = {"run": str(run.path), "checkpoint": str(checkpoint), "decode": dataclasses.asdict(config.decode)}
 
-    def translate(sentences: list[str], n_best: int, prefixes: list[str] | None) -> list[list[tuple[str, float]]]:
+    def translate(sentences: list[str], n_best: int, prefixes: list[str] | None, start: int) -> list[list[tuple[str, float]]]:
+        translator.start_at(start)
         return [[(hypothesis.text, hypothesis.score) for hypothesis in hypotheses]
                 for hypotheses in translator.translate_n_best(sentences, n_best, prefixes=prefixes)]
 
-    return server_lib.make_server(translate, host, port, about, functools.partial(_score_rows, translator)), about
+    def score(sources: list[str], targets: list[str], start: int) -> list[tuple[float, list[str], list[float]]]:
+        return _score_rows(translator, sources, targets, start=start)
+
+    return server_lib.make_server(translate, host, port, about, score), about
 
 
 def export(run_dir: str | None, overrides: list[str], output: Path | None, force: bool) -> tuple[Path, dict]:

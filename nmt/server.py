@@ -3,18 +3,22 @@ HTTP requests; the client is what `nmt translate --server URL` uses, and imports
 so a sentence costs the request instead of TensorFlow's start-up and the model's loading.
 
 Protocol (JSON over HTTP):
-    POST /translate  {"text": ["A dog runs.", ...], "n_best": 1, "prefix": ["Ein", ...]}  ("prefix" optional:
-                     the text each translation begins with, one per sentence)
-        -> 200 {"translations": [[{"text": "...", "score": -0.42}, ...], ...]}  (n_best per sentence, best first)
+    POST /translate  {"text": ["A dog runs.", ...], "n_best": 1, "prefix": ["Ein", ...], "start": 0}
+                     ("prefix" optional: the text each translation begins with, one per sentence;
+                     "start" optional: how many sentences of the client's input come before these)
+        -> 200 {"translations": [[{"text": "...", "score": -0.42}, ...], ...], "warnings": ["...", ...]}
+           (n_best per sentence, best first; the warnings of sentences and prefixes cut to the
+           model's lengths, which number sentences from start + 1)
         -> 400 {"error": "..."}  (a bad request: not JSON, no list of strings, n_best out of range)
-    POST /score      {"source": ["A dog runs.", ...], "target": ["Ein Hund läuft.", ...]}
-        -> 200 {"scores": [{"score": -0.9, "pieces": ["▁Ein", ..., "</s>"], "log_probs": [-0.1, ...]}, ...]}
-           (as `nmt score`: -Infinity and NaN where it gives -inf and nan)
+    POST /score      {"source": ["A dog runs.", ...], "target": ["Ein Hund läuft.", ...], "start": 0}
+        -> 200 {"scores": [{"score": -0.9, "pieces": ["▁Ein", ..., "</s>"], "log_probs": [-0.1, ...]}, ...],
+                "warnings": [...]}  (as `nmt score`: -Infinity and NaN where it gives -inf and nan)
     GET /health      -> 200 {"status": "ok", ...what the server was started with}
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
@@ -32,11 +36,12 @@ log = logging.getLogger("nmt")
 # must end within a request's timeout (~1 minute of beam search by a large model on 2 CPU cores),
 # and enough to fill the server's decoding batches with sentences of similar length.
 REQUEST_SENTENCES = 1000
-# Sentences (and their prefixes, or None) to (translation, score) lists, n per sentence; raises
-# NmtError for a bad n or prefixes.
-Translate = Callable[[Sequence[str], int, Sequence[str] | None], list[list[tuple[str, float]]]]
-# Sources and targets to (score, pieces, log-probabilities) each, as `nmt score` gives them.
-Score = Callable[[Sequence[str], Sequence[str]], list[tuple[float, list[str], list[float]]]]
+# Sentences (and their prefixes, or None, and the number of the client's sentences before them)
+# to (translation, score) lists, n per sentence; raises NmtError for a bad n or prefixes.
+Translate = Callable[[Sequence[str], int, Sequence[str] | None, int], list[list[tuple[str, float]]]]
+# Sources and targets (and the number of pairs before them) to (score, pieces, log-probabilities)
+# each, as `nmt score` gives them.
+Score = Callable[[Sequence[str], Sequence[str], int], list[tuple[float, list[str], list[float]]]]
 _PATHS = "use POST /translate, POST /score or GET /health"
 
 
@@ -57,12 +62,14 @@ def make_server(translate: Translate, host: str, port: int, about: dict, score: 
                 return self._reply(404, {"error": f"no such path {self.path!r}; {_PATHS}"})
             try:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if path == "/translate":
-                    answer = {"translations": [[{"text": text, "score": value} for text, value in hypotheses]
-                                               for hypotheses in translate(*_parse(body))]}
-                else:
-                    answer = {"scores": [{"score": value, "pieces": pieces, "log_probs": log_probs}
-                                         for value, pieces, log_probs in score(*_parse_pairs(body))]}
+                with _warnings_kept() as warnings:
+                    if path == "/translate":
+                        answer = {"translations": [[{"text": text, "score": value} for text, value in hypotheses]
+                                                   for hypotheses in translate(*_parse(body))]}
+                    else:
+                        answer = {"scores": [{"score": value, "pieces": pieces, "log_probs": log_probs}
+                                             for value, pieces, log_probs in score(*_parse_pairs(body))]}
+                answer["warnings"] = warnings
             except (ValueError, NmtError) as error:
                 return self._reply(400, {"error": str(error)})
             except Exception as error:  # one failed request must not stop the server
@@ -91,7 +98,25 @@ def make_server(translate: Translate, host: str, port: int, about: dict, score: 
         raise NmtError(f"cannot listen on {host}:{port}: {error.strerror}; {fix}") from None
 
 
-def _parse(data: bytes) -> tuple[list[str], int, list[str] | None]:
+@contextlib.contextmanager
+def _warnings_kept() -> Iterator[list[str]]:
+    """The messages nmt warns of while answering a request (they still show on the server's
+    console too), for the answer: the client shows them where its user looks."""
+    kept: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            kept.append(record.getMessage())
+
+    handler = Keep(logging.WARNING)
+    log.addHandler(handler)
+    try:
+        yield kept
+    finally:
+        log.removeHandler(handler)
+
+
+def _parse(data: bytes) -> tuple[list[str], int, list[str] | None, int]:
     body = _json_object(data)
     if body is None or not _strings(body.get("text")):
         raise ValueError('the request must be a JSON object {"text": [sentences...], "n_best": 1}')
@@ -101,14 +126,21 @@ def _parse(data: bytes) -> tuple[list[str], int, list[str] | None]:
     prefixes = body.get("prefix")
     if prefixes is not None and not _strings(prefixes):
         raise ValueError('"prefix" must be a list of strings, one per sentence')
-    return body["text"], n_best, prefixes
+    return body["text"], n_best, prefixes, _start(body)
 
 
-def _parse_pairs(data: bytes) -> tuple[list[str], list[str]]:
+def _parse_pairs(data: bytes) -> tuple[list[str], list[str], int]:
     body = _json_object(data)
     if body is None or not (_strings(body.get("source")) and _strings(body.get("target"))):
         raise ValueError('the request must be a JSON object {"source": [sentences...], "target": [translations...]}')
-    return body["source"], body["target"]
+    return body["source"], body["target"], _start(body)
+
+
+def _start(body: dict) -> int:
+    start = body.get("start", 0)
+    if not isinstance(start, int) or isinstance(start, bool) or start < 0:
+        raise ValueError(f"start must be an integer of 0 or more; got {start!r}")
+    return start
 
 
 def _json_object(data: bytes) -> dict | None:
@@ -124,10 +156,12 @@ def _strings(value) -> bool:
 
 
 def request(url: str, sentences: Sequence[str], n_best: int = 1, timeout: float = 600.0,
-            prefixes: Sequence[str] | None = None, on_part: Callable[[int], None] | None = None) -> list[list[tuple[str, float]]]:
+            prefixes: Sequence[str] | None = None, on_part: Callable[[int], None] | None = None,
+            start: int = 0) -> list[list[tuple[str, float]]]:
     """The server's n_best (translation, score) pairs for each sentence (beginning with its
     prefix, where given), asked REQUEST_SENTENCES at a time, each request answered within timeout
-    seconds; on_part is called with the number of sentences of each answer (a progress bar's).
+    seconds; on_part is called with the number of sentences of each answer (a progress bar's). The
+    server's warnings are logged here, their sentences numbered from start + 1.
 
     Raises:
         NmtError: no server answers at url, it refused a request (its reason), or it did not
@@ -135,33 +169,37 @@ def request(url: str, sentences: Sequence[str], n_best: int = 1, timeout: float 
     """
     return [[(hypothesis["text"], hypothesis["score"]) for hypothesis in hypotheses]
             for body in _posted(url, "/translate", {"text": sentences, **({"prefix": prefixes} if prefixes is not None else {})},
-                                {"n_best": n_best}, timeout, on_part)
+                                {"n_best": n_best}, timeout, on_part, start)
             for hypotheses in body["translations"]]
 
 
 def score(url: str, sources: Sequence[str], targets: Sequence[str], timeout: float = 600.0,
-          on_part: Callable[[int], None] | None = None) -> list[tuple[float, list[str], list[float]]]:
+          on_part: Callable[[int], None] | None = None, start: int = 0) -> list[tuple[float, list[str], list[float]]]:
     """The server's (score, pieces, log-probabilities) of each target as the translation of its
-    source, asked REQUEST_SENTENCES pairs at a time (on_part as for `request`).
+    source, asked REQUEST_SENTENCES pairs at a time (on_part and start as for `request`).
 
     Raises:
         NmtError: as `request`.
     """
     return [(scored["score"], scored["pieces"], scored["log_probs"])
-            for body in _posted(url, "/score", {"source": sources, "target": targets}, {}, timeout, on_part)
+            for body in _posted(url, "/score", {"source": sources, "target": targets}, {}, timeout, on_part, start)
             for scored in body["scores"]]
 
 
 def _posted(url: str, path: str, lists: dict[str, Sequence[str]], fields: dict, timeout: float,
-            on_part: Callable[[int], None] | None = None) -> Iterator[dict]:
+            on_part: Callable[[int], None] | None = None, first: int = 0) -> Iterator[dict]:
     """The answers to POST path with lists (of equal length) sent REQUEST_SENTENCES items at a
-    time, each request with fields too; on_part(items) after each answer."""
+    time, each request with fields too and its start (first, the number of items before lists,
+    and those of earlier requests); on_part(items) after each answer, whose warnings are logged."""
     total = len(next(iter(lists.values())))
     for start in range(0, total, REQUEST_SENTENCES):
         data = json.dumps({**{name: list(values[start:start + REQUEST_SENTENCES]) for name, values in lists.items()},
-                           **fields}).encode("utf-8")
-        yield _call(url, urllib.request.Request(url.rstrip("/") + path, data=data,
-                                                headers={"Content-Type": "application/json"}), timeout)
+                           **fields, "start": first + start}).encode("utf-8")
+        answer = _call(url, urllib.request.Request(url.rstrip("/") + path, data=data,
+                                                   headers={"Content-Type": "application/json"}), timeout)
+        for warning in answer.get("warnings", []):
+            log.warning("%s", warning)
+        yield answer
         if on_part:
             on_part(min(REQUEST_SENTENCES, total - start))
 

@@ -213,7 +213,7 @@ def test_commands_print_no_library_noise(workdir, package_env):
     assert verbose.returncode == 1 and "'model' is fixed by the trained model" in lines[-1] and len(lines) > 1
 
 
-def test_serve_answers_translate_server_like_a_local_translate(workdir, package_env):
+def test_serve_answers_translate_server_like_a_local_translate(workdir, package_env, monkeypatch, caplog):
     import dataclasses
     import subprocess
     import sys
@@ -245,6 +245,16 @@ def test_serve_answers_translate_server_like_a_local_translate(workdir, package_
         local = invoke("score", "-s", "served.src", "-t", "served.tgt", "--tokens")
         remote = invoke("score", "--server", url, "-s", "served.src", "-t", "served.tgt", "--tokens")
         assert remote.exit_code == 0 and remote.output == local.output and "-inf |||" in local.output, (remote.output, local.output)
+        # A sentence cut to the model's length is warned of here, by its line: the third, in a
+        # chunk and a request of its own.
+        from nmt import text_io
+
+        monkeypatch.setattr(text_io, "CHUNK_LINES", 2)
+        monkeypatch.setattr(server, "REQUEST_SENTENCES", 1)
+        Path("served_cut.txt").write_text("A dog.\nA cat.\n" + "The dog saw a cat " * 60 + "\n")
+        with caplog.at_level("WARNING", logger="nmt"):
+            assert invoke("translate", "--server", url, "--input", "served_cut.txt").exit_code == 0
+        assert [record.getMessage().split(" has ")[0] for record in caplog.records if record.name == "nmt"] == ["sentence 3"]
         assert_user_error(invoke("translate", "--server", url, "--n-best", "5", "A dog."),
                           "the server at http://127.0.0.1:")
         assert_user_error(invoke("translate", "--server", url, "--align", "A dog."), "with --server the server's run")

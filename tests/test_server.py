@@ -11,11 +11,16 @@ from nmt import server
 from nmt.errors import ConfigError, NmtError
 
 
-def reverse(sentences, n_best, prefixes=None):
+def reverse(sentences, n_best, prefixes=None, start=0):
+    """A stand-in model: each sentence reversed; one of 'long' is warned of, as the model warns of
+    a sentence cut, by its number in the client's input."""
     if n_best < 1 or n_best > 2:
         raise ConfigError(f"n-best must be between 1 and decode.beam_size (2); got {n_best}")
     if "boom" in sentences:
         raise RuntimeError("the model failed")
+    for index, sentence in enumerate(sentences):
+        if sentence == "long":
+            server.log.warning("sentence %d is long", start + index + 1)
     prefixes = prefixes or [""] * len(sentences)
     return [[(prefix + sentence[::-1] + "!" * rank, -float(rank)) for rank in range(n_best)]
             for sentence, prefix in zip(sentences, prefixes)]
@@ -63,10 +68,20 @@ def test_the_models_refusal_reaches_the_client_as_one_error(url):
     (b'{"text": ["a", 1]}', '{"text": [sentences...]'),
     (b'{"text": ["a"], "n_best": "2"}', "n_best must be an integer"),
     (b'{"text": ["a"], "prefix": "b"}', '"prefix" must be a list of strings'),
+    (b'{"text": ["a"], "start": -1}', "start must be an integer of 0 or more"),
 ])
 def test_bad_requests_get_400_with_the_reason(url, body, message):
     status, answer = post(url, body)
     assert status == 400 and message in answer["error"]
+
+
+def test_the_servers_warnings_reach_the_client_numbered_from_where_each_request_starts(url, monkeypatch, caplog):
+    monkeypatch.setattr(server, "REQUEST_SENTENCES", 2)
+    with caplog.at_level("WARNING", logger="nmt"):
+        translations = server.request(url, ["a", "long", "b", "long", "c"], start=10)
+    assert [hypotheses[0][0] for hypotheses in translations] == ["a", "gnol", "b", "gnol", "c"]
+    # Each warning twice: the server's console (this process) and the client.
+    assert caplog.messages == ["sentence 12 is long"] * 2 + ["sentence 14 is long"] * 2
 
 
 def test_a_failing_request_leaves_the_server_answering(url):
@@ -107,7 +122,7 @@ def test_many_sentences_go_in_several_requests_in_order(url, monkeypatch):
 def test_a_server_that_does_not_answer_in_time_is_one_clear_error():
     answered = threading.Event()
 
-    def stuck(sentences, n_best, prefixes):
+    def stuck(sentences, n_best, prefixes, start):
         answered.wait(10)
         return [[("", 0.0)] for _ in sentences]
 
@@ -122,7 +137,7 @@ def test_a_server_that_does_not_answer_in_time_is_one_clear_error():
         http.server_close()
 
 
-def spell(sources, targets):
+def spell(sources, targets, start=0):
     """A stand-in scorer: a target's characters as its pieces, each scoring -1; an empty source
     scores -inf unless its target is empty, and a target 'long' nan, as the model's scorer does."""
     found = []
