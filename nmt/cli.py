@@ -518,7 +518,8 @@ def data_check(
         "--write-clean", help="Write the corpus without the training pairs found bad (and those leaking into validation "
                               "or test) to this new directory, as data.dataset=local reads it.")] = None,
     max_pairs: Annotated[Optional[int], typer.Option(
-        "--max-pairs", min=1, help="Check only the first N pairs of each split (a quick look at a large corpus).")] = None,
+        "--max-pairs", min=1, help="Check only N pairs of each split (a quick look at a large corpus): the first N, or "
+                                   "of local text, kept in its files' order, N spread over each file.")] = None,
     set_: SetOption = None,
 ) -> None:
     """Check every split for empty, duplicate, untranslated, misaligned, over-long, wrong-language and unknown-character
@@ -529,7 +530,7 @@ def data_check(
 
         report, directory = jobs.data_check(config, run_dir, set_ or [], output, write_clean, max_pairs)
         for name, split in report["splits"].items():
-            typer.echo(f"{name}: {split['pairs']:,} pairs")
+            typer.echo(f"{name}: {split['pairs']:,} pairs" + (f" (one in {split['every']:,} of the split's)" if split["every"] > 1 else ""))
         problems = check.warnings(report)
         for line in problems or ["no problems found"]:
             typer.echo(f"  {line}")

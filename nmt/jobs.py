@@ -132,7 +132,7 @@ def _decide(config: Config, run: RunDir) -> Config:
 
 def data_check(config_path: Path, run_dir: str | None, overrides: list[str], output: Path | None,
                write_clean: Path | None, max_pairs: int | None = None) -> tuple[dict, Path]:
-    """Checks the config's data (every pair of every split, or the first max_pairs of each);
+    """Checks the config's data (every pair of every split, or max_pairs of each: see _read_splits);
     writes data_check.json and .md into output (default: the run directory) and, with
     write_clean, the cleaned corpus in the `local` layout. Returns the report and the directory
     it is in."""
@@ -167,7 +167,12 @@ def data_check(config_path: Path, run_dir: str | None, overrides: list[str], out
 
 
 def _read_splits(config: Config, limit: int | None) -> list[data_check_lib.Split]:
-    return [data_check_lib.Split(role, *sources.read_pairs(config.data, role, limit=limit))
+    """Every pair of each split, or at most limit: the first ones, or where the pairs are in their
+    files' order (local text, often one domain or source after another) every k-th one, so that
+    the check sees the whole of the files rather than their beginning."""
+    spread = limit is not None and sources.keeps_file_order(config.data)
+    return [data_check_lib.Split(role, *sources.read_pairs(config.data, role, limit=limit, spread=spread),
+                                 step=sources.spread_step(config.data, role, limit) if spread else 1)
             for role in ("train", "validation", "test")]
 
 

@@ -50,9 +50,15 @@ class Split:
     name: str
     sources: Sequence[str]
     targets: Sequence[str]
+    # The pairs are every step-th of the split's (a sample spread over it), from its first.
+    step: int = 1
 
     def __len__(self) -> int:
         return len(self.sources)
+
+    def line(self, index: int) -> int:
+        """The split's line (from 1) of the pair at index."""
+        return index * self.step + 1
 
 
 @dataclass
@@ -65,7 +71,7 @@ class Finding:
     def add(self, split: Split, index: int, detail: str | None = None) -> None:
         self.indices.append(index)
         if len(self.examples) < EXAMPLES:
-            example = {"line": index + 1, "source": split.sources[index], "target": split.targets[index]}
+            example = {"line": split.line(index), "source": split.sources[index], "target": split.targets[index]}
             self.examples.append({**example, "detail": detail} if detail else example)
 
     def summary(self, pairs: int) -> dict:
@@ -123,6 +129,7 @@ class Result:
             "splits": {
                 split.name: {
                     "pairs": len(split),
+                    "every": split.step,
                     "checks": {name: finding.summary(len(split)) for name, finding in self.findings[split.name].items()},
                     "unknown_characters": self.unknown_characters[split.name],
                     "unknown_piece_rate": self.unknown_piece_rate[split.name],
@@ -168,9 +175,9 @@ def _check_split(split: Split, tokenizers: Tokenizers | None, max_length: int,
         pair = (source.strip(), target.strip())
         normalized = (_normalize(source), _normalize(target))
         if pair in first_pairs:
-            found["duplicate"].add(split, index, f"as line {first_pairs[pair] + 1}")
+            found["duplicate"].add(split, index, f"as line {split.line(first_pairs[pair])}")
         elif normalized in first_normalized:
-            found["near_duplicate"].add(split, index, f"like line {first_normalized[normalized] + 1}")
+            found["near_duplicate"].add(split, index, f"like line {split.line(first_normalized[normalized])}")
         first_pairs.setdefault(pair, index)
         first_normalized.setdefault(normalized, index)
         if pair[0] == pair[1]:
@@ -264,7 +271,7 @@ def _leakage(train: Split, split: Split) -> dict[str, Finding]:
         source, target = source.strip(), target.strip()
         for kind, table, key in (("pair", pairs, (source, target)), ("source", sources, source), ("target", targets, target)):
             if key in table and (kind == "pair" or key):
-                found[kind].add(split, index, f"training line {table[key] + 1}")
+                found[kind].add(split, index, f"training line {train.line(table[key])}")
     return found
 
 
@@ -307,6 +314,10 @@ def markdown(report: dict, title: str) -> str:
     for check_name, description in DESCRIPTIONS.items():
         lines.append(f"| {description} | {' | '.join(_cell(splits[name]['checks'].get(check_name)) for name in names)} |")
     lines.append("")
+    for name in names:
+        if splits[name].get("every", 1) > 1:
+            lines += [f"Note: {name} is a sample, one pair in {splits[name]['every']:,} of the split (its lines 1, "
+                      f"{splits[name]['every'] + 1:,}, ...): examples name the split's lines.", ""]
     if report["language_identification"] != "py3langid":
         lines += [f"Note: {report['language_identification']}.", ""]
     if not report["subword_checks"]:

@@ -161,3 +161,17 @@ def test_the_cleaned_corpus_drops_bad_and_leaking_training_pairs_and_reads_back(
     assert read == ([train.sources[i] for i in kept], [train.targets[i] for i in kept])
     with pytest.raises(Exception, match="is not empty; choose a new directory"):
         sources.write_local(directory, "en", "de", {"train": ([], [])})
+
+
+def test_a_sample_spread_over_a_split_names_the_splits_lines():
+    """What the check at a run's first start reads of local text: every step-th pair."""
+    pairs = clean_pairs()[:6]
+    sample = Split("train", *map(list, zip(*(pairs[:3] + [pairs[1]]))), step=3)  # lines 1, 4, 7, 10 of the split
+    held_out = Split("validation", [pairs[2][0]], ["Etwas."])
+    found = check.check([sample, held_out], None, max_length=100, languages=check.identify_languages("en", "xx"))
+    report = found.report()
+    duplicate = report["splits"]["train"]["checks"]["duplicate"]["examples"]
+    assert [(example["line"], example["detail"]) for example in duplicate] == [(10, "as line 4")]
+    assert report["leakage"]["validation"]["source"]["examples"][0]["detail"] == "training line 7"
+    assert report["splits"]["train"]["every"] == 3 and report["splits"]["validation"]["every"] == 1
+    assert "Note: train is a sample, one pair in 3 of the split (its lines 1, 4, ...)" in check.markdown(report, "x")
