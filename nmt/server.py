@@ -98,20 +98,23 @@ def make_server(translate: Translate, host: str, port: int, about: dict, score: 
         raise NmtError(f"cannot listen on {host}:{port}: {error.strerror}; {fix}") from None
 
 
+class _Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 @contextlib.contextmanager
 def _warnings_kept() -> Iterator[list[str]]:
     """The messages nmt warns of while answering a request (they still show on the server's
     console too), for the answer: the client shows them where its user looks."""
-    kept: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            kept.append(record.getMessage())
-
-    handler = Keep(logging.WARNING)
+    handler = _Kept()
     log.addHandler(handler)
     try:
-        yield kept
+        yield handler.messages
     finally:
         log.removeHandler(handler)
 

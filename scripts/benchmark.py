@@ -93,8 +93,8 @@ from nmt import config as config_lib
 from nmt.config import Config, DataConfig, ModelConfig
 from nmt.data import sources, tokenizer
 from nmt.data.tokenizer import PAD_ID
-from nmt.errors import NmtError
 from nmt.decoding.translator import Translator, decoding_batches, decoding_model, length_limits
+from nmt.errors import NmtError
 from nmt.evaluation.evaluator import SplitEvaluator
 from nmt.evaluation.scoring import score
 from nmt.model.transformer import build_transformer
@@ -1398,7 +1398,8 @@ def local_corpus_probe(probe: str, work: Path) -> None:
         if not pairs:
             result["seconds_to_first_pairs"] = round(time.perf_counter() - started, 1)
         texts = batch["en"] if isinstance(batch, dict) else batch[0]
-        numbers += [int(text.rsplit(b" ", 1)[1]) for text in texts.numpy()] if len(numbers) < LOCAL_CORPUS_HEAD else []
+        if len(numbers) < LOCAL_CORPUS_HEAD:
+            numbers += [int(text.rsplit(b" ", 1)[1]) for text in texts.numpy()]
         pairs += int(tf.shape(texts)[0])
         highest = max(highest, _rss_mib())
     # Each pair ends in its line's number: which tenths of the split the first 1% read come from.
