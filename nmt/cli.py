@@ -169,6 +169,10 @@ def translate(
                                                   "goes on from it.")] = None,
     prefix_file: Annotated[Optional[Path], typer.Option("--prefix-file", help="File of prefixes, one per input line (an "
                                                         "empty line: none): each translation begins with its own.")] = None,
+    constraint: Annotated[Optional[list[str]], typer.Option("--constraint", help="Text every translation must contain, "
+                                                            "e.g. a term (repeatable).")] = None,
+    constraint_file: Annotated[Optional[Path], typer.Option("--constraint-file", help="File of constraints, one line per input "
+                                                            "line, its texts separated by tabs (an empty line: none).")] = None,
     server: ServerOption = None,
     set_: SetOption = None,
 ) -> None:
@@ -200,10 +204,15 @@ def translate(
         else:
             lines = None  # a terminal: sentences as they are typed
         prefixes = _prefixes(prefix, prefix_file, lines)
+        constraints = _constraints(constraint, constraint_file, lines)
+        if server is not None and (constraint or constraint_file):
+            raise NmtError("--constraint and --constraint-file need a model loaded here: leave out --server")
         # What a resumed --output must have been written with: the same checkpoints or server and settings.
         settings = {"set": set_ or [], "n_best": n_best, "align": align, "server": server}
         if lines is not None and (prefix or prefix_file):
             settings["prefixes"] = fingerprint(prefixes(len(lines), 0))
+        if lines is not None and (constraint or constraint_file):
+            settings["constraints"] = fingerprint(["\t".join(texts) for texts in constraints(len(lines), 0)])
         # What the progress bar, once started (`with progress as advance` below), is advanced with.
         advance, progress = None, contextlib.nullcontext()
         if server is not None:
@@ -222,15 +231,16 @@ def translate(
 
             if lines is None:
                 typer.echo("Loading the model...", err=True)
-            translate_lines, settings["checkpoints"] = jobs.translator(first_run, set_ or [], n_best, align, ensemble)
+            translate_lines, settings["checkpoints"] = jobs.translator(first_run, set_ or [], n_best, align, ensemble,
+                                                                       constrained=bool(constraint or constraint_file))
             if lines is None:
                 # Traces the search now, so that the first sentence typed is not slow.
-                translate_lines(["warm up"], prefixes=prefixes(1, 0))
+                translate_lines(["warm up"], prefixes=prefixes(1, 0), constraints=constraints(1, 0))
             elif not sentences:
                 progress = contextlib.nullcontext(jobs.progress_bar(len(lines)))
 
             def render(chunk: Sequence[str], start: int) -> str:
-                translations = translate_lines(chunk, advance, start, prefixes(len(chunk), start))
+                translations = translate_lines(chunk, advance, start, prefixes(len(chunk), start), constraints(len(chunk), start))
                 if align:
                     return _aligned(translations, start)
                 return _rendered([[(hypothesis.text, hypothesis.score) for hypothesis in hypotheses]
@@ -276,6 +286,34 @@ def _prefixes(prefix: str | None, prefix_file: Path | None, lines: list[str] | N
     if len(prefix_lines) != len(lines):
         raise NmtError(f"--prefix-file has {len(prefix_lines)} lines and the input {len(lines)}; give one prefix per input line")
     return lambda count, start: prefix_lines[start:start + count]
+
+
+def _constraints(constraint: list[str] | None, constraint_file: Path | None,
+                 lines: list[str] | None) -> Callable[[int, int], list[list[str]] | None]:
+    """What `translate` makes translations contain: a function of (number of lines, the first's
+    number in the input) to their lists of constraints, None for none.
+
+    Raises:
+        NmtError: both options, a blank --constraint, or a constraint file that is unreadable,
+            not line for line with the input, or given at a terminal.
+    """
+    from nmt.text_io import read_lines
+
+    if constraint and constraint_file is not None:
+        raise NmtError("--constraint gives every sentence the same constraints and --constraint-file each its own; pass one of them")
+    if constraint_file is None:
+        if constraint and not all(text.strip() for text in constraint):
+            raise NmtError("empty --constraint; pass the text every translation must contain, e.g. --constraint \"Fahrrad\"")
+        return lambda count, start: [list(constraint)] * count if constraint else None
+    if lines is None:
+        raise NmtError("--constraint-file gives constraints per input line: pass sentences, --input FILE or text on stdin "
+                       "(or --constraint TEXT for every sentence typed)")
+    constraint_lines = [[text for text in line.split("\t") if text.strip()]
+                        for line in read_lines(constraint_file, "--constraint-file")]
+    if len(constraint_lines) != len(lines):
+        raise NmtError(f"--constraint-file has {len(constraint_lines)} lines and the input {len(lines)}; give one line of "
+                       "constraints per input line")
+    return lambda count, start: constraint_lines[start:start + count]
 
 
 @app.command()

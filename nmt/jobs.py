@@ -361,19 +361,19 @@ def average(run_dir: str | None, last: int | None, paths: list[Path]) -> Path:
 
 
 def translator(run_dir: str | None, overrides: list[str], n_best: int = 1, with_attention: bool = False,
-               ensemble: Sequence[str] = ()) -> tuple[Callable[..., list[list[Hypothesis]]], list[str]]:
+               ensemble: Sequence[str] = (), constrained: bool = False) -> tuple[Callable[..., list[list[Hypothesis]]], list[str]]:
     """A function from sentences (and optionally on_batch(sentences done), a progress callback,
-    start, the number of the first in the whole input: see Translator.start_at, and prefixes, one
-    per sentence) to their n_best translations each, best first (the best with its
-    attention weights when with_attention), by the run's eval.checkpoint with its decode settings,
-    or by the runs of ensemble (other run directories) and the run as one; and the checkpoints it
-    translates with."""
+    start, the number of the first in the whole input: see Translator.start_at, prefixes, one
+    per sentence, and when constrained, constraints, a list per sentence) to their n_best
+    translations each, best first (the best with its attention weights when with_attention), by
+    the run's eval.checkpoint with its decode settings, or by the runs of ensemble (other run
+    directories) and the run as one; and the checkpoints it translates with."""
     run, config = load_run(run_dir, overrides)
     if ensemble and with_attention:
         raise NmtError("attention and alignments come from one model: pass one --run-dir")
     runs, found = _members(run, config, ensemble)
     used = [str(path.resolve()) for path in found]
-    if not ensemble and n_best == 1 and not with_attention:
+    if not ensemble and n_best == 1 and not with_attention and not constrained:
         # An export of these weights with these decode settings already holds the traced search:
         # loading it skips building the model and tracing, most of a short command's time.
         exported = export_lib.load_matching(run.export_dir, found[0], config)
@@ -388,9 +388,10 @@ def translator(run_dir: str | None, overrides: list[str], n_best: int = 1, with_
             return translate_exported, used
     model = _loaded(runs, found, config)
 
-    def translate(sentences: Sequence[str], on_batch=None, start: int = 0, prefixes: Sequence[str] | None = None) -> list[list[Hypothesis]]:
+    def translate(sentences: Sequence[str], on_batch=None, start: int = 0, prefixes: Sequence[str] | None = None,
+                  constraints: Sequence[Sequence[str]] | None = None) -> list[list[Hypothesis]]:
         model.start_at(start)
-        return model.translate_n_best(sentences, n_best, on_batch, with_attention, prefixes)
+        return model.translate_n_best(sentences, n_best, on_batch, with_attention, prefixes, constraints)
 
     return translate, used
 

@@ -15,6 +15,20 @@ prefix_ids (batch, prefix steps), optional: each sentence's output begins with i
 whole output; the search goes on from there (fairseq's --prefix-size, CTranslate2's target_prefix).
 The caller makes each length limit hold its prefix.
 
+constraint_ids (batch, constraints, constraint steps), optional, beam search only: subword
+sequences (PAD-padded, rows of PAD: none) each of a sentence's outputs must contain, anywhere and in
+any order: lexically constrained decoding by dynamic beam allocation (Post & Vilar, 2018), as
+fairseq's --constraints does it vectorised (Hu et al., 2019). Each hypothesis also extends by the
+next token of every constraint it has not met (continuing one it has begun, or beginning one); the
+candidates fall into banks by how many constraint tokens they have met, and the beam takes the
+best of each bank in turn, the most met first, so that hypotheses that have placed a constraint
+are kept beside better-scored ones that have not yet. EOS is allowed once all are met, so a
+hypothesis that has not met them by its length limit dies: the caller makes the limits hold the
+constraints, and a sentence whose hypotheses all die (its constraints could not be placed, e.g.
+a repeat that no_repeat_ngram_size forbids) has only dead ones (scores below DEAD). A constraint
+a hypothesis begins and then leaves counts as not begun. Scores stay the model's own
+log-probabilities of the tokens chosen.
+
 no_repeat_ngram_size N > 0: no output holds the same N subwords twice, because a token that would
 complete a repeat is never chosen (fairseq's --no-repeat-ngram-size, CTranslate2's
 no_repeat_ngram_size); a prefix is followed regardless. Scores stay the model's own
@@ -150,6 +164,7 @@ def _token_by_token(model: Transformer, source_ids: tf.Tensor, max_lengths: tf.T
 def beam_search(
     model: Transformer, source_ids: tf.Tensor, max_lengths: tf.Tensor, beam_size: int, alpha: float = 0.0,
     num_best: int | tf.Tensor | None = None, prefix_ids: tf.Tensor | None = None, no_repeat_ngram_size: int = 0,
+    constraint_ids: tf.Tensor | None = None,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """The beam_size best hypotheses per sentence; ids (batch, beam_size, steps), scores (batch, beam_size).
 
@@ -161,10 +176,15 @@ def beam_search(
     also done as soon as its num_best best finished hypotheses can no longer be displaced: no alive
     hypothesis can score more than its log-probability so far (which only falls) over the length
     penalty of the sentence's longest output (Wu et al., 2016). The num_best first hypotheses are
-    then those the whole search would return; the ones after them may be worse.
+    then those the whole search would return; the ones after them may be worse. With constraints,
+    the whole search is the constrained one, whose beam is shared out between the banks.
     """
     num_best = beam_size if num_best is None else num_best
     batch_size = tf.shape(source_ids)[0]
+    constrained = constraint_ids is not None
+    if not constrained:
+        constraint_ids = tf.zeros([batch_size, 0, 0], tf.int32)  # no constraint: the state below stays empty
+    constraint_lengths = tf.reduce_sum(tf.cast(tf.not_equal(constraint_ids, PAD_ID), tf.int32), axis=2)  # (batch, C)
     max_steps = tf.reduce_max(max_lengths) + 1
     cache = model.start_decoding(source_ids)
     output_kernel = model.output_kernel()  # once, not every step
@@ -172,29 +192,67 @@ def beam_search(
     in_beam = tf.range(beam_size)[tf.newaxis]  # (1, beam)
 
     # Loop state: `active` (A,) indexes the sentences still searched; the alive hypotheses, their
-    # tokens, length limits and cache rows are theirs only. Finished hypotheses cover every sentence.
-    def not_done(step, active, tokens, limits, alive_ids, alive_scores, finished_ids, finished_scores, num_finished, cache):
+    # tokens, length limits, constraint progress and cache rows are theirs only. Finished
+    # hypotheses cover every sentence.
+    def not_done(step, active, tokens, limits, alive_ids, alive_scores, progress, finished_ids, finished_scores,
+                 num_finished, cache):
         return tf.logical_and(step < max_steps, tf.size(active) > 0)
 
-    def extend(step, active, tokens, limits, alive_ids, alive_scores, finished_ids, finished_scores, num_finished, cache):
+    def extend(step, active, tokens, limits, alive_ids, alive_scores, progress, finished_ids, finished_scores,
+               num_finished, cache):
         logits, cache = model.decode_step(tokens, step, cache, output_kernel)
-        history = tf.reshape(alive_ids, [tf.size(active) * beam_size, -1])[:, :step]
-        log_probs = _log_probs(logits, step, tf.repeat(active, beam_size), history, prefix_ids, no_repeat_ngram_size)
-        return select(step, active, _best_next_tokens(log_probs, step, limits, 2 * beam_size), limits, alive_ids,
-                      alive_scores, finished_ids, finished_scores, num_finished, cache)
+        rows = tf.size(active) * beam_size
+        history = tf.reshape(alive_ids, [rows, -1])[:, :step]
+        sentences = tf.repeat(active, beam_size)
+        log_probs = _log_probs(logits, step, sentences, history, prefix_ids, no_repeat_ngram_size)
+        return select(step, active, candidates(log_probs, step, limits, tf.reshape(progress, [rows, -1]), sentences),
+                      limits, alive_ids, alive_scores, progress, finished_ids, finished_scores, num_finished, cache)
 
-    def select(step, active, best_next_tokens, limits, alive_ids, alive_scores, finished_ids, finished_scores, num_finished, cache):
+    def candidates(log_probs, step, limits, progress, sentences):
+        """Each row's next tokens to weigh, (rows, K) log-probabilities and ids: its 2 * beam most
+        likely, and with constraints the next token of each constraint it has not met (dead where
+        already among them)."""
+        if not constrained:
+            return _best_next_tokens(log_probs, step, limits, 2 * beam_size)
+        lengths = tf.gather(constraint_lengths, sentences)  # (rows, C)
+        # EOS only once every constraint is met: at its length limit, a row that has not met them dies.
+        met = tf.reduce_all(progress >= lengths, axis=1)[:, tf.newaxis]
+        not_eos = tf.not_equal(tf.range(tf.shape(log_probs)[1]), EOS_ID)[tf.newaxis]
+        best, ids = _best_next_tokens(tf.where(met | not_eos, log_probs, _NEG), step, limits, 2 * beam_size)
+        needed = _next_constraint_tokens(tf.gather(constraint_ids, sentences), lengths, progress)  # (rows, C)
+        num_constraints = tf.shape(needed)[1]
+        earlier = tf.linalg.band_part(tf.ones([num_constraints, num_constraints], tf.bool), -1, 0) & ~tf.eye(num_constraints, dtype=tf.bool)
+        repeated = tf.reduce_any(tf.equal(needed[:, :, tf.newaxis], ids[:, tf.newaxis]), axis=2) | tf.reduce_any(
+            tf.equal(needed[:, :, tf.newaxis], needed[:, tf.newaxis]) & earlier[tf.newaxis], axis=2)
+        dead = repeated | tf.equal(needed, PAD_ID) | (step >= limits)[:, tf.newaxis]
+        needed_log_probs = tf.where(dead, _NEG, tf.gather(log_probs, needed, batch_dims=1))
+        return tf.concat([best, needed_log_probs], axis=1), tf.concat([ids, needed], axis=1)
+
+    def select(step, active, next_tokens, limits, alive_ids, alive_scores, progress, finished_ids, finished_scores,
+               num_finished, cache):
         # The 2 * beam best continuations of a sentence are among its hypotheses' 2 * beam best
         # tokens each: a top-k over (A, beam x 2 * beam) candidates instead of (A, beam x vocab).
-        row_log_probs, row_ids = best_next_tokens  # (A * beam, 2 * beam)
-        candidates = alive_scores[:, :, tf.newaxis] + tf.reshape(row_log_probs, [-1, beam_size, 2 * beam_size])
-        scores, indices = tf.math.top_k(tf.reshape(candidates, [tf.size(active), -1]), k=2 * beam_size)
-        beams = indices // (2 * beam_size)  # (A, 2 * beam)
+        row_log_probs, row_ids = next_tokens  # (A * beam, K): K = 2 * beam, and the constraints' tokens
+        width = tf.shape(row_ids)[1]
+        candidates = alive_scores[:, :, tf.newaxis] + tf.reshape(row_log_probs, [-1, beam_size, width])
+        candidates = tf.reshape(candidates, [tf.size(active), -1])
+        if constrained:
+            # Each candidate's constraint progress, its bank the constraint tokens it has met.
+            sentence_constraints = tf.gather(constraint_ids, active)  # (A, C, L)
+            lengths = tf.gather(constraint_lengths, active)
+            grown = _constraint_progress(sentence_constraints, lengths, progress, tf.reshape(row_ids, [tf.size(active), beam_size, width]))
+            grown = tf.reshape(grown, [tf.size(active), beam_size * width, -1])  # (A, beam x K, C)
+            banks = tf.reduce_sum(tf.minimum(grown, lengths[:, tf.newaxis]), axis=2)
+            indices = _by_banks(candidates, banks, 2 * beam_size)
+            scores = tf.gather(candidates, indices, batch_dims=1)
+        else:
+            scores, indices = tf.math.top_k(candidates, k=2 * beam_size)
+        beams = indices // width  # (A, 2 * beam)
         next_ids = tf.gather(tf.reshape(row_ids, [tf.size(active), -1]), indices, batch_dims=1)
         is_eos = tf.equal(next_ids, EOS_ID)
         extended = _write_column(tf.gather(alive_ids, beams, batch_dims=1), next_ids, step)
 
-        # Hypotheses ending here: EOS candidates among the beam_size best.
+        # Hypotheses ending here: EOS candidates among the beam_size first.
         sentences = active[:, tf.newaxis]
         finishing = is_eos & (rank < beam_size) & (scores > DEAD)
         normalized = tf.where(finishing, scores / length_penalty(step + 1, alpha), _NEG)
@@ -206,8 +264,14 @@ def beam_search(
         counts = tf.gather(num_finished, active) + tf.reduce_sum(tf.cast(finishing, tf.int32), axis=1)
         num_finished = tf.tensor_scatter_nd_update(num_finished, sentences, counts)
 
-        # The beam_size best candidates that did not end continue; at most beam_size of 2 * beam_size end.
-        alive_scores, keep = tf.math.top_k(tf.where(is_eos, _NEG, scores), k=beam_size)
+        # The beam_size first candidates that did not end continue; at most beam_size of 2 * beam_size end.
+        if constrained:
+            # In the banks' order, which is not the scores'.
+            _, keep = tf.math.top_k(tf.where(is_eos, -rank - 2 * beam_size, -rank), k=beam_size)
+            alive_scores = tf.where(tf.gather(is_eos, keep, batch_dims=1), _NEG, tf.gather(scores, keep, batch_dims=1))
+            progress = tf.gather(tf.gather(grown, indices, batch_dims=1), keep, batch_dims=1)  # (A, beam, C)
+        else:
+            alive_scores, keep = tf.math.top_k(tf.where(is_eos, _NEG, scores), k=beam_size)
         alive_ids = tf.gather(extended, keep, batch_dims=1)
         parents = tf.gather(beams, keep, batch_dims=1)  # (A, beam): rows of this step's batch
         next_tokens = tf.gather(next_ids, keep, batch_dims=1)
@@ -215,7 +279,7 @@ def beam_search(
         # Sentences with beam_size finished hypotheses are done, and those whose num_best best
         # finished ones no alive hypothesis can reach; the others go on.
         limits = tf.reshape(limits, [-1, beam_size])  # (A, beam): the sentence's limit in each row
-        reachable = alive_scores[:, 0] / length_penalty(limits[:, 0] + 1, alpha)
+        reachable = tf.reduce_max(alive_scores, axis=1) / length_penalty(limits[:, 0] + 1, alpha)
         settled = best_scores[:, num_best - 1] >= reachable
         going_on = tf.cast(tf.where((counts < beam_size) & ~settled)[:, 0], tf.int32)  # (A',) positions among the active
         row_base = going_on[:, tf.newaxis] * beam_size
@@ -230,31 +294,35 @@ def beam_search(
         limits = tf.reshape(tf.gather(limits, going_on), [-1])
         return (
             step + 1, tf.gather(active, going_on), tokens, limits, tf.gather(alive_ids, going_on),
-            tf.gather(alive_scores, going_on), finished_ids, finished_scores, num_finished, cache,
+            tf.gather(alive_scores, going_on), tf.gather(progress, going_on), finished_ids, finished_scores,
+            num_finished, cache,
         )
 
     # The first step decodes one row per sentence, whose beam_size rows would all be BOS on the
     # same cache; the sentence's rows then share its logits and cache (a 1/beam_size step).
     logits, cache = model.decode_step(tf.fill([batch_size], BOS_ID), tf.constant(0), cache, output_kernel)
     log_probs = _log_probs(logits, tf.constant(0), tf.range(batch_size), None, prefix_ids, 0)  # no history to repeat yet
+    no_progress = tf.zeros(tf.shape(constraint_lengths), tf.int32)
     first_tokens = tf.nest.map_structure(
-        lambda tensor: tf.repeat(tensor, beam_size, axis=0), _best_next_tokens(log_probs, 0, max_lengths, 2 * beam_size))
+        lambda tensor: tf.repeat(tensor, beam_size, axis=0),
+        candidates(log_probs, tf.constant(0), max_lengths, no_progress, tf.range(batch_size)))
     # Each sentence's row becomes beam_size rows (sentence-major), sharing one encoder pass.
     cache = tf.nest.map_structure(lambda tensor: tf.repeat(tensor, beam_size, axis=0), cache)
     empty_ids = tf.fill([batch_size, beam_size, max_steps], PAD_ID)
     # Only the first row of each beam is live at the start, so the first step does not yield copies.
     first_scores = tf.tile(tf.concat([[0.0], tf.fill([beam_size - 1], _NEG)], axis=0)[tf.newaxis], [batch_size, 1])
     fewer = tf.TensorShape([None])
-    _, _, _, _, _, _, finished_ids, finished_scores, _, _ = tf.while_loop(
+    _, _, _, _, _, _, _, finished_ids, finished_scores, _, _ = tf.while_loop(
         not_done,
         extend,
         select(
             tf.constant(0), tf.range(batch_size), first_tokens, tf.repeat(max_lengths, beam_size), empty_ids,
-            first_scores, empty_ids, tf.fill([batch_size, beam_size], _NEG), tf.zeros([batch_size], tf.int32), cache,
+            first_scores, tf.repeat(no_progress[:, tf.newaxis], beam_size, axis=1), empty_ids,
+            tf.fill([batch_size, beam_size], _NEG), tf.zeros([batch_size], tf.int32), cache,
         ),
         shape_invariants=(
             None, fewer, fewer, fewer, tf.TensorShape([None, beam_size, None]), tf.TensorShape([None, beam_size]),
-            None, None, None, model.decoding_shape_invariants(cache),
+            tf.TensorShape([None, beam_size, None]), None, None, None, model.decoding_shape_invariants(cache),
         ),
     )
     return finished_ids, finished_scores
@@ -279,6 +347,44 @@ def _log_probs(logits: tf.Tensor, step: tf.Tensor, sentences: tf.Tensor, history
     # Past the longest prefix no row is forced: the (rows, vocab) pass is skipped.
     return tf.cond(step < tf.shape(prefix_ids)[1], follow_prefix, lambda: free)
 
+
+def _next_constraint_tokens(constraints: tf.Tensor, lengths: tf.Tensor, progress: tf.Tensor) -> tf.Tensor:
+    """(rows, C): the token that advances each of a row's constraints (rows, C, L), of lengths
+    (rows, C), after progress (rows, C) of its tokens met (its first when none are); PAD where met."""
+    position = tf.minimum(progress, tf.shape(constraints)[2] - 1)[:, :, tf.newaxis]
+    return tf.where(progress >= lengths, PAD_ID, tf.gather(constraints, position, batch_dims=2)[:, :, 0])
+
+
+def _constraint_progress(constraints: tf.Tensor, lengths: tf.Tensor, progress: tf.Tensor, tokens: tf.Tensor) -> tf.Tensor:
+    """(A, beam, K, C): the tokens of each constraint (A, C, L; lengths (A, C)) met once each
+    hypothesis (progress (A, beam, C)) goes on with each of its candidate tokens (A, beam, K). A
+    met constraint stays met and one whose next token comes advances; any other starts over, at 1
+    if the token begins it."""
+    beam_size = tf.shape(progress)[1]
+    needed = _next_constraint_tokens(tf.repeat(constraints, beam_size, axis=0), tf.repeat(lengths, beam_size, axis=0),
+                                     tf.reshape(progress, [-1, tf.shape(progress)[2]]))
+    needed = tf.reshape(needed, tf.shape(progress))[:, :, tf.newaxis]  # (A, beam, 1, C)
+    tokens = tokens[:, :, :, tf.newaxis]
+    begins = tf.equal(tokens, constraints[:, tf.newaxis, tf.newaxis, :, 0])
+    before = progress[:, :, tf.newaxis]
+    met = before >= lengths[:, tf.newaxis, tf.newaxis]
+    return tf.where(met, before, tf.where(tf.equal(tokens, needed), before + 1, tf.cast(begins, tf.int32)))
+
+
+def _by_banks(scores: tf.Tensor, banks: tf.Tensor, k: int) -> tf.Tensor:
+    """Positions (A, k) of the k candidates dynamic beam allocation keeps of (A, N) scored ones in
+    banks (A, N): the best of every bank, the bank of most constraint tokens met first, then the
+    second best of every bank, and so on; a bank with too few candidates leaves its turns to the
+    others. Dead candidates come last."""
+    ranked_scores, order = tf.math.top_k(scores, k=tf.shape(scores)[1])
+    ranked_banks = tf.gather(banks, order, batch_dims=1)
+    num_banks = tf.reduce_max(banks) + 1
+    one_hot = tf.one_hot(ranked_banks, num_banks, dtype=tf.int32)
+    place_in_bank = tf.reduce_sum(tf.cumsum(one_hot, axis=1, exclusive=True) * one_hot, axis=2)
+    turn = place_in_bank * num_banks + (num_banks - 1 - ranked_banks)
+    last = tf.size(scores) * num_banks  # beyond any live candidate's turn
+    _, chosen = tf.math.top_k(-tf.where(ranked_scores > DEAD, turn, last), k=k)
+    return tf.gather(order, chosen, batch_dims=1)
 
 def _without_repeats(log_probs: tf.Tensor, history: tf.Tensor, step: tf.Tensor, n: int) -> tf.Tensor:
     """log_probs (rows, vocab) with each token dead that, after the tokens of history (rows, step),

@@ -77,6 +77,16 @@ def warn_long_sources(numbers: Sequence[int], lengths: Sequence[int], max_length
                         max_length)
 
 
+def warn_long_constraints(numbers: Sequence[int], lengths: Sequence[int], max_length: int, with_prefix: bool) -> None:
+    """Warns of each sentence whose constraints (and prefix, with_prefix: lengths, their subwords)
+    do not fit in the model's longest output (max_length, BOS included); numbers as
+    warn_long_prefixes'."""
+    for number, length in zip(numbers, lengths):
+        if length > max_length - 1:
+            log.warning("the constraints of sentence %d%s have %d tokens; the model produces at most %d: it is translated "
+                        "without them", number, " and its prefix" if with_prefix else "", length, max_length - 1)
+
+
 def warn_long_prefixes(numbers: Sequence[int], lengths: Sequence[int], max_length: int) -> None:
     """Warns of each prefix longer than the model's longest output (max_length, BOS included),
     which is cut to it; numbers: its sentence's number in the input, from 1."""
@@ -178,6 +188,22 @@ class Translator:
         self._search_prefixed = tf.function(search, input_signature=[*signature, ids], autograph=False)
         self.start_at(0)
 
+    @functools.cached_property
+    def _search_constrained(self) -> Callable:
+        """(source_ids, max_lengths, n, prefix_ids, constraint_ids) -> beam search's (ids, scores)
+        with lexical constraints (a beam of decode.beam_size, 1 included), traced when first asked for."""
+        decode = self.config.decode
+        beam = functools.partial(beam_search, self.model, beam_size=decode.beam_size, alpha=decode.length_penalty,
+                                 no_repeat_ngram_size=decode.no_repeat_ngram_size)
+
+        def search(source_ids, max_lengths, n, prefix_ids, constraint_ids):
+            return beam(source_ids, max_lengths, num_best=n, prefix_ids=prefix_ids, constraint_ids=constraint_ids)
+
+        ids = tf.TensorSpec([None, None], tf.int32)
+        signature = [ids, tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32), ids,
+                     tf.TensorSpec([None, None, None], tf.int32)]
+        return tf.function(search, input_signature=signature, autograph=False)
+
     def start_at(self, offset: int) -> None:
         """What follows translates (or scores) the part of a longer input that begins `offset`
         sentences into it, as `nmt translate` and `nmt score` go through a file in chunks: warnings
@@ -235,19 +261,22 @@ class Translator:
         return cls(config, Ensemble(members), vocabularies)
 
     def translate(self, sentences: Sequence[str], on_batch: Callable[[int], None] | None = None,
-                  prefixes: Sequence[str] | None = None) -> list[str]:
+                  prefixes: Sequence[str] | None = None, constraints: Sequence[Sequence[str]] | None = None) -> list[str]:
         """One translation per sentence, in order; an empty sentence (blank, or of nothing the
         tokenizer keeps) gives ''.
 
         Args:
             on_batch: called with the number of sentences after each batch (for progress bars).
             prefixes: the text each translation must begin with, one per sentence (see translate_n_best).
+            constraints: the texts each translation must contain, a list per sentence (see translate_n_best).
         """
-        return [best[0].text for best in self.translate_n_best(sentences, 1, on_batch, prefixes=prefixes)]
+        return [best[0].text for best in self.translate_n_best(sentences, 1, on_batch, prefixes=prefixes,
+                                                               constraints=constraints)]
 
     def translate_n_best(
         self, sentences: Sequence[str], n: int, on_batch: Callable[[int], None] | None = None,
         with_attention: bool = False, prefixes: Sequence[str] | None = None,
+        constraints: Sequence[Sequence[str]] | None = None,
     ) -> list[list[Hypothesis]]:
         """The n best hypotheses per sentence (n <= decode.beam_size), best first; an empty
         sentence (blank, or of nothing the tokenizer keeps) gives n empty hypotheses scored 0.
@@ -257,14 +286,22 @@ class Translator:
         search decodes its subwords first, scoring them, and goes on from there. A prefix is
         tokenized as text of its own, so one that ends inside a word forces that word's first
         pieces as a word's end. Longer than the model's longest output, it is cut (a warning).
+        constraints: one list per sentence of texts its translations must contain (lexically
+        constrained beam search: nmt.decoding.search), e.g. the terms a glossary prescribes; each
+        is tokenized as text of its own, so it is placed as whole words (it may be followed by
+        more of a word). The length limit grows to hold them. A sentence whose constraints cannot
+        all be placed (more tokens than the model's longest output, or none of its hypotheses
+        met them within its limit) is translated without them, with a warning.
 
         Raises:
-            ConfigError: n is not between 1 and decode.beam_size.
-            NmtError: a sentence or prefix is not valid Unicode text (a lone surrogate), the
-                prefixes are not one per sentence, or a batch does not fit in the device's memory
-                (the message says which decode settings to lower).
+            ConfigError: n is not between 1 and decode.beam_size, or constraints with sampling.
+            NmtError: a sentence, prefix or constraint is not valid Unicode text (a lone
+                surrogate), the prefixes or constraints are not one per sentence, or a batch does
+                not fit in the device's memory (the message says which decode settings to lower).
         """
         sampling = self.config.decode.sampling != "none"
+        if constraints is not None and sampling:
+            raise ConfigError("constraints are placed by beam search: leave out decode.sampling (--set decode.sampling=none)")
         if n < 1:
             raise ConfigError(f"n-best must be 1 or more; got {n}")
         if n > self.config.decode.beam_size and not sampling:
@@ -277,6 +314,12 @@ class Translator:
             if len(prefixes) != len(sentences):
                 raise NmtError(f"{len(sentences)} sentences but {len(prefixes)} prefixes: give one prefix per sentence")
             check_text(prefixes, "prefix")
+        if constraints is not None:
+            if len(constraints) != len(sentences):
+                raise NmtError(f"{len(sentences)} sentences but {len(constraints)} lists of constraints: give one list per sentence")
+            check_text([text for texts in constraints for text in texts], "constraint")
+            if not any(text.strip() for texts in constraints for text in texts):
+                constraints = None
         outputs = [[Hypothesis("", 0.0)] * n for _ in sentences]
         token_ids = self.tokenizers.source.tokenize(tf.constant(list(sentences), tf.string))
         # A sentence of no tokens (blank, or of what the tokenizer drops whole: control characters,
@@ -289,12 +332,15 @@ class Translator:
         warn_long_sources(self._numbers(todo), token_ids.row_lengths().numpy(), self.model.max_length)
         token_ids = token_ids[:, : self.model.max_length]
         prefix_ids = None if prefixes is None else self._prefix_ids([prefixes[index] for index in todo], todo)
+        constraint_ids = None if constraints is None else self._constraint_ids([constraints[index] for index in todo], todo, prefix_ids)
         drawn = 2 * n if sampling else 1  # sampling draws 2n per sentence, of which the n best distinct are kept
         for positions in decoding_batches(token_ids.row_lengths().numpy(), self.config.decode, drawn):
             batch = tf.gather(token_ids, positions).to_tensor(default_value=PAD_ID)
             prefix_batch = None if prefix_ids is None else tf.gather(prefix_ids, positions)
+            constraint_batch = None if constraint_ids is None else tf.gather(constraint_ids, positions)
             try:
-                translated = self._translate_batch(batch, n, with_attention, prefix_batch)
+                translated = self._translate_batch(batch, n, with_attention, prefix_batch, constraint_batch,
+                                                   self._numbers([todo[position] for position in positions]))
             except tf.errors.ResourceExhaustedError:
                 raise batch_out_of_memory(self.config.decode, len(positions), batch.shape[1],
                                           drawn if sampling else None) from None
@@ -387,17 +433,40 @@ class Translator:
         warn_long_prefixes(self._numbers(indices), prefix_ids.row_lengths().numpy(), self.model.max_length)
         return prefix_ids[:, : self.model.max_length - 1]  # BOS takes a position
 
+    def _constraint_ids(self, constraints: Sequence[Sequence[str]], indices: Sequence[int],
+                        prefix_ids: tf.RaggedTensor | None) -> tf.RaggedTensor:
+        """(sentences, constraints, subwords) ragged: each sentence's constraints' target subwords,
+        blank ones left out; a sentence's whose subwords (with its prefix's) exceed the model's
+        longest output are dropped, with a warning naming the sentence (at `indices`)."""
+        texts = [[text for text in texts if text.strip()] for texts in constraints]
+        flat = self.tokenizers.target.tokenize(tf.constant([text for row in texts for text in row] or [""], tf.string))
+        per_sentence = tf.RaggedTensor.from_row_lengths(flat[: sum(map(len, texts))], [len(row) for row in texts])
+        lengths = tf.reduce_sum(per_sentence.row_lengths(axis=2), axis=1).numpy()
+        if prefix_ids is not None:
+            lengths = lengths + prefix_ids.row_lengths().numpy()
+        warn_long_constraints(self._numbers(indices), lengths, self.model.max_length, prefix_ids is not None)
+        counts = per_sentence.row_lengths()
+        fits = tf.RaggedTensor.from_row_lengths(tf.repeat(tf.constant(lengths <= self.model.max_length - 1), counts), counts)
+        return tf.ragged.boolean_mask(per_sentence, fits)
+
     def _translate_batch(self, source_ids: tf.Tensor, n: int, with_attention: bool,
-                         prefix_ids: tf.RaggedTensor | None = None) -> list[list[Hypothesis]]:
+                         prefix_ids: tf.RaggedTensor | None = None, constraint_ids: tf.RaggedTensor | None = None,
+                         numbers: Sequence[int] = ()) -> list[list[Hypothesis]]:
         decode = self.config.decode
         source_lengths = tf.reduce_sum(tf.cast(tf.not_equal(source_ids, PAD_ID), tf.int32), axis=1)
         prefix_lengths = None if prefix_ids is None else prefix_ids.row_lengths()
-        max_lengths = length_limits(source_lengths, decode, self.model.max_length, prefix_lengths)
+        forced_lengths = prefix_lengths
+        if constraint_ids is not None:
+            constrained_lengths = tf.reduce_sum(constraint_ids.row_lengths(axis=2), axis=1)
+            forced_lengths = constrained_lengths if prefix_lengths is None else prefix_lengths + constrained_lengths
+        max_lengths = length_limits(source_lengths, decode, self.model.max_length, forced_lengths)
         seed = tf.constant([self._seeds.randrange(2**31), 0], tf.int32)
         search, prefix = self._search, ()
         if prefix_ids is not None:
             search, prefix = self._search_prefixed, (padded(prefix_ids, prefix_lengths),)  # PAD: no token forced
-        if decode.sampling == "none":
+        if constraint_ids is not None:
+            output_ids, scores = self._constrained(source_ids, max_lengths, n, prefix_ids, constraint_ids, numbers)
+        elif decode.sampling == "none":
             output_ids, scores = _best_repeated_for_dead(*search(source_ids, max_lengths, n, seed, *prefix), n)
         else:
             output_ids, scores = _distinct(*search(source_ids, max_lengths, 2 * n, seed, *prefix), n)
@@ -414,6 +483,31 @@ class Translator:
             ]
             for row in range(len(scores))
         ]
+
+    def _constrained(self, source_ids: tf.Tensor, max_lengths: tf.Tensor, n: int, prefix_ids: tf.RaggedTensor | None,
+                     constraint_ids: tf.RaggedTensor, numbers: Sequence[int]) -> tuple[tf.Tensor, tf.Tensor]:
+        """The n best of constrained beam search (ids, scores), where a sentence none of whose
+        hypotheses met its constraints has its n best without them (a warning)."""
+        prefix = tf.fill([tf.shape(source_ids)[0], 1], PAD_ID) if prefix_ids is None else padded(prefix_ids, prefix_ids.row_lengths())
+        # At least one constraint of one subword in the shape, so that the search's indexing holds.
+        bounds = tf.maximum(constraint_ids.bounding_shape(), 1)
+        ids, scores = self._search_constrained(source_ids, max_lengths, n, prefix,
+                                               constraint_ids.to_tensor(default_value=PAD_ID, shape=bounds))
+        ids, scores = _best_repeated_for_dead(ids, scores, n)
+        unmet = np.flatnonzero(scores[:, 0].numpy() <= DEAD).tolist()
+        if not unmet:
+            return ids, scores
+        for row in unmet:
+            log.warning("sentence %d: no translation within its length limit contained all its constraints; it is "
+                        "translated without them", numbers[row])
+        inputs = (tf.gather(source_ids, unmet), tf.gather(max_lengths, unmet), n, tf.constant([0, 0], tf.int32))  # no draws
+        search, prefix = (self._search, ()) if prefix_ids is None else (self._search_prefixed, (tf.gather(prefix, unmet),))
+        free_ids, free_scores = _best_repeated_for_dead(*search(*inputs, *prefix), n)
+        width = tf.maximum(tf.shape(ids)[2], tf.shape(free_ids)[2])
+        ids = tf.pad(ids, [[0, 0], [0, 0], [0, width - tf.shape(ids)[2]]], constant_values=PAD_ID)
+        free_ids = tf.pad(free_ids, [[0, 0], [0, 0], [0, width - tf.shape(free_ids)[2]]], constant_values=PAD_ID)
+        positions = tf.constant(unmet)[:, tf.newaxis]
+        return tf.tensor_scatter_nd_update(ids, positions, free_ids), tf.tensor_scatter_nd_update(scores, positions, free_scores)
 
     def _attention(self, source_ids: tf.Tensor, output_ids: tf.Tensor) -> list[SentenceAttention]:
         """The model's attention on (source, output) pairs, teacher-forced: the same weights as

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from nmt.config import ModelConfig
 from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
-from nmt.decoding.search import beam_search, greedy_search, length_penalty, sample
+from nmt.decoding.search import DEAD, _by_banks, beam_search, greedy_search, length_penalty, sample
 from nmt.model.transformer import Transformer, build_transformer
 
 TINY = ModelConfig(num_encoder_layers=2, num_decoder_layers=2, hidden_dim=16, num_heads=2,
@@ -170,6 +170,57 @@ def test_greedy_search_following_its_own_output_ends_as_without_it():
     np.testing.assert_array_equal(followed_ids.numpy(), ids.numpy())
     np.testing.assert_allclose(followed_scores.numpy(), scores.numpy(), atol=1e-5)
 
+
+# Sentence 0 must contain the two tokens 7 9 and the token 4, sentence 2 the token 10; sentence 1 is free.
+CONSTRAINTS = tf.constant([[[7, 9], [4, PAD_ID]], [[PAD_ID, PAD_ID], [PAD_ID, PAD_ID]], [[10, PAD_ID], [PAD_ID, PAD_ID]]])
+ROOM = MAX_LENGTHS + 3  # as the translator makes the limits hold the constraints
+
+
+def contains(tokens, phrase):
+    return any(list(tokens[start:start + len(phrase)]) == phrase for start in range(len(tokens) - len(phrase) + 1))
+
+
+@pytest.mark.parametrize("alpha, beam_size", [(0.0, 4), (1.0, 2), (0.6, 1)])
+def test_constrained_outputs_contain_every_constraint_and_are_scored_by_the_model(alpha, beam_size):
+    model = tiny_model(seed=1)
+    ids, scores = (tensor.numpy() for tensor in beam_search(model, SOURCE, ROOM, beam_size, alpha, constraint_ids=CONSTRAINTS))
+    free_ids, free_scores = (tensor.numpy() for tensor in beam_search(model, SOURCE, ROOM, beam_size, alpha))
+    for row in (0, 2):
+        phrases = [[token for token in phrase if token != PAD_ID] for phrase in CONSTRAINTS[row].numpy().tolist()]
+        phrases = [phrase for phrase in phrases if phrase]
+        assert not all(contains(free_ids[row, 0], phrase) for phrase in phrases), "the constraints are met anyway"
+        assert scores[row, 0] > DEAD, "no hypothesis met the constraints"
+        for rank in np.flatnonzero(scores[row] > DEAD):
+            tokens = [token for token in ids[row, rank] if token != PAD_ID]
+            assert tokens[-1] == EOS_ID and EOS_ID not in tokens[:-1] and BOS_ID not in tokens
+            assert len(tokens) - 1 <= ROOM[row]
+            for phrase in phrases:
+                assert contains(tokens, phrase), f"{tokens} lacks {phrase}"
+            # The constraints' tokens count with the model's own log-probabilities, and the cache
+            # follows hypotheses that the banks, not the scores, kept.
+            log_prob = full_prefix_log_probs(model, SOURCE[row : row + 1], tokens).sum()
+            np.testing.assert_allclose(scores[row, rank], log_prob / length_penalty(len(tokens), alpha).numpy(),
+                                       rtol=1e-4, atol=1e-4)
+    # A sentence without constraints is searched as without them, beside constrained ones.
+    np.testing.assert_array_equal(ids[1], free_ids[1])
+    np.testing.assert_allclose(scores[1], free_scores[1], atol=1e-5)
+
+
+def test_a_sentence_whose_constraint_cannot_be_placed_has_dead_hypotheses_only():
+    model = tiny_model(seed=1)
+    # 5 5 5 holds the bigram 5 5 twice, which no_repeat_ngram_size=2 forbids.
+    constraints = tf.constant([[[5, 5, 5]], [[PAD_ID] * 3], [[11, PAD_ID, PAD_ID]]])
+    _, scores = beam_search(model, SOURCE, ROOM, 3, constraint_ids=constraints, no_repeat_ngram_size=2)
+    assert np.all(scores[0].numpy() <= DEAD)
+    assert np.all(scores[1:, 0].numpy() > DEAD)
+
+
+def test_the_beam_takes_the_best_of_each_bank_in_turn_most_constraint_tokens_first():
+    scores = tf.constant([[5.0, 4.0, 3.0, 2.0, 1.0, 0.0, -1e9]])
+    banks = tf.constant([[0, 0, 0, 1, 1, 2, 3]])  # the last candidate is dead: never before a live one
+    assert _by_banks(scores, banks, 6).numpy().tolist() == [[5, 3, 0, 4, 1, 2]]
+    # A bank without candidates leaves its turns to the others.
+    assert _by_banks(scores[:, :3], banks[:, :3] * 0 + [[0, 0, 2]], 3).numpy().tolist() == [[2, 0, 1]]
 
 def repeats(tokens, n, start=0):
     """The n-grams of tokens that end at position start or later and occurred before."""

@@ -272,3 +272,51 @@ def test_warnings_number_sentences_from_where_the_part_translated_begins(transla
         translator.start_at(0)
     assert [record.getMessage().split(" has ")[0] for record in caplog.records if record.name == "nmt"] == [
         "sentence 5002", "the prefix of sentence 5002", "target 5001", "sentence 5002"]
+
+
+def test_translations_contain_their_constraints_or_say_why_not(translator, caplog):
+    """decode.max_length_ratio 1 and offset 2: "tree" may produce 3 tokens, fewer than its
+    constraints'; the limit grows to hold them. The last sentence's constraint is longer than the
+    model's longest output: it is translated without it."""
+    import dataclasses
+
+    from nmt.decoding.ensemble import Ensemble
+    from nmt.errors import ConfigError
+
+    sources = ["the dog runs", "tree", "", "a big house", "small cat"]
+    constraints = [["big house", "cat"], ["dog sees the small tree", "a"], ["tree"], [], ["house " * 30]]
+    found = translator.translate_n_best(sources, 2, constraints=constraints)
+    for index in (0, 1):
+        for hypothesis in found[index]:
+            assert all(text in hypothesis.text for text in constraints[index]), hypothesis.text
+    assert found[2] == [Hypothesis("", 0.0)] * 2  # an empty sentence translates to nothing, constraints or not
+    assert "the constraints of sentence 5 have 150 tokens" in caplog.text
+
+    def same(hypotheses, others):  # the scores to float rounding: batches pad differently
+        return [h.text for h in hypotheses] == [o.text for o in others] and all(
+            h.score == pytest.approx(o.score, abs=1e-4) for h, o in zip(hypotheses, others))
+
+    for index in (3, 4):
+        assert same(found[index], translator.translate_n_best(sources[index:index + 1], 2)[0])
+    for index in range(len(sources)):  # the same alone as in the batch
+        assert same(translator.translate_n_best(sources[index:index + 1], 2, constraints=constraints[index:index + 1])[0],
+                    found[index])
+    ensemble = Translator(translator.config, Ensemble([translator.model, translator.model]), translator.tokenizers)
+    assert "big house" in ensemble.translate(sources[:1], constraints=constraints[:1])[0]
+    with_prefix = translator.translate(sources[:1], prefixes=["a tree"], constraints=[["small cat"]])[0]
+    assert with_prefix.startswith("a tree") and "small cat" in with_prefix
+
+    # Constraints no translation can hold: "dog dog dog" repeats a bigram, which the decode settings forbid.
+    decode = dataclasses.replace(translator.config.decode, no_repeat_ngram_size=2)
+    no_repeats = Translator(dataclasses.replace(translator.config, decode=decode), translator.model, translator.tokenizers)
+    caplog.clear()
+    assert no_repeats.translate(sources[:2], constraints=[["dog dog dog"], ["cat"]]) == [
+        no_repeats.translate(sources[:1])[0], no_repeats.translate(sources[1:2], constraints=[["cat"]])[0]]
+    assert "sentence 1: no translation within its length limit contained all its constraints" in caplog.text
+
+    with pytest.raises(NmtError, match="5 sentences but 4 lists of constraints"):
+        translator.translate(sources, constraints=constraints[:4])
+    sampling = dataclasses.replace(translator.config.decode, sampling="top_k")
+    with pytest.raises(ConfigError, match="constraints are placed by beam search"):
+        Translator(dataclasses.replace(translator.config, decode=sampling), translator.model,
+                   translator.tokenizers).translate(sources, constraints=constraints)
