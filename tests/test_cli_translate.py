@@ -583,6 +583,33 @@ def test_translations_begin_with_the_prefixes_given(workdir):
     assert_user_error(invoke("translate", "--prefix-file", "missing.txt", "A dog."), "cannot read --prefix-file missing.txt")
 
 
+def test_translations_contain_the_constraints_given(workdir):
+    sentences = ["The dog saw a cat.", "My small teachers will read the book."]
+    best = invoke("translate", *sentences).output.splitlines()
+    # Words of the other sentence's translation, which this one's lacks: placed where the model finds best.
+    terms = [word.strip(".") for word in best[1].split() if word.strip(".") not in best[0]][:2]
+    assert len(terms) == 2, best
+    result = invoke("translate", "--constraint", terms[0], "--constraint", terms[1], "--n-best", "2", sentences[0])
+    assert result.exit_code == 0, result.output
+    hypotheses = [line.split(" ||| ")[1] for line in result.output.splitlines()]
+    assert len(hypotheses) == 2 and all(term in hypothesis for hypothesis in hypotheses for term in terms), (hypotheses, terms)
+    # A line of constraints per input line, tab-separated, an empty line for none.
+    Path("constrained.txt").write_text(f"{sentences[0]}\n{sentences[1]}\n")
+    Path("constraints.txt").write_text(f"{terms[0]}\t{terms[1]}\n\n")
+    result = invoke("translate", "--input", "constrained.txt", "--constraint-file", "constraints.txt")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert all(term in lines[0] for term in terms) and lines[1] == best[1], lines
+    Path("constraints.txt").write_text(f"{terms[0]}\n")
+    assert_user_error(invoke("translate", "--input", "constrained.txt", "--constraint-file", "constraints.txt"),
+                      "--constraint-file has 1 lines and the input 2; give one line of constraints per input line")
+    assert_user_error(invoke("translate", "--constraint", "a", "--constraint-file", "constraints.txt", "A dog."),
+                      "pass one of them")
+    assert_user_error(invoke("translate", "--constraint", "a", "--server", "http://127.0.0.1:9", "A dog."),
+                      "--constraint and --constraint-file need a model loaded here")
+    assert_user_error(invoke("translate", "--constraint", "a", "--set", "decode.sampling=top_k", "A dog."),
+                      "constraints are placed by beam search")
+
 def test_no_repeat_ngram_size_keeps_translations_from_repeating_subwords(workdir):
     from nmt.data import tokenizer
     from nmt.run_dir import RunDir
