@@ -205,8 +205,6 @@ def translate(
             lines = None  # a terminal: sentences as they are typed
         prefixes = _prefixes(prefix, prefix_file, lines)
         constraints = _constraints(constraint, constraint_file, lines)
-        if server is not None and (constraint or constraint_file):
-            raise NmtError("--constraint and --constraint-file need a model loaded here: leave out --server")
         # What a resumed --output must have been written with: the same checkpoints or server and settings.
         settings = {"set": set_ or [], "n_best": n_best, "align": align, "server": server}
         if lines is not None and (prefix or prefix_file):
@@ -225,7 +223,8 @@ def translate(
 
             def render(chunk: Sequence[str], start: int) -> str:
                 return _rendered(server_lib.request(server, list(chunk), n_best, prefixes=prefixes(len(chunk), start),
-                                                    on_part=advance, start=start), start, n_best)
+                                                    on_part=advance, start=start, constraints=constraints(len(chunk), start)),
+                                 start, n_best)
         else:
             from nmt import jobs
 

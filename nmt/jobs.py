@@ -446,18 +446,20 @@ def progress_bar(total: int) -> Callable[[int], None]:
 def server(run_dir: str | None, overrides: list[str], host: str, port: int) -> tuple[HTTPServer, dict]:
     """An HTTP server (bound, not yet serving) translating with the run's model (eval.checkpoint,
     decode settings with overrides), and what it serves. The search is traced before it returns,
-    so the first request waits no longer than the others; the search that follows prefixes, a
-    graph of its own, is traced by the first request that has them (~2 s, once)."""
+    so the first request waits no longer than the others; the searches that follow prefixes and
+    that place constraints, graphs of their own, are traced by the first request that has them
+    (~2 s, once each)."""
     run, config = load_run(run_dir, overrides)
     checkpoint = run.checkpoint_path(config.eval.checkpoint)
     translator = Translator.from_run_dir(run, config, checkpoint)
     translator.translate(["warm up"])
     about = {"run": str(run.path), "checkpoint": str(checkpoint), "decode": dataclasses.asdict(config.decode)}
 
-    def translate(sentences: list[str], n_best: int, prefixes: list[str] | None, start: int) -> list[list[tuple[str, float]]]:
+    def translate(sentences: list[str], n_best: int, prefixes: list[str] | None, start: int,
+                  constraints: list[list[str]] | None) -> list[list[tuple[str, float]]]:
         translator.start_at(start)
         return [[(hypothesis.text, hypothesis.score) for hypothesis in hypotheses]
-                for hypotheses in translator.translate_n_best(sentences, n_best, prefixes=prefixes)]
+                for hypotheses in translator.translate_n_best(sentences, n_best, prefixes=prefixes, constraints=constraints)]
 
     def score(sources: list[str], targets: list[str], start: int) -> list[tuple[float, list[str], list[float]]]:
         return _score_rows(translator, sources, targets, start=start)

@@ -3,9 +3,12 @@ HTTP requests; the client is what `nmt translate --server URL` uses, and imports
 so a sentence costs the request instead of TensorFlow's start-up and the model's loading.
 
 Protocol (JSON over HTTP):
-    POST /translate  {"text": ["A dog runs.", ...], "n_best": 1, "prefix": ["Ein", ...], "start": 0}
+    POST /translate  {"text": ["A dog runs.", ...], "n_best": 1, "prefix": ["Ein", ...],
+                      "constraints": [["Hund"], ...], "start": 0}
                      ("prefix" optional: the text each translation begins with, one per sentence;
-                     "start" optional: how many sentences of the client's input come before these)
+                     "constraints" optional: the texts each translation must contain, a list per
+                     sentence; "start" optional: how many sentences of the client's input come
+                     before these)
         -> 200 {"translations": [[{"text": "...", "score": -0.42}, ...], ...], "warnings": ["...", ...]}
            (n_best per sentence, best first; the warnings of sentences and prefixes cut to the
            model's lengths, which number sentences from start + 1)
@@ -36,9 +39,11 @@ log = logging.getLogger("nmt")
 # must end within a request's timeout (~1 minute of beam search by a large model on 2 CPU cores),
 # and enough to fill the server's decoding batches with sentences of similar length.
 REQUEST_SENTENCES = 1000
-# Sentences (and their prefixes, or None, and the number of the client's sentences before them)
-# to (translation, score) lists, n per sentence; raises NmtError for a bad n or prefixes.
-Translate = Callable[[Sequence[str], int, Sequence[str] | None, int], list[list[tuple[str, float]]]]
+# Sentences (and their prefixes, or None, the number of the client's sentences before them, and
+# their constraints, or None) to (translation, score) lists, n per sentence; raises NmtError for a
+# bad n, prefixes or constraints.
+Translate = Callable[[Sequence[str], int, Sequence[str] | None, int, Sequence[Sequence[str]] | None],
+                     list[list[tuple[str, float]]]]
 # Sources and targets (and the number of pairs before them) to (score, pieces, log-probabilities)
 # each, as `nmt score` gives them.
 Score = Callable[[Sequence[str], Sequence[str], int], list[tuple[float, list[str], list[float]]]]
@@ -119,7 +124,7 @@ def _warnings_kept() -> Iterator[list[str]]:
         log.removeHandler(handler)
 
 
-def _parse(data: bytes) -> tuple[list[str], int, list[str] | None, int]:
+def _parse(data: bytes) -> tuple[list[str], int, list[str] | None, int, list[list[str]] | None]:
     body = _json_object(data)
     if body is None or not _strings(body.get("text")):
         raise ValueError('the request must be a JSON object {"text": [sentences...], "n_best": 1}')
@@ -129,7 +134,10 @@ def _parse(data: bytes) -> tuple[list[str], int, list[str] | None, int]:
     prefixes = body.get("prefix")
     if prefixes is not None and not _strings(prefixes):
         raise ValueError('"prefix" must be a list of strings, one per sentence')
-    return body["text"], n_best, prefixes, _start(body)
+    constraints = body.get("constraints")
+    if constraints is not None and not (isinstance(constraints, list) and all(_strings(texts) for texts in constraints)):
+        raise ValueError('"constraints" must be a list of lists of strings, one list per sentence')
+    return body["text"], n_best, prefixes, _start(body), constraints
 
 
 def _parse_pairs(data: bytes) -> tuple[list[str], list[str], int]:
@@ -160,9 +168,9 @@ def _strings(value) -> bool:
 
 def request(url: str, sentences: Sequence[str], n_best: int = 1, timeout: float = 600.0,
             prefixes: Sequence[str] | None = None, on_part: Callable[[int], None] | None = None,
-            start: int = 0) -> list[list[tuple[str, float]]]:
+            start: int = 0, constraints: Sequence[Sequence[str]] | None = None) -> list[list[tuple[str, float]]]:
     """The server's n_best (translation, score) pairs for each sentence (beginning with its
-    prefix, where given), asked REQUEST_SENTENCES at a time, each request answered within timeout
+    prefix and containing its constraints, where given), asked REQUEST_SENTENCES at a time, each request answered within timeout
     seconds; on_part is called with the number of sentences of each answer (a progress bar's). The
     server's warnings are logged here, their sentences numbered from start + 1.
 
@@ -170,9 +178,10 @@ def request(url: str, sentences: Sequence[str], n_best: int = 1, timeout: float 
         NmtError: no server answers at url, it refused a request (its reason), or it did not
         answer one in time.
     """
+    lists = {"text": sentences, **({"prefix": prefixes} if prefixes is not None else {}),
+             **({"constraints": constraints} if constraints is not None else {})}
     return [[(hypothesis["text"], hypothesis["score"]) for hypothesis in hypotheses]
-            for body in _posted(url, "/translate", {"text": sentences, **({"prefix": prefixes} if prefixes is not None else {})},
-                                {"n_best": n_best}, timeout, on_part, start)
+            for body in _posted(url, "/translate", lists, {"n_best": n_best}, timeout, on_part, start)
             for hypotheses in body["translations"]]
 
 
@@ -189,7 +198,7 @@ def score(url: str, sources: Sequence[str], targets: Sequence[str], timeout: flo
             for scored in body["scores"]]
 
 
-def _posted(url: str, path: str, lists: dict[str, Sequence[str]], fields: dict, timeout: float,
+def _posted(url: str, path: str, lists: dict[str, Sequence], fields: dict, timeout: float,
             on_part: Callable[[int], None] | None = None, first: int = 0) -> Iterator[dict]:
     """The answers to POST path with lists (of equal length) sent REQUEST_SENTENCES items at a
     time, each request with fields too and its start (first, the number of items before lists,

@@ -238,6 +238,10 @@ def test_serve_answers_translate_server_like_a_local_translate(workdir, package_
         remote = invoke("translate", "--server", url, "--prefix", "Tir", *sentences)
         assert remote.exit_code == 0 and remote.output == local.output, (remote.output, local.output)
         assert [line[:3] for line in local.output.splitlines()] == ["Tir", "Tir"]
+        local = invoke("translate", "--run-dir", "runs/tiny", "--constraint", "lergol", *sentences)
+        remote = invoke("translate", "--server", url, "--constraint", "lergol", *sentences)
+        assert remote.exit_code == 0 and remote.output == local.output, (remote.output, local.output)
+        assert all("lergol" in line for line in local.output.splitlines()), local.output
         assert invoke("translate", "--server", url, "--output", "served.txt", *sentences).exit_code == 0
         assert Path("served.txt").read_text() == invoke("translate", "--run-dir", "runs/tiny", *sentences).output
         Path("served.src").write_text("".join(f"{sentence}\n" for sentence in sentences) + "\n")
@@ -605,8 +609,6 @@ def test_translations_contain_the_constraints_given(workdir):
                       "--constraint-file has 1 lines and the input 2; give one line of constraints per input line")
     assert_user_error(invoke("translate", "--constraint", "a", "--constraint-file", "constraints.txt", "A dog."),
                       "pass one of them")
-    assert_user_error(invoke("translate", "--constraint", "a", "--server", "http://127.0.0.1:9", "A dog."),
-                      "--constraint and --constraint-file need a model loaded here")
     assert_user_error(invoke("translate", "--constraint", "a", "--set", "decode.sampling=top_k", "A dog."),
                       "constraints are placed by beam search")
 

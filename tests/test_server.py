@@ -11,9 +11,9 @@ from nmt import server
 from nmt.errors import ConfigError, NmtError
 
 
-def reverse(sentences, n_best, prefixes=None, start=0):
-    """A stand-in model: each sentence reversed; one of 'long' is warned of, as the model warns of
-    a sentence cut, by its number in the client's input."""
+def reverse(sentences, n_best, prefixes=None, start=0, constraints=None):
+    """A stand-in model: each sentence reversed, then its constraints; one of 'long' is warned of,
+    as the model warns of a sentence cut, by its number in the client's input."""
     if n_best < 1 or n_best > 2:
         raise ConfigError(f"n-best must be between 1 and decode.beam_size (2); got {n_best}")
     if "boom" in sentences:
@@ -22,8 +22,9 @@ def reverse(sentences, n_best, prefixes=None, start=0):
         if sentence == "long":
             server.log.warning("sentence %d is long", start + index + 1)
     prefixes = prefixes or [""] * len(sentences)
-    return [[(prefix + sentence[::-1] + "!" * rank, -float(rank)) for rank in range(n_best)]
-            for sentence, prefix in zip(sentences, prefixes)]
+    constraints = constraints or [[]] * len(sentences)
+    return [[(prefix + sentence[::-1] + "".join(texts) + "!" * rank, -float(rank)) for rank in range(n_best)]
+            for sentence, prefix, texts in zip(sentences, prefixes, constraints)]
 
 
 @pytest.fixture
@@ -55,6 +56,9 @@ def test_prefixes_go_with_their_sentences_in_every_request(url, monkeypatch):
     sentences, prefixes, parts = ["ab", "cd", "ef"], ["1", "", "3"], []
     assert server.request(url, sentences, prefixes=prefixes, on_part=parts.append) == [[("1ba", 0.0)], [("dc", 0.0)], [("3fe", 0.0)]]
     assert parts == [2, 1]  # what a progress bar advances by, as each answer comes
+    constraints = [["x", "y"], [], ["z"]]
+    assert server.request(url, sentences, prefixes=prefixes, constraints=constraints) == [
+        [("1baxy", 0.0)], [("dc", 0.0)], [("3fez", 0.0)]]
 
 
 def test_the_models_refusal_reaches_the_client_as_one_error(url):
@@ -68,6 +72,7 @@ def test_the_models_refusal_reaches_the_client_as_one_error(url):
     (b'{"text": ["a", 1]}', '{"text": [sentences...]'),
     (b'{"text": ["a"], "n_best": "2"}', "n_best must be an integer"),
     (b'{"text": ["a"], "prefix": "b"}', '"prefix" must be a list of strings'),
+    (b'{"text": ["a"], "constraints": ["b"]}', '"constraints" must be a list of lists of strings'),
     (b'{"text": ["a"], "start": -1}', "start must be an integer of 0 or more"),
 ])
 def test_bad_requests_get_400_with_the_reason(url, body, message):
@@ -122,7 +127,7 @@ def test_many_sentences_go_in_several_requests_in_order(url, monkeypatch):
 def test_a_server_that_does_not_answer_in_time_is_one_clear_error():
     answered = threading.Event()
 
-    def stuck(sentences, n_best, prefixes, start):
+    def stuck(sentences, n_best, prefixes, start, constraints):
         answered.wait(10)
         return [[("", 0.0)] for _ in sentences]
 
