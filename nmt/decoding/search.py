@@ -181,10 +181,10 @@ def beam_search(
     """
     num_best = beam_size if num_best is None else num_best
     batch_size = tf.shape(source_ids)[0]
+    # Without constraints, their state is an empty structure: the graph is beam search's alone.
     constrained = constraint_ids is not None
-    if not constrained:
-        constraint_ids = tf.zeros([batch_size, 0, 0], tf.int32)  # no constraint: the state below stays empty
-    constraint_lengths = tf.reduce_sum(tf.cast(tf.not_equal(constraint_ids, PAD_ID), tf.int32), axis=2)  # (batch, C)
+    if constrained:
+        constraint_lengths = tf.reduce_sum(tf.cast(tf.not_equal(constraint_ids, PAD_ID), tf.int32), axis=2)  # (batch, C)
     max_steps = tf.reduce_max(max_lengths) + 1
     cache = model.start_decoding(source_ids)
     output_kernel = model.output_kernel()  # once, not every step
@@ -205,7 +205,8 @@ def beam_search(
         history = tf.reshape(alive_ids, [rows, -1])[:, :step]
         sentences = tf.repeat(active, beam_size)
         log_probs = _log_probs(logits, step, sentences, history, prefix_ids, no_repeat_ngram_size)
-        return select(step, active, candidates(log_probs, step, limits, tf.reshape(progress, [rows, -1]), sentences),
+        row_progress = tf.reshape(progress, [rows, -1]) if constrained else ()
+        return select(step, active, candidates(log_probs, step, limits, row_progress, sentences),
                       limits, alive_ids, alive_scores, progress, finished_ids, finished_scores, num_finished, cache)
 
     def candidates(log_probs, step, limits, progress, sentences):
@@ -233,7 +234,7 @@ def beam_search(
         # The 2 * beam best continuations of a sentence are among its hypotheses' 2 * beam best
         # tokens each: a top-k over (A, beam x 2 * beam) candidates instead of (A, beam x vocab).
         row_log_probs, row_ids = next_tokens  # (A * beam, K): K = 2 * beam, and the constraints' tokens
-        width = tf.shape(row_ids)[1]
+        width = tf.shape(row_ids)[1] if constrained else 2 * beam_size
         candidates = alive_scores[:, :, tf.newaxis] + tf.reshape(row_log_probs, [-1, beam_size, width])
         candidates = tf.reshape(candidates, [tf.size(active), -1])
         if constrained:
@@ -272,6 +273,7 @@ def beam_search(
             progress = tf.gather(tf.gather(grown, indices, batch_dims=1), keep, batch_dims=1)  # (A, beam, C)
         else:
             alive_scores, keep = tf.math.top_k(tf.where(is_eos, _NEG, scores), k=beam_size)
+            progress = ()
         alive_ids = tf.gather(extended, keep, batch_dims=1)
         parents = tf.gather(beams, keep, batch_dims=1)  # (A, beam): rows of this step's batch
         next_tokens = tf.gather(next_ids, keep, batch_dims=1)
@@ -279,7 +281,8 @@ def beam_search(
         # Sentences with beam_size finished hypotheses are done, and those whose num_best best
         # finished ones no alive hypothesis can reach; the others go on.
         limits = tf.reshape(limits, [-1, beam_size])  # (A, beam): the sentence's limit in each row
-        reachable = tf.reduce_max(alive_scores, axis=1) / length_penalty(limits[:, 0] + 1, alpha)
+        best_alive = tf.reduce_max(alive_scores, axis=1) if constrained else alive_scores[:, 0]  # banks' order, or the scores'
+        reachable = best_alive / length_penalty(limits[:, 0] + 1, alpha)
         settled = best_scores[:, num_best - 1] >= reachable
         going_on = tf.cast(tf.where((counts < beam_size) & ~settled)[:, 0], tf.int32)  # (A',) positions among the active
         row_base = going_on[:, tf.newaxis] * beam_size
@@ -294,7 +297,7 @@ def beam_search(
         limits = tf.reshape(tf.gather(limits, going_on), [-1])
         return (
             step + 1, tf.gather(active, going_on), tokens, limits, tf.gather(alive_ids, going_on),
-            tf.gather(alive_scores, going_on), tf.gather(progress, going_on), finished_ids, finished_scores,
+            tf.gather(alive_scores, going_on), tf.gather(progress, going_on) if constrained else (), finished_ids, finished_scores,
             num_finished, cache,
         )
 
@@ -302,7 +305,7 @@ def beam_search(
     # same cache; the sentence's rows then share its logits and cache (a 1/beam_size step).
     logits, cache = model.decode_step(tf.fill([batch_size], BOS_ID), tf.constant(0), cache, output_kernel)
     log_probs = _log_probs(logits, tf.constant(0), tf.range(batch_size), None, prefix_ids, 0)  # no history to repeat yet
-    no_progress = tf.zeros(tf.shape(constraint_lengths), tf.int32)
+    no_progress = tf.zeros(tf.shape(constraint_lengths), tf.int32) if constrained else ()
     first_tokens = tf.nest.map_structure(
         lambda tensor: tf.repeat(tensor, beam_size, axis=0),
         candidates(log_probs, tf.constant(0), max_lengths, no_progress, tf.range(batch_size)))
@@ -317,12 +320,13 @@ def beam_search(
         extend,
         select(
             tf.constant(0), tf.range(batch_size), first_tokens, tf.repeat(max_lengths, beam_size), empty_ids,
-            first_scores, tf.repeat(no_progress[:, tf.newaxis], beam_size, axis=1), empty_ids,
+            first_scores, tf.repeat(no_progress[:, tf.newaxis], beam_size, axis=1) if constrained else (), empty_ids,
             tf.fill([batch_size, beam_size], _NEG), tf.zeros([batch_size], tf.int32), cache,
         ),
         shape_invariants=(
             None, fewer, fewer, fewer, tf.TensorShape([None, beam_size, None]), tf.TensorShape([None, beam_size]),
-            tf.TensorShape([None, beam_size, None]), None, None, None, model.decoding_shape_invariants(cache),
+            tf.TensorShape([None, beam_size, None]) if constrained else (), None, None, None,
+            model.decoding_shape_invariants(cache),
         ),
     )
     return finished_ids, finished_scores
