@@ -379,7 +379,8 @@ def translator(run_dir: str | None, overrides: list[str], n_best: int = 1, with_
         exported = export_lib.load_matching(run.export_dir, found[0], config)
         if exported is not None:
             def translate_exported(sentences: Sequence[str], on_batch=None, start: int = 0,
-                                   prefixes: Sequence[str] | None = None) -> list[list[Hypothesis]]:
+                                   prefixes: Sequence[str] | None = None, constraints: None = None) -> list[list[Hypothesis]]:
+                # constraints: always None here (the export places none; a constrained translator skips it).
                 check_text(sentences)
                 if prefixes is not None:
                     check_text(prefixes, "prefix")

@@ -87,7 +87,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Callable, Optional
 
 import nmt  # noqa: F401  (before TensorFlow: it sets TensorFlow's environment, as the CLI does)
 
@@ -377,50 +377,65 @@ class TrainingTimer:
         }
 
 
-def take_turns_training(timers: dict, steps: int, rounds: int) -> dict[str, list[float]]:
+def take_turns_training(timers: dict, steps: int, rounds: int,
+                        between: Optional[Callable[[int], None]] = None) -> dict[str, list[float]]:
     """The variants train `steps` steps each in `rounds` rounds, in turn, who goes first
     alternating (forwards, then backwards), so that the machine's drift (10-25% within a day here)
-    falls on all alike. Returns each variant's target tokens/s in each round."""
+    falls on all alike; between(steps of the round) runs after each round. Returns each variant's
+    target tokens/s in each round."""
     sizes = [steps // rounds + (index < steps % rounds) for index in range(rounds)]
     rates = {name: [] for name in timers}
     for index, size in enumerate(sizes):
         for name in (list(timers) if index % 2 == 0 else reversed(timers)):
             rates[name].append(timers[name].time(size))
+        if between:
+            between(size)
     return rates
 
 
-def measure_reference(reference_python: Path, config: Config, tokenizer_dir: Path, steps: int, warmup: int,
-                      test: SplitEvaluator, decode_steps: Optional[int]) -> dict:
-    """The reference toolkit on this config's model, batching and training data, segmented by the same
-    SentencePiece model (scripts/reference_opennmt.py, run by the reference's own Python): training
-    throughput over the same steps as ours and, given decode_steps, greedy and beam-4 decoding of the
-    test split with the config's decoding settings by its model after that many training steps."""
-    import sentencepiece as spm
+class Reference:
+    """The reference toolkit on a config's model, batching and training data, segmented by the same
+    SentencePiece model (scripts/reference_opennmt.py, run by the reference's own Python in a fresh
+    process each time, in a scratch directory written once, which close() removes)."""
 
-    model = config.model
-    if not (config.tokenizer.joint and model.share_embeddings and model.tie_output
-            and model.num_encoder_layers == model.num_decoder_layers):
-        raise typer.BadParameter("--reference-python needs a joint vocabulary, shared and tied embeddings and "
-                                 "as many encoder as decoder layers (the reference's Transformer)")
-    segmenter = spm.SentencePieceProcessor(model_file=str(tokenizer.model_files(tokenizer_dir, joint=True)["source"]))
-    beam_sizes = (1, 4) if decode_steps else ()
-    with tempfile.TemporaryDirectory() as directory:
-        work = Path(directory)
+    def __init__(self, reference_python: Path, config: Config, tokenizer_dir: Path, test: SplitEvaluator):
+        import sentencepiece as spm
 
-        def write_segmented(name: str, texts: list[str]) -> None:
-            pieces = segmenter.encode(texts, out_type=str)
-            (work / name).write_text("".join(" ".join(line) + "\n" for line in pieces), encoding="utf-8")
-
+        model = config.model
+        if not (config.tokenizer.joint and model.share_embeddings and model.tie_output
+                and model.num_encoder_layers == model.num_decoder_layers):
+            raise typer.BadParameter("--reference-python needs a joint vocabulary, shared and tied embeddings and "
+                                     "as many encoder as decoder layers (the reference's Transformer)")
+        self.python, self.config, self.test = reference_python, config, test
+        self.segmenter = spm.SentencePieceProcessor(model_file=str(tokenizer.model_files(tokenizer_dir, joint=True)["source"]))
+        self._scratch = tempfile.TemporaryDirectory()
+        self.work = Path(self._scratch.name)
+        self.runs = 0
         for side, texts in zip(("source", "target"), sources.read_pairs(config.data, "train")):
-            write_segmented(f"train.{side}", texts)
-        if beam_sizes:
-            write_segmented("test.source", test.sources)
+            self._write_segmented(f"train.{side}", texts)
+        self._write_segmented("test.source", test.sources)
         # OpenNMT-tf's own special tokens first; it adds one for unknown pieces at the end, so
         # the vocabulary has as many entries as ours (whose pad/unk/bos/eos are ids 0-3).
-        vocabulary = ["<blank>", "<s>", "</s>"] + [segmenter.id_to_piece(i) for i in range(4, segmenter.get_piece_size())]
-        (work / "vocabulary.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
+        vocabulary = ["<blank>", "<s>", "</s>"] + [self.segmenter.id_to_piece(i) for i in range(4, self.segmenter.get_piece_size())]
+        (self.work / "vocabulary.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
+
+    def close(self) -> None:
+        self._scratch.cleanup()
+
+    def _write_segmented(self, name: str, texts: list[str]) -> None:
+        pieces = self.segmenter.encode(texts, out_type=str)
+        (self.work / name).write_text("".join(" ".join(line) + "\n" for line in pieces), encoding="utf-8")
+
+    def run(self, steps: int, warmup: int, decode_steps: Optional[int] = None) -> dict:
+        """Training throughput over `steps` steps after `warmup` of a model trained from scratch
+        and, given decode_steps, greedy and beam-4 decoding of the test split with the config's
+        decoding settings by its model after that many training steps."""
+        config, model = self.config, self.config.model
+        beam_sizes = (1, 4) if decode_steps else ()
+        self.runs += 1
         job = {
-            "directory": directory, "steps": steps, "warmup": warmup, "train_steps": max(steps + warmup, decode_steps or 0),
+            "directory": str(self.work), "model_dir": str(self.work / f"model{self.runs}"), "steps": steps, "warmup": warmup,
+            "train_steps": max(steps + warmup, decode_steps or 0),
             "model": {"num_layers": model.num_encoder_layers, "hidden_dim": model.hidden_dim, "num_heads": model.num_heads,
                       "intermediate_dim": model.intermediate_dim, "dropout": model.dropout,
                       "attention_dropout": model.attention_dropout},
@@ -429,24 +444,25 @@ def measure_reference(reference_python: Path, config: Config, tokenizer_dir: Pat
             "adam_beta1": config.train.adam_beta1, "adam_beta2": config.train.adam_beta2,
             "adam_epsilon": config.train.adam_epsilon,
             "label_smoothing": config.train.label_smoothing,
-            "decode": {"source_file": str(work / "test.source"), "beam_sizes": beam_sizes,
+            "decode": {"source_file": str(self.work / "test.source"), "beam_sizes": beam_sizes,
                        "batch_size": config.decode.batch_size, "length_penalty": config.decode.length_penalty,
                        "max_length": model.max_length - 1},
         }
-        (work / "job.json").write_text(json.dumps(job), encoding="utf-8")
+        (self.work / "job.json").write_text(json.dumps(job), encoding="utf-8")
         script = Path(__file__).with_name("reference_opennmt.py")
-        done = subprocess.run([str(reference_python), str(script), str(work / "job.json")], capture_output=True, text=True)
+        done = subprocess.run([str(self.python), str(script), str(self.work / "job.json")], capture_output=True, text=True)
+        shutil.rmtree(job["model_dir"], ignore_errors=True)
         if done.returncode != 0:
             tail = " | ".join(done.stderr.strip().splitlines()[-3:])
-            raise typer.BadParameter(f"the reference toolkit failed under {reference_python} "
+            raise typer.BadParameter(f"the reference toolkit failed under {self.python} "
                                      f"(make benchmark-speed-reference installs it): {tail}")
         result = json.loads(done.stdout.strip().splitlines()[-1])
         for beam_size, name in zip(beam_sizes, ("greedy", "beam4")):
-            pieces = [line.split() for line in (work / f"test.beam{beam_size}").read_text(encoding="utf-8").splitlines()]
-            hypotheses = [segmenter.decode_pieces(line) for line in pieces]
+            pieces = [line.split() for line in (self.work / f"test.beam{beam_size}").read_text(encoding="utf-8").splitlines()]
+            hypotheses = [self.segmenter.decode_pieces(line) for line in pieces]
             seconds = result["decode_seconds"][str(beam_size)]
-            result.update(other_decoder_scores(name, pieces, hypotheses, seconds, test))
-    return result
+            result.update(other_decoder_scores(name, pieces, hypotheses, seconds, self.test))
+        return result
 
 
 def other_decoder_scores(name: str, pieces: list[list[str]], hypotheses: list[str], seconds: float,
@@ -584,9 +600,20 @@ def speed(
     typer.echo(f"training speed: {', '.join(timers)} taking turns over {rounds} rounds ...", err=True)
     # Warmed up in turn, just before the rounds: the first steps after the others' preparation
     # ran at half speed when they were timed.
+    test = SplitEvaluator(resolved.data, "test")
     for timer in timers.values():
         timer.warm_up(warmup)
-    rates = take_turns_training(timers, steps, rounds)
+    reference, reference_rounds = None, []
+    if reference_python:
+        # The reference trains in every round, after ours, in a fresh process of its own (its warm-up
+        # each time untimed), so that the machine's drift falls on both alike.
+        reference = Reference(reference_python, resolved, scratch_run.tokenizer_dir, test)
+
+        def reference_round(size: int) -> None:
+            typer.echo(f"  the reference toolkit: {size} steps after {warmup} ...", err=True)
+            reference_rounds.append(reference.run(size, warmup))
+
+    rates = take_turns_training(timers, steps, rounds, reference_round if reference_python else None)
     trained = timers["config"]  # decodes below, unless --decode-run-dir
     results, peaks = {}, {}
     for name, timer in timers.items():
@@ -605,7 +632,6 @@ def speed(
         ratios = [ours / theirs for ours, theirs in zip(rates[name], rates["config"])]
         result["round_speedups"] = [round(min(ratios), 3), round(max(ratios), 3)]
     tokenizers = tokenizer.load(scratch_run.tokenizer_dir, resolved.tokenizer.joint)
-    test = SplitEvaluator(resolved.data, "test")
     if decode_run_dir:
         decode_run = RunDir(Path(decode_run_dir))
         translator = Translator.from_run_dir(decode_run)
@@ -618,18 +644,27 @@ def speed(
         model.set_weights(trained.model.get_weights())
         decode_steps = trained.trained_steps
         decode_source = f"the model after {decode_steps} training steps of this benchmark"
-    reference = None
+    reference_result = None
     if reference_python:
-        # Only a trained model is worth comparing decoding on: a briefly trained one runs on to the
-        # length limit, ours's (1.5 x source + 10) far below the reference's single one (255).
-        reference_decode_steps = decode_steps if decode_run_dir else None
-        what = f"training speed, then decoding after {decode_steps} steps" if decode_run_dir else "training speed"
-        typer.echo(f"the reference toolkit: {what} ...", err=True)
-        reference = measure_reference(reference_python, resolved, scratch_run.tokenizer_dir, steps, warmup, test,
-                                      reference_decode_steps)
-        reference["config_speedup"] = round(base["train_target_tokens_per_s"] / reference["train_target_tokens_per_s"], 2)
-        typer.echo(f"  {reference['train_target_tokens_per_s']:,} target tokens/s: the config trains "
-                   f"{reference['config_speedup']}x as fast", err=True)
+        seconds = sum(result["seconds"] for result in reference_rounds)
+        reference_result = {
+            "toolkit": reference_rounds[0]["toolkit"], "timed_steps": sum(result["timed_steps"] for result in reference_rounds),
+            "seconds": round(seconds, 2),
+            **{key: round(sum(result[key] * result["seconds"] for result in reference_rounds) / seconds)
+               for key in ("train_tokens_per_s", "train_target_tokens_per_s")},
+            "round_target_tokens_per_s": [result["train_target_tokens_per_s"] for result in reference_rounds],
+        }
+        ratios = [ours / result["train_target_tokens_per_s"] for ours, result in zip(rates["config"], reference_rounds)]
+        reference_result["config_speedup"] = round(base["train_target_tokens_per_s"] / reference_result["train_target_tokens_per_s"], 2)
+        reference_result["round_config_speedups"] = [round(min(ratios), 3), round(max(ratios), 3)]
+        typer.echo(f"  the reference: {reference_result['train_target_tokens_per_s']:,} target tokens/s: the config trains "
+                   f"{reference_result['config_speedup']}x as fast", err=True)
+        if decode_run_dir:
+            # Only a trained model is worth comparing decoding on: a briefly trained one runs on to the
+            # length limit, ours's (1.5 x source + 10) far below the reference's single one (255).
+            typer.echo(f"the reference toolkit: decoding after {decode_steps} steps ...", err=True)
+            decoded = reference.run(steps, warmup, decode_steps)
+            reference_result.update({key: value for key, value in decoded.items() if key.startswith("decode")})
     decoding, engine, engine_int8 = {}, None, None
     if decode:
         typer.echo("decoding speed: greedy, beam 4", err=True)
@@ -649,7 +684,9 @@ def speed(
         engine = measure_ctranslate2(resolved, model, tokenizer_dir, test, greedy_hypotheses)
         engine_int8 = measure_ctranslate2(resolved, model, tokenizer_dir, test, greedy_hypotheses, "int8")
     scratch.cleanup()
-    for other in (decoder for decoder in (reference, engine) if decoder and "decode_beam4_bleu" in decoder):
+    if reference:
+        reference.close()
+    for other in (decoder for decoder in (reference_result, engine) if decoder and "decode_beam4_bleu" in decoder):
         for name, ours in (("greedy", greedy), ("beam4", beam)):
             other[f"config_decode_{name}_speedup"] = round(
                 ours["sentences_per_s"] / other[f"decode_{name}_sentences_per_s"], 2)
@@ -663,7 +700,7 @@ def speed(
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "levers": {name: result for name, result in results.items() if name != "config"},
         # The reference toolkit measured in this run; "config_speedup": the config's target tokens/s over its.
-        "reference": reference,
+        "reference": reference_result,
         # The same model decoded by CTranslate2 in this run; "config_decode_*_speedup": ours over its.
         "ctranslate2": engine,
         # ... and by CTranslate2 with int8 weights.
@@ -720,8 +757,10 @@ def speed_table(entry: dict) -> str:
         )
         fastest = max(entry["levers"].items(), key=lambda item: item[1]["train_target_tokens_per_s"], default=None)
         lines += ["", f"The config trains **{reference['config_speedup']:.2f}x** as fast as the reference toolkit "
-                      f"(target tokens/s, measured in this run on the same model, data and batch size, its own process "
-                      f"after ours: not taking turns)"
+                      f"(target tokens/s, measured in this run on the same model, data and batch size"
+                      + (f"; it trained in each round after ours, a fresh process each time: single rounds "
+                         f"{reference['round_config_speedups'][0]:.2f}–{reference['round_config_speedups'][1]:.2f}x)"
+                         if reference.get("round_config_speedups") else ", its own process after ours: not taking turns)")
                   + (f"; with its fastest lever, {fastest[0]}, **{versus_reference(fastest[1]):.2f}x**."
                      if fastest and fastest[1]["speedup"] > 1 else ".")]
     nmt_rows = [_decoding_row("nmt", entry)] if "decode_model" in entry else []

@@ -63,7 +63,7 @@ def main() -> None:
     )
     report_every = 10
     config = {
-        "model_dir": str(work / "model"),
+        "model_dir": job["model_dir"],
         "data": {
             "train_features_file": str(work / "train.source"),
             "train_labels_file": str(work / "train.target"),
