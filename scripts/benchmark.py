@@ -14,9 +14,9 @@
       ratio to the config's: the variants, all held in memory at once, take turns, --rounds times,
       so that the machine's drift falls on all of them alike. With --reference-python, the reference
       toolkit (OpenNMT-tf, scripts/reference_opennmt.py) trains the same model on the same segmented
-      data in the same run, after ours, and the config's speed is reported as a ratio to it too; the
-      reference also decodes the test split, trained for as many steps as the model ours decodes
-      (the benchmark's own, or --decode-run-dir's), so decoding is compared on models of like
+      data in each round, after ours, a fresh process each time, and the config's speed is reported
+      as a ratio to it too; with --decode-run-dir, the reference also decodes the test split,
+      trained for as many steps as that run's model, so decoding is compared on models of like
       training. With --ctranslate2, the model that decodes is also converted to CTranslate2 (a C++
       inference engine, scripts/ctranslate2_model.py) and decodes the test split in the same run.
 
@@ -741,8 +741,20 @@ def speed_table(entry: dict) -> str:
     def versus_reference(result: dict) -> float:
         return result["train_target_tokens_per_s"] / reference["train_target_tokens_per_s"]
 
+    def versus_cell(result: dict) -> str:
+        """The ratio to the reference, and its lowest and highest over single rounds where the
+        reference trained in the rounds."""
+        if not reference:
+            return ""
+        cell = f"{versus_reference(result):.2f}x"
+        theirs, ours = reference.get("round_target_tokens_per_s"), result.get("round_target_tokens_per_s")
+        if theirs and ours and len(theirs) == len(ours):
+            ratios = [mine / other for mine, other in zip(ours, theirs)]
+            cell += f" ({min(ratios):.2f}–{max(ratios):.2f}x)"
+        return cell
+
     for name, result in {"config": {**entry, "speedup": 1.0}, **entry["levers"]}.items():
-        versus = f"{versus_reference(result):.2f}x" if reference else ""
+        versus = versus_cell(result)
         low, high = result.get("round_speedups") or (None, None)
         spread = f"{low:.3f}–{high:.3f}x" if low is not None else ""
         lines.append(

@@ -75,7 +75,11 @@ def test_training_variants_take_turns_and_the_table_gives_the_spread_over_rounds
     assert between == [3, 2, 2]
     reference = {"toolkit": "OpenNMT-tf 2.32.0", "train_target_tokens_per_s": 1000, "train_tokens_per_s": 1950,
                  "config_speedup": 2.0, "round_config_speedups": [1.8, 2.2]}
-    table = benchmark.speed_table({**entry, "reference": reference})
+    table = benchmark.speed_table({**entry, "round_target_tokens_per_s": [2000, 2200],
+                                   "levers": {"bf16": {**bf16, "round_target_tokens_per_s": [3000, 3300]}},
+                                   "reference": {**reference, "round_target_tokens_per_s": [1000, 1000]}})
+    assert "| config | float32 | no | 2,000 | 3,900 | 1.00x |  | 2.00x (2.00–2.20x) |" in table
+    assert "| bf16 | mixed_bfloat16 | no | 3,000 | 3,900 | 1.50x | 1.420–1.561x | 3.00x (3.00–3.30x) |" in table
     assert "| reference: OpenNMT-tf 2.32.0 | float32 | no | 1,000 | 1,950 | 0.50x | | 1.00x |" in table
     assert "The config trains **2.00x** as fast" in table
     assert "it trained in each round after ours, a fresh process each time: single rounds 1.80–2.20x" in table
