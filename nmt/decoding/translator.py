@@ -16,7 +16,7 @@ import tensorflow as tf
 from nmt import checkpoints
 from nmt.config import Config, DecodeConfig
 from nmt.data import tokenizer
-from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizers
+from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizers
 from nmt.decoding.ensemble import Ensemble
 from nmt.decoding.search import DEAD, beam_search, greedy_search, length_penalty, next_token_log_probs, sample
 from nmt.errors import ConfigError, NmtError
@@ -436,18 +436,26 @@ class Translator:
     def _constraint_ids(self, constraints: Sequence[Sequence[str]], indices: Sequence[int],
                         prefix_ids: tf.RaggedTensor | None) -> tf.RaggedTensor:
         """(sentences, constraints, subwords) ragged: each sentence's constraints' target subwords,
-        blank ones left out; a sentence's whose subwords (with its prefix's) exceed the model's
-        longest output are dropped, with a warning naming the sentence (at `indices`)."""
-        texts = [[text for text in texts if text.strip()] for texts in constraints]
-        flat = self.tokenizers.target.tokenize(tf.constant([text for row in texts for text in row] or [""], tf.string))
-        per_sentence = tf.RaggedTensor.from_row_lengths(flat[: sum(map(len, texts))], [len(row) for row in texts])
-        lengths = tf.reduce_sum(per_sentence.row_lengths(axis=2), axis=1).numpy()
+        blank ones left out, each with a warning naming its sentence (at `indices`) left out too
+        where the target vocabulary cannot write it (it would be placed as "⁇"), and all of a
+        sentence's where their subwords (with its prefix's) exceed the model's longest output."""
+        texts = [[text for text in row if text.strip()] for row in constraints]
+        flat = self.tokenizers.target.tokenize(tf.constant([text for row in texts for text in row] or [""], tf.string)).to_list()
+        numbers, kept, start = self._numbers(indices), [], 0
+        for number, row in zip(numbers, texts):
+            pieces = flat[start:start + len(row)]
+            start += len(row)
+            for text, ids in zip(row, pieces):
+                if UNK_ID in ids:
+                    log.warning("the constraint %r of sentence %d holds characters the model's target vocabulary cannot "
+                                "write; it is left out", text, number)
+            kept.append([ids for ids in pieces if UNK_ID not in ids])
+        lengths = np.array([sum(map(len, row)) for row in kept], dtype=np.int64)
         if prefix_ids is not None:
             lengths = lengths + prefix_ids.row_lengths().numpy()
-        warn_long_constraints(self._numbers(indices), lengths, self.model.max_length, prefix_ids is not None)
-        counts = per_sentence.row_lengths()
-        fits = tf.RaggedTensor.from_row_lengths(tf.repeat(tf.constant(lengths <= self.model.max_length - 1), counts), counts)
-        return tf.ragged.boolean_mask(per_sentence, fits)
+        warn_long_constraints(numbers, lengths, self.model.max_length, prefix_ids is not None)
+        kept = [row if length <= self.model.max_length - 1 else [] for row, length in zip(kept, lengths)]
+        return tf.ragged.constant(kept, dtype=tf.int32, ragged_rank=2)
 
     def _translate_batch(self, source_ids: tf.Tensor, n: int, with_attention: bool,
                          prefix_ids: tf.RaggedTensor | None = None, constraint_ids: tf.RaggedTensor | None = None,

@@ -291,6 +291,10 @@ def test_translations_contain_their_constraints_or_say_why_not(translator, caplo
             assert all(text in hypothesis.text for text in constraints[index]), hypothesis.text
     assert found[2] == [Hypothesis("", 0.0)] * 2  # an empty sentence translates to nothing, constraints or not
     assert "the constraints of sentence 5 have 150 tokens" in caplog.text
+    # A constraint the target vocabulary cannot write would be placed as "⁇": it is left out.
+    assert translator.translate(sources[:1], constraints=[["世界", "cat"]]) == translator.translate(
+        sources[:1], constraints=[["cat"]])
+    assert "the constraint '世界' of sentence 1 holds characters the model's target vocabulary cannot write" in caplog.text
 
     def same(hypotheses, others):  # the scores to float rounding: batches pad differently
         return [h.text for h in hypotheses] == [o.text for o in others] and all(
