@@ -289,9 +289,10 @@ class Translator:
         constraints: one list per sentence of texts its translations must contain (lexically
         constrained beam search: nmt.decoding.search), e.g. the terms a glossary prescribes; each
         is tokenized as text of its own, so it is placed as whole words (it may be followed by
-        more of a word). The length limit grows to hold them. A sentence whose constraints cannot
-        all be placed (more tokens than the model's longest output, or none of its hypotheses
-        met them within its limit) is translated without them, with a warning.
+        more of a word). The length limit grows to hold them. A constraint the target vocabulary
+        cannot write is left out, and a sentence whose constraints cannot all be placed (more
+        tokens than the model's longest output, or none of its hypotheses met them within its
+        limit) is translated without them, each with a warning.
 
         Raises:
             ConfigError: n is not between 1 and decode.beam_size, or constraints with sampling.
@@ -460,6 +461,7 @@ class Translator:
     def _translate_batch(self, source_ids: tf.Tensor, n: int, with_attention: bool,
                          prefix_ids: tf.RaggedTensor | None = None, constraint_ids: tf.RaggedTensor | None = None,
                          numbers: Sequence[int] = ()) -> list[list[Hypothesis]]:
+        """numbers: the sentences' numbers in the input, for the warnings of constraints not placed."""
         decode = self.config.decode
         source_lengths = tf.reduce_sum(tf.cast(tf.not_equal(source_ids, PAD_ID), tf.int32), axis=1)
         prefix_lengths = None if prefix_ids is None else prefix_ids.row_lengths()
