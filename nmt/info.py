@@ -73,14 +73,16 @@ def _state(checkpoint: Path) -> dict:
 
 
 def _evaluations(run: RunDir) -> dict:
+    """The latest evaluation of each split, by its report's directory: eval/<split>, and
+    eval/<split>-ensemble for the run's ensemble's (the same split, not the run's own scores)."""
     found = {}
     for report in sorted(run.path.glob("eval/*/report.json")):
         data = json.loads(report.read_text(encoding="utf-8"))
-        found[data["split"]] = {key: data.get(key) for key in (
+        scores = found[report.parent.name] = {key: data.get(key) for key in (
             "bleu", "chrf", "ter", "signature", "chrf_signature", "ter_signature", "num_sentences", "checkpoint")}
-        found[data["split"]]["beam_size"] = data["decode"]["beam_size"]
+        scores["beam_size"] = data["decode"]["beam_size"]
         # Reports written before the setting existed decoded without it.
-        found[data["split"]]["no_repeat_ngram_size"] = data["decode"].get("no_repeat_ngram_size", 0)
+        scores["no_repeat_ngram_size"] = data["decode"].get("no_repeat_ngram_size", 0)
     return found
 
 

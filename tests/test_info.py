@@ -69,6 +69,14 @@ def test_progress_best_validation_checkpoints_and_evaluations(run):
         "split": "test", "bleu": 30.5, "chrf": 55.5, "signature": "nrefs:1|bs:1000", "chrf_signature": "chrF2",
         "num_sentences": 1000, "checkpoint": "ckpt-100", "decode": {"beam_size": 4, "no_repeat_ngram_size": 3}}))
     assert "(beam 4, no repeated 3-grams, 1000 sentences)" in info.text(info.describe(run))
+    # An ensemble's evaluation of the same split, beside the run's own: both, each by its name.
+    run.eval_dir("test-ensemble").mkdir()
+    (run.eval_dir("test-ensemble") / "report.json").write_text(json.dumps({
+        "split": "test", "bleu": 33.0, "chrf": 57.0, "signature": "nrefs:1|bs:1000", "chrf_signature": "chrF2",
+        "num_sentences": 1000, "checkpoint": "ckpt-100", "decode": {"beam_size": 4}, "ensemble": ["run", "other"]}))
+    found = info.describe(run)["evaluations"]
+    assert found["test"]["bleu"] == 30.5 and found["test-ensemble"]["bleu"] == 33.0
+    assert "Evaluation test-ensemble  BLEU 33.00" in info.text(info.describe(run))
 
 
 def test_an_unfinished_run_says_so(run):
