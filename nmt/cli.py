@@ -296,7 +296,7 @@ def _constraints(constraint: list[str] | None, constraint_file: Path | None,
         NmtError: both options, a blank --constraint, or a constraint file that is unreadable,
             not line for line with the input, or given at a terminal.
     """
-    from nmt.text_io import read_lines
+    from nmt.text_io import read_constraints
 
     if constraint and constraint_file is not None:
         raise NmtError("--constraint gives every sentence the same constraints and --constraint-file each its own; pass one of them")
@@ -307,11 +307,7 @@ def _constraints(constraint: list[str] | None, constraint_file: Path | None,
     if lines is None:
         raise NmtError("--constraint-file gives constraints per input line: pass sentences, --input FILE or text on stdin "
                        "(or --constraint TEXT for every sentence typed)")
-    constraint_lines = [[text for text in line.split("\t") if text.strip()]
-                        for line in read_lines(constraint_file, "--constraint-file")]
-    if len(constraint_lines) != len(lines):
-        raise NmtError(f"--constraint-file has {len(constraint_lines)} lines and the input {len(lines)}; give one line of "
-                       "constraints per input line")
+    constraint_lines = read_constraints(constraint_file, "--constraint-file", len(lines), "the input")
     return lambda count, start: constraint_lines[start:start + count]
 
 
@@ -461,10 +457,14 @@ def evaluate(
         typer.Option("--compare", help="Another run directory (same languages, any data: e.g. the base of a fine-tuned run): "
                                        "both translate this run's split; scores and the difference's significance (paired bootstrap)."),
     ] = None,
+    constraint_file: Annotated[Optional[Path], typer.Option("--constraint-file", help="File of constraints, one line per "
+                                                            "sentence of the split, its texts separated by tabs: each "
+                                                            "translation must contain them (eval/<split>-constrained/).")] = None,
     set_: SetOption = None,
 ) -> None:
     """Translate a split and score it with sacreBLEU (BLEU, chrF, TER); writes eval/<split>/report.{json,md}
-    (with --compare, eval/<split>/compare.{json,md}; with several --run-dir, the ensemble's eval/<split>-ensemble/)."""
+    (with --compare, eval/<split>/compare.{json,md}; with several --run-dir, the ensemble's eval/<split>-ensemble/;
+    with --constraint-file, eval/<split>-constrained/)."""
     with _user_errors(run_dirs=run_dir or [None]):
         from nmt import jobs
 
@@ -476,14 +476,16 @@ def evaluate(
         if compare is not None:
             if others:
                 raise NmtError("--compare compares two single runs: pass one --run-dir")
+            if constraint_file is not None:
+                raise NmtError("--compare compares the runs without constraints: leave out --constraint-file")
             comparison = jobs.compare(run, config, compare, set_ or [], split)
             _print_comparison(comparison, run.eval_dir(split))
             return
         from nmt import run_dir as run_dir_lib
 
         ensemble = [run_dir_lib.resolve(other) for other in others]
-        report = jobs.evaluate(run, config, split, ensemble)
-        _print_scores(report, jobs.report_dir(run, report["split"], bool(ensemble)))
+        report = jobs.evaluate(run, config, split, ensemble, constraint_file)
+        _print_scores(report, jobs.report_dir(run, report["split"], bool(ensemble), constraint_file is not None))
 
 
 @app.command()
@@ -602,6 +604,8 @@ def _print_scores(report: dict, directory: Path) -> None:
         f"({report['num_sentences']} sentences, {report['sentences_per_second']:.1f} sentences/s)"
     )
     typer.echo(f"  {report['signature']}")
+    if "constraints" in report:
+        typer.echo(f"  constraints: {report['constraints']['in_translations']} of {report['constraints']['given']} in the translations")
     typer.echo(f"  report: {directory / 'report.md'}")
 
 

@@ -34,7 +34,7 @@ from nmt.evaluation.evaluator import SplitEvaluator
 from nmt.info import config_summary
 from nmt.model.transformer import build_transformer
 from nmt.run_dir import RunDir
-from nmt.text_io import check_text
+from nmt.text_io import check_text, read_constraints
 from nmt.training import autotune, distribute, finetune, sinks, trainer
 from nmt.training.trainer import TrainSummary, ValidationScores, Validate
 
@@ -282,15 +282,24 @@ def load_run(run_dir: str | None, overrides: list[str]) -> tuple[RunDir, Config]
     return run, run.load_config(overrides)
 
 
-def evaluate(run: RunDir, config: Config, split: SplitName, ensemble: Sequence[RunDir] = ()) -> dict:
+def evaluate(run: RunDir, config: Config, split: SplitName, ensemble: Sequence[RunDir] = (),
+             constraint_file: Path | None = None) -> dict:
     """Translates a split, scores it with sacreBLEU and writes eval/<split>/report.{json,md}; with
     ensemble (other runs), the runs decode as one ensemble and the report goes to
-    eval/<split>-ensemble/."""
+    eval/<split>-ensemble/. With constraint_file (a line per sentence of the split, its texts
+    separated by tabs), each translation must contain its line's texts (lexically constrained
+    decoding); the report, which counts the texts the translations hold, goes to
+    eval/<split>-constrained/ (or <split>-ensemble-constrained/)."""
     runs, found = _members(run, config, [member.path for member in ensemble])
     checkpoint = found[0]
-    atomic.check_writable(report_dir(run, split, bool(ensemble)), "the evaluation report to", directory=True, fix=READ_ONLY_RUN)
+    directory = report_dir(run, split, bool(ensemble), constraint_file is not None)
+    atomic.check_writable(directory, "the evaluation report to", directory=True, fix=READ_ONLY_RUN)
     evaluator = SplitEvaluator(config.data, split)
-    evaluation = _evaluate_with(_loaded(runs, found, config), evaluator, " + ".join(str(member.path) for member in runs))
+    constraints = None
+    if constraint_file is not None:
+        constraints = read_constraints(constraint_file, "--constraint-file", len(evaluator.sources), f"the {split} split")
+    evaluation = _evaluate_with(_loaded(runs, found, config), evaluator, " + ".join(str(member.path) for member in runs),
+                                constraints)
     report = {
         **evaluation.scores,
         "num_sentences": len(evaluation.sources),
@@ -304,15 +313,21 @@ def evaluate(run: RunDir, config: Config, split: SplitName, ensemble: Sequence[R
         "checkpoint": str(checkpoint),
         **({"ensemble": [str(member.path) for member in (run, *ensemble)]} if ensemble else {}),
     }
+    if constraints is not None:
+        report["constraints"] = {
+            "file": str(constraint_file), "given": sum(map(len, constraints)),
+            "in_translations": sum(text in hypothesis for texts, hypothesis in zip(constraints, evaluation.hypotheses)
+                                   for text in texts),
+        }
     report_lib.write(
-        report_dir(run, split, bool(ensemble)), report, evaluation.sources, evaluation.references, evaluation.hypotheses,
+        directory, report, evaluation.sources, evaluation.references, evaluation.hypotheses,
         config_summary(config), config.eval.num_samples,
     )
     return report
 
 
-def report_dir(run: RunDir, split: str, ensemble: bool = False) -> Path:
-    return run.eval_dir(f"{split}-ensemble" if ensemble else split)
+def report_dir(run: RunDir, split: str, ensemble: bool = False, constrained: bool = False) -> Path:
+    return run.eval_dir(split + ("-ensemble" if ensemble else "") + ("-constrained" if constrained else ""))
 
 
 def compare(run: RunDir, config: Config, other_dir: str, overrides: list[str], split: SplitName) -> dict:
@@ -345,10 +360,11 @@ def _evaluate_run(run: RunDir, config: Config, evaluator: SplitEvaluator, checkp
     return _evaluate_with(Translator.from_run_dir(run, config, checkpoint), evaluator, str(run.path))
 
 
-def _evaluate_with(translator: Translator, evaluator: SplitEvaluator, name: str):
+def _evaluate_with(translator: Translator, evaluator: SplitEvaluator, name: str,
+                   constraints: Sequence[Sequence[str]] | None = None):
     total = len(evaluator.sources)
     print(f"Translating {total} sentences of the {evaluator.split} split with {name}", file=sys.stderr)
-    return evaluator.run(translator, on_batch=progress_bar(total))
+    return evaluator.run(translator, on_batch=progress_bar(total), constraints=constraints)
 
 
 def average(run_dir: str | None, last: int | None, paths: list[Path]) -> Path:

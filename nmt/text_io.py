@@ -46,6 +46,20 @@ def read_lines(path: Path, option: str) -> list[str]:
     return decode_lines(data, str(path))
 
 
+def read_constraints(path: Path, option: str, count: int, what: str) -> list[list[str]]:
+    """The constraints of a file an option names: a line per sentence of `what` (count of them),
+    its texts separated by tabs, blank ones left out (an empty line: none).
+
+    Raises:
+        NmtError: the file cannot be read, a line is not UTF-8, or it has not count lines.
+    """
+    constraints = [[text for text in line.split("\t") if text.strip()] for line in read_lines(path, option)]
+    if len(constraints) != count:
+        raise NmtError(f"{option} has {len(constraints)} lines and {what} {count}; give one line of constraints per "
+                       "sentence")
+    return constraints
+
+
 def fingerprint(lines: Sequence[str]) -> str:
     """A digest of lines, to tell whether a resumed output was made from the same ones."""
     return hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()

@@ -606,11 +606,35 @@ def test_translations_contain_the_constraints_given(workdir):
     assert all(term in lines[0] for term in terms) and lines[1] == best[1], lines
     Path("constraints.txt").write_text(f"{terms[0]}\n")
     assert_user_error(invoke("translate", "--input", "constrained.txt", "--constraint-file", "constraints.txt"),
-                      "--constraint-file has 1 lines and the input 2; give one line of constraints per input line")
+                      "--constraint-file has 1 lines and the input 2; give one line of constraints per sentence")
     assert_user_error(invoke("translate", "--constraint", "a", "--constraint-file", "constraints.txt", "A dog."),
                       "pass one of them")
     assert_user_error(invoke("translate", "--constraint", "a", "--set", "decode.sampling=top_k", "A dog."),
                       "constraints are placed by beam search")
+    # A split evaluated with constraints: words of each reference that its translation lacks.
+    from nmt.data import sources
+    from nmt.run_dir import RunDir
+
+    assert invoke("evaluate").exit_code == 0
+    plain = Path("runs/tiny/eval/test/report.json").read_text()
+    hypotheses = Path("runs/tiny/eval/test/hypotheses.txt").read_text().splitlines()
+    _, references = sources.read_pairs(RunDir(Path("runs/tiny")).load_config().data, "test")
+    words = [next((word for word in reference.replace(".", "").split() if word not in hypothesis), "")
+             for reference, hypothesis in zip(references, hypotheses)]
+    given = sum(map(bool, words))
+    assert given > 10, "the translations lack too few words to show anything"
+    Path("test_words.txt").write_text("".join(f"{word}\n" for word in words))
+    result = invoke("evaluate", "--constraint-file", "test_words.txt")
+    assert result.exit_code == 0, result.output
+    report = json.loads(Path("runs/tiny/eval/test-constrained/report.json").read_text())
+    assert report["constraints"] == {"file": "test_words.txt", "given": given, "in_translations": given}
+    assert report["bleu"] > json.loads(plain)["bleu"], (report["bleu"], json.loads(plain)["bleu"])
+    assert f"constraints: {given} of {given} in the translations" in result.output
+    assert Path("runs/tiny/eval/test/report.json").read_text() == plain  # the run's own evaluation stays
+    assert_user_error(invoke("evaluate", "--constraint-file", "constraints.txt"),
+                      f"--constraint-file has 1 lines and the test split {len(references)}")
+    assert_user_error(invoke("evaluate", "--constraint-file", "test_words.txt", "--compare", "runs/tiny"),
+                      "leave out --constraint-file")
 
 def test_no_repeat_ngram_size_keeps_translations_from_repeating_subwords(workdir):
     from nmt.data import tokenizer

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 from nmt.config import DataConfig, SplitName
 from nmt.data import sources
@@ -39,9 +39,11 @@ class SplitEvaluator:
         self.split = split
         self.sources, self.references = sources.read_pairs(data, split)
 
-    def run(self, translator: Translator, on_batch: Callable[[int], None] | None = None) -> Evaluation:
+    def run(self, translator: Translator, on_batch: Callable[[int], None] | None = None,
+            constraints: Sequence[Sequence[str]] | None = None) -> Evaluation:
+        """constraints: the texts each translation must contain, a list per sentence (Translator.translate)."""
         started = time.monotonic()
-        hypotheses = translator.translate(self.sources, on_batch=on_batch)
+        hypotheses = translator.translate(self.sources, on_batch=on_batch, constraints=constraints)
         seconds = time.monotonic() - started
         return Evaluation(
             self.split, self.sources, self.references, hypotheses, score(hypotheses, self.references), seconds
