@@ -448,8 +448,9 @@ class Translator:
             start += len(row)
             for text, ids in zip(row, pieces):
                 if UNK_ID in ids:
+                    shown = text if len(text) <= 40 else text[:40] + "..."  # a warning stays one line
                     log.warning("the constraint %r of sentence %d holds characters the model's target vocabulary cannot "
-                                "write; it is left out", text, number)
+                                "write; it is left out", shown, number)
             kept.append([ids for ids in pieces if UNK_ID not in ids])
         lengths = np.array([sum(map(len, row)) for row in kept], dtype=np.int64)
         if prefix_ids is not None:
