@@ -31,6 +31,7 @@ from nmt.errors import NmtError, RunDirError
 from nmt.evaluation import report as report_lib
 from nmt.evaluation import significance
 from nmt.evaluation.evaluator import SplitEvaluator
+from nmt.evaluation.scoring import constraints_held
 from nmt.info import config_summary
 from nmt.model.transformer import build_transformer
 from nmt.run_dir import RunDir
@@ -316,8 +317,7 @@ def evaluate(run: RunDir, config: Config, split: SplitName, ensemble: Sequence[R
     if constraints is not None:
         report["constraints"] = {
             "file": str(constraint_file), "given": sum(map(len, constraints)),
-            "in_translations": sum(text in hypothesis for texts, hypothesis in zip(constraints, evaluation.hypotheses)
-                                   for text in texts),
+            "in_translations": constraints_held(constraints, evaluation.hypotheses),
         }
     report_lib.write(
         directory, report, evaluation.sources, evaluation.references, evaluation.hypotheses,

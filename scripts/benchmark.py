@@ -102,7 +102,7 @@ from nmt.data.tokenizer import PAD_ID
 from nmt.decoding.translator import Translator, decoding_batches, decoding_model, length_limits
 from nmt.errors import NmtError
 from nmt.evaluation.evaluator import SplitEvaluator
-from nmt.evaluation.scoring import score
+from nmt.evaluation.scoring import constraints_held, score
 from nmt.model.transformer import build_transformer
 from nmt.run_dir import RunDir
 from nmt.training import precision, trainer
@@ -1291,7 +1291,7 @@ def constraints(
             total = sum(map(len, given))
             row[f"{k} words"] = {
                 "bleu": scores["bleu"], "chrf": scores["chrf"], "constraints": total,
-                "constraints_in_output": sum(word in output for output, texts in zip(constrained, given) for word in texts),
+                "constraints_in_output": constraints_held(given, constrained),
                 "constraints_as_words": sum(word in words_of(output) for output, texts in zip(constrained, given) for word in texts),
                 "sentences_per_s": round(len(constrained) / seconds, 2), "speed_against_none": round(free_seconds / seconds, 3),
             }

@@ -241,7 +241,9 @@ def beam_search(
             # Each candidate's constraint progress, its bank the constraint tokens it has met.
             sentence_constraints = tf.gather(constraint_ids, active)  # (A, C, L)
             lengths = tf.gather(constraint_lengths, active)
-            grown = _constraint_progress(sentence_constraints, lengths, progress, tf.reshape(row_ids, [tf.size(active), beam_size, width]))
+            ids = tf.reshape(row_ids, [tf.size(active), beam_size, width])
+            # The constraints' next tokens are the candidates after each row's 2 * beam best.
+            grown = _constraint_progress(sentence_constraints[:, :, 0], lengths, progress, ids, ids[:, :, 2 * beam_size:])
             grown = tf.reshape(grown, [tf.size(active), beam_size * width, -1])  # (A, beam x K, C)
             banks = tf.reduce_sum(tf.minimum(grown, lengths[:, tf.newaxis]), axis=2)
             indices = _by_banks(candidates, banks, 2 * beam_size)
@@ -359,17 +361,16 @@ def _next_constraint_tokens(constraints: tf.Tensor, lengths: tf.Tensor, progress
     return tf.where(progress >= lengths, PAD_ID, tf.gather(constraints, position, batch_dims=2)[:, :, 0])
 
 
-def _constraint_progress(constraints: tf.Tensor, lengths: tf.Tensor, progress: tf.Tensor, tokens: tf.Tensor) -> tf.Tensor:
-    """(A, beam, K, C): the tokens of each constraint (A, C, L; lengths (A, C)) met once each
-    hypothesis (progress (A, beam, C)) goes on with each of its candidate tokens (A, beam, K). A
+def _constraint_progress(first_tokens: tf.Tensor, lengths: tf.Tensor, progress: tf.Tensor, tokens: tf.Tensor,
+                         needed: tf.Tensor) -> tf.Tensor:
+    """(A, beam, K, C): the tokens of each constraint (first tokens and lengths (A, C)) met once
+    each hypothesis (progress (A, beam, C), the tokens that advance its constraints needed (A,
+    beam, C): _next_constraint_tokens) goes on with each of its candidate tokens (A, beam, K). A
     met constraint stays met and one whose next token comes advances; any other starts over, at 1
     if the token begins it."""
-    beam_size = tf.shape(progress)[1]
-    needed = _next_constraint_tokens(tf.repeat(constraints, beam_size, axis=0), tf.repeat(lengths, beam_size, axis=0),
-                                     tf.reshape(progress, [-1, tf.shape(progress)[2]]))
-    needed = tf.reshape(needed, tf.shape(progress))[:, :, tf.newaxis]  # (A, beam, 1, C)
+    needed = needed[:, :, tf.newaxis]  # (A, beam, 1, C)
     tokens = tokens[:, :, :, tf.newaxis]
-    begins = tf.equal(tokens, constraints[:, tf.newaxis, tf.newaxis, :, 0])
+    begins = tf.equal(tokens, first_tokens[:, tf.newaxis, tf.newaxis])
     before = progress[:, :, tf.newaxis]
     met = before >= lengths[:, tf.newaxis, tf.newaxis]
     return tf.where(met, before, tf.where(tf.equal(tokens, needed), before + 1, tf.cast(begins, tf.int32)))

@@ -476,7 +476,7 @@ class Translator:
         if prefix_ids is not None:
             search, prefix = self._search_prefixed, (padded(prefix_ids, prefix_lengths),)  # PAD: no token forced
         if constraint_ids is not None:
-            output_ids, scores = self._constrained(source_ids, max_lengths, n, prefix_ids, constraint_ids, numbers)
+            output_ids, scores = self._constrained(source_ids, max_lengths, n, prefix, constraint_ids, numbers)
         elif decode.sampling == "none":
             output_ids, scores = _best_repeated_for_dead(*search(source_ids, max_lengths, n, seed, *prefix), n)
         else:
@@ -495,14 +495,16 @@ class Translator:
             for row in range(len(scores))
         ]
 
-    def _constrained(self, source_ids: tf.Tensor, max_lengths: tf.Tensor, n: int, prefix_ids: tf.RaggedTensor | None,
+    def _constrained(self, source_ids: tf.Tensor, max_lengths: tf.Tensor, n: int, prefix: tuple,
                      constraint_ids: tf.RaggedTensor, numbers: Sequence[int]) -> tuple[tf.Tensor, tf.Tensor]:
         """The n best of constrained beam search (ids, scores), where a sentence none of whose
-        hypotheses met its constraints has its n best without them (a warning)."""
-        prefix = tf.fill([tf.shape(source_ids)[0], 1], PAD_ID) if prefix_ids is None else padded(prefix_ids, prefix_ids.row_lengths())
+        hypotheses met its constraints has its n best without them (a warning). prefix: () or the
+        padded prefix ids, as the searches take them."""
+        search, forced = (self._search, None) if not prefix else (self._search_prefixed, prefix[0])
         # At least one constraint of one subword in the shape, so that the search's indexing holds.
         bounds = tf.maximum(constraint_ids.bounding_shape(), 1)
-        ids, scores = self._search_constrained(source_ids, max_lengths, n, prefix,
+        ids, scores = self._search_constrained(source_ids, max_lengths, n,
+                                               tf.fill([tf.shape(source_ids)[0], 1], PAD_ID) if forced is None else forced,
                                                constraint_ids.to_tensor(default_value=PAD_ID, shape=bounds))
         ids, scores = _best_repeated_for_dead(ids, scores, n)
         unmet = np.flatnonzero(scores[:, 0].numpy() <= DEAD).tolist()
@@ -511,9 +513,9 @@ class Translator:
         for row in unmet:
             log.warning("sentence %d: no translation within its length limit contained all its constraints; it is "
                         "translated without them", numbers[row])
-        inputs = (tf.gather(source_ids, unmet), tf.gather(max_lengths, unmet), n, tf.constant([0, 0], tf.int32))  # no draws
-        search, prefix = (self._search, ()) if prefix_ids is None else (self._search_prefixed, (tf.gather(prefix, unmet),))
-        free_ids, free_scores = _best_repeated_for_dead(*search(*inputs, *prefix), n)
+        seed = tf.constant([0, 0], tf.int32)  # beam and greedy search draw nothing
+        free_ids, free_scores = _best_repeated_for_dead(*search(tf.gather(source_ids, unmet), tf.gather(max_lengths, unmet), n, seed,
+                                                                *(tf.gather(part, unmet) for part in prefix)), n)
         width = tf.maximum(tf.shape(ids)[2], tf.shape(free_ids)[2])
         ids = tf.pad(ids, [[0, 0], [0, 0], [0, width - tf.shape(ids)[2]]], constant_values=PAD_ID)
         free_ids = tf.pad(free_ids, [[0, 0], [0, 0], [0, width - tf.shape(free_ids)[2]]], constant_values=PAD_ID)

@@ -5,6 +5,11 @@ from __future__ import annotations
 from sacrebleu.metrics import BLEU, CHRF, TER
 
 
+def constraints_held(constraints: list[list[str]], hypotheses: list[str]) -> int:
+    """How many of each hypothesis's constraints (texts it had to contain) it holds as text."""
+    return sum(text in hypothesis for texts, hypothesis in zip(constraints, hypotheses) for text in texts)
+
+
 def score(hypotheses: list[str], references: list[str]) -> dict:
     """BLEU, chrF and TER (translation edit rate: edits per reference word, in %, lower is
     better) of hypotheses against one reference each, as sacreBLEU computes them."""
