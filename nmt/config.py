@@ -58,6 +58,12 @@ class TokenizerConfig:
     # characters the base cannot encode, and frequent words made of them); the model's embedding
     # rows grow to match. Otherwise the base's vocabulary is used as it is.
     update_vocab: bool = False
+    # Subword regularization (Kudo, 2018): each epoch, every training sentence is segmented anew,
+    # drawn from its sample_nbest best segmentations with probability proportional to
+    # P(segmentation)^sample_alpha (smaller: flatter). Validation, evaluation and translation take
+    # the best segmentation. null: off. Unigram models only.
+    sample_alpha: Optional[float] = None
+    sample_nbest: int = 64
 
 
 @dataclass(frozen=True)
@@ -519,6 +525,15 @@ def _check_values(config: Config) -> None:
             if value:
                 raise ConfigError(f"config key '{key}' applies when starting from another run: set train.init_from "
                                   "(nmt train --init-from RUN) or remove it")
+    if config.tokenizer.sample_alpha is not None:
+        if config.tokenizer.sample_alpha <= 0:
+            raise ConfigError(f"config key 'tokenizer.sample_alpha' must be greater than 0, e.g. 0.1 (null: off); "
+                              f"got {config.tokenizer.sample_alpha}")
+        if config.tokenizer.model_type != "unigram":
+            raise ConfigError("config key 'tokenizer.sample_alpha' needs tokenizer.model_type=unigram: SentencePiece "
+                              "samples segmentations of unigram models only; set model_type=unigram or remove it")
+    if config.tokenizer.sample_nbest < 2:
+        raise ConfigError(f"config key 'tokenizer.sample_nbest' must be at least 2; got {config.tokenizer.sample_nbest}")
     if config.tokenizer.vocab_size < 8:
         raise ConfigError(f"config key 'tokenizer.vocab_size' must be at least 8; got {config.tokenizer.vocab_size}")
 

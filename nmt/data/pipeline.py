@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from nmt.data.tokenizer import BOS_ID, EOS_ID, Tokenizers
+from nmt.data.tokenizer import BOS_ID, EOS_ID, Samplers, Tokenizers
 
 # See cache_in_memory. A cached Multi30k example takes ~0.9 KB (29,000 pairs: +26 MiB of RSS), so
 # a million pairs take ~0.9 GiB; `scripts/benchmark.py corpus` measures 5 million.
@@ -35,24 +35,35 @@ def bucket_boundaries(max_length: int) -> list[int]:
     return boundaries
 
 
-def tokenize_pairs(pairs: tf.data.Dataset, tokenizers: Tokenizers) -> tf.data.Dataset:
-    """(source, target) strings -> (source_ids, target_ids) int32 vectors, tokenized in chunks."""
-    return (
-        pairs.batch(1024)
-        .map(
+def tokenize_pairs(pairs: tf.data.Dataset, tokenizers: Tokenizers, samplers: Samplers | None = None,
+                   seed: int = 0) -> tf.data.Dataset:
+    """(source, target) strings -> (source_ids, target_ids) int32 vectors, tokenized in chunks:
+    each sentence's best segmentation, or with samplers one drawn for it. The draws are a function
+    of the seed and the pairs' order alone."""
+    chunks = pairs.batch(1024)
+    if samplers is None:
+        tokenized = chunks.map(
             lambda source, target: (tokenizers.source.tokenize(source), tokenizers.target.tokenize(target)),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
-        .unbatch()
-    )
+    else:
+        def sample(index: tf.Tensor, chunk: tuple[tf.Tensor, tf.Tensor]) -> tuple[tf.RaggedTensor, tf.RaggedTensor]:
+            source, target = chunk
+            return (samplers.source.tokenize(source, tf.stack([tf.constant(seed, tf.int64), 2 * index])),
+                    samplers.target.tokenize(target, tf.stack([tf.constant(seed, tf.int64), 2 * index + 1])))
+
+        tokenized = chunks.enumerate().map(sample, num_parallel_calls=tf.data.AUTOTUNE)
+    return tokenized.unbatch()
 
 
-def make_examples(pairs: tf.data.Dataset, tokenizers: Tokenizers, max_length: int, cache: bool = True) -> tf.data.Dataset:
+def make_examples(pairs: tf.data.Dataset, tokenizers: Tokenizers, max_length: int, cache: bool = True,
+                  samplers: Samplers | None = None, seed: int = 0) -> tf.data.Dataset:
     """Tokenized, shifted examples, in the pairs' order; pairs longer than max_length tokens on a
     side, or empty on one, are dropped. With cache, they are kept in memory after the first pass
-    (see cache_in_memory); without, every pass tokenizes again."""
+    (see cache_in_memory); without, every pass tokenizes again. samplers, seed: see tokenize_pairs
+    (sampled examples differ by seed: cache the pairs instead)."""
     examples = (
-        tokenize_pairs(pairs, tokenizers)
+        tokenize_pairs(pairs, tokenizers, samplers, seed)
         .filter(
             lambda source, target: tf.logical_and(
                 tf.logical_and(tf.size(source) > 0, tf.size(target) > 0),

@@ -43,6 +43,62 @@ class Tokenizers:
         return int(self.target.vocab_size())
 
 
+class SegmentationSampler:
+    """Subword regularization (Kudo, 2018, its l-best variant): a sentence's segmentation drawn
+    among its `nbest` best ones with probability proportional to P(segmentation)^alpha, where
+    P is the unigram model's product of piece probabilities.
+
+    SentencePiece's own sampling draws from a generator that TensorFlow cannot seed; here the
+    candidates come from the model and the draw from a stateless generator, so the same seed
+    gives the same segmentations in any process (a resumed epoch reads the batches it would have).
+    """
+
+    def __init__(self, model: bytes, alpha: float, nbest: int):
+        self.alpha = alpha
+        self._nbest = tf_text.SentencepieceTokenizer(model=model, out_type=tf.int32, nbest_size=nbest, return_nbest=True)
+        proto = sentencepiece_model_pb2.ModelProto()
+        proto.ParseFromString(model)
+        scores = [piece.score for piece in proto.pieces]
+        # The model file scores the unknown piece 0; segmenting, SentencePiece gives it the lowest
+        # score less 10 (its kUnkPenalty).
+        scores[UNK_ID] = min(scores) - 10.0
+        self._scores = tf.constant(scores, dtype=tf.float32)
+
+    def tokenize(self, sentences: tf.Tensor, seed: tf.Tensor) -> tf.RaggedTensor:
+        """(sentences,) strings -> (sentences, None) ids, one sampled segmentation each; seed: a
+        shape (2,) integer tensor, as tf.random's stateless functions take."""
+        # Asked for a batch, the n-best op returns the candidates of all sentences in one list,
+        # without saying which belong to which when a short sentence has fewer than nbest.
+        candidates = tf.map_fn(
+            lambda sentence: self._nbest.tokenize(tf.reshape(sentence, [1])), sentences,
+            fn_output_signature=tf.RaggedTensorSpec([None, None], tf.int32, ragged_rank=1), parallel_iterations=32)
+        log_p = tf.reduce_sum(tf.gather(self._scores, candidates), axis=-1)
+        # One Gumbel draw per candidate: the argmax of alpha * log P + Gumbel noise samples a
+        # candidate with probability proportional to P^alpha.
+        uniform = tf.random.stateless_uniform(tf.shape(log_p.flat_values), seed=seed, minval=1e-20, maxval=1.0)
+        perturbed = log_p.with_flat_values(self.alpha * log_p.flat_values - tf.math.log(-tf.math.log(uniform)))
+        chosen = tf.argmax(perturbed.to_tensor(default_value=-float("inf")), axis=1, output_type=tf.int64)
+        return tf.gather(candidates.values, candidates.row_starts() + chosen)
+
+
+@dataclass(frozen=True)
+class Samplers:
+    source: SegmentationSampler
+    target: SegmentationSampler
+
+
+def samplers(directory: Path, config: TokenizerConfig) -> Samplers | None:
+    """Segmentation samplers for the training data from the model(s) in directory, or None when
+    tokenizer.sample_alpha is off."""
+    if config.sample_alpha is None:
+        return None
+    files = model_files(directory, config.joint)
+    source = SegmentationSampler(files["source"].read_bytes(), config.sample_alpha, config.sample_nbest)
+    target = source if config.joint else SegmentationSampler(files["target"].read_bytes(), config.sample_alpha,
+                                                             config.sample_nbest)
+    return Samplers(source, target)
+
+
 def model_files(directory: Path, joint: bool) -> dict[str, Path]:
     """The model file(s) used for each side."""
     if joint:

@@ -175,30 +175,38 @@ def prepare(config: Config, run: RunDir, check_data: Callable[[tokenizer.Tokeniz
     # are read mixed (sources.load_split), once for the cache, or anew each epoch as they stream.
     mixed = sources.keeps_file_order(config.data) and (size is None or size > config.train.shuffle_buffer)
 
-    def replica_examples(context: tf.distribute.InputContext | None = None, epoch: int = 0) -> tf.data.Dataset:
+    samplers = tokenizer.samplers(run.tokenizer_dir, config.tokenizer)
+
+    def replica_pairs(context: tf.distribute.InputContext | None = None, epoch: int = 0) -> tf.data.Dataset:
         pairs = sources.load_split(config.data, "train", pipeline.epoch_seed(config.train.seed, epoch) if mixed else None)
         if context is not None and context.num_input_pipelines > 1:
             pairs = pairs.shard(context.num_input_pipelines, context.input_pipeline_id)
-        return pipeline.make_examples(pairs, tokenizers, config.data.max_length, cache)
+        return pairs
 
     def epoch_batches(examples: tf.data.Dataset, epoch: int) -> tf.data.Dataset:
         return pipeline.batch_examples(examples, budget, config.data.max_length,
                                        pipeline.epoch_seed(config.train.seed, epoch), config.train.shuffle_buffer,
                                        fixed_shapes=config.train.jit_compile)
 
-    # Cached examples are read once (mixed by epoch 0's seed, whichever epoch a process starts
-    # at) and shared by the epochs: one set per input pipeline; streamed ones are read anew each
-    # epoch. Under a strategy, each replica gets whole bucketed batches of its own rather than
-    # slices of one batch.
+    # What is cached is read once (mixed by epoch 0's seed, whichever epoch a process starts at)
+    # and shared by the epochs, one per input pipeline: the examples, or with subword sampling the
+    # pairs, segmented anew each epoch; streamed pairs are read anew each epoch. Under a strategy,
+    # each replica gets whole bucketed batches of its own rather than slices of one batch.
     cached: dict[int, tf.data.Dataset] = {}
+
+    def segmented(pairs: tf.data.Dataset, epoch: int) -> tf.data.Dataset:
+        return pipeline.make_examples(pairs, tokenizers, config.data.max_length, cache=False, samplers=samplers,
+                                      seed=pipeline.epoch_seed(config.train.seed, epoch))
 
     def examples_of(epoch: int, context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
         if not cache:
-            return replica_examples(context, epoch)
+            return segmented(replica_pairs(context, epoch), epoch)
         pipeline_id = 0 if context is None else context.input_pipeline_id
         if pipeline_id not in cached:
-            cached[pipeline_id] = replica_examples(context)
-        return cached[pipeline_id]
+            pairs = replica_pairs(context)
+            cached[pipeline_id] = pairs.cache() if samplers else pipeline.make_examples(pairs, tokenizers,
+                                                                                         config.data.max_length)
+        return segmented(cached[pipeline_id], epoch) if samplers else cached[pipeline_id]
 
     if config.train.distribute == "none":
         def train_batches(epoch: int):

@@ -52,3 +52,60 @@ def test_extending_a_vocabulary_keeps_old_ids_and_segmentations_and_covers_new_c
     # Frequent words of the new characters become whole pieces.
     assert "▁Ζωή" in [piece.decode() for piece in after.source.id_to_string(after.source.tokenize([unseen]).to_list()[0]).numpy()]
     assert tokenizer.extend(tmp_path, config, new_sources, new_targets) == dict.fromkeys(added, 0)
+
+
+@pytest.fixture(scope="module")
+def unigram(tmp_path_factory):
+    """A unigram model of the synthetic corpus and its file."""
+    train = generate_splits(sizes={"train": 2000, "validation": 10, "test": 10})["train"]
+    directory = tmp_path_factory.mktemp("unigram")
+    tokenizer.train(TokenizerConfig(vocab_size=300), [s for s, _ in train], [t for _, t in train], directory)
+    return directory / "joint.model", [source for source, _ in train[:40]]
+
+
+def test_sampled_segmentations_spell_their_sentence_and_repeat_with_their_seed(unigram):
+    path, sentences = unigram
+    sampler = tokenizer.SegmentationSampler(path.read_bytes(), alpha=0.1, nbest=64)
+    best = tokenizer.load(path.parent, joint=True).source
+    texts = tf.constant(["", *sentences])
+
+    first = sampler.tokenize(texts, tf.constant([1, 2])).to_list()
+    assert sampler.tokenize(texts, tf.constant([1, 2])).to_list() == first
+    other = sampler.tokenize(texts, tf.constant([1, 3])).to_list()
+    assert first[0] == [] and sum(a != b for a, b in zip(first, other)) > len(sentences) // 2
+    one_best = best.tokenize(texts).to_list()
+    assert sum(a != b for a, b in zip(first, one_best)) > len(sentences) // 2
+    # A sampled segmentation has no fewer pieces than the best (the most probable uses few, long ones).
+    assert sum(map(len, first)) > sum(map(len, one_best))
+    for ids in (first, other):
+        assert [text.decode() for text in best.detokenize(tf.ragged.constant(ids, dtype=tf.int32)).numpy()] == ["", *sentences]
+
+
+@pytest.mark.parametrize("alpha", [0.1, 0.5])
+def test_segmentations_are_drawn_with_probability_proportional_to_p_to_the_alpha(unigram, alpha):
+    """Kudo's (2018) l-best sampling, checked against SentencePiece's own n-best list and scores."""
+    import numpy as np
+    import sentencepiece as spm
+
+    path, _ = unigram
+    sentence, nbest, draws = "Alice sees a small cat.", 8, 4000
+    processor = spm.SentencePieceProcessor(model_file=str(path))
+    candidates = [tuple(ids) for ids in processor.nbest_encode_as_ids(sentence, nbest)]
+    log_p = np.array([sum(processor.get_score(piece) for piece in ids) for ids in candidates])
+    expected = np.exp(alpha * (log_p - log_p.max()))
+    expected /= expected.sum()
+
+    sampler = tokenizer.SegmentationSampler(path.read_bytes(), alpha=alpha, nbest=nbest)
+    drawn = [tuple(ids) for ids in sampler.tokenize(tf.constant([sentence] * draws), tf.constant([5, 6])).to_list()]
+    assert set(drawn) <= set(candidates) and len(candidates) == nbest
+    observed = np.array([drawn.count(ids) for ids in candidates]) / draws
+    # Three standard deviations of a frequency over 4,000 draws.
+    assert np.all(np.abs(observed - expected) <= 3 * np.sqrt(expected * (1 - expected) / draws) + 1e-3), (observed, expected)
+    assert expected.max() < 0.9  # the test means something: no candidate takes nearly every draw
+
+
+def test_samplers_are_made_only_when_sampling_is_on(unigram):
+    path, _ = unigram
+    assert tokenizer.samplers(path.parent, TokenizerConfig()) is None
+    samplers = tokenizer.samplers(path.parent, TokenizerConfig(sample_alpha=0.2, sample_nbest=4))
+    assert samplers.source is samplers.target and samplers.source.alpha == 0.2

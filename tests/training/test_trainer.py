@@ -170,3 +170,36 @@ def test_local_text_in_domains_trains_on_both_in_every_batch(tmp_path, monkeypat
     assert mixed > 0.99 and mixed_again > 0.99, (mixed, mixed_again)
     assert pairs == pairs_again == sorted(first + second)
     assert order != order_again and epoch(1)[2] == order  # the same again: what resuming mid-epoch skips
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["cached", "streamed"])
+def test_subword_sampling_segments_each_epoch_anew_and_the_same_epoch_alike(tmp_path, tfds_dir, monkeypatch, streamed):
+    """With tokenizer.sample_alpha, each epoch's batches hold every pair once, its source with its
+    own target, in segmentations of their own, not the best ones; an epoch read again (as
+    resuming does) is the same."""
+    from nmt.data import pipeline, sources
+
+    if streamed:
+        monkeypatch.setattr(pipeline, "MEMORY_CACHE_PAIRS", 100)
+    config = config_lib.from_dict({**TINY, "data": {**TINY["data"], "data_dir": tfds_dir, "max_length": 250,
+                                                    "train_split": "train[:300]"},
+                                   "tokenizer": {**TINY["tokenizer"], "sample_alpha": 0.1}})
+    setup = trainer.prepare(config, RunDir(tmp_path / "run"))
+    corpus = sorted((source.numpy(), target.numpy()) for source, target in sources.load_split(config.data, "train"))
+
+    def epoch(number):
+        batches, pairs, segmented = [], [], {}
+        for batch in setup.train_batches(number):
+            batches.append(batch["target_out"].numpy().tobytes())
+            source = setup.tokenizers.source.detokenize(batch["source_ids"]).numpy()
+            target = setup.tokenizers.target.detokenize(batch["target_in"][:, 1:]).numpy()
+            pairs += zip(source, target)
+            segmented.update(zip(source, (tuple(token for token in row if token) for row in batch["source_ids"].numpy())))
+        return batches, sorted(pairs), segmented
+
+    (batches, pairs, segmented), (_, pairs_again, segmented_again) = epoch(1), epoch(2)
+    assert pairs == pairs_again == corpus
+    best = dict(zip(segmented, map(tuple, setup.tokenizers.source.tokenize(list(segmented)).to_list())))
+    assert sum(segmented[text] != best[text] for text in best) > len(best) // 2
+    assert sum(segmented[text] != segmented_again[text] for text in best) > len(best) // 2
+    assert epoch(1)[0] == batches
