@@ -72,6 +72,9 @@ def test_unknown_section(tmp_path):
         ("model:\n  attention_projections: false\n", r"multi_head splits projected queries.*attention_projections=true"),
         ("tokenizer:\n  update_vocab: true\n", r"'tokenizer\.update_vocab' applies when starting from another run: set train\.init_from"),
         ("train:\n  resume_optimizer: true\n", r"'train\.resume_optimizer' applies when starting from another run"),
+        ("tokenizer:\n  sample_alpha: 0\n", r"'tokenizer\.sample_alpha' must be greater than 0, e\.g\. 0\.1 \(null: off\)"),
+        ("tokenizer:\n  sample_alpha: 0.1\n  model_type: bpe\n", r"'tokenizer\.sample_alpha' needs tokenizer\.model_type=unigram"),
+        ("tokenizer:\n  sample_nbest: 1\n", r"'tokenizer\.sample_nbest' must be at least 2; got 1"),
     ],
 )
 def test_invalid_values(tmp_path, text, message):
