@@ -176,6 +176,9 @@ def prepare(config: Config, run: RunDir, check_data: Callable[[tokenizer.Tokeniz
     mixed = sources.keeps_file_order(config.data) and (size is None or size > config.train.shuffle_buffer)
 
     samplers = tokenizer.samplers(run.tokenizer_dir, config.tokenizer)
+    if samplers:
+        log.info("subword regularization: each epoch segments the training sentences anew (among their %d best "
+                 "segmentations, alpha %g)", config.tokenizer.sample_nbest, config.tokenizer.sample_alpha)
 
     def replica_pairs(context: tf.distribute.InputContext | None = None, epoch: int = 0) -> tf.data.Dataset:
         pairs = sources.load_split(config.data, "train", pipeline.epoch_seed(config.train.seed, epoch) if mixed else None)

@@ -173,7 +173,8 @@ def test_local_text_in_domains_trains_on_both_in_every_batch(tmp_path, monkeypat
 
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["cached", "streamed"])
-def test_subword_sampling_segments_each_epoch_anew_and_the_same_epoch_alike(tmp_path, tfds_dir, monkeypatch, streamed):
+def test_subword_sampling_segments_each_epoch_anew_and_the_same_epoch_alike(tmp_path, tfds_dir, monkeypatch, caplog,
+                                                                            streamed):
     """With tokenizer.sample_alpha, each epoch's batches hold every pair once, its source with its
     own target, in segmentations of their own, not the best ones; an epoch read again (as
     resuming does) is the same."""
@@ -184,7 +185,9 @@ def test_subword_sampling_segments_each_epoch_anew_and_the_same_epoch_alike(tmp_
     config = config_lib.from_dict({**TINY, "data": {**TINY["data"], "data_dir": tfds_dir, "max_length": 250,
                                                     "train_split": "train[:300]"},
                                    "tokenizer": {**TINY["tokenizer"], "sample_alpha": 0.1}})
+    caplog.set_level(logging.INFO, logger="nmt")
     setup = trainer.prepare(config, RunDir(tmp_path / "run"))
+    assert "subword regularization: each epoch segments the training sentences anew (among their 64 best" in caplog.text
     corpus = sorted((source.numpy(), target.numpy()) for source, target in sources.load_split(config.data, "train"))
 
     def epoch(number):
