@@ -235,6 +235,9 @@ class DecodeConfig:
     # N > 0: no translation holds the same N subwords twice (a token that would repeat them is never
     # chosen), against the loops of an undertrained model; 0: off.
     no_repeat_ngram_size: int = 0
+    # Lexical constraints (nmt translate --constraint) stand as whole words: a translation does not
+    # go on with a constraint's last word ("Hund" not as the start of "Hunde"); false: it may.
+    constraint_whole_words: bool = True
     # Sampling instead of search (e.g. for back-translation): each token drawn from the model's
     # distribution, its logits divided by temperature, cut to the top_k most likely tokens ('top_k')
     # or to the fewest whose probabilities add up to top_p ('top_p'). 'none': greedy or beam search.

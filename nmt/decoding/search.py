@@ -27,7 +27,10 @@ hypothesis that has not met them by its length limit dies: the caller makes the 
 constraints, and a sentence whose hypotheses all die (its constraints could not be placed, e.g.
 a repeat that no_repeat_ngram_size forbids) has only dead ones (scores below DEAD). A constraint
 a hypothesis begins and then leaves counts as not begun. Scores stay the model's own
-log-probabilities of the tokens chosen.
+log-probabilities of the tokens chosen. word_continuations (vocab,) bool, optional: the tokens
+that go on with the word before them; a hypothesis whose last token ends a constraint it has
+met does not take one next, so that each constraint stands as whole words ("Hund" not as the
+start of "Hunde").
 
 no_repeat_ngram_size N > 0: no output holds the same N subwords twice, because a token that would
 complete a repeat is never chosen (fairseq's --no-repeat-ngram-size, CTranslate2's
@@ -164,7 +167,7 @@ def _token_by_token(model: Transformer, source_ids: tf.Tensor, max_lengths: tf.T
 def beam_search(
     model: Transformer, source_ids: tf.Tensor, max_lengths: tf.Tensor, beam_size: int, alpha: float = 0.0,
     num_best: int | tf.Tensor | None = None, prefix_ids: tf.Tensor | None = None, no_repeat_ngram_size: int = 0,
-    constraint_ids: tf.Tensor | None = None,
+    constraint_ids: tf.Tensor | None = None, word_continuations: tf.Tensor | None = None,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """The beam_size best hypotheses per sentence; ids (batch, beam_size, steps), scores (batch, beam_size).
 
@@ -185,6 +188,8 @@ def beam_search(
     constrained = constraint_ids is not None
     if constrained:
         constraint_lengths = tf.reduce_sum(tf.cast(tf.not_equal(constraint_ids, PAD_ID), tf.int32), axis=2)  # (batch, C)
+        last_constraint_tokens = tf.gather(constraint_ids, tf.maximum(constraint_lengths - 1, 0)[:, :, tf.newaxis],
+                                           batch_dims=2)[:, :, 0]  # (batch, C)
     max_steps = tf.reduce_max(max_lengths) + 1
     cache = model.start_decoding(source_ids)
     output_kernel = model.output_kernel()  # once, not every step
@@ -206,16 +211,20 @@ def beam_search(
         sentences = tf.repeat(active, beam_size)
         log_probs = _log_probs(logits, step, sentences, history, prefix_ids, no_repeat_ngram_size)
         row_progress = tf.reshape(progress, [rows, -1]) if constrained else ()
-        return select(step, active, candidates(log_probs, step, limits, row_progress, sentences),
+        return select(step, active, candidates(log_probs, step, limits, row_progress, sentences, tokens),
                       limits, alive_ids, alive_scores, progress, finished_ids, finished_scores, num_finished, cache)
 
-    def candidates(log_probs, step, limits, progress, sentences):
-        """Each row's next tokens to weigh, (rows, K) log-probabilities and ids: its 2 * beam most
-        likely, and with constraints the next token of each constraint it has not met (dead where
-        already among them)."""
+    def candidates(log_probs, step, limits, progress, sentences, tokens):
+        """Each row's next tokens (after its last, tokens) to weigh, (rows, K) log-probabilities
+        and ids: its 2 * beam most likely, and with constraints the next token of each constraint
+        it has not met (dead where already among them)."""
         if not constrained:
             return _best_next_tokens(log_probs, step, limits, 2 * beam_size)
         lengths = tf.gather(constraint_lengths, sentences)  # (rows, C)
+        if word_continuations is not None:
+            completed = tf.reduce_any((progress >= lengths) & (lengths > 0) & tf.equal(
+                tf.gather(last_constraint_tokens, sentences), tokens[:, tf.newaxis]), axis=1)
+            log_probs = tf.where(completed[:, tf.newaxis] & word_continuations[tf.newaxis], _NEG, log_probs)
         # EOS only once every constraint is met: at its length limit, a row that has not met them dies.
         met = tf.reduce_all(progress >= lengths, axis=1)[:, tf.newaxis]
         not_eos = tf.not_equal(tf.range(tf.shape(log_probs)[1]), EOS_ID)[tf.newaxis]
@@ -310,7 +319,7 @@ def beam_search(
     no_progress = tf.zeros(tf.shape(constraint_lengths), tf.int32) if constrained else ()
     first_tokens = tf.nest.map_structure(
         lambda tensor: tf.repeat(tensor, beam_size, axis=0),
-        candidates(log_probs, tf.constant(0), max_lengths, no_progress, tf.range(batch_size)))
+        candidates(log_probs, tf.constant(0), max_lengths, no_progress, tf.range(batch_size), tf.fill([batch_size], BOS_ID)))
     # Each sentence's row becomes beam_size rows (sentence-major), sharing one encoder pass.
     cache = tf.nest.map_structure(lambda tensor: tf.repeat(tensor, beam_size, axis=0), cache)
     empty_ids = tf.fill([batch_size, beam_size, max_steps], PAD_ID)

@@ -196,8 +196,17 @@ class Translator:
         beam = functools.partial(beam_search, self.model, beam_size=decode.beam_size, alpha=decode.length_penalty,
                                  no_repeat_ngram_size=decode.no_repeat_ngram_size)
 
+        continuations = None
+        if decode.constraint_whole_words:
+            pieces = self.tokenizers.target.id_to_string(tf.range(self.tokenizers.target_vocab_size)).numpy()
+            # A piece continues the word before it unless it begins one ("▁") or is not a word's
+            # part: punctuation, symbols, the special tokens ("</s>").
+            continuations = tf.constant([not piece.startswith("▁".encode()) and piece.decode()[:1].isalnum()
+                                         for piece in pieces])
+
         def search(source_ids, max_lengths, n, prefix_ids, constraint_ids):
-            return beam(source_ids, max_lengths, num_best=n, prefix_ids=prefix_ids, constraint_ids=constraint_ids)
+            return beam(source_ids, max_lengths, num_best=n, prefix_ids=prefix_ids, constraint_ids=constraint_ids,
+                        word_continuations=continuations)
 
         ids = tf.TensorSpec([None, None], tf.int32)
         signature = [ids, tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32), ids,

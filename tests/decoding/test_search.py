@@ -206,6 +206,38 @@ def test_constrained_outputs_contain_every_constraint_and_are_scored_by_the_mode
     np.testing.assert_allclose(scores[1], free_scores[1], atol=1e-5)
 
 
+@pytest.mark.parametrize("beam_size", [4, 1])
+def test_a_constraint_is_not_followed_by_a_token_that_continues_its_word(beam_size):
+    model = tiny_model(seed=1)
+    continuations = tf.constant([token in (5, 6, 8, 9, 11) for token in range(VOCAB)])
+
+    def continued(ids, scores):
+        """Live hypotheses (row, rank) in which a constraint's last token is followed by a continuation."""
+        found = []
+        for row in (0, 2):
+            ends = {phrase[-1] for phrase in ([t for t in p if t != PAD_ID] for p in CONSTRAINTS[row].numpy().tolist()) if phrase}
+            for rank in np.flatnonzero(scores[row] > DEAD):
+                tokens = ids[row, rank].tolist()
+                if any(a in ends and continuations[b] for a, b in zip(tokens, tokens[1:])):
+                    found.append((row, rank))
+        return found
+
+    free = [tensor.numpy() for tensor in beam_search(model, SOURCE, ROOM + 2, beam_size, constraint_ids=CONSTRAINTS)]
+    assert continued(*free), "the test means something: some constraint goes on with a continuation without the rule"
+    ids, scores = (tensor.numpy() for tensor in beam_search(model, SOURCE, ROOM + 2, beam_size, constraint_ids=CONSTRAINTS,
+                                                            word_continuations=continuations))
+    assert continued(ids, scores) == []
+    for row in (0, 2):
+        assert scores[row, 0] > DEAD
+        for rank in np.flatnonzero(scores[row] > DEAD):
+            tokens = [token for token in ids[row, rank] if token != PAD_ID]
+            for phrase in ([t for t in p if t != PAD_ID] for p in CONSTRAINTS[row].numpy().tolist()):
+                assert not phrase or contains(tokens, phrase)
+            log_prob = full_prefix_log_probs(model, SOURCE[row : row + 1], tokens).sum()
+            np.testing.assert_allclose(scores[row, rank], log_prob, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(ids[1], free[0][1])  # the sentence without constraints: as before
+
+
 def test_a_sentence_whose_constraint_cannot_be_placed_has_dead_hypotheses_only():
     model = tiny_model(seed=1)
     # 5 5 5 holds the bigram 5 5 twice, which no_repeat_ngram_size=2 forbids.

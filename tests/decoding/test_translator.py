@@ -324,3 +324,27 @@ def test_translations_contain_their_constraints_or_say_why_not(translator, caplo
     with pytest.raises(ConfigError, match="constraints are placed by beam search"):
         Translator(dataclasses.replace(translator.config, decode=sampling), translator.model,
                    translator.tokenizers).translate(sources, constraints=constraints)
+
+
+def test_constraints_stand_as_whole_words_unless_told_otherwise(translator):
+    """An untrained model goes on with any subword: given parts of words as constraints, some of
+    its translations continue them into longer words, unless decode.constraint_whole_words."""
+    import dataclasses
+    import re
+
+    sources = ["the dog runs", "a big house", "small cat", "tree", "the cat sees a dog", "big tree"]
+    constraints = [["ca"], ["hou"], ["sma", "tre"], ["do"], ["ru"], ["ho"]]
+
+    def translations(whole_words):
+        decode = dataclasses.replace(translator.config.decode, constraint_whole_words=whole_words)
+        return Translator(dataclasses.replace(translator.config, decode=decode), translator.model,
+                          translator.tokenizers).translate_n_best(sources, 2, constraints=constraints)
+
+    def whole(text, constraint):
+        return re.search(rf"(?<!\w){re.escape(constraint)}(?!\w)", text) is not None
+
+    assert translator.config.decode.constraint_whole_words
+    for found, texts in zip(translations(whole_words=True), constraints):
+        assert all(whole(hypothesis.text, text) for hypothesis in found for text in texts), found
+    assert not all(whole(hypothesis.text, text) for found, texts in zip(translations(whole_words=False), constraints)
+                   for hypothesis in found for text in texts)
