@@ -236,7 +236,7 @@ class DecodeConfig:
     # chosen), against the loops of an undertrained model; 0: off.
     no_repeat_ngram_size: int = 0
     # Lexical constraints (nmt translate --constraint) stand as whole words: a translation does not
-    # go on with a constraint's last word ("Hund" not as the start of "Hunde"); false: it may.
+    # go on with a constraint's last word ("Hund" not as the start of "Hunde" or "Hund-Leine"); false: it may.
     constraint_whole_words: bool = True
     # Sampling instead of search (e.g. for back-translation): each token drawn from the model's
     # distribution, its logits divided by temperature, cut to the top_k most likely tokens ('top_k')

@@ -200,8 +200,10 @@ class Translator:
         if decode.constraint_whole_words:
             pieces = self.tokenizers.target.id_to_string(tf.range(self.tokenizers.target_vocab_size)).numpy()
             # A piece continues the word before it unless it begins one ("▁") or is not a word's
-            # part: punctuation, symbols, the special tokens ("</s>").
-            continuations = tf.constant([not piece.startswith("▁".encode()) and piece.decode()[:1].isalnum()
+            # part: punctuation, symbols, the special tokens ("</s>"). A hyphen joins a compound
+            # (without it, "Reh" was placed as "Reh-Spieler").
+            continuations = tf.constant([not piece.startswith("▁".encode()) and (piece.decode()[:1].isalnum()
+                                                                               or piece.startswith(b"-"))
                                          for piece in pieces])
 
         def search(source_ids, max_lengths, n, prefix_ids, constraint_ids):
