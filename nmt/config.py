@@ -19,6 +19,25 @@ import yaml
 from nmt.errors import ConfigError
 
 SplitName = Literal["train", "validation", "test"]
+# SentencePiece's own pieces (nmt.data.tokenizer's PAD, UNK, BOS, EOS), which a tag cannot be.
+RESERVED_PIECES = ("<pad>", "<unk>", "<s>", "</s>")
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """A further training corpus (data.extra_train), read through TFDS as data.dataset is, in the
+    same languages: back-translations, another domain."""
+
+    dataset: str
+    manual_dir: Optional[str] = None
+    split: str = "train"
+    # Passes over this corpus per epoch, against one over data.train_split: 2 reads each of its
+    # pairs twice, 0.25 a different quarter of them each epoch.
+    weight: float = 1.0
+    # A token put before each of its sources (tagged back-translation, Caswell et al., 2019), so
+    # that the model tells these pairs from the others; translations are never tagged. The
+    # tokenizer reserves it as a control symbol, which no text encodes to. null: untagged.
+    tag: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +60,8 @@ class DataConfig:
     test_split: str = "test"
     # Training pairs with more subword tokens than this on either side are left out.
     max_length: int = 100
+    # More training corpora, mixed with train_split into every epoch by their weights.
+    extra_train: tuple[CorpusConfig, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -274,7 +295,9 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        # Lists, not tuples, so that the dict dumps as plain YAML.
+        return dataclasses.asdict(self, dict_factory=lambda items: {key: list(value) if isinstance(value, tuple) else value
+                                                                   for key, value in items})
 
 
 class _Loader(yaml.SafeLoader):
@@ -370,6 +393,10 @@ def _build(cls: type, raw: Any, path: str) -> Any:
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ConfigError(f"unknown config key {full!r}{hint}; valid keys in {where}: {_keys_of(cls)}")
+    missing = [name for name, f in fields.items() if name not in raw
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"config key '{path}.{missing[0]}' is required; keys in {where}: {_keys_of(cls)}")
     values = {}
     for name, value in raw.items():
         full = f"{path}.{name}" if path else name
@@ -395,6 +422,13 @@ def _convert(value: Any, hint: Any, path: str) -> Any:
                 if len(inner) == 1:
                     raise error from None
         raise ConfigError(f"config key '{path}' must be {' or '.join(map(_describe, inner))}; got {value!r}")
+    if origin is tuple:
+        item = typing.get_args(hint)[0]
+        if value is None:  # a key written without a value
+            return ()
+        if not isinstance(value, list):
+            raise ConfigError(f"config key '{path}' must be a list (of mappings with keys {_keys_of(item)}); got {value!r}")
+        return tuple(_build(item, entry, f"{path}[{index}]") for index, entry in enumerate(value))
     if origin is Literal:
         choices = typing.get_args(hint)
         if value not in choices:
@@ -522,6 +556,15 @@ def _check_values(config: Config) -> None:
             f"config keys 'data.source_lang' and 'data.target_lang' are both {config.data.source_lang!r}; "
             "they must name two different languages"
         )
+    for index, corpus in enumerate(config.data.extra_train):
+        where = f"data.extra_train[{index}]"
+        if corpus.weight <= 0:
+            raise ConfigError(f"config key '{where}.weight' must be greater than 0 (passes over the corpus per epoch); "
+                              f"got {corpus.weight}")
+        if corpus.tag is not None and (not corpus.tag or any(char.isspace() for char in corpus.tag)
+                                       or corpus.tag in RESERVED_PIECES):
+            raise ConfigError(f"config key '{where}.tag' must be a word of its own, e.g. '<bt>' (not empty, no spaces, "
+                              f"none of {', '.join(RESERVED_PIECES)}); got {corpus.tag!r}")
     if config.train.init_from is None:
         for key, value in (("tokenizer.update_vocab", config.tokenizer.update_vocab),
                            ("train.resume_optimizer", config.train.resume_optimizer)):

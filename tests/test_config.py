@@ -75,6 +75,13 @@ def test_unknown_section(tmp_path):
         ("tokenizer:\n  sample_alpha: 0\n", r"'tokenizer\.sample_alpha' must be greater than 0, e\.g\. 0\.1 \(null: off\)"),
         ("tokenizer:\n  sample_alpha: 0.1\n  model_type: bpe\n", r"'tokenizer\.sample_alpha' needs tokenizer\.model_type=unigram"),
         ("tokenizer:\n  sample_nbest: 1\n", r"'tokenizer\.sample_nbest' must be at least 2; got 1"),
+        ("data:\n  extra_train: bt\n", r"'data\.extra_train' must be a list \(of mappings with keys dataset, manual_dir, split, weight, tag\)"),
+        ("data:\n  extra_train:\n    - manual_dir: bt\n", r"'data\.extra_train\[0\]\.dataset' is required"),
+        ("data:\n  extra_train:\n    - {dataset: local, weigth: 2}\n", r"unknown config key 'data\.extra_train\[0\]\.weigth' \(did you mean 'weight'\?\)"),
+        ("data:\n  extra_train:\n    - {dataset: local}\n    - {dataset: local, weight: 0}\n",
+         r"'data\.extra_train\[1\]\.weight' must be greater than 0 \(passes over the corpus per epoch\); got 0"),
+        ("data:\n  extra_train:\n    - {dataset: local, tag: 'back translated'}\n", r"'data\.extra_train\[0\]\.tag' must be a word of its own"),
+        ("data:\n  extra_train:\n    - {dataset: local, tag: '</s>'}\n", r"'data\.extra_train\[0\]\.tag' must be a word of its own"),
     ],
 )
 def test_invalid_values(tmp_path, text, message):
@@ -111,6 +118,16 @@ def test_exponent_notation_is_a_number_in_files_and_overrides(tmp_path):
         config.load(None, ["train.warmup_steps=4e3"])
     with pytest.raises(ConfigError, match="'train.learning_rate' must be a number; got '5e'"):
         config.load(None, ["train.learning_rate=5e"])
+
+
+def test_extra_training_corpora_are_a_list_of_typed_entries_that_round_trip(tmp_path):
+    loaded = config.load(write(tmp_path, "data:\n  extra_train:\n    - dataset: local\n      manual_dir: bt\n      weight: 0.5\n"
+                                         "      tag: <bt>\n    - {dataset: multi30k, split: validation}\n"))
+    assert loaded.data.extra_train == (config.CorpusConfig("local", "bt", "train", 0.5, "<bt>"),
+                                       config.CorpusConfig("multi30k", None, "validation", 1.0, None))
+    assert config.load(write(tmp_path, config.to_yaml(loaded))) == loaded
+    assert config.load(None, ["data.extra_train=[{dataset: local, weight: 2}]"]).data.extra_train[0].weight == 2.0
+    assert config.load(write(tmp_path, "data:\n  extra_train:\n")).data.extra_train == ()
 
 
 def test_resolved_config_round_trips(tmp_path):

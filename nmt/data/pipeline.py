@@ -8,6 +8,8 @@ A batch is a dict:
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import tensorflow as tf
 
 from nmt.data.tokenizer import BOS_ID, EOS_ID, Samplers, Tokenizers
@@ -57,22 +59,48 @@ def tokenize_pairs(pairs: tf.data.Dataset, tokenizers: Tokenizers, samplers: Sam
 
 
 def make_examples(pairs: tf.data.Dataset, tokenizers: Tokenizers, max_length: int, cache: bool = True,
-                  samplers: Samplers | None = None, seed: int = 0) -> tf.data.Dataset:
+                  samplers: Samplers | None = None, seed: int = 0, tag_id: int | None = None) -> tf.data.Dataset:
     """Tokenized, shifted examples, in the pairs' order; pairs longer than max_length tokens on a
     side, or empty on one, are dropped. With cache, they are kept in memory after the first pass
     (see cache_in_memory); without, every pass tokenizes again. samplers, seed: see tokenize_pairs
-    (sampled examples differ by seed: cache the pairs instead)."""
-    examples = (
-        tokenize_pairs(pairs, tokenizers, samplers, seed)
-        .filter(
-            lambda source, target: tf.logical_and(
-                tf.logical_and(tf.size(source) > 0, tf.size(target) > 0),
-                tf.logical_and(tf.size(source) <= max_length, tf.size(target) <= max_length),
-            )
+    (sampled examples differ by seed: cache the pairs instead). tag_id: a token put before every
+    source (a corpus's tag), counted in its length."""
+    tagged = 0 if tag_id is None else 1
+    examples = tokenize_pairs(pairs, tokenizers, samplers, seed).filter(
+        lambda source, target: tf.logical_and(
+            tf.logical_and(tf.size(source) > 0, tf.size(target) > 0),
+            tf.logical_and(tf.size(source) + tagged <= max_length, tf.size(target) <= max_length),
         )
-        .map(_to_example, num_parallel_calls=tf.data.AUTOTUNE)
     )
+    if tag_id is not None:
+        examples = examples.map(lambda source, target: (tf.concat([[tag_id], source], axis=0), target),
+                                num_parallel_calls=tf.data.AUTOTUNE)
+    examples = examples.map(_to_example, num_parallel_calls=tf.data.AUTOTUNE)
     return examples.cache() if cache else examples
+
+
+def mix(corpora: Sequence[tf.data.Dataset], sizes: Sequence[int | None], weights: Sequence[float],
+        seed: int) -> tf.data.Dataset:
+    """One epoch of several training corpora (examples or pairs): each corpus read `weight` times
+    over (2: each of its elements twice; 0.25: a quarter of them, drawn anew by each seed), the
+    corpora interleaved at random in proportion to what each contributes (its size, where known,
+    times its weight), so that every stretch of the epoch holds them in those shares."""
+    if len(corpora) == 1 and weights[0] == 1:
+        return corpora[0]
+    parts = []
+    for index, (corpus, weight) in enumerate(zip(corpora, weights)):
+        whole, fraction = divmod(weight, 1.0)
+        part = corpus.repeat(int(whole)) if whole else None
+        if fraction:
+            def kept(position, _, index=index, fraction=fraction):
+                return tf.random.stateless_uniform([], tf.stack([tf.constant(seed, tf.int64), index * 2**32 + position])) < fraction
+
+            drawn = corpus.enumerate().filter(kept).map(lambda _, element: element)
+            part = drawn if part is None else part.concatenate(drawn)
+        parts.append(part)
+    shares = [(size or 1) * weight for size, weight in zip(sizes, weights)]
+    return tf.data.Dataset.sample_from_datasets(parts, weights=[share / sum(shares) for share in shares], seed=seed,
+                                                stop_on_empty_dataset=False)
 
 
 def cache_in_memory(pairs: int | None) -> bool:

@@ -12,7 +12,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import sentencepiece as spm
 import tensorflow as tf
@@ -111,25 +111,29 @@ def train(
     source_texts: Iterable[str],
     target_texts: Iterable[str],
     directory: Path,
+    tags: Sequence[str] = (),
 ) -> None:
-    """Trains the SentencePiece model(s) and writes them atomically into directory."""
+    """Trains the SentencePiece model(s) and writes them atomically into directory. tags: pieces
+    reserved in the source model as control symbols (data.extra_train's tags), which no text
+    encodes to: only the input pipeline puts them in."""
     directory.mkdir(parents=True, exist_ok=True)
     files = model_files(directory, config.joint)
     if config.joint:
-        _train_one(config, [*source_texts, *target_texts], files["source"])
+        _train_one(config, [*source_texts, *target_texts], files["source"], tags)
     else:
-        _train_one(config, list(source_texts), files["source"])
+        _train_one(config, list(source_texts), files["source"], tags)
         _train_one(config, list(target_texts), files["target"])
 
 
-def _train_one(config: TokenizerConfig, sentences: list[str], path: Path) -> None:
-    atomic.write_bytes(path, _trained(config, sentences))
+def _train_one(config: TokenizerConfig, sentences: list[str], path: Path, tags: Sequence[str] = ()) -> None:
+    atomic.write_bytes(path, _trained(config, sentences, tags))
 
 
-def _trained(config: TokenizerConfig, sentences: list[str]) -> bytes:
-    """A serialized SentencePiece model trained on sentences."""
+def _trained(config: TokenizerConfig, sentences: list[str], tags: Sequence[str] = ()) -> bytes:
+    """A serialized SentencePiece model trained on sentences, with tags as control symbols."""
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
+        control_symbols=list(tags),
         sentence_iterator=iter(sentences),
         model_writer=model,
         model_type=config.model_type,
@@ -204,13 +208,35 @@ def load(directory: Path, joint: bool) -> Tokenizers:
     )
 
 
+def piece_id(segmenter: tf_text.SentencepieceTokenizer, piece: str) -> int | None:
+    """The id of a piece of the model's vocabulary (a control symbol too); None if it has none."""
+    found = int(segmenter.string_to_id(piece))
+    return None if found == UNK_ID and piece != "<unk>" else found
+
+
 def prepare(config: TokenizerConfig, data: DataConfig, directory: Path) -> Tokenizers:
     """Loads the SentencePiece model(s) in directory, training them on the training split the first time."""
     if not exists(directory, config.joint):
-        log.info("training SentencePiece (%s, %d pieces) on the training split", config.model_type, config.vocab_size)
-        source_texts, target_texts = sources.read_pairs(data, "train", limit=config.max_sentences, spread=True)
-        train(config, source_texts, target_texts, directory)
+        corpora = sources.training_corpora(data)
+        log.info("training SentencePiece (%s, %d pieces) on the training %s", config.model_type, config.vocab_size,
+                 "split" if len(corpora) == 1 else f"corpora ({len(corpora)})")
+        source_texts, target_texts = [], []
+        for corpus, limit in zip(corpora, _sample_sizes(corpora, config.max_sentences)):
+            corpus_sources, corpus_targets = sources.read_pairs(corpus.data, "train", limit=limit, spread=True)
+            source_texts += corpus_sources
+            target_texts += corpus_targets
+        train(config, source_texts, target_texts, directory, sources.tags(data))
     return load(directory, config.joint)
+
+
+def _sample_sizes(corpora: Sequence[sources.Corpus], total: int) -> list[int]:
+    """Pairs of each training corpus SentencePiece trains on, total in all: shares of what an
+    epoch reads of each (its pairs times its weight); equal shares where a size is unknown."""
+    sizes = [sources.split_size(corpus.data, "train") for corpus in corpora]
+    if None in sizes:
+        return [max(1, total // len(corpora))] * len(corpora)
+    reads = [size * corpus.weight for size, corpus in zip(sizes, corpora)]
+    return [max(1, round(total * share / sum(reads))) for share in reads]
 
 
 def exists(directory: Path, joint: bool) -> bool:

@@ -166,22 +166,31 @@ def prepare(config: Config, run: RunDir, check_data: Callable[[tokenizer.Tokeniz
     replicas = strategy.num_replicas_in_sync
 
     budget = distribute.replica_batch_tokens(config.train, replicas)
-    size = sources.split_size(config.data, "train")
-    cache = pipeline.cache_in_memory(size)
+    corpora = sources.training_corpora(config.data)
+    tag_ids = [None if corpus.tag is None else _tag_id(tokenizers, corpus) for corpus in corpora]
+    sizes = [sources.split_size(corpus.data, "train") for corpus in corpora]
+    cache = pipeline.cache_in_memory(None if None in sizes else sum(sizes))
     if not cache:
-        log.info("the training split is large (or of unknown size): it streams, tokenized anew each epoch")
+        log.info("the training %s large (or of unknown size): %s, tokenized anew each epoch",
+                 "split is" if len(corpora) == 1 else "corpora are", "it streams" if len(corpora) == 1 else "they stream")
+    if len(corpora) > 1:
+        log.info("training corpora (pairs x passes per epoch): %s", "; ".join(
+            f"{corpus.name} {'?' if size is None else f'{size:,}'} pairs x {corpus.weight:g}"
+            + (f", tagged {corpus.tag}" if corpus.tag else "") for corpus, size in zip(corpora, sizes)))
     # Pairs in their files' order (local text, often one domain or source after another) that the
     # shuffle buffer cannot hold whole would train on one region of the files at a time: they
     # are read mixed (sources.load_split), once for the cache, or anew each epoch as they stream.
-    mixed = sources.keeps_file_order(config.data) and (size is None or size > config.train.shuffle_buffer)
+    mixed = [sources.keeps_file_order(corpus.data) and (size is None or size > config.train.shuffle_buffer)
+             for corpus, size in zip(corpora, sizes)]
 
     samplers = tokenizer.samplers(run.tokenizer_dir, config.tokenizer)
     if samplers:
         log.info("subword regularization: each epoch segments the training sentences anew (among their %d best "
                  "segmentations, alpha %g)", config.tokenizer.sample_nbest, config.tokenizer.sample_alpha)
 
-    def replica_pairs(context: tf.distribute.InputContext | None = None, epoch: int = 0) -> tf.data.Dataset:
-        pairs = sources.load_split(config.data, "train", pipeline.epoch_seed(config.train.seed, epoch) if mixed else None)
+    def replica_pairs(index: int, context: tf.distribute.InputContext | None = None, epoch: int = 0) -> tf.data.Dataset:
+        seed = pipeline.epoch_seed(config.train.seed, epoch) if mixed[index] else None
+        pairs = sources.load_split(corpora[index].data, "train", seed)
         if context is not None and context.num_input_pipelines > 1:
             pairs = pairs.shard(context.num_input_pipelines, context.input_pipeline_id)
         return pairs
@@ -192,24 +201,30 @@ def prepare(config: Config, run: RunDir, check_data: Callable[[tokenizer.Tokeniz
                                        fixed_shapes=config.train.jit_compile)
 
     # What is cached is read once (mixed by epoch 0's seed, whichever epoch a process starts at)
-    # and shared by the epochs, one per input pipeline: the examples, or with subword sampling the
-    # pairs, segmented anew each epoch; streamed pairs are read anew each epoch. Under a strategy,
-    # each replica gets whole bucketed batches of its own rather than slices of one batch.
-    cached: dict[int, tf.data.Dataset] = {}
+    # and shared by the epochs, one per corpus and input pipeline: the examples, or with subword
+    # sampling the pairs, segmented anew each epoch; streamed pairs are read anew each epoch. Under
+    # a strategy, each replica gets whole bucketed batches of its own rather than slices of one batch.
+    cached: dict[tuple[int, int], tf.data.Dataset] = {}
 
-    def segmented(pairs: tf.data.Dataset, epoch: int) -> tf.data.Dataset:
+    def segmented(pairs: tf.data.Dataset, epoch: int, index: int) -> tf.data.Dataset:
+        # Each corpus draws its segmentations from a seed of its own.
+        seed = pipeline.epoch_seed(config.train.seed, epoch) * len(corpora) + index
         return pipeline.make_examples(pairs, tokenizers, config.data.max_length, cache=False, samplers=samplers,
-                                      seed=pipeline.epoch_seed(config.train.seed, epoch))
+                                      seed=seed, tag_id=tag_ids[index])
+
+    def corpus_examples(index: int, epoch: int, context: tf.distribute.InputContext | None) -> tf.data.Dataset:
+        if not cache:
+            return segmented(replica_pairs(index, context, epoch), epoch, index)
+        key = (0 if context is None else context.input_pipeline_id, index)
+        if key not in cached:
+            pairs = replica_pairs(index, context)
+            cached[key] = pairs.cache() if samplers else pipeline.make_examples(pairs, tokenizers, config.data.max_length,
+                                                                                 tag_id=tag_ids[index])
+        return segmented(cached[key], epoch, index) if samplers else cached[key]
 
     def examples_of(epoch: int, context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
-        if not cache:
-            return segmented(replica_pairs(context, epoch), epoch)
-        pipeline_id = 0 if context is None else context.input_pipeline_id
-        if pipeline_id not in cached:
-            pairs = replica_pairs(context)
-            cached[pipeline_id] = pairs.cache() if samplers else pipeline.make_examples(pairs, tokenizers,
-                                                                                         config.data.max_length)
-        return segmented(cached[pipeline_id], epoch) if samplers else cached[pipeline_id]
+        return pipeline.mix([corpus_examples(index, epoch, context) for index in range(len(corpora))], sizes,
+                            [corpus.weight for corpus in corpora], pipeline.epoch_seed(config.train.seed, epoch))
 
     if config.train.distribute == "none":
         def train_batches(epoch: int):
@@ -234,6 +249,15 @@ def prepare(config: Config, run: RunDir, check_data: Callable[[tokenizer.Tokeniz
     validation_step = _validation_step(model)
     return Setup(tokenizers, train_batches, validation_batches, model, optimizer, train_step, validation_step, policy,
                  average)
+
+
+def _tag_id(tokenizers: tokenizer.Tokenizers, corpus: sources.Corpus) -> int:
+    """The source vocabulary's id of a corpus's tag, which the tokenizer reserved when trained."""
+    found = tokenizer.piece_id(tokenizers.source, corpus.tag)
+    if found is None:
+        raise NmtError(f"{corpus.key}.tag {corpus.tag!r} is not in the run's tokenizer, which was made without it: train "
+                       "in a new run directory (--set train.run_dir=DIR), whose tokenizer reserves the tag")
+    return found
 
 
 def train(config: Config, run: RunDir, validate: Validate | None = None, sinks: Sequence[Sink] = (),
@@ -281,7 +305,7 @@ def plan(config: Config, run: RunDir, timed_steps: int = 10, max_counted_batches
     trace and compile) and the expected time per epoch and in all under the config's budgets.
     It trains steps in `run` (a scratch run directory), and the tokenizer there when it has none."""
     setup = prepare(config, run)
-    pairs = sources.split_size(config.data, "train")
+    pairs = sources.epoch_pairs(config.data)
     batches = examples = 0
     replicas = 1
     for batch in setup.train_batches(1):

@@ -138,3 +138,37 @@ def test_streamed_examples_are_the_cached_ones(corpus):
     assert epoch(cache=False) == epoch(cache=True)
     assert pipeline.cache_in_memory(pipeline.MEMORY_CACHE_PAIRS) and not pipeline.cache_in_memory(pipeline.MEMORY_CACHE_PAIRS + 1)
     assert not pipeline.cache_in_memory(None)
+
+
+def test_a_tag_goes_before_every_source_and_counts_in_its_length(corpus):
+    sources, targets, tokenizers = corpus
+    pairs = tf.data.Dataset.from_tensor_slices((sources + [""], targets + ["alpha"]))
+    plain = list(pipeline.make_examples(pairs, tokenizers, max_length=8).as_numpy_iterator())
+    tagged = list(pipeline.make_examples(pairs, tokenizers, max_length=8, tag_id=39).as_numpy_iterator())
+    assert all(example["source_ids"][0] == 39 and 39 not in example["source_ids"][1:] for example in tagged)
+    kept = [example for example in plain if len(example["source_ids"]) < 8]  # a full-length source has no room for it
+    assert len(tagged) == len(kept) < len(plain)  # the empty source stays out
+    for before, after in zip(kept, tagged):
+        np.testing.assert_array_equal(after["source_ids"][1:], before["source_ids"])
+        np.testing.assert_array_equal(after["target_out"], before["target_out"])
+
+
+def test_mixed_corpora_come_by_their_weights_interleaved():
+    """Weight 2: every element twice; 0.3: about 30% of them, another draw with another seed and
+    the same with the same; the corpora interleave in proportion, their shares the same in the
+    first and last quarters of the epoch."""
+    first, second = tf.data.Dataset.range(1000), tf.data.Dataset.range(10_000, 12_000)
+
+    def epoch(seed):
+        return list(pipeline.mix([first, second], [1000, 2000], [2, 0.3], seed).as_numpy_iterator())
+
+    mixed = epoch(1)
+    assert sorted(element for element in mixed if element < 10_000) == sorted(list(range(1000)) * 2)
+    drawn = [element for element in mixed if element >= 10_000]
+    assert len(set(drawn)) == len(drawn) and 520 < len(drawn) < 680
+    assert epoch(1) == mixed and set(epoch(2)) != set(mixed)
+    quarter = len(mixed) // 4
+    for stretch in (mixed[:quarter], mixed[-quarter:]):
+        share = sum(element >= 10_000 for element in stretch) / quarter
+        assert 0.15 < share < 0.30, share  # 600 of 2,600: 0.23
+    assert pipeline.mix([first], [1000], [1], 1) is first

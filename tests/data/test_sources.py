@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from nmt.config import DataConfig
+from nmt.config import CorpusConfig, DataConfig
 from nmt.data import sources
 from nmt.errors import DataError
 
@@ -201,3 +201,23 @@ def test_processes_preparing_the_same_data_take_turns(tmp_path, monkeypatch):
         shutil.move(tmp_path / "prepared", version_dir)  # ... and has finished
     thread.join(timeout=60)
     assert waiting["builder"].info.splits["train"].num_examples == 5 and not generated
+
+
+def test_extra_training_corpora_errors_name_their_own_config_key(tmp_path, tfds_dir):
+    sources.write_local(tmp_path / "bt", "en", "sy", {"train": (["the cat"], ["the cat"])})
+
+    def corpora(**extra):
+        return sources.training_corpora(DataConfig(data_dir=tfds_dir, extra_train=(CorpusConfig(**extra),)))
+
+    found = corpora(dataset="local", manual_dir=str(tmp_path / "bt"), weight=0.5, tag="<bt>")
+    assert [(corpus.data.dataset, corpus.weight, corpus.tag, corpus.key) for corpus in found] == [
+        ("synthetic", 1.0, None, "data"), ("local", 0.5, "<bt>", "data.extra_train[0]")]
+    assert sources.read_pairs(found[1].data, "train") == (["the cat"], ["the cat"])
+    assert sources.epoch_pairs(DataConfig(data_dir=tfds_dir, train_split="train[:100]", extra_train=(
+        CorpusConfig("local", str(tmp_path / "bt"), weight=3),))) == 103
+    with pytest.raises(DataError, match=r"^data\.extra_train\[0\]\.split 'dev' is not a split of dataset 'local'; its splits are train \(1 pairs\)"):
+        corpora(dataset="local", manual_dir=str(tmp_path / "bt"), split="dev")
+    with pytest.raises(DataError, match=r"^data\.extra_train\[0\]\.dataset 'local' needs data\.extra_train\[0\]\.manual_dir"):
+        corpora(dataset="local")
+    with pytest.raises(DataError, match=r"^unknown dataset 'nope' \(data\.extra_train\[0\]\.dataset\)"):
+        corpora(dataset="nope")

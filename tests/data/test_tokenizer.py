@@ -109,3 +109,31 @@ def test_samplers_are_made_only_when_sampling_is_on(unigram):
     assert tokenizer.samplers(path.parent, TokenizerConfig()) is None
     samplers = tokenizer.samplers(path.parent, TokenizerConfig(sample_alpha=0.2, sample_nbest=4))
     assert samplers.source is samplers.target and samplers.source.alpha == 0.2
+
+
+def test_a_tag_is_a_piece_of_the_source_model_that_no_text_encodes_to(tmp_path):
+    pairs = generate_splits(sizes={"train": 1000, "validation": 10, "test": 10})["train"]
+    sources, targets = [source for source, _ in pairs], [target for _, target in pairs]
+    for joint in (True, False):
+        tokenizer.train(TokenizerConfig(vocab_size=200, joint=joint), sources, targets, tmp_path / str(joint), tags=["<bt>"])
+        tokenizers = tokenizer.load(tmp_path / str(joint), joint)
+        tag = tokenizer.piece_id(tokenizers.source, "<bt>")
+        assert tag is not None and tag > tokenizer.EOS_ID
+        ids = tokenizers.source.tokenize(tf.constant(["<bt> " + sources[0], "<bt>", sources[1] + " <bt>"]))
+        assert tag not in ids.flat_values.numpy()
+        plain = tokenizers.source.tokenize(tf.constant(sources[:1])).to_list()[0]
+        assert tokenizers.source.detokenize(tf.constant([[tag] + plain])).numpy()[0].decode() == sources[0]  # it writes nothing
+        assert tokenizer.piece_id(tokenizers.source, "<other>") is None
+        if not joint:
+            assert tokenizer.piece_id(tokenizers.target, "<bt>") is None
+
+
+def test_sentencepiece_samples_the_corpora_by_what_an_epoch_reads_of_them(monkeypatch):
+    from nmt.data import sources
+
+    corpora = [sources.Corpus(None), sources.Corpus(None, weight=0.5), sources.Corpus(None, weight=3)]
+    sizes = iter([6000, 4000, 1000])
+    monkeypatch.setattr(sources, "split_size", lambda data, split: next(sizes))
+    assert tokenizer._sample_sizes(corpora, 1000) == [545, 182, 273]  # of 6,000 + 2,000 + 3,000 read
+    monkeypatch.setattr(sources, "split_size", lambda data, split: None)
+    assert tokenizer._sample_sizes(corpora, 1000) == [333, 333, 333]

@@ -206,3 +206,63 @@ def test_subword_sampling_segments_each_epoch_anew_and_the_same_epoch_alike(tmp_
     assert sum(segmented[text] != best[text] for text in best) > len(best) // 2
     assert sum(segmented[text] != segmented_again[text] for text in best) > len(best) // 2
     assert epoch(1)[0] == batches
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["cached", "streamed"])
+def test_extra_corpora_come_by_their_weights_mixed_and_tagged(tmp_path, tfds_dir, monkeypatch, caplog, streamed):
+    """data.extra_train: an epoch holds each pair of data.train_split once, each of a corpus of
+    weight 2 twice, and about half of one of weight 0.5, another half each epoch (the same when
+    read again), the corpora interleaved from the start; only the tagged corpus's sources begin
+    with its tag, whose id no text encodes to."""
+    from nmt.data import pipeline, sources
+    from nmt.data import tokenizer as tokenizer_lib
+
+    if streamed:
+        monkeypatch.setattr(pipeline, "MEMORY_CACHE_PAIRS", 100)
+    twice = [f"the red cat sees {count} dogs" for count in range(200)]
+    halved = [f"the blue bird eats {count} seeds" for count in range(400)]
+    sources.write_local(tmp_path / "twice", "en", "sy", {"train": (twice, twice)})
+    sources.write_local(tmp_path / "halved", "en", "sy", {"train": (halved, halved)})
+    config = config_lib.from_dict({**TINY, "data": {**TINY["data"], "data_dir": tfds_dir, "train_split": "train[:300]", "extra_train": [
+        {"dataset": "local", "manual_dir": str(tmp_path / "twice"), "weight": 2},
+        {"dataset": "local", "manual_dir": str(tmp_path / "halved"), "weight": 0.5, "tag": "<bt>"}]}})
+    caplog.set_level(logging.INFO, logger="nmt")
+    setup = trainer.prepare(config, RunDir(tmp_path / "run"))
+    assert "train[:300] 300 pairs x 1" in caplog.text and "200 pairs x 2" in caplog.text and "400 pairs x 0.5, tagged <bt>" in caplog.text
+    tag = tokenizer_lib.piece_id(setup.tokenizers.source, "<bt>")
+    assert tag is not None and tag not in setup.tokenizers.source.tokenize(["<bt> the blue bird", "<bt>"]).flat_values.numpy()
+    primary = sorted(source.numpy().decode() for source, target in sources.load_split(config.data, "train")
+                     if len(setup.tokenizers.source.tokenize(source)) <= 20 and len(setup.tokenizers.target.tokenize(target)) <= 20)
+
+    def epoch(number):
+        texts, tagged = [], []
+        for batch in setup.train_batches(number):
+            ids = batch["source_ids"].numpy()
+            texts += [text.decode() for text in setup.tokenizers.source.detokenize(batch["source_ids"]).numpy()]
+            tagged += list(ids[:, 0] == tag)
+            assert not (ids[:, 1:] == tag).any()
+        return texts, tagged
+
+    (texts, tagged), (texts_again, _) = epoch(1), epoch(2)
+    assert all(is_tagged == text.startswith("the blue bird") for text, is_tagged in zip(texts, tagged))
+    assert sorted(text for text in texts if text not in twice and text not in halved) == primary
+    assert all(texts.count(text) == 2 for text in twice)
+    drawn, drawn_again = ({text for text in found if text in halved} for found in (texts, texts_again))
+    assert all(texts.count(text) == 1 for text in drawn)
+    assert 150 < len(drawn) < 250 and 150 < len(drawn_again) < 250 and drawn != drawn_again
+    assert epoch(1)[0] == texts  # the same again: what resuming mid-epoch skips
+    start = texts[: len(texts) // 4]
+    assert sum(text in twice for text in start) > 50 and sum(text in halved for text in start) > 20, start
+
+
+def test_a_tag_the_runs_tokenizer_lacks_is_an_error_naming_the_fix(tmp_path, tfds_dir):
+    from nmt.data import sources
+
+    sources.write_local(tmp_path / "extra", "en", "sy", {"train": (["the cat"] * 10, ["the cat"] * 10)})
+    run = RunDir(tmp_path / "run")
+    trainer.prepare(tiny(tfds_dir, max_steps=1), run)
+    config = config_lib.from_dict({**TINY, "data": {**TINY["data"], "data_dir": tfds_dir, "extra_train": [
+        {"dataset": "local", "manual_dir": str(tmp_path / "extra"), "tag": "<bt>"}]}})
+    with pytest.raises(trainer.NmtError, match=r"data.extra_train\[0\].tag '<bt>' is not in the run's tokenizer, which was made "
+                                               r"without it: train in a new run directory"):
+        trainer.prepare(config, run)
