@@ -23,7 +23,7 @@ from nmt import config as config_lib
 from nmt import export as export_lib
 from nmt import run_dir as run_dir_lib
 from nmt import server as server_lib
-from nmt.config import Config, SplitName
+from nmt.config import Config, DataConfig, SplitName
 from nmt.data import check as data_check_lib
 from nmt.data import sources, tokenizer
 from nmt.decoding.translator import Hypothesis, Translator, decoding_model, decoding_policy
@@ -157,7 +157,7 @@ def data_check(config_path: Path, run_dir: str | None, overrides: list[str], out
     destination = output or run.path
     _write_data_check(report, destination, config)
     if write_clean is not None:
-        train, *held_out = splits
+        train, held_out = splits[0], [split for split in splits if split.held_out]
         kept = result.kept_training_pairs()
         corpus = {sources.split_name(config.data, "train"): ([train.sources[i] for i in kept], [train.targets[i] for i in kept])}
         for role, split in zip(("validation", "test"), held_out):
@@ -171,10 +171,13 @@ def _read_splits(config: Config, limit: int | None) -> list[data_check_lib.Split
     """Every pair of each split, or at most limit: the first ones, or where the pairs are in their
     files' order (local text, often one domain or source after another) every k-th one, so that
     the check sees the whole of the files rather than their beginning."""
-    spread = limit is not None and sources.keeps_file_order(config.data)
-    return [data_check_lib.Split(role, *sources.read_pairs(config.data, role, limit=limit, spread=spread),
-                                 step=sources.spread_step(config.data, role, limit) if spread else 1)
-            for role in ("train", "validation", "test")]
+    def read(name: str, data: DataConfig, role: SplitName) -> data_check_lib.Split:
+        spread = limit is not None and sources.keeps_file_order(data)
+        return data_check_lib.Split(name, *sources.read_pairs(data, role, limit=limit, spread=spread),
+                                    step=sources.spread_step(data, role, limit) if spread else 1, held_out=role != "train")
+
+    extra = [read(corpus.key.removeprefix("data."), corpus.data, "train") for corpus in sources.training_corpora(config.data)[1:]]
+    return [read(role, config.data, role) for role in ("train", "validation", "test")] + extra
 
 
 def _check_tokenizers(config: Config, run: RunDir, scratch: Path) -> tokenizer.Tokenizers:

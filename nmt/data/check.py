@@ -15,7 +15,8 @@ on it. Each check counts the pairs of a split that have a problem and keeps a fe
   unknown_pieces   a side has characters the tokenizer cannot represent (unknown pieces)
 
 and, for the validation and test splits, leakage: pairs, sources and targets that also occur in
-the training split (spaces trimmed), which flatter every score measured on them.
+training (the training split or a further training corpus, spaces trimmed), which flatter every
+score measured on them.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class Split:
     targets: Sequence[str]
     # The pairs are every step-th of the split's (a sample spread over it), from its first.
     step: int = 1
+    # Validation or test: checked for sentences that also occur in the training ones.
+    held_out: bool = False
 
     def __len__(self) -> int:
         return len(self.sources)
@@ -108,7 +111,7 @@ def identify_languages(source: str, target: str) -> Languages:
 
 @dataclass
 class Result:
-    # The training split first.
+    # The training split first; held-out splits and further training corpora after it.
     splits: list[Split]
     # Per split: check name -> Finding.
     findings: dict[str, dict[str, Finding]]
@@ -138,7 +141,7 @@ class Result:
             },
             "leakage": {
                 split.name: {kind: finding.summary(len(split)) for kind, finding in self.leakage[split.name].items()}
-                for split in self.splits[1:]
+                for split in self.splits if split.held_out
             },
         }
 
@@ -146,8 +149,8 @@ class Result:
         """Indices of the training pairs a cleaned corpus keeps (see CLEANED)."""
         train = self.splits[0]
         dropped = {index for name in CLEANED for index in self.findings[train.name].get(name, Finding()).indices}
-        held_sources = {text.strip() for split in self.splits[1:] for text in split.sources}
-        held_targets = {text.strip() for split in self.splits[1:] for text in split.targets}
+        held_sources = {text.strip() for split in self.splits if split.held_out for text in split.sources}
+        held_targets = {text.strip() for split in self.splits if split.held_out for text in split.targets}
         return [index for index in range(len(train)) if index not in dropped
                 and train.sources[index].strip() not in held_sources and train.targets[index].strip() not in held_targets]
 
@@ -157,8 +160,8 @@ def check(splits: Sequence[Split], tokenizers: Tokenizers | None, max_length: in
     findings, unknown, rates = {}, {}, {}
     for split in splits:
         findings[split.name], unknown[split.name], rates[split.name] = _check_split(split, tokenizers, max_length, languages)
-    train = splits[0]
-    leakage = {split.name: _leakage(train, split) for split in splits[1:]}
+    training = [split for split in splits if not split.held_out]
+    leakage = {split.name: _leakage(training, split) for split in splits if split.held_out}
     return Result(list(splits), findings, leakage, unknown, rates, languages, tokenizers is not None)
 
 
@@ -256,22 +259,26 @@ def _unknown_characters(tokenizer, texts: Sequence[str], indices: list[int]) -> 
     return {char: count for char, count in counts.most_common() if char in unknown}
 
 
-def _leakage(train: Split, split: Split) -> dict[str, Finding]:
-    """Held-out pairs, sources and targets found in training, each with its first training line."""
-    pairs: dict[tuple[str, str], int] = {}
-    sources: dict[str, int] = {}
-    targets: dict[str, int] = {}
-    for index, (source, target) in enumerate(zip(train.sources, train.targets)):
-        source, target = source.strip(), target.strip()
-        pairs.setdefault((source, target), index)
-        sources.setdefault(source, index)
-        targets.setdefault(target, index)
+def _leakage(training: Sequence[Split], split: Split) -> dict[str, Finding]:
+    """Held-out pairs, sources and targets found in the training splits, each with its first
+    training line (and, with several training splits, which)."""
+    pairs: dict[tuple[str, str], str] = {}
+    sources: dict[str, str] = {}
+    targets: dict[str, str] = {}
+    for train in training:
+        where = "training" if len(training) == 1 else train.name
+        for index, (source, target) in enumerate(zip(train.sources, train.targets)):
+            source, target = source.strip(), target.strip()
+            line = f"{where} line {train.line(index)}"
+            pairs.setdefault((source, target), line)
+            sources.setdefault(source, line)
+            targets.setdefault(target, line)
     found = {"pair": Finding(), "source": Finding(), "target": Finding()}
     for index, (source, target) in enumerate(zip(split.sources, split.targets)):
         source, target = source.strip(), target.strip()
         for kind, table, key in (("pair", pairs, (source, target)), ("source", sources, source), ("target", targets, target)):
             if key in table and (kind == "pair" or key):
-                found[kind].add(split, index, f"training line {train.line(table[key])}")
+                found[kind].add(split, index, table[key])
     return found
 
 

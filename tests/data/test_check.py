@@ -51,8 +51,8 @@ def corpus():
     train += pairs[len(train):400]
     validation = [train[10], (train[11][0], "Etwas ganz anderes."), *pairs[500:510]]
     test = pairs[510:530]
-    return [Split("train", *map(list, zip(*train))), Split("validation", *map(list, zip(*validation))),
-            Split("test", *map(list, zip(*test)))], lines
+    return [Split("train", *map(list, zip(*train))), Split("validation", *map(list, zip(*validation)), held_out=True),
+            Split("test", *map(list, zip(*test)), held_out=True)], lines
 
 
 @pytest.fixture(scope="module")
@@ -96,6 +96,17 @@ def test_leakage_counts_held_out_pairs_and_sentences_found_in_training(result):
     assert flagged_leak(result, "validation", "target") == [1]
     assert result.leakage["validation"]["source"].examples[1]["detail"] == "training line 12"
     assert all(flagged_leak(result, "test", kind) == [] for kind in ("pair", "source", "target"))
+
+
+def test_leakage_is_also_from_further_training_corpora_which_are_checked_as_the_training_split(corpus):
+    (train, validation, test), _ = corpus
+    extra = Split("extra_train[0]", ["A back-translated source.", "A back-translated source.", test.sources[3]],
+                  ["Ein Satz.", "Ein Satz.", "Eine andere Übersetzung."])
+    result = check.check([train, validation, test, extra], None, 100, check.identify_languages("en", "de"))
+    assert flagged(result, "extra_train[0]", "duplicate") == [2] and "extra_train[0]" not in result.leakage
+    assert flagged_leak(result, "test", "source") == [4]
+    assert result.leakage["test"]["source"].examples[0]["detail"] == "extra_train[0] line 3"
+    assert result.leakage["validation"]["source"].examples[1]["detail"] == "train line 12"
 
 
 def flagged_leak(result, split, kind):
@@ -167,7 +178,7 @@ def test_a_sample_spread_over_a_split_names_the_splits_lines():
     """What the check at a run's first start reads of local text: every step-th pair."""
     pairs = clean_pairs()[:6]
     sample = Split("train", *map(list, zip(*(pairs[:3] + [pairs[1]]))), step=3)  # lines 1, 4, 7, 10 of the split
-    held_out = Split("validation", [pairs[2][0]], ["Etwas."])
+    held_out = Split("validation", [pairs[2][0]], ["Etwas."], held_out=True)
     found = check.check([sample, held_out], None, max_length=100, languages=check.identify_languages("en", "xx"))
     report = found.report()
     duplicate = report["splits"]["train"]["checks"]["duplicate"]["examples"]
