@@ -589,7 +589,7 @@ def _print_plan(plan: dict, path: Path) -> None:
     pairs = f"{plan['training_pairs']:,}" if plan["training_pairs"] is not None else "an unknown number of"
     counted = "" if plan["steps_per_epoch_counted"] else " (estimated from the first batches)"
     typer.echo(f"Plan for {path} (nothing written):")
-    typer.echo(f"  data: {pairs} training pairs")
+    typer.echo(f"  data: {pairs} training pairs an epoch")
     typer.echo(f"  batches: {plan['batch_tokens']:,} tokens, {plan['replicas']} replica(s), {plan['accumulate_steps']} batch(es) "
                f"per step, precision {plan['precision']}; {plan['parameters']:,} parameters")
     typer.echo(f"  steps per epoch: {plan['steps_per_epoch']:,}{counted}")

@@ -91,7 +91,9 @@ def config_summary(config: Config) -> dict:
     `nmt info` show them)."""
     model = config.model
     return {
-        "dataset": f"{config.data.dataset} ({config.data.source_lang}→{config.data.target_lang})",
+        "dataset": f"{config.data.dataset} ({config.data.source_lang}→{config.data.target_lang})" + "".join(
+            f" + {extra.dataset}{f' {extra.manual_dir}' if extra.manual_dir else ''} {extra.split} x {extra.weight:g}"
+            + (f" tagged {extra.tag}" if extra.tag else "") for extra in config.data.extra_train),
         "tokenizer": f"SentencePiece {config.tokenizer.model_type}, {config.tokenizer.vocab_size} pieces, "
         + ("joint" if config.tokenizer.joint else "separate"),
         "model": f"{model.num_encoder_layers}+{model.num_decoder_layers} layers, hidden {model.hidden_dim}, "

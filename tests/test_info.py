@@ -36,6 +36,14 @@ def test_a_run_without_checkpoints_is_described_as_not_started(run):
     assert training.endswith("label smoothing 0.1, weights averaged (train.ema_decay 0.999)")
 
 
+def test_further_training_corpora_are_named_with_their_weights_and_tags(run):
+    assert info.describe(run)["config"]["summary"]["dataset"] == "synthetic (en→sy)"
+    run.save_config(config_lib.from_dict({"data": {"extra_train": [
+        {"dataset": "local", "manual_dir": "bt", "weight": 0.5, "tag": "<bt>"}, {"dataset": "synthetic/shifted"}]}}))
+    assert info.describe(run)["config"]["summary"]["dataset"] == (
+        "synthetic (en→sy) + local bt train x 0.5 tagged <bt> + synthetic/shifted train x 1")
+
+
 def test_progress_best_validation_checkpoints_and_evaluations(run):
     best = {"step": 100, "epoch": 3, "validation_loss": 2.5, "validation_bleu": 21.5, "train_loss": 3.0}
     state = {"parameters": 1234567, "epoch": 6, "train_seconds": 300.0, "best_validation": best,
