@@ -32,7 +32,7 @@ class CorpusConfig:
     manual_dir: Optional[str] = None
     split: str = "train"
     # Passes over this corpus per epoch, against one over data.train_split: 2 reads each of its
-    # pairs twice, 0.25 a different quarter of them each epoch.
+    # pairs twice, 0.25 about a quarter of them, drawn anew each epoch.
     weight: float = 1.0
     # A token put before each of its sources (tagged back-translation, Caswell et al., 2019), so
     # that the model tells these pairs from the others; translations are never tagged. The

@@ -153,27 +153,45 @@ def _trained(config: TokenizerConfig, sentences: list[str], tags: Sequence[str] 
     return model.getvalue()
 
 
-def extend(directory: Path, config: TokenizerConfig, source_texts: list[str], target_texts: list[str]) -> dict[str, int]:
+def extend(directory: Path, config: TokenizerConfig, source_texts: list[str], target_texts: list[str],
+           tags: Sequence[str] = ()) -> dict[str, int]:
     """Adds to the model(s) in directory the pieces that new text needs and they lack: each
     character they cannot encode, and the pieces holding such characters of a model trained on the
     new text (whole words, when frequent). The pieces are appended, so every old piece keeps its
     id, and text made of known characters is segmented exactly as before. Returns the pieces added
-    per model file."""
+    per model file. tags missing from the source model are appended to it as control symbols."""
     files = model_files(directory, config.joint)
     texts = {"source": source_texts, "target": target_texts}
     if config.joint:
         texts = {"source": [*source_texts, *target_texts]}
-    return {files[side].name: _extend_one(files[side], config, sentences) for side, sentences in texts.items()}
+    return {files[side].name: _extend_one(files[side], config, sentences, tags if side == "source" else ())
+            for side, sentences in texts.items()}
 
 
-def _extend_one(path: Path, config: TokenizerConfig, sentences: list[str]) -> int:
+def _extend_one(path: Path, config: TokenizerConfig, sentences: list[str], tags: Sequence[str] = ()) -> int:
     old = sentencepiece_model_pb2.ModelProto()
     old.ParseFromString(path.read_bytes())
+    known = {piece.piece for piece in old.pieces}
+    added = _pieces_for(old, config, sentences)
+    control = [tag for tag in tags if tag not in known]
+    if not added and not control:
+        return 0
+    for piece, score in added:
+        old.pieces.add(piece=piece, score=score, type=sentencepiece_model_pb2.ModelProto.SentencePiece.NORMAL)
+    for tag in control:
+        old.pieces.add(piece=tag, score=0.0, type=sentencepiece_model_pb2.ModelProto.SentencePiece.CONTROL)
+    atomic.write_bytes(path, old.SerializeToString())
+    return len(added) + len(control)
+
+
+def _pieces_for(old: sentencepiece_model_pb2.ModelProto, config: TokenizerConfig, sentences: list[str]) -> list[tuple[str, float]]:
+    """(piece, score) to append to the model `old` so that it encodes the characters of sentences
+    it cannot: the pieces holding them of a model trained on the sentences, and each alone."""
     processor = spm.SentencePieceProcessor(model_proto=old.SerializeToString())
     characters = {character for sentence in sentences for character in sentence if not character.isspace()}
     unknown = {character for character in characters if UNK_ID in processor.encode(character)}
     if not unknown:
-        return 0
+        return []
     new = sentencepiece_model_pb2.ModelProto()
     new.ParseFromString(_trained(config, sentences))
     known = {piece.piece for piece in old.pieces}
@@ -188,10 +206,7 @@ def _extend_one(path: Path, config: TokenizerConfig, sentences: list[str]) -> in
     if config.model_type == "bpe":
         # BPE merges the pair whose piece scores highest: the new pieces merge after every old one.
         added = [(piece, lowest - 1 - rank) for rank, (piece, _) in enumerate(added)]
-    for piece, score in added:
-        old.pieces.add(piece=piece, score=score, type=normal)
-    atomic.write_bytes(path, old.SerializeToString())
-    return len(added)
+    return added
 
 
 def load(directory: Path, joint: bool) -> Tokenizers:
@@ -217,16 +232,22 @@ def piece_id(segmenter: tf_text.SentencepieceTokenizer, piece: str) -> int | Non
 def prepare(config: TokenizerConfig, data: DataConfig, directory: Path) -> Tokenizers:
     """Loads the SentencePiece model(s) in directory, training them on the training split the first time."""
     if not exists(directory, config.joint):
-        corpora = sources.training_corpora(data)
         log.info("training SentencePiece (%s, %d pieces) on the training %s", config.model_type, config.vocab_size,
-                 "split" if len(corpora) == 1 else f"corpora ({len(corpora)})")
-        source_texts, target_texts = [], []
-        for corpus, limit in zip(corpora, _sample_sizes(corpora, config.max_sentences)):
-            corpus_sources, corpus_targets = sources.read_pairs(corpus.data, "train", limit=limit, spread=True)
-            source_texts += corpus_sources
-            target_texts += corpus_targets
-        train(config, source_texts, target_texts, directory, sources.tags(data))
+                 "corpora" if data.extra_train else "split")
+        train(config, *training_sample(data, config.max_sentences), directory, sources.tags(data))
     return load(directory, config.joint)
+
+
+def training_sample(data: DataConfig, size: int) -> tuple[list[str], list[str]]:
+    """About `size` training pairs (sources, targets) spread over each training corpus, in its
+    share of an epoch: what SentencePiece trains on."""
+    corpora = sources.training_corpora(data)
+    source_texts, target_texts = [], []
+    for corpus, limit in zip(corpora, _sample_sizes(corpora, size)):
+        corpus_sources, corpus_targets = sources.read_pairs(corpus.data, "train", limit=limit, spread=True)
+        source_texts += corpus_sources
+        target_texts += corpus_targets
+    return source_texts, target_texts
 
 
 def _sample_sizes(corpora: Sequence[sources.Corpus], total: int) -> list[int]:

@@ -147,8 +147,8 @@ def prepare_tokenizers(config: Config, directory: Path) -> tokenizer.Tokenizers:
         staged = Path(scratch) / "tokenizer"
         shutil.copytree(base.run.tokenizer_dir, staged)
         if config.tokenizer.update_vocab:
-            source_texts, target_texts = sources.read_pairs(config.data, "train", limit=config.tokenizer.max_sentences, spread=True)
-            added = tokenizer.extend(staged, config.tokenizer, source_texts, target_texts)
+            source_texts, target_texts = tokenizer.training_sample(config.data, config.tokenizer.max_sentences)
+            added = tokenizer.extend(staged, config.tokenizer, source_texts, target_texts, sources.tags(config.data))
             log.info("vocabulary update: %s", ", ".join(f"{count} pieces added to {name}" for name, count in added.items()))
         atomic.replace_directory(staged, directory)
     return tokenizer.load(directory, config.tokenizer.joint)

@@ -256,7 +256,8 @@ def _tag_id(tokenizers: tokenizer.Tokenizers, corpus: sources.Corpus) -> int:
     found = tokenizer.piece_id(tokenizers.source, corpus.tag)
     if found is None:
         raise NmtError(f"{corpus.key}.tag {corpus.tag!r} is not in the run's tokenizer, which was made without it: train "
-                       "in a new run directory (--set train.run_dir=DIR), whose tokenizer reserves the tag")
+                       "in a new run directory (--set train.run_dir=DIR), whose tokenizer reserves the tag (starting from "
+                       "another run, with tokenizer.update_vocab=true, which adds it)")
     return found
 
 

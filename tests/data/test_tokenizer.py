@@ -137,3 +137,20 @@ def test_sentencepiece_samples_the_corpora_by_what_an_epoch_reads_of_them(monkey
     assert tokenizer._sample_sizes(corpora, 1000) == [545, 182, 273]  # of 6,000 + 2,000 + 3,000 read
     monkeypatch.setattr(sources, "split_size", lambda data, split: None)
     assert tokenizer._sample_sizes(corpora, 1000) == [333, 333, 333]
+
+
+@pytest.mark.parametrize("joint", [True, False])
+def test_extending_a_vocabulary_adds_missing_tags_to_the_source_model_as_control_symbols(tmp_path, joint):
+    pairs = generate_splits(sizes={"train": 1000, "validation": 10, "test": 10})["train"]
+    sources, targets = [source for source, _ in pairs], [target for _, target in pairs]
+    config = TokenizerConfig(vocab_size=200, joint=joint)
+    tokenizer.train(config, sources, targets, tmp_path, tags=["<bt>"])
+    before = tokenizer.load(tmp_path, joint)
+    added = tokenizer.extend(tmp_path, config, sources, targets, tags=["<bt>", "<ft>"])
+    assert added == ({"joint.model": 1} if joint else {"source.model": 1, "target.model": 0})
+    after = tokenizer.load(tmp_path, joint)
+    assert tokenizer.piece_id(after.source, "<bt>") == tokenizer.piece_id(before.source, "<bt>")
+    assert tokenizer.piece_id(after.source, "<ft>") == before.source_vocab_size == after.source_vocab_size - 1
+    assert after.source.tokenize(sources[:100]).to_list() == before.source.tokenize(sources[:100]).to_list()
+    assert tokenizer.piece_id(after.source, "<ft>") not in after.source.tokenize(["<ft> " + sources[0]]).flat_values.numpy()
+    assert tokenizer.extend(tmp_path, config, sources, targets, tags=["<bt>", "<ft>"]) == dict.fromkeys(added, 0)

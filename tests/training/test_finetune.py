@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from nmt import checkpoints
+from nmt import config as config_lib
 from nmt.data import tokenizer
 from nmt.errors import RunDirError
 from nmt.model.transformer import build_transformer
@@ -109,3 +110,18 @@ def test_a_base_that_is_not_a_run_or_does_not_fit_is_refused(tmp_path, tfds_dir,
     refused(tiny(tfds_dir, init_from=str(best), resume_optimizer=True), "holds no optimizer state")
     last = checkpoints.latest(base.last_checkpoints)
     assert finetune.Base.open(tiny(tfds_dir, init_from=str(last), resume_optimizer=True)).checkpoint == last
+
+
+def test_a_vocabulary_update_adds_the_tags_of_further_training_corpora(tmp_path, tfds_dir, base):
+    from nmt.data import sources
+
+    sources.write_local(tmp_path / "bt", "en", "sy", {"train": (["the cat sees the dog"] * 20, ["the cat sees the dog"] * 20)})
+    config = fine_tuning(tfds_dir, base, update_vocab=True)
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, extra_train=(
+        config_lib.CorpusConfig("local", str(tmp_path / "bt"), tag="<bt>"),)))
+    setup = started(config, RunDir(tmp_path / "run"))
+    tag = tokenizer.piece_id(setup.tokenizers.source, "<bt>")
+    assert tag == setup.tokenizers.source_vocab_size - 1 == setup.model.source_embedding.token_embedding.embeddings.shape[0] - 1
+    with pytest.raises(trainer.NmtError, match=r"'<bt>' is not in the run's tokenizer.*with tokenizer\.update_vocab=true, which adds it"):
+        started(dataclasses.replace(config, tokenizer=dataclasses.replace(config.tokenizer, update_vocab=False)),
+                RunDir(tmp_path / "other"))
