@@ -82,7 +82,7 @@ def make_examples(pairs: tf.data.Dataset, tokenizers: Tokenizers, max_length: in
 def mix(corpora: Sequence[tf.data.Dataset], sizes: Sequence[int | None], weights: Sequence[float],
         seed: int) -> tf.data.Dataset:
     """One epoch of several training corpora (examples or pairs): each corpus read `weight` times
-    over (2: each of its elements twice; 0.25: a quarter of them, drawn anew by each seed), the
+    over (2: each of its elements twice; 0.25: about a quarter of them, drawn anew by each seed), the
     corpora interleaved at random in proportion to what each contributes (its size, where known,
     times its weight), so that every stretch of the epoch holds them in those shares."""
     if len(corpora) == 1 and weights[0] == 1:
