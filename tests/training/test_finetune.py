@@ -116,8 +116,9 @@ def test_a_vocabulary_update_adds_the_tags_of_further_training_corpora(tmp_path,
     from nmt.data import sources
 
     sources.write_local(tmp_path / "bt", "en", "sy", {"train": (["the cat sees the dog"] * 20, ["the cat sees the dog"] * 20)})
-    config = fine_tuning(tfds_dir, base, update_vocab=True)
-    config = dataclasses.replace(config, data=dataclasses.replace(config.data, extra_train=(
+    config = tiny(tfds_dir, init_from=str(base.path))  # the base's own data: only the tag is new
+    config = dataclasses.replace(config, tokenizer=dataclasses.replace(config.tokenizer, update_vocab=True),
+                                 data=dataclasses.replace(config.data, extra_train=(
         config_lib.CorpusConfig("local", str(tmp_path / "bt"), tag="<bt>"),)))
     setup = started(config, RunDir(tmp_path / "run"))
     tag = tokenizer.piece_id(setup.tokenizers.source, "<bt>")
