@@ -168,7 +168,8 @@ def data_check(config_path: Path, run_dir: str | None, overrides: list[str], out
 
 
 def _read_splits(config: Config, limit: int | None) -> list[data_check_lib.Split]:
-    """Every pair of each split, or at most limit: the first ones, or where the pairs are in their
+    """Every pair of each split and further training corpus (data.extra_train, after the held-out
+    splits), or at most limit: the first ones, or where the pairs are in their
     files' order (local text, often one domain or source after another) every k-th one, so that
     the check sees the whole of the files rather than their beginning."""
     def read(name: str, data: DataConfig, role: SplitName) -> data_check_lib.Split:

@@ -230,7 +230,7 @@ def piece_id(segmenter: tf_text.SentencepieceTokenizer, piece: str) -> int | Non
 
 
 def prepare(config: TokenizerConfig, data: DataConfig, directory: Path) -> Tokenizers:
-    """Loads the SentencePiece model(s) in directory, training them on the training split the first time."""
+    """Loads the SentencePiece model(s) in directory, training them on the training corpora the first time."""
     if not exists(directory, config.joint):
         log.info("training SentencePiece (%s, %d pieces) on the training %s", config.model_type, config.vocab_size,
                  "corpora" if data.extra_train else "split")
