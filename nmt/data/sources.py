@@ -77,12 +77,17 @@ def training_corpora(config: DataConfig) -> list[Corpus]:
     return found
 
 
-def epoch_pairs(config: DataConfig) -> int | None:
-    """The pairs an epoch reads of the training corpora (each one's size times its weight), as
-    a whole number; None if a size is unknown."""
-    corpora = training_corpora(config)
+def epoch_reads(corpora: list[Corpus]) -> list[float] | None:
+    """The pairs an epoch reads of each training corpus (its size times its weight); None if a
+    size is unknown."""
     sizes = [split_size(corpus.data, "train") for corpus in corpora]
-    return None if None in sizes else round(sum(size * corpus.weight for size, corpus in zip(sizes, corpora)))
+    return None if None in sizes else [size * corpus.weight for size, corpus in zip(sizes, corpora)]
+
+
+def epoch_pairs(config: DataConfig) -> int | None:
+    """The pairs an epoch reads of all the training corpora, as a whole number; None if unknown."""
+    reads = epoch_reads(training_corpora(config))
+    return None if reads is None else round(sum(reads))
 
 
 def tags(config: DataConfig) -> list[str]:

@@ -224,9 +224,10 @@ def load(directory: Path, joint: bool) -> Tokenizers:
 
 
 def piece_id(segmenter: tf_text.SentencepieceTokenizer, piece: str) -> int | None:
-    """The id of a piece of the model's vocabulary (a control symbol too); None if it has none."""
+    """The id of a piece of the model's vocabulary (a control symbol too); None if it has none
+    (SentencePiece gives an unknown piece the unknown piece's id)."""
     found = int(segmenter.string_to_id(piece))
-    return None if found == UNK_ID and piece != "<unk>" else found
+    return None if found == UNK_ID else found
 
 
 def prepare(config: TokenizerConfig, data: DataConfig, directory: Path) -> Tokenizers:
@@ -253,10 +254,9 @@ def training_sample(data: DataConfig, size: int) -> tuple[list[str], list[str]]:
 def _sample_sizes(corpora: Sequence[sources.Corpus], total: int) -> list[int]:
     """Pairs of each training corpus SentencePiece trains on, total in all: shares of what an
     epoch reads of each (its pairs times its weight); equal shares where a size is unknown."""
-    sizes = [sources.split_size(corpus.data, "train") for corpus in corpora]
-    if None in sizes:
+    reads = sources.epoch_reads(corpora)
+    if reads is None:
         return [max(1, total // len(corpora))] * len(corpora)
-    reads = [size * corpus.weight for size, corpus in zip(sizes, corpora)]
     return [max(1, round(total * share / sum(reads))) for share in reads]
 
 
