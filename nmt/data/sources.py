@@ -9,7 +9,6 @@ import functools
 import io
 import logging
 import math
-import re
 import shutil
 import socket
 from dataclasses import dataclass
@@ -41,6 +40,20 @@ MIXED_READ_BUFFER = 64 * 1024
 
 
 @dataclass(frozen=True)
+class ConfigKeys:
+    """The config keys a corpus's settings come from, as its errors name them: data.* for data's
+    own corpus; for a further one (prefix data.extra_train[i]) its dataset, manual_dir and split,
+    the one split standing for all three, and data.* for the rest, which it shares."""
+
+    prefix: str = "data"
+
+    def __call__(self, field: str) -> str:
+        own = {"dataset": "dataset", "manual_dir": "manual_dir", "train_split": "split",
+               "validation_split": "split", "test_split": "split"}
+        return f"{self.prefix}.{own[field]}" if self.prefix != "data" and field in own else f"data.{field}"
+
+
+@dataclass(frozen=True)
 class Corpus:
     """One training corpus, which `data` reads as its train split (load_split(data, "train"))."""
 
@@ -67,12 +80,7 @@ def training_corpora(config: DataConfig) -> list[Corpus]:
         data = dataclasses.replace(config, dataset=extra.dataset, manual_dir=extra.manual_dir, train_split=extra.split,
                                    validation_split=extra.split, test_split=extra.split, extra_train=())
         key = f"data.extra_train[{index}]"
-        try:
-            prepared_builder(data)
-        except DataError as error:
-            message = re.sub(r"data\.(train|validation|test)_split", f"{key}.split", str(error))
-            message = re.sub(r"data\.(manual_dir|dataset)\b", rf"{key}.\1", message)
-            raise DataError(message if key in message else f"{key}: {message}") from None
+        prepared_builder(data, ConfigKeys(key))
         found.append(Corpus(data, extra.weight, extra.tag, key))
     return found
 
@@ -201,22 +209,23 @@ def split_name(config: DataConfig, split: SplitName) -> str:
 
 
 @functools.lru_cache(maxsize=None)
-def prepared_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
-    """A TFDS builder whose data is ready to read, after checking languages and split names."""
+def prepared_builder(config: DataConfig, keys: ConfigKeys = ConfigKeys()) -> tfds.core.DatasetBuilder:
+    """A TFDS builder whose data is ready to read, after checking languages and split names; its
+    errors name config's settings by keys."""
     if config.dataset == "local":
-        builder = _local_builder(config)
+        builder = _local_builder(config, keys)
     else:
-        builder = _our_or_catalog_builder(config)
-    _check_builder(builder, config)
+        builder = _our_or_catalog_builder(config, keys)
+    _check_builder(builder, config, keys)
     return builder
 
 
-def _local_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
+def _local_builder(config: DataConfig, keys: ConfigKeys) -> tfds.core.DatasetBuilder:
     if config.manual_dir is None:
-        raise DataError("data.dataset 'local' needs data.manual_dir: a directory of <lang>.<split>.txt files")
+        raise DataError(f"{keys('dataset')} 'local' needs {keys('manual_dir')}: a directory of <lang>.<split>.txt files")
     directory = Path(config.manual_dir)
     if not directory.is_dir():
-        raise DataError(f"data.manual_dir {directory} is not a directory")
+        raise DataError(f"{keys('manual_dir')} {directory} is not a directory")
     def make() -> tfds.core.DatasetBuilder:
         return LocalText(data_dir=config.data_dir, config=local_text.local_config(directory))
 
@@ -233,7 +242,7 @@ def _local_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
     return builder
 
 
-def _our_or_catalog_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
+def _our_or_catalog_builder(config: DataConfig, keys: ConfigKeys) -> tfds.core.DatasetBuilder:
     name = config.dataset
     base, _, variant = name.partition("/")
     builder_class = OUR_BUILDERS.get(base)
@@ -247,24 +256,24 @@ def _our_or_catalog_builder(config: DataConfig) -> tfds.core.DatasetBuilder:
         builder = make()
     except tfds.core.registered.DatasetNotFoundError:
         raise DataError(
-            f"unknown dataset '{name}' (data.dataset): use synthetic, multi30k, local, or a TFDS catalog "
+            f"unknown dataset '{name}' ({keys('dataset')}): use synthetic, multi30k, local, or a TFDS catalog "
             "translation dataset such as ted_hrlr_translate/pt_to_en or wmt14_translate/de-en"
         ) from None
     except ValueError as error:
-        raise DataError(f"data.dataset '{name}': {error}") from None
+        raise DataError(f"{keys('dataset')} '{name}': {error}") from None
     if builder.is_prepared() or _readable(builder, config):
         return builder
     if name == "multi30k" and config.manual_dir is not None:
         missing = multi30k.missing_files(Path(config.manual_dir))
         if missing:
             raise DataError(
-                f"data.manual_dir {config.manual_dir} lacks Multi30k files: {', '.join(missing[:4])}"
+                f"{keys('manual_dir')} {config.manual_dir} lacks Multi30k files: {', '.join(missing[:4])}"
                 + (" …" if len(missing) > 4 else "")
             )
     elif base != "synthetic":
         host = _DOWNLOAD_HOSTS.get(name, _DEFAULT_DOWNLOAD_HOST)
         if not network_available(host):
-            raise DataError(_offline_message(config, host))
+            raise DataError(_offline_message(config, host, keys))
     download_config = tfds.download.DownloadConfig(manual_dir=config.manual_dir)
     try:
         return _prepare(builder, make, f"dataset '{name}'", download_config)
@@ -304,25 +313,25 @@ def _readable(builder: tfds.core.DatasetBuilder, config: DataConfig) -> bool:
     return True
 
 
-def _offline_message(config: DataConfig, host: str) -> str:
+def _offline_message(config: DataConfig, host: str, keys: ConfigKeys) -> str:
     where = config.data_dir or "~/tensorflow_datasets"
     if config.dataset == "multi30k":
-        fix = "set data.manual_dir to a directory with the Multi30k .gz files (e.g. ../shared/data/multi30k)"
+        fix = f"set {keys('manual_dir')} to a directory with the Multi30k .gz files (e.g. ../shared/data/multi30k)"
     else:
         fix = (
             f"prepare it where there is internet (tfds build {config.dataset}) and copy the data to "
-            f"data.data_dir (now {where}), or use your own files with data.dataset=local and "
-            "data.manual_dir=DIR (files <lang>.<split>.txt)"
+            f"{keys('data_dir')} (now {where}), or use your own files with {keys('dataset')}=local and "
+            f"{keys('manual_dir')}=DIR (files <lang>.<split>.txt)"
         )
     return f"cannot download dataset '{config.dataset}': no network ({host} unreachable); {fix}"
 
 
-def _check_builder(builder: tfds.core.DatasetBuilder, config: DataConfig) -> None:
+def _check_builder(builder: tfds.core.DatasetBuilder, config: DataConfig, keys: ConfigKeys) -> None:
     languages = sorted(builder.info.features.keys())
     for key, lang in (("source_lang", config.source_lang), ("target_lang", config.target_lang)):
         if lang not in languages:
             raise DataError(
-                f"data.{key} '{lang}' is not in dataset '{config.dataset}'; its languages are {', '.join(languages)}"
+                f"{keys(key)} '{lang}' is not in dataset '{config.dataset}'; its languages are {', '.join(languages)}"
             )
     available = sorted(builder.info.splits.keys())
     if not available:
@@ -336,8 +345,8 @@ def _check_builder(builder: tfds.core.DatasetBuilder, config: DataConfig) -> Non
         except ValueError as error:
             problem = "is not a split of" if str(error).startswith("Unknown split") else f"({str(error).rstrip('.')}) does not fit"
             raise DataError(
-                f"data.{split}_split '{name}' {problem} dataset '{config.dataset}'; its splits are "
+                f"{keys(f'{split}_split')} '{name}' {problem} dataset '{config.dataset}'; its splits are "
                 f"{', '.join(f'{n} ({builder.info.splits[n].num_examples:,} pairs)' for n in available)}"
             ) from None
         if size == 0:
-            raise DataError(f"data.{split}_split '{name}' of dataset '{config.dataset}' holds no pairs")
+            raise DataError(f"{keys(f'{split}_split')} '{name}' of dataset '{config.dataset}' holds no pairs")

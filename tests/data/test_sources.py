@@ -188,13 +188,13 @@ def test_processes_preparing_the_same_data_take_turns(tmp_path, monkeypatch):
     generated = []
     original = LocalText._generate_examples
     monkeypatch.setattr(LocalText, "_generate_examples", lambda self, paths: (generated.append(paths), original(self, paths))[1])
-    version_dir = Path(sources._local_builder(config).data_dir)  # prepared once, then moved aside
+    version_dir = Path(sources._local_builder(config, sources.ConfigKeys()).data_dir)  # prepared once, then moved aside
     shutil.move(version_dir, tmp_path / "prepared")
     generated.clear()
     with open(version_dir.parent / f".{version_dir.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another process is preparing the data
         waiting = {}
-        thread = threading.Thread(target=lambda: waiting.update(builder=sources._local_builder(config)))
+        thread = threading.Thread(target=lambda: waiting.update(builder=sources._local_builder(config, sources.ConfigKeys())))
         thread.start()
         thread.join(timeout=2)
         assert thread.is_alive()
@@ -221,3 +221,11 @@ def test_extra_training_corpora_errors_name_their_own_config_key(tmp_path, tfds_
         corpora(dataset="local")
     with pytest.raises(DataError, match=r"^unknown dataset 'nope' \(data\.extra_train\[0\]\.dataset\)"):
         corpora(dataset="nope")
+    with pytest.raises(DataError, match=r"^data\.extra_train\[0\]\.manual_dir \S+ is not a directory"):
+        corpora(dataset="local", manual_dir=str(tmp_path / "none"))
+    with pytest.raises(DataError, match=r"^data\.extra_train\[0\]\.manual_dir \S+ lacks Multi30k files"):
+        corpora(dataset="multi30k", manual_dir=str(tmp_path / "bt"))
+    # The languages are data's own, which every corpus shares.
+    with pytest.raises(DataError, match=r"^data\.target_lang 'de' is not in dataset 'local'"):
+        sources.training_corpora(DataConfig(data_dir=tfds_dir, target_lang="de", extra_train=(
+            CorpusConfig("local", str(tmp_path / "bt")),)))
