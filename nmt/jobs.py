@@ -467,13 +467,12 @@ def progress_bar(total: int) -> Callable[[int], None]:
 def server(run_dir: str | None, overrides: list[str], host: str, port: int) -> tuple[HTTPServer, dict]:
     """An HTTP server (bound, not yet serving) translating with the run's model (eval.checkpoint,
     decode settings with overrides), and what it serves. The search is traced before it returns,
-    so the first request waits no longer than the others; the searches that follow prefixes and
-    that place constraints, graphs of their own, are traced by the first request that has them
-    (~2 s, once each)."""
+    so the first request waits no longer than the others, those following prefixes and placing
+    constraints included."""
     run, config = load_run(run_dir, overrides)
     checkpoint = run.checkpoint_path(config.eval.checkpoint)
     translator = Translator.from_run_dir(run, config, checkpoint)
-    translator.translate(["warm up"])
+    translator.warm_up()
     about = {"run": str(run.path), "checkpoint": str(checkpoint), "decode": dataclasses.asdict(config.decode)}
 
     def translate(sentences: list[str], n_best: int, prefixes: list[str] | None, start: int,

@@ -274,6 +274,22 @@ def test_warnings_number_sentences_from_where_the_part_translated_begins(transla
         "sentence 5002", "the prefix of sentence 5002", "target 5001", "sentence 5002"]
 
 
+@pytest.mark.parametrize("decode", [{"beam_size": 2}, {"sampling": "top_k", "seed": 7}])
+def test_warming_up_traces_every_search_once_and_changes_no_translation(translator, decode):
+    """What `nmt serve` does before its first request."""
+    config = config_lib.from_dict({**translator.config.to_dict(), "decode": {**translator.config.to_dict()["decode"], **decode}})
+    warmed, cold = (Translator(config, translator.model, translator.tokenizers) for _ in range(2))
+    warmed.warm_up()
+    searches = [warmed._search, warmed._search_prefixed] + ([warmed._search_constrained] if "sampling" not in decode else [])
+    assert [search.experimental_get_tracing_count() for search in searches] == [1] * len(searches)
+    sources, prefixes = ["the dog runs", "a cat"], ["the", ""]
+    assert warmed.translate(sources) == cold.translate(sources)
+    assert warmed.translate(sources, prefixes=prefixes) == cold.translate(sources, prefixes=prefixes)
+    if "sampling" not in decode:
+        assert warmed.translate(sources, constraints=[["house"], []]) == cold.translate(sources, constraints=[["house"], []])
+    assert [search.experimental_get_tracing_count() for search in searches] == [1] * len(searches)
+
+
 def test_translations_contain_their_constraints_or_say_why_not(translator, caplog):
     """decode.max_length_ratio 1 and offset 2: "tree" may produce 3 tokens, fewer than its
     constraints'; the limit grows to hold them. The last sentence's constraint is longer than the
