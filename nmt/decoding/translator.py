@@ -220,10 +220,14 @@ class Translator:
         and, unless it samples, the one that places constraints, so that no first request of a
         kind waits for its graph (~2 s each with reference_base on 2 CPU cores). What follows
         translates as if this had not run (sampling's seeds restart)."""
-        self.translate(["warm up"])
-        self.translate(["warm up"], prefixes=["warm"])
+        # The prefix and constraint are a piece of the target vocabulary: any text traces the
+        # searches, but a constraint the vocabulary cannot write is left out with a warning.
+        pieces = self.tokenizers.target.detokenize(tf.range(EOS_ID + 1, self.tokenizers.target_vocab_size)[:, None])
+        word = next((piece.decode() for piece in pieces.numpy() if piece.strip()), "")
+        self.translate([word])
+        self.translate([word], prefixes=[word])
         if self.config.decode.sampling == "none":
-            self.translate(["warm up"], constraints=[["warm"]])
+            self.translate([word], constraints=[[word]])
         self.start_at(self._offset)
 
     def start_at(self, offset: int) -> None:

@@ -275,11 +275,12 @@ def test_warnings_number_sentences_from_where_the_part_translated_begins(transla
 
 
 @pytest.mark.parametrize("decode", [{"beam_size": 2}, {"sampling": "top_k", "seed": 7}])
-def test_warming_up_traces_every_search_once_and_changes_no_translation(translator, decode):
-    """What `nmt serve` does before its first request."""
+def test_warming_up_traces_every_search_once_and_changes_no_translation(translator, decode, caplog):
+    """What `nmt serve` does before its first request, silently."""
     config = config_lib.from_dict({**translator.config.to_dict(), "decode": {**translator.config.to_dict()["decode"], **decode}})
     warmed, cold = (Translator(config, translator.model, translator.tokenizers) for _ in range(2))
     warmed.warm_up()
+    assert not [record for record in caplog.records if record.name == "nmt"]
     searches = [warmed._search, warmed._search_prefixed] + ([warmed._search_constrained] if "sampling" not in decode else [])
     assert [search.experimental_get_tracing_count() for search in searches] == [1] * len(searches)
     sources, prefixes = ["the dog runs", "a cat"], ["the", ""]
