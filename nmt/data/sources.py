@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import functools
 import io
 import logging
 import math
@@ -208,16 +207,22 @@ def split_name(config: DataConfig, split: SplitName) -> str:
     return {"train": config.train_split, "validation": config.validation_split, "test": config.test_split}[split]
 
 
-@functools.lru_cache(maxsize=None)
+# The builders prepared, by config: keys name settings in errors only, and an error is not kept,
+# so a further corpus checked under its own keys is not built again when read under data's.
+_PREPARED: dict[DataConfig, tfds.core.DatasetBuilder] = {}
+
+
 def prepared_builder(config: DataConfig, keys: ConfigKeys = ConfigKeys()) -> tfds.core.DatasetBuilder:
     """A TFDS builder whose data is ready to read, after checking languages and split names; its
     errors name config's settings by keys."""
-    if config.dataset == "local":
-        builder = _local_builder(config, keys)
-    else:
-        builder = _our_or_catalog_builder(config, keys)
-    _check_builder(builder, config, keys)
-    return builder
+    if config not in _PREPARED:
+        builder = _local_builder(config, keys) if config.dataset == "local" else _our_or_catalog_builder(config, keys)
+        _check_builder(builder, config, keys)
+        _PREPARED[config] = builder
+    return _PREPARED[config]
+
+
+prepared_builder.cache_clear = _PREPARED.clear  # what functools.lru_cache offers: preparing again after files change
 
 
 def _local_builder(config: DataConfig, keys: ConfigKeys) -> tfds.core.DatasetBuilder:
