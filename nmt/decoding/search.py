@@ -28,9 +28,9 @@ constraints, and a sentence whose hypotheses all die (its constraints could not 
 a repeat that no_repeat_ngram_size forbids) has only dead ones (scores below DEAD). A constraint
 a hypothesis begins and then leaves counts as not begun. Scores stay the model's own
 log-probabilities of the tokens chosen. word_continuations (vocab,) bool, optional: the tokens
-that go on with the word before them; a hypothesis whose last token ends a constraint it has
-met does not take one next, so that each constraint stands as whole words ("Hund" not as the
-start of "Hunde").
+that go on with the word before them; a hypothesis whose last token completed a constraint does
+not take one next, so that each constraint stands as whole words ("Hund" not as the start of
+"Hunde"; a later "Hunde" is free).
 
 no_repeat_ngram_size N > 0: no output holds the same N subwords twice, because a token that would
 complete a repeat is never chosen (fairseq's --no-repeat-ngram-size, CTranslate2's
@@ -188,8 +188,6 @@ def beam_search(
     constrained = constraint_ids is not None
     if constrained:
         constraint_lengths = tf.reduce_sum(tf.cast(tf.not_equal(constraint_ids, PAD_ID), tf.int32), axis=2)  # (batch, C)
-        last_constraint_tokens = tf.gather(constraint_ids, tf.maximum(constraint_lengths - 1, 0)[:, :, tf.newaxis],
-                                           batch_dims=2)[:, :, 0]  # (batch, C)
     max_steps = tf.reduce_max(max_lengths) + 1
     cache = model.start_decoding(source_ids)
     output_kernel = model.output_kernel()  # once, not every step
@@ -211,19 +209,19 @@ def beam_search(
         sentences = tf.repeat(active, beam_size)
         log_probs = _log_probs(logits, step, sentences, history, prefix_ids, no_repeat_ngram_size)
         row_progress = tf.reshape(progress, [rows, -1]) if constrained else ()
-        return select(step, active, candidates(log_probs, step, limits, row_progress, sentences, tokens),
+        return select(step, active, candidates(log_probs, step, limits, row_progress, sentences),
                       limits, alive_ids, alive_scores, progress, finished_ids, finished_scores, num_finished, cache)
 
-    def candidates(log_probs, step, limits, progress, sentences, tokens):
-        """Each row's next tokens (after its last, tokens) to weigh, (rows, K) log-probabilities
+    def candidates(log_probs, step, limits, progress, sentences):
+        """Each row's next tokens to weigh, (rows, K) log-probabilities
         and ids: its 2 * beam most likely, and with constraints the next token of each constraint
         it has not met (dead where already among them)."""
         if not constrained:
             return _best_next_tokens(log_probs, step, limits, 2 * beam_size)
         lengths = tf.gather(constraint_lengths, sentences)  # (rows, C)
         if word_continuations is not None:
-            completed = tf.reduce_any((progress >= lengths) & (lengths > 0) & tf.equal(
-                tf.gather(last_constraint_tokens, sentences), tokens[:, tf.newaxis]), axis=1)
+            # A progress of exactly its length: the row's last token completed the constraint.
+            completed = tf.reduce_any(tf.equal(progress, lengths) & (lengths > 0), axis=1)
             log_probs = tf.where(completed[:, tf.newaxis] & word_continuations[tf.newaxis], _NEG, log_probs)
         # EOS only once every constraint is met: at its length limit, a row that has not met them dies.
         met = tf.reduce_all(progress >= lengths, axis=1)[:, tf.newaxis]
@@ -319,7 +317,7 @@ def beam_search(
     no_progress = tf.zeros(tf.shape(constraint_lengths), tf.int32) if constrained else ()
     first_tokens = tf.nest.map_structure(
         lambda tensor: tf.repeat(tensor, beam_size, axis=0),
-        candidates(log_probs, tf.constant(0), max_lengths, no_progress, tf.range(batch_size), tf.fill([batch_size], BOS_ID)))
+        candidates(log_probs, tf.constant(0), max_lengths, no_progress, tf.range(batch_size)))
     # Each sentence's row becomes beam_size rows (sentence-major), sharing one encoder pass.
     cache = tf.nest.map_structure(lambda tensor: tf.repeat(tensor, beam_size, axis=0), cache)
     empty_ids = tf.fill([batch_size, beam_size, max_steps], PAD_ID)
@@ -374,15 +372,18 @@ def _constraint_progress(first_tokens: tf.Tensor, lengths: tf.Tensor, progress: 
                          needed: tf.Tensor) -> tf.Tensor:
     """(A, beam, K, C): the tokens of each constraint (first tokens and lengths (A, C)) met once
     each hypothesis (progress (A, beam, C), the tokens that advance its constraints needed (A,
-    beam, C): _next_constraint_tokens) goes on with each of its candidate tokens (A, beam, K). A
-    met constraint stays met and one whose next token comes advances; any other starts over, at 1
-    if the token begins it."""
+    beam, C): _next_constraint_tokens) goes on with each of its candidate tokens (A, beam, K). One
+    whose next token comes advances, reaching its length with its last token; one already met
+    stays met, at length + 1, so that the token that completed it is told from a later repeat of
+    that token (the whole-word rule holds for the first only); any other starts over, at 1 if the
+    token begins it."""
     needed = needed[:, :, tf.newaxis]  # (A, beam, 1, C)
     tokens = tokens[:, :, :, tf.newaxis]
     begins = tf.equal(tokens, first_tokens[:, tf.newaxis, tf.newaxis])
     before = progress[:, :, tf.newaxis]
     met = before >= lengths[:, tf.newaxis, tf.newaxis]
-    return tf.where(met, before, tf.where(tf.equal(tokens, needed), before + 1, tf.cast(begins, tf.int32)))
+    met_before = tf.broadcast_to(lengths[:, tf.newaxis, tf.newaxis] + 1, tf.shape(before))
+    return tf.where(met, met_before, tf.where(tf.equal(tokens, needed), before + 1, tf.cast(begins, tf.int32)))
 
 
 def _by_banks(scores: tf.Tensor, banks: tf.Tensor, k: int) -> tf.Tensor:

@@ -238,6 +238,24 @@ def test_a_constraint_is_not_followed_by_a_token_that_continues_its_word(beam_si
     np.testing.assert_array_equal(ids[1], free[0][1])  # the sentence without constraints: as before
 
 
+def test_a_met_constraints_last_token_may_be_continued_where_it_comes_again():
+    """The whole-word rule holds for the token that completes a constraint, not for a later
+    repeat of it: "X Y X-Z" (Z continuing the word of the second X) meets the constraint X as a
+    whole word."""
+    x, y, z = 4, 5, 6
+    probabilities = np.full((VOCAB, VOCAB), 1e-6)
+    probabilities[BOS_ID, x] = 0.9
+    probabilities[x, z], probabilities[x, y], probabilities[x, EOS_ID] = 0.6, 0.3, 0.01
+    probabilities[y, x] = 0.9
+    probabilities[z, EOS_ID] = 0.95
+    decoder = ScriptedDecoder(np.log(probabilities / probabilities.sum(axis=1, keepdims=True)))
+    continuations = tf.constant([token == z for token in range(VOCAB)])
+    ids, scores = beam_search(decoder, tf.constant([[7, 8]]), tf.constant([8]), 4, constraint_ids=tf.constant([[[x]]]),
+                              word_continuations=continuations)
+    assert scores[0, 0] > DEAD
+    assert [token for token in ids[0, 0].numpy() if token != PAD_ID] == [x, y, x, z, EOS_ID]
+
+
 def test_a_sentence_whose_constraint_cannot_be_placed_has_dead_hypotheses_only():
     model = tiny_model(seed=1)
     # 5 5 5 holds the bigram 5 5 twice, which no_repeat_ngram_size=2 forbids.
