@@ -8,6 +8,7 @@ from pathlib import Path
 
 from nmt import checkpoints
 from nmt.config import Config, ModelConfig
+from nmt.data.corpus import corpora_of
 from nmt.errors import RunDirError
 from nmt.run_dir import RunDir, disk_bytes
 
@@ -90,10 +91,10 @@ def config_summary(config: Config) -> dict:
     """One line each for the dataset, tokenizer, model, training and checkpoint (reports and
     `nmt info` show them)."""
     model = config.model
+    languages = f"{config.data.source_lang}→{config.data.target_lang}"
     return {
-        "dataset": f"{config.data.dataset} ({config.data.source_lang}→{config.data.target_lang})" + "".join(
-            f" + {extra.dataset}{f' {extra.manual_dir}' if extra.manual_dir else ''} {extra.split} x {extra.weight:g}"
-            + (f" tagged {extra.tag}" if extra.tag else "") for extra in config.data.extra_train),
+        "dataset": f"{config.data.dataset} ({languages})" if not config.data.extra_train
+        else f"{languages}: " + "; ".join(corpus.describe() for corpus in corpora_of(config.data)),
         "tokenizer": f"SentencePiece {config.tokenizer.model_type}, {config.tokenizer.vocab_size} pieces, "
         + ("joint" if config.tokenizer.joint else "separate"),
         "model": f"{model.num_encoder_layers}+{model.num_decoder_layers} layers, hidden {model.hidden_dim}, "

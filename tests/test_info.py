@@ -41,7 +41,7 @@ def test_further_training_corpora_are_named_with_their_weights_and_tags(run):
     run.save_config(config_lib.from_dict({"data": {"extra_train": [
         {"dataset": "local", "manual_dir": "bt", "weight": 0.5, "tag": "<bt>"}, {"dataset": "synthetic/shifted"}]}}))
     assert info.describe(run)["config"]["summary"]["dataset"] == (
-        "synthetic (en→sy) + local bt train x 0.5 tagged <bt> + synthetic/shifted train x 1")
+        "en→sy: synthetic train x 1; bt train x 0.5, tagged <bt>; synthetic/shifted train x 1")
 
 
 def test_progress_best_validation_checkpoints_and_evaluations(run):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import fcntl
 import io
 import logging
@@ -20,6 +19,7 @@ import tensorflow_datasets as tfds
 from nmt import atomic
 from nmt.config import DataConfig, SplitName
 from nmt.data import local_text, multi30k
+from nmt.data.corpus import Corpus, corpora_of
 from nmt.data.local_text import LocalText
 from nmt.data.multi30k import Multi30k
 from nmt.data.synthetic import SyntheticTranslation
@@ -52,35 +52,12 @@ class ConfigKeys:
         return f"{self.prefix}.{own[field]}" if self.prefix != "data" and field in own else f"data.{field}"
 
 
-@dataclass(frozen=True)
-class Corpus:
-    """One training corpus, which `data` reads as its train split (load_split(data, "train"))."""
-
-    data: DataConfig
-    # Passes over it per epoch, and the tag before its sources (see CorpusConfig).
-    weight: float = 1.0
-    tag: str | None = None
-    # The config key it comes from, for messages.
-    key: str = "data"
-
-    @property
-    def name(self) -> str:
-        """How a person names it: the dataset (a local one by its directory) and split."""
-        dataset = self.data.manual_dir if self.data.dataset == "local" else self.data.dataset
-        return f"{dataset} {self.data.train_split}"
-
-
 def training_corpora(config: DataConfig) -> list[Corpus]:
-    """data.train_split (one pass an epoch, untagged), then each of data.extra_train, whose
-    dataset is checked here (so that its errors name its own config key)."""
-    found = [Corpus(config)]
-    for index, extra in enumerate(config.extra_train):
-        # Its split stands for all three: a corpus of back-translations has no validation split.
-        data = dataclasses.replace(config, dataset=extra.dataset, manual_dir=extra.manual_dir, train_split=extra.split,
-                                   validation_split=extra.split, test_split=extra.split, extra_train=())
-        key = f"data.extra_train[{index}]"
-        prepared_builder(data, ConfigKeys(key))
-        found.append(Corpus(data, extra.weight, extra.tag, key))
+    """corpora_of(config), each further one's dataset checked here (so that its errors name its own
+    config key)."""
+    found = corpora_of(config)
+    for corpus in found[1:]:
+        prepared_builder(corpus.data, ConfigKeys(corpus.key))
     return found
 
 

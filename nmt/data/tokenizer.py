@@ -22,6 +22,7 @@ from sentencepiece import sentencepiece_model_pb2
 from nmt import atomic
 from nmt.config import DataConfig, TokenizerConfig
 from nmt.data import sources
+from nmt.data.corpus import Corpus
 from nmt.errors import RunDirError
 
 log = logging.getLogger("nmt")
@@ -251,7 +252,7 @@ def training_sample(data: DataConfig, size: int) -> tuple[list[str], list[str]]:
     return source_texts, target_texts
 
 
-def _sample_sizes(corpora: Sequence[sources.Corpus], total: int) -> list[int]:
+def _sample_sizes(corpora: Sequence[Corpus], total: int) -> list[int]:
     """Pairs of each training corpus SentencePiece trains on, total in all: shares of what an
     epoch reads of each (its pairs times its weight); equal shares where a size is unknown."""
     reads = sources.epoch_reads(corpora)

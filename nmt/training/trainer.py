@@ -25,6 +25,7 @@ import tensorflow as tf
 from nmt import checkpoints
 from nmt.config import Config, TrainConfig
 from nmt.data import pipeline, sources, tokenizer
+from nmt.data.corpus import Corpus
 from nmt.errors import NmtError
 from nmt.model.transformer import Transformer, build_transformer
 from nmt.run_dir import RunDir
@@ -174,9 +175,8 @@ def prepare(config: Config, run: RunDir, check_data: Callable[[tokenizer.Tokeniz
         log.info("the training %s large (or of unknown size): %s, tokenized anew each epoch",
                  "split is" if len(corpora) == 1 else "corpora are", "it streams" if len(corpora) == 1 else "they stream")
     if len(corpora) > 1:
-        log.info("training corpora (pairs x passes per epoch): %s", "; ".join(
-            f"{corpus.name} {'?' if size is None else f'{size:,}'} pairs x {corpus.weight:g}"
-            + (f", tagged {corpus.tag}" if corpus.tag else "") for corpus, size in zip(corpora, sizes)))
+        log.info("training corpora (passes per epoch): %s", "; ".join(
+            corpus.describe(size) for corpus, size in zip(corpora, sizes)))
     # Pairs in their files' order (local text, often one domain or source after another) that the
     # shuffle buffer cannot hold whole would train on one region of the files at a time: they
     # are read mixed (sources.load_split), once for the cache, or anew each epoch as they stream.
@@ -251,7 +251,7 @@ def prepare(config: Config, run: RunDir, check_data: Callable[[tokenizer.Tokeniz
                  average)
 
 
-def _tag_id(tokenizers: tokenizer.Tokenizers, corpus: sources.Corpus) -> int:
+def _tag_id(tokenizers: tokenizer.Tokenizers, corpus: Corpus) -> int:
     """The source vocabulary's id of a corpus's tag, which the tokenizer reserved when trained."""
     found = tokenizer.piece_id(tokenizers.source, corpus.tag)
     if found is None:

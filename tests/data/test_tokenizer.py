@@ -130,8 +130,9 @@ def test_a_tag_is_a_piece_of_the_source_model_that_no_text_encodes_to(tmp_path):
 
 def test_sentencepiece_samples_the_corpora_by_what_an_epoch_reads_of_them(monkeypatch):
     from nmt.data import sources
+    from nmt.data.corpus import Corpus
 
-    corpora = [sources.Corpus(None), sources.Corpus(None, weight=0.5), sources.Corpus(None, weight=3)]
+    corpora = [Corpus(None), Corpus(None, weight=0.5), Corpus(None, weight=3)]
     sizes = iter([6000, 4000, 1000])
     monkeypatch.setattr(sources, "split_size", lambda data, split: next(sizes))
     assert tokenizer._sample_sizes(corpora, 1000) == [545, 182, 273]  # of 6,000 + 2,000 + 3,000 read

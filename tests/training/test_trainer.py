@@ -228,7 +228,7 @@ def test_extra_corpora_come_by_their_weights_mixed_and_tagged(tmp_path, tfds_dir
         {"dataset": "local", "manual_dir": str(tmp_path / "halved"), "weight": 0.5, "tag": "<bt>"}]}})
     caplog.set_level(logging.INFO, logger="nmt")
     setup = trainer.prepare(config, RunDir(tmp_path / "run"))
-    assert "train[:300] 300 pairs x 1" in caplog.text and "200 pairs x 2" in caplog.text and "400 pairs x 0.5, tagged <bt>" in caplog.text
+    assert "train[:300], 300 pairs x 1" in caplog.text and "200 pairs x 2" in caplog.text and "400 pairs x 0.5, tagged <bt>" in caplog.text
     tag = tokenizer_lib.piece_id(setup.tokenizers.source, "<bt>")
     assert tag is not None and tag not in setup.tokenizers.source.tokenize(["<bt> the blue bird", "<bt>"]).flat_values.numpy()
     primary = sorted(source.numpy().decode() for source, target in sources.load_split(config.data, "train")
