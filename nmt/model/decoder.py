@@ -11,10 +11,10 @@ import keras
 import tensorflow as tf
 
 from nmt.model.attention import Attention, as_sublayer
-from nmt.model.sublayers import Dropout, FeedForward, residual
+from nmt.model.sublayers import BuiltByFirstCall, Dropout, FeedForward, residual
 
 
-class DecoderLayer(keras.layers.Layer):
+class DecoderLayer(BuiltByFirstCall, keras.layers.Layer):
     """Args: as EncoderLayer."""
 
     def __init__(self, hidden_dim, num_heads, intermediate_dim, dropout, attention_dropout, norm_first,

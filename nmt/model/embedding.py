@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from nmt.model.sublayers import Dropout
+from nmt.model.sublayers import BuiltByFirstCall, Dropout
 
 
 def sinusoidal_positions(max_length: int, hidden_dim: int) -> np.ndarray:
@@ -21,7 +21,7 @@ def sinusoidal_positions(max_length: int, hidden_dim: int) -> np.ndarray:
     return table
 
 
-class PositionalEmbedding(keras.layers.Layer):
+class PositionalEmbedding(BuiltByFirstCall, keras.layers.Layer):
     """Embeds token ids and adds positions; `token_embedding` may be shared with another instance.
 
     Args:

@@ -6,10 +6,10 @@ import keras
 import tensorflow as tf
 
 from nmt.model.attention import Attention, as_sublayer
-from nmt.model.sublayers import Dropout, FeedForward, residual
+from nmt.model.sublayers import BuiltByFirstCall, Dropout, FeedForward, residual
 
 
-class EncoderLayer(keras.layers.Layer):
+class EncoderLayer(BuiltByFirstCall, keras.layers.Layer):
     """Args:
         hidden_dim, num_heads, intermediate_dim: sizes.
         dropout: on sublayer outputs and inside the feed-forward block.

@@ -8,6 +8,16 @@ import keras
 import tensorflow as tf
 
 
+class BuiltByFirstCall:
+    """A mixin for layers whose weights all lie in their sublayers: each sublayer builds itself as
+    the first call reaches it. Without a build of its own, Keras builds such a layer by tracing its
+    call on symbolic inputs first, and each such layer below it again: building reference_base's
+    model took 1.9 s that way instead of 0.8 s (the same weights), in every process that builds one."""
+
+    def build(self, input_shape=None):
+        self.built = True
+
+
 class Dropout(keras.layers.Layer):
     """Inverted dropout, as keras.layers.Dropout, from 16 random bits per element.
 
@@ -44,7 +54,7 @@ class Dropout(keras.layers.Layer):
         return {**super().get_config(), "rate": self.rate}
 
 
-class FeedForward(keras.layers.Layer):
+class FeedForward(BuiltByFirstCall, keras.layers.Layer):
     """Position-wise Dense(intermediate_dim, relu) -> Dense(hidden_dim)."""
 
     def __init__(self, hidden_dim: int, intermediate_dim: int, dropout: float, **kwargs):

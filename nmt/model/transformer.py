@@ -12,9 +12,10 @@ from nmt.model import masks
 from nmt.model.decoder import DecoderLayer
 from nmt.model.embedding import PositionalEmbedding
 from nmt.model.encoder import EncoderLayer
+from nmt.model.sublayers import BuiltByFirstCall
 
 
-class Transformer(keras.Model):
+class Transformer(BuiltByFirstCall, keras.Model):
     """Maps source ids and shifted target ids to next-token logits.
 
     `encode` and `decode` are public so that decoding can run the encoder once per sentence.

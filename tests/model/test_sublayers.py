@@ -24,3 +24,35 @@ def test_dropout_draws_a_new_mask_each_call_and_none_outside_training():
     assert (first != second).any()
     np.testing.assert_array_equal(layer(x, training=False).numpy(), x.numpy())
     np.testing.assert_array_equal(Dropout(0.0)(x, training=True).numpy(), x.numpy())
+
+
+@pytest.mark.parametrize("settings", [
+    {},
+    {"share_embeddings": False, "tie_output": False, "norm": "post"},
+    {"attention": "grouped_query", "num_kv_heads": 1},
+    {"attention": "additive", "attention_projections": False},
+])
+def test_layers_built_by_their_first_call_get_the_weights_of_keras_symbolic_build(monkeypatch, settings):
+    import dataclasses
+
+    import keras
+
+    from nmt.config import ModelConfig
+    from nmt.model.sublayers import BuiltByFirstCall
+    from nmt.model.transformer import build_transformer
+
+    config = dataclasses.replace(ModelConfig(num_encoder_layers=2, num_decoder_layers=2, hidden_dim=16, num_heads=2,
+                                             intermediate_dim=32), **settings)
+
+    def weights():
+        keras.utils.set_random_seed(3)
+        model = build_transformer(config, 30, 30)
+        return {weight.path: weight.numpy() for weight in model.weights}
+
+    ours = weights()
+    # Keras's own build: the layer's call traced on symbolic inputs, creating every weight it reaches.
+    monkeypatch.setattr(BuiltByFirstCall, "build", keras.layers.Layer.build)
+    theirs = weights()
+    assert list(ours) == list(theirs)
+    for path, value in theirs.items():
+        np.testing.assert_array_equal(ours[path], value, err_msg=path)
