@@ -213,9 +213,9 @@ def beam_search(
                       limits, alive_ids, alive_scores, progress, finished_ids, finished_scores, num_finished, cache)
 
     def candidates(log_probs, step, limits, progress, sentences):
-        """Each row's next tokens to weigh, (rows, K) log-probabilities
-        and ids: its 2 * beam most likely, and with constraints the next token of each constraint
-        it has not met (dead where already among them)."""
+        """Each row's next tokens to weigh, (rows, K) log-probabilities and ids: its 2 * beam most
+        likely, and with constraints the next token of each constraint it has not met (dead where
+        already among them)."""
         if not constrained:
             return _best_next_tokens(log_probs, step, limits, 2 * beam_size)
         lengths = tf.gather(constraint_lengths, sentences)  # (rows, C)
@@ -382,8 +382,8 @@ def _constraint_progress(first_tokens: tf.Tensor, lengths: tf.Tensor, progress: 
     begins = tf.equal(tokens, first_tokens[:, tf.newaxis, tf.newaxis])
     before = progress[:, :, tf.newaxis]
     met = before >= lengths[:, tf.newaxis, tf.newaxis]
-    met_before = tf.broadcast_to(lengths[:, tf.newaxis, tf.newaxis] + 1, tf.shape(before))
-    return tf.where(met, met_before, tf.where(tf.equal(tokens, needed), before + 1, tf.cast(begins, tf.int32)))
+    return tf.where(met, lengths[:, tf.newaxis, tf.newaxis] + 1,
+                    tf.where(tf.equal(tokens, needed), before + 1, tf.cast(begins, tf.int32)))
 
 
 def _by_banks(scores: tf.Tensor, banks: tf.Tensor, k: int) -> tf.Tensor:
