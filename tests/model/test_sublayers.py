@@ -1,8 +1,13 @@
+import dataclasses
+
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from nmt.model.sublayers import Dropout
+from nmt.config import ModelConfig
+from nmt.model.sublayers import BuiltByFirstCall, Dropout
+from nmt.model.transformer import build_transformer
 
 
 @pytest.mark.parametrize("dtype", [tf.float32, tf.bfloat16])
@@ -33,14 +38,6 @@ def test_dropout_draws_a_new_mask_each_call_and_none_outside_training():
     {"attention": "additive", "attention_projections": False},
 ])
 def test_layers_built_by_their_first_call_get_the_weights_of_keras_symbolic_build(monkeypatch, settings):
-    import dataclasses
-
-    import keras
-
-    from nmt.config import ModelConfig
-    from nmt.model.sublayers import BuiltByFirstCall
-    from nmt.model.transformer import build_transformer
-
     config = dataclasses.replace(ModelConfig(num_encoder_layers=2, num_decoder_layers=2, hidden_dim=16, num_heads=2,
                                              intermediate_dim=32), **settings)
 
