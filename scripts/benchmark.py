@@ -117,16 +117,34 @@ def main() -> None:
 
 def machine() -> dict:
     """CPU model, core count, vector units and accelerator, so that numbers are read against
-    their hardware (CPUs sold under one name differ in AVX-512 and bfloat16 support)."""
+    their hardware (CPUs sold under one name differ in AVX-512 and bfloat16 support). Virtual
+    machines may name the CPU vaguely ("AMD EPYC"), so its family, model and stepping and its
+    caches are recorded too: two machines of one name can then be told apart."""
     import tensorflow as tf
 
-    cpu = precision.cpuinfo().get("model name") or platform.processor() or platform.machine()
+    info = precision.cpuinfo()
+    cpu = info.get("model name") or platform.processor() or platform.machine()
     flags = precision.cpu_flags()
     vector = [name for name in ("avx512_bf16", "amx_bf16", "avx512f", "avx2") if name in flags]
     gpus = [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
             for gpu in tf.config.list_physical_devices("GPU")]
-    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "cpu_vector_units": vector,
-            "gpu": ", ".join(gpus) or None, "tensorflow": tf.__version__}
+    identity = ", ".join(f"{field} {info[field]}" for field in ("cpu family", "model", "stepping", "microcode") if field in info)
+    return {"cpu": cpu, "cpu_id": identity or None, "cpu_caches": cpu_caches(), "cores": len(os.sched_getaffinity(0)),
+            "cpu_vector_units": vector, "gpu": ", ".join(gpus) or None, "tensorflow": tf.__version__}
+
+
+def cpu_caches(directory: Path = Path("/sys/devices/system/cpu/cpu0/cache")) -> str | None:
+    """The first CPU's caches as Linux lists them, e.g. "L1d 32K, L1i 32K, L2 1024K, L3 32768K";
+    None where unknown."""
+    kinds = {"Data": "d", "Instruction": "i", "Unified": ""}
+    caches = []
+    for index in sorted(directory.glob("index*")):
+        try:
+            level, kind, size = ((index / name).read_text().strip() for name in ("level", "type", "size"))
+        except OSError:
+            continue
+        caches.append(f"L{level}{kinds.get(kind, '')} {size}")
+    return ", ".join(caches) or None
 
 
 def code_version(root: Path = Path(__file__).resolve().parent.parent) -> str:

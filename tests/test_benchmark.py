@@ -182,3 +182,18 @@ def test_a_baseline_search_gets_only_the_arguments_it_takes():
         return beam_size, alpha
 
     assert benchmark._accepting(older_search)("model", "ids", "limits", beam_size=4, alpha=0.6, num_best=1) == (4, 0.6)
+
+
+def test_the_machine_is_told_apart_by_its_cpu_family_model_and_caches(monkeypatch, tmp_path):
+    for index, (level, kind, size) in enumerate([(1, "Data", "32K"), (1, "Instruction", "32K"), (2, "Unified", "1024K")]):
+        (tmp_path / f"index{index}").mkdir()
+        for name, value in (("level", level), ("type", kind), ("size", size)):
+            (tmp_path / f"index{index}" / name).write_text(f"{value}\n")
+    assert benchmark.cpu_caches(tmp_path) == "L1d 32K, L1i 32K, L2 1024K"
+    assert benchmark.cpu_caches(tmp_path / "absent") is None
+    monkeypatch.setattr(benchmark.precision, "cpuinfo", lambda: {"model name": "AMD EPYC", "cpu family": "25", "model": "17",
+                                                                 "stepping": "1", "flags": "avx2"})
+    found = benchmark.machine()
+    assert found["cpu"] == "AMD EPYC"
+    assert found["cpu_id"] == "cpu family 25, model 17, stepping 1"
+    assert found["cpu_vector_units"] == ["avx2"]
