@@ -96,6 +96,17 @@ def warn_long_prefixes(numbers: Sequence[int], lengths: Sequence[int], max_lengt
                         max_length - 1)
 
 
+def word_continuations(tokenizers: Tokenizers) -> tf.Tensor:
+    """(target vocab,) bool: the target pieces that go on with the word before them, which a
+    constraint placed as whole words is not followed by (beam_search's word_continuations)."""
+    pieces = tokenizers.target.id_to_string(tf.range(tokenizers.target_vocab_size)).numpy()
+    # A piece continues the word before it unless it begins one ("▁") or is not a word's part:
+    # punctuation, symbols, the special tokens ("</s>"). A hyphen joins a compound (without it,
+    # "Reh" was placed as "Reh-Spieler").
+    return tf.constant([not piece.startswith("▁".encode()) and (piece.decode()[:1].isalnum() or piece.startswith(b"-"))
+                        for piece in pieces])
+
+
 def batch_out_of_memory(decode: DecodeConfig, sentences: int, longest: int, samples: int | None = None) -> NmtError:
     """The error of a decoding batch that exhausted the device's memory (searching, or drawing
     `samples` per sentence): what to lower."""
@@ -196,15 +207,7 @@ class Translator:
         beam = functools.partial(beam_search, self.model, beam_size=decode.beam_size, alpha=decode.length_penalty,
                                  no_repeat_ngram_size=decode.no_repeat_ngram_size)
 
-        continuations = None
-        if decode.constraint_whole_words:
-            pieces = self.tokenizers.target.id_to_string(tf.range(self.tokenizers.target_vocab_size)).numpy()
-            # A piece continues the word before it unless it begins one ("▁") or is not a word's
-            # part: punctuation, symbols, the special tokens ("</s>"). A hyphen joins a compound
-            # (without it, "Reh" was placed as "Reh-Spieler").
-            continuations = tf.constant([not piece.startswith("▁".encode()) and (piece.decode()[:1].isalnum()
-                                                                               or piece.startswith(b"-"))
-                                         for piece in pieces])
+        continuations = word_continuations(self.tokenizers) if decode.constraint_whole_words else None
 
         def search(source_ids, max_lengths, n, prefix_ids, constraint_ids):
             return beam(source_ids, max_lengths, num_best=n, prefix_ids=prefix_ids, constraint_ids=constraint_ids,
@@ -502,7 +505,9 @@ class Translator:
         if prefix_ids is not None:
             search, prefix = self._search_prefixed, (padded(prefix_ids, prefix_lengths),)  # PAD: no token forced
         if constraint_ids is not None:
-            output_ids, scores = self._constrained(source_ids, max_lengths, n, prefix, constraint_ids, numbers)
+            # A sentence whose constraints cannot be placed is translated as it would be without them.
+            free_lengths = length_limits(source_lengths, decode, self.model.max_length, prefix_lengths)
+            output_ids, scores = self._constrained(source_ids, max_lengths, free_lengths, n, prefix, constraint_ids, numbers)
         elif decode.sampling == "none":
             output_ids, scores = _best_repeated_for_dead(*search(source_ids, max_lengths, n, seed, *prefix), n)
         else:
@@ -521,11 +526,11 @@ class Translator:
             for row in range(len(scores))
         ]
 
-    def _constrained(self, source_ids: tf.Tensor, max_lengths: tf.Tensor, n: int, prefix: tuple,
+    def _constrained(self, source_ids: tf.Tensor, max_lengths: tf.Tensor, free_lengths: tf.Tensor, n: int, prefix: tuple,
                      constraint_ids: tf.RaggedTensor, numbers: Sequence[int]) -> tuple[tf.Tensor, tf.Tensor]:
-        """The n best of constrained beam search (ids, scores), where a sentence none of whose
-        hypotheses met its constraints has its n best without them (a warning). prefix: () or the
-        padded prefix ids, as the searches take them."""
+        """The n best of constrained beam search (ids, scores) within max_lengths, where a sentence
+        none of whose hypotheses met its constraints has its n best without them, within its
+        free_lengths (a warning). prefix: () or the padded prefix ids, as the searches take them."""
         search, forced = (self._search, None) if not prefix else (self._search_prefixed, prefix[0])
         # At least one constraint of one subword in the shape, so that the search's indexing holds.
         bounds = tf.maximum(constraint_ids.bounding_shape(), 1)
@@ -540,7 +545,7 @@ class Translator:
             log.warning("sentence %d: no translation within its length limit contained all its constraints; it is "
                         "translated without them", numbers[row])
         seed = tf.constant([0, 0], tf.int32)  # beam and greedy search draw nothing
-        free_ids, free_scores = _best_repeated_for_dead(*search(tf.gather(source_ids, unmet), tf.gather(max_lengths, unmet), n, seed,
+        free_ids, free_scores = _best_repeated_for_dead(*search(tf.gather(source_ids, unmet), tf.gather(free_lengths, unmet), n, seed,
                                                                 *(tf.gather(part, unmet) for part in prefix)), n)
         width = tf.maximum(tf.shape(ids)[2], tf.shape(free_ids)[2])
         ids = tf.pad(ids, [[0, 0], [0, 0], [0, width - tf.shape(ids)[2]]], constant_values=PAD_ID)
