@@ -510,20 +510,26 @@ def export(
     run_dir: RunDirOption = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="SavedModel directory (default: <run dir>/export).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing non-empty --output.")] = False,
+    constraints: Annotated[bool, typer.Option(
+        "--constraints", help="Add a signature that places constraints (the export then loads about a second slower).")] = False,
     set_: SetOption = None,
 ) -> None:
     """Export the run as a TensorFlow SavedModel that translates raw strings (tokenization, beam
     search and detokenization inside); it loads with tensorflow and tensorflow_text alone."""
     with _user_errors(run_dirs=[run_dir], outputs=[("--output", output, True)]):
         from nmt import jobs
-        from nmt.export import LENGTHS_SIGNATURE, PREFIX_SIGNATURE, SIGNATURE
+        from nmt.export import CONSTRAINTS_SIGNATURE, LENGTHS_SIGNATURE, PREFIX_SIGNATURE, SIGNATURE
 
-        path, found = jobs.export(run_dir, set_ or [], output, force)
+        path, found = jobs.export(run_dir, set_ or [], output, force, constraints)
         typer.echo(f"Exported {found['checkpoint']} (beam {found['beam_size']}) to {path} ({found['megabytes']:.1f} MB)")
         typer.echo(f"  signature '{SIGNATURE}': input 'text' (string [batch]) -> 'translation' (string), 'score' (float32)")
         typer.echo(f"  signature '{LENGTHS_SIGNATURE}': input 'text' (string [batch]) -> 'length' (int32, tokens), to batch by")
         typer.echo(f"  signature '{PREFIX_SIGNATURE}': inputs 'text' and 'prefix' (string [batch]) -> as '{SIGNATURE}', "
                    "each translation beginning with its prefix")
+        if constraints:
+            typer.echo(f"  signature '{CONSTRAINTS_SIGNATURE}': inputs 'text', 'prefix' and 'constraints' (string [batch], "
+                       f"a sentence's texts separated by tabs) -> as '{PREFIX_SIGNATURE}', each translation containing its "
+                       "constraints, and 'placed', 'writable', 'constraint_tokens'")
 
 
 @app.command()

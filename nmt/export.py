@@ -13,6 +13,14 @@ translation begins with, '' for none); outputs as `serving_default`'s.
 Signature `token_counts`: inputs `text` and `prefix`; outputs `source` and `prefix` (int32,
 [batch]), their subwords before any cut to the model's lengths, by which a caller can say which
 sentences and prefixes are cut.
+Signature `translate_with_constraints`, in an export made with constraints: inputs `text`,
+`prefix` and `constraints` (string, [batch]: the texts each translation must contain, separated
+by tabs, '' for none); outputs `translation` and `score` as `serving_default`'s, `placed` (bool,
+[batch]: the translation holds every constraint the vocabulary can write), `writable` (bool,
+[batch, texts]: whether the target vocabulary can write each text; one it cannot is left out) and
+`constraint_tokens` (int32, [batch]: the subwords of the writable constraints and the prefix;
+more than the model's longest output, and all are left out). A sentence whose constraints no
+hypothesis placed is translated as without them. As `nmt translate --constraint-file` does.
 """
 
 from __future__ import annotations
@@ -29,10 +37,11 @@ import tensorflow as tf
 
 from nmt import atomic
 from nmt.config import Config
-from nmt.data.tokenizer import EOS_ID, PAD_ID, Tokenizers
-from nmt.decoding.search import beam_search, greedy_search
-from nmt.decoding.translator import (batch_out_of_memory, decoding_batches, length_limits, padded, warn_long_prefixes,
-                                     warn_long_sources)
+from nmt.data.tokenizer import EOS_ID, PAD_ID, UNK_ID, Tokenizers
+from nmt.decoding.search import DEAD, beam_search, greedy_search
+from nmt.decoding.translator import (batch_out_of_memory, decoding_batches, length_limits, padded, warn_long_constraints,
+                                     warn_long_prefixes, warn_long_sources, warn_unplaced_constraints,
+                                     warn_unwritable_constraint, word_continuations)
 from nmt.errors import NmtError
 from nmt.model.transformer import Transformer
 
@@ -40,6 +49,7 @@ SIGNATURE = "serving_default"
 LENGTHS_SIGNATURE = "source_lengths"
 PREFIX_SIGNATURE = "translate_with_prefix"
 COUNTS_SIGNATURE = "token_counts"
+CONSTRAINTS_SIGNATURE = "translate_with_constraints"
 # Beside the SavedModel: the checkpoint and decode settings it was exported with, so that
 # `nmt translate` knows when the export gives what the run would.
 MANIFEST = "nmt_export.json"
@@ -48,7 +58,7 @@ MANIFEST = "nmt_export.json"
 class _Serving(tf.Module):
     """What the SavedModel holds: the tokenizers' and the model's resources, and the function."""
 
-    def __init__(self, config: Config, model: Transformer, tokenizers: Tokenizers):
+    def __init__(self, config: Config, model: Transformer, tokenizers: Tokenizers, constraints: bool = False):
         super().__init__(name="nmt_translator")
         self.source_tokenizer = tokenizers.source
         self.target_tokenizer = tokenizers.target
@@ -64,6 +74,17 @@ class _Serving(tf.Module):
         else:
             self._search = functools.partial(beam_search, model, beam_size=decode.beam_size, alpha=decode.length_penalty,
                                              num_best=1, no_repeat_ngram_size=decode.no_repeat_ngram_size)
+        if constraints:
+            # Held only when asked for: a SavedModel keeps every function its root holds, and each
+            # search graph makes every load of the export slower.
+            self._constrained_search = functools.partial(
+                beam_search, model, beam_size=decode.beam_size, alpha=decode.length_penalty, num_best=1,
+                no_repeat_ngram_size=decode.no_repeat_ngram_size,
+                word_continuations=word_continuations(tokenizers) if decode.constraint_whole_words else None)
+            texts = tf.TensorSpec([None], tf.string)
+            self.translate_with_constraints = tf.function(
+                self._translate_with_constraints, autograph=False,
+                input_signature=[tf.TensorSpec.from_spec(texts, name) for name in ("text", "prefix", "constraints")])
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")], autograph=False)
     def source_lengths(self, text: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -102,30 +123,73 @@ class _Serving(tf.Module):
         return {"source": tf.cast(self.source_tokenizer.tokenize(text).row_lengths(), tf.int32),
                 "prefix": tf.cast(self.target_tokenizer.tokenize(prefix).row_lengths(), tf.int32)}
 
+    def _translate_with_constraints(self, text: tf.Tensor, prefix: tf.Tensor, constraints: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Translations that begin with their prefix and contain their constraints (tab-separated
+        texts), as `nmt translate --constraint-file` gives them, with what its warnings say."""
+        pieces = self._pieces(text)
+        lengths = tf.cast(pieces.row_lengths(), tf.int32)
+        prefix_pieces = self.target_tokenizer.tokenize(prefix)[:, : self._max_length - 1]
+        prefix_lengths = tf.cast(prefix_pieces.row_lengths(), tf.int32)
+        constraint_pieces = self.target_tokenizer.tokenize(tf.strings.split(constraints, sep="\t"))  # (batch, texts, subwords)
+        writable = ~tf.reduce_any(tf.equal(constraint_pieces, UNK_ID), axis=2)  # "⁇" would stand for what it cannot write
+        kept = tf.ragged.boolean_mask(constraint_pieces, writable & (constraint_pieces.row_lengths(axis=2) > 0))
+        tokens = tf.cast(tf.reduce_sum(kept.row_lengths(axis=2), axis=1), tf.int32) + prefix_lengths
+        fits = tokens <= self._max_length - 1  # BOS takes a position; a sentence's constraints that do not fit are left out
+        bounds = tf.maximum(kept.bounding_shape(), 1)  # the search indexes one constraint of one subword at least
+        constraint_ids = tf.where(fits[:, tf.newaxis, tf.newaxis], kept.to_tensor(default_value=PAD_ID, shape=bounds), PAD_ID)
+        limits = self._limits(lengths, prefix_lengths=tf.where(fits, tokens, prefix_lengths))
+        output_ids, scores = self._constrained_search(padded(pieces, lengths), limits,
+                                                      prefix_ids=padded(prefix_pieces, prefix_lengths), constraint_ids=constraint_ids)
+        best = output_ids[:, 0]
+        best = tf.where(tf.equal(best, EOS_ID), PAD_ID, best)
+        translation = self.target_tokenizer.detokenize(tf.RaggedTensor.from_tensor(best, padding=PAD_ID))
+        score = tf.cast(scores[:, 0], tf.float32)
+        empty = tf.equal(lengths, 0)
+        # No hypothesis placed them (a repeat that no_repeat_ngram_size forbids, say): translated
+        # as without them, by the prefix signature's search, traced once in the SavedModel.
+        unplaced = tf.where((scores[:, 0] <= DEAD) & ~empty)
+        free = tf.cond(tf.size(unplaced) > 0,  # a search of no sentences would size its output by no length limit
+                       lambda: self.translate_with_prefix(tf.gather_nd(text, unplaced), tf.gather_nd(prefix, unplaced)),
+                       lambda: {"translation": tf.zeros([0], tf.string), "score": tf.zeros([0])})
+        translation = tf.tensor_scatter_nd_update(translation, unplaced, free["translation"])
+        score = tf.tensor_scatter_nd_update(score, unplaced, free["score"])
+        has_constraints = tf.reduce_any(writable & (constraint_pieces.row_lengths(axis=2) > 0), axis=1)
+        return {
+            "translation": tf.where(empty, tf.constant(""), translation),
+            "score": tf.where(empty, 0.0, score),
+            "placed": ~has_constraints | (fits & ~empty & (scores[:, 0] > DEAD)),
+            "writable": writable.to_tensor(default_value=True),
+            "constraint_tokens": tokens,
+        }
+
     def _pieces(self, text: tf.Tensor) -> tf.RaggedTensor:
         return self.source_tokenizer.tokenize(text)[:, : self._max_length]
 
 
-def export(config: Config, model: Transformer, tokenizers: Tokenizers, checkpoint: Path, output: Path, force: bool) -> Path:
+def export(config: Config, model: Transformer, tokenizers: Tokenizers, checkpoint: Path, output: Path, force: bool,
+           constraints: bool = False) -> Path:
     """Writes the SavedModel of the model (checkpoint's weights) into output (refusing a non-empty
-    one unless force); returns output. It is written beside output first, fsynced and renamed
-    into place, so output is never half-written."""
+    one unless force), with the signature that places constraints where asked; returns output. It
+    is written beside output first, fsynced and renamed into place, so output is never half-written."""
     if config.decode.sampling != "none":
         raise NmtError(f"an export holds greedy or beam search, not sampling (decode.sampling={config.decode.sampling}); "
                        "export with --set decode.sampling=none")
     if output.exists() and (not output.is_dir() or any(output.iterdir())) and not force:
         raise NmtError(f"{output} exists and is not empty; pass --force to replace it, or choose another --output")
-    serving = _Serving(config, model, tokenizers)
+    serving = _Serving(config, model, tokenizers, constraints)
     temporary = output.with_name(f".{output.name}.tmp")
     shutil.rmtree(temporary, ignore_errors=True)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        tf.saved_model.save(serving, str(temporary), signatures={
+        signatures = {
             SIGNATURE: serving.translate.get_concrete_function(),
             LENGTHS_SIGNATURE: serving.source_lengths.get_concrete_function(),
             PREFIX_SIGNATURE: serving.translate_with_prefix.get_concrete_function(),
             COUNTS_SIGNATURE: serving.token_counts.get_concrete_function(),
-        })
+        }
+        if constraints:
+            signatures[CONSTRAINTS_SIGNATURE] = serving.translate_with_constraints.get_concrete_function()
+        tf.saved_model.save(serving, str(temporary), signatures=signatures)
         (temporary / MANIFEST).write_text(json.dumps(_manifest(checkpoint, config), indent=2) + "\n", encoding="utf-8")
         atomic.replace_directory(temporary, output)
     except OSError as error:
@@ -138,12 +202,15 @@ def _manifest(checkpoint: Path, config: Config) -> dict:
     return {"checkpoint": str(checkpoint.resolve()), "decode": dataclasses.asdict(config.decode)}
 
 
-def load_matching(directory: Path, checkpoint: Path, config: Config) -> Callable[..., list[tuple[str, float]]] | None:
+def load_matching(directory: Path, checkpoint: Path, config: Config,
+                  constrained: bool = False) -> Callable[..., list[tuple[str, float]]] | None:
     """The export in directory as a function from sentences (and optionally on_batch(sentences
-    done), a progress callback, their prefixes, and start, the number of the first in the whole
-    input, by which warnings name sentences cut to the model's lengths) to (translation, score), if
-    it was exported from this checkpoint with these decode settings and has every signature that
-    `nmt translate` uses (earlier exports lack some); None otherwise (or if unreadable)."""
+    done), a progress callback, their prefixes, start, the number of the first in the whole input,
+    by which warnings name sentences cut to the model's lengths, and, where constrained, their
+    constraints, a list of texts per sentence) to (translation, score), if it was exported from
+    this checkpoint with these decode settings and has every signature that `nmt translate` uses
+    (earlier exports lack some, and only an export made with constraints places them); None
+    otherwise (or if unreadable)."""
     try:
         manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -151,12 +218,13 @@ def load_matching(directory: Path, checkpoint: Path, config: Config) -> Callable
     if manifest != _manifest(checkpoint, config):
         return None
     signatures = tf.saved_model.load(str(directory)).signatures
-    if not {SIGNATURE, PREFIX_SIGNATURE, COUNTS_SIGNATURE} <= set(signatures):
+    if not {SIGNATURE, PREFIX_SIGNATURE, COUNTS_SIGNATURE, *([CONSTRAINTS_SIGNATURE] if constrained else [])} <= set(signatures):
         return None
     max_length = config.model.max_length
 
     def translate(sentences: Sequence[str], on_batch: Callable[[int], None] | None = None,
-                  prefixes: Sequence[str] | None = None, start: int = 0) -> list[tuple[str, float]]:
+                  prefixes: Sequence[str] | None = None, start: int = 0,
+                  constraints: Sequence[Sequence[str]] | None = None) -> list[tuple[str, float]]:
         text = tf.constant(list(sentences), tf.string)
         prefix = None if prefixes is None else tf.constant(list(prefixes), tf.string)
         counts = signatures[COUNTS_SIGNATURE](text=text, prefix=tf.fill(tf.shape(text), "") if prefix is None else prefix)
@@ -164,19 +232,51 @@ def load_matching(directory: Path, checkpoint: Path, config: Config) -> Callable
         todo = np.flatnonzero(source_counts)  # an empty sentence translates to '' whatever its prefix
         warn_long_sources(todo + start + 1, source_counts[todo], max_length)
         warn_long_prefixes(todo + start + 1, prefix_counts[todo], max_length)
+        texts = None
+        if constraints is not None and any(text.strip() for row in constraints for text in row):
+            # The signature takes a sentence's texts separated by tabs; within a text, a tab is
+            # whitespace to the tokenizer, as a space is.
+            texts = [[text.replace("\t", " ") for text in row if text.strip()] for row in constraints]
         found: list[tuple[str, float]] = [("", 0.0)] * len(sentences)
+        checks = {}
         lengths = np.minimum(source_counts, max_length)
         for positions in decoding_batches(lengths, config.decode):
             try:
                 batch = tf.gather(text, positions)
-                result = signatures[SIGNATURE](text=batch) if prefix is None else signatures[PREFIX_SIGNATURE](
-                    text=batch, prefix=tf.gather(prefix, positions))
+                if texts is not None:
+                    result = signatures[CONSTRAINTS_SIGNATURE](
+                        text=batch, prefix=tf.fill(tf.shape(batch), "") if prefix is None else tf.gather(prefix, positions),
+                        constraints=tf.constant(["\t".join(texts[position]) for position in positions], tf.string))
+                    checks.update(zip(positions, zip(result["placed"].numpy(), result["writable"].numpy(),
+                                                     result["constraint_tokens"].numpy())))
+                elif prefix is None:
+                    result = signatures[SIGNATURE](text=batch)
+                else:
+                    result = signatures[PREFIX_SIGNATURE](text=batch, prefix=tf.gather(prefix, positions))
             except tf.errors.ResourceExhaustedError:
                 raise batch_out_of_memory(config.decode, len(positions), int(lengths[positions].max())) from None
             for position, translation, score in zip(positions, result["translation"].numpy(), result["score"].numpy()):
                 found[position] = (translation.decode("utf-8"), float(score))
             if on_batch:
                 on_batch(len(positions))
+        if texts is not None:
+            _warn_constraints(texts, checks, todo, start, max_length, with_prefix=prefix is not None)
         return found
 
     return translate
+
+
+def _warn_constraints(texts: Sequence[Sequence[str]], checks: dict, todo: np.ndarray, start: int, max_length: int,
+                      with_prefix: bool) -> None:
+    """The warnings `nmt translate` gives of constraints left out, from what the constraint
+    signature said of the sentences at todo ((placed, writable, constraint_tokens) by position)."""
+    for position in todo:
+        _, writable, _ = checks[position]
+        for text, can_write in zip(texts[position], writable):
+            if not can_write:
+                warn_unwritable_constraint(start + position + 1, text)
+    warn_long_constraints(todo + start + 1, [checks[position][2] for position in todo], max_length, with_prefix)
+    for position in todo:
+        placed, _, tokens = checks[position]
+        if not placed and tokens <= max_length - 1:
+            warn_unplaced_constraints(start + position + 1)

@@ -393,18 +393,20 @@ def translator(run_dir: str | None, overrides: list[str], n_best: int = 1, with_
         raise NmtError("attention and alignments come from one model: pass one --run-dir")
     runs, found = _members(run, config, ensemble)
     used = [str(path.resolve()) for path in found]
-    if not ensemble and n_best == 1 and not with_attention and not constrained:
+    if not ensemble and n_best == 1 and not with_attention:
         # An export of these weights with these decode settings already holds the traced search:
         # loading it skips building the model and tracing, most of a short command's time.
-        exported = export_lib.load_matching(run.export_dir, found[0], config)
+        exported = export_lib.load_matching(run.export_dir, found[0], config, constrained)
         if exported is not None:
             def translate_exported(sentences: Sequence[str], on_batch=None, start: int = 0,
-                                   prefixes: Sequence[str] | None = None, constraints: None = None) -> list[list[Hypothesis]]:
-                # constraints: always None here (the export places none; a constrained translator skips it).
+                                   prefixes: Sequence[str] | None = None,
+                                   constraints: Sequence[Sequence[str]] | None = None) -> list[list[Hypothesis]]:
                 check_text(sentences)
                 if prefixes is not None:
                     check_text(prefixes, "prefix")
-                return [[Hypothesis(text, score)] for text, score in exported(sentences, on_batch, prefixes, start)]
+                if constraints is not None:
+                    check_text([text for texts in constraints for text in texts], "constraint")
+                return [[Hypothesis(text, score)] for text, score in exported(sentences, on_batch, prefixes, start, constraints)]
 
             return translate_exported, used
     model = _loaded(runs, found, config)
@@ -487,14 +489,17 @@ def server(run_dir: str | None, overrides: list[str], host: str, port: int) -> t
     return server_lib.make_server(translate, host, port, about, score), about
 
 
-def export(run_dir: str | None, overrides: list[str], output: Path | None, force: bool) -> tuple[Path, dict]:
+def export(run_dir: str | None, overrides: list[str], output: Path | None, force: bool,
+           constraints: bool = False) -> tuple[Path, dict]:
     """Writes the run's model (eval.checkpoint weights, decode settings with overrides) as a
-    SavedModel into output (default: <run dir>/export); returns it and what it holds."""
+    SavedModel into output (default: <run dir>/export), with the signature that places constraints
+    where asked; returns it and what it holds."""
     run, config = load_run(run_dir, overrides)
     checkpoint = run.checkpoint_path(config.eval.checkpoint)  # before any work: a run without one is refused
     atomic.check_writable(output or run.export_dir, "the export to", directory=True)
     translator = Translator.from_run_dir(run, config, checkpoint)
-    path = export_lib.export(config, translator.model, translator.tokenizers, checkpoint, output or run.export_dir, force)
+    path = export_lib.export(config, translator.model, translator.tokenizers, checkpoint, output or run.export_dir, force,
+                              constraints)
     return path, {"megabytes": round(run_dir_lib.disk_bytes(path) / 1e6, 1), "checkpoint": str(checkpoint), "beam_size": config.decode.beam_size}
 
 
