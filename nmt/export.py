@@ -39,9 +39,8 @@ from nmt import atomic
 from nmt.config import Config
 from nmt.data.tokenizer import EOS_ID, PAD_ID, UNK_ID, Tokenizers
 from nmt.decoding.search import DEAD, beam_search, greedy_search
-from nmt.decoding.translator import (batch_out_of_memory, decoding_batches, length_limits, padded, warn_long_constraints,
-                                     warn_long_prefixes, warn_long_sources, warn_unplaced_constraints,
-                                     warn_unwritable_constraint, word_continuations)
+from nmt.decoding.translator import (batch_out_of_memory, decoding_batches, length_limits, padded, warn_long_prefixes,
+                                     warn_long_sources, word_continuations)
 from nmt.errors import NmtError
 from nmt.model.transformer import Transformer
 
@@ -190,7 +189,8 @@ def export(config: Config, model: Transformer, tokenizers: Tokenizers, checkpoin
         if constraints:
             signatures[CONSTRAINTS_SIGNATURE] = serving.translate_with_constraints.get_concrete_function()
         tf.saved_model.save(serving, str(temporary), signatures=signatures)
-        (temporary / MANIFEST).write_text(json.dumps(_manifest(checkpoint, config), indent=2) + "\n", encoding="utf-8")
+        manifest = {**_manifest(checkpoint, config), "constraints": constraints}
+        (temporary / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         atomic.replace_directory(temporary, output)
     except OSError as error:
         shutil.rmtree(temporary, ignore_errors=True)
@@ -202,29 +202,29 @@ def _manifest(checkpoint: Path, config: Config) -> dict:
     return {"checkpoint": str(checkpoint.resolve()), "decode": dataclasses.asdict(config.decode)}
 
 
-def load_matching(directory: Path, checkpoint: Path, config: Config,
-                  constrained: bool = False) -> Callable[..., list[tuple[str, float]]] | None:
+def load_matching(directory: Path, checkpoint: Path, config: Config) -> Callable[..., list[tuple[str, float]]] | None:
     """The export in directory as a function from sentences (and optionally on_batch(sentences
-    done), a progress callback, their prefixes, start, the number of the first in the whole input,
-    by which warnings name sentences cut to the model's lengths, and, where constrained, their
-    constraints, a list of texts per sentence) to (translation, score), if it was exported from
-    this checkpoint with these decode settings and has every signature that `nmt translate` uses
-    (earlier exports lack some, and only an export made with constraints places them); None
-    otherwise (or if unreadable)."""
+    done), a progress callback, their prefixes, and start, the number of the first in the whole
+    input, by which warnings name sentences cut to the model's lengths) to (translation, score), if
+    it was exported from this checkpoint with these decode settings, without constraints, and has
+    every signature that `nmt translate` uses (earlier exports lack some); None otherwise (or if
+    unreadable)."""
     try:
         manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if manifest != _manifest(checkpoint, config):
+    # An export that places constraints holds a second search graph: loading it and running its
+    # first search took longer than building the model from its checkpoint (earlier exports have
+    # no such entry and place none).
+    if manifest.pop("constraints", False) or manifest != _manifest(checkpoint, config):
         return None
     signatures = tf.saved_model.load(str(directory)).signatures
-    if not {SIGNATURE, PREFIX_SIGNATURE, COUNTS_SIGNATURE, *([CONSTRAINTS_SIGNATURE] if constrained else [])} <= set(signatures):
+    if not {SIGNATURE, PREFIX_SIGNATURE, COUNTS_SIGNATURE} <= set(signatures):
         return None
     max_length = config.model.max_length
 
     def translate(sentences: Sequence[str], on_batch: Callable[[int], None] | None = None,
-                  prefixes: Sequence[str] | None = None, start: int = 0,
-                  constraints: Sequence[Sequence[str]] | None = None) -> list[tuple[str, float]]:
+                  prefixes: Sequence[str] | None = None, start: int = 0) -> list[tuple[str, float]]:
         text = tf.constant(list(sentences), tf.string)
         prefix = None if prefixes is None else tf.constant(list(prefixes), tf.string)
         counts = signatures[COUNTS_SIGNATURE](text=text, prefix=tf.fill(tf.shape(text), "") if prefix is None else prefix)
@@ -232,51 +232,19 @@ def load_matching(directory: Path, checkpoint: Path, config: Config,
         todo = np.flatnonzero(source_counts)  # an empty sentence translates to '' whatever its prefix
         warn_long_sources(todo + start + 1, source_counts[todo], max_length)
         warn_long_prefixes(todo + start + 1, prefix_counts[todo], max_length)
-        texts = None
-        if constraints is not None and any(text.strip() for row in constraints for text in row):
-            # The signature takes a sentence's texts separated by tabs; within a text, a tab is
-            # whitespace to the tokenizer, as a space is.
-            texts = [[text.replace("\t", " ") for text in row if text.strip()] for row in constraints]
         found: list[tuple[str, float]] = [("", 0.0)] * len(sentences)
-        checks = {}
         lengths = np.minimum(source_counts, max_length)
         for positions in decoding_batches(lengths, config.decode):
             try:
                 batch = tf.gather(text, positions)
-                if texts is not None:
-                    result = signatures[CONSTRAINTS_SIGNATURE](
-                        text=batch, prefix=tf.fill(tf.shape(batch), "") if prefix is None else tf.gather(prefix, positions),
-                        constraints=tf.constant(["\t".join(texts[position]) for position in positions], tf.string))
-                    checks.update(zip(positions, zip(result["placed"].numpy(), result["writable"].numpy(),
-                                                     result["constraint_tokens"].numpy())))
-                elif prefix is None:
-                    result = signatures[SIGNATURE](text=batch)
-                else:
-                    result = signatures[PREFIX_SIGNATURE](text=batch, prefix=tf.gather(prefix, positions))
+                result = signatures[SIGNATURE](text=batch) if prefix is None else signatures[PREFIX_SIGNATURE](
+                    text=batch, prefix=tf.gather(prefix, positions))
             except tf.errors.ResourceExhaustedError:
                 raise batch_out_of_memory(config.decode, len(positions), int(lengths[positions].max())) from None
             for position, translation, score in zip(positions, result["translation"].numpy(), result["score"].numpy()):
                 found[position] = (translation.decode("utf-8"), float(score))
             if on_batch:
                 on_batch(len(positions))
-        if texts is not None:
-            _warn_constraints(texts, checks, todo, start, max_length, with_prefix=prefix is not None)
         return found
 
     return translate
-
-
-def _warn_constraints(texts: Sequence[Sequence[str]], checks: dict, todo: np.ndarray, start: int, max_length: int,
-                      with_prefix: bool) -> None:
-    """The warnings `nmt translate` gives of constraints left out, from what the constraint
-    signature said of the sentences at todo ((placed, writable, constraint_tokens) by position)."""
-    for position in todo:
-        _, writable, _ = checks[position]
-        for text, can_write in zip(texts[position], writable):
-            if not can_write:
-                warn_unwritable_constraint(start + position + 1, text)
-    warn_long_constraints(todo + start + 1, [checks[position][2] for position in todo], max_length, with_prefix)
-    for position in todo:
-        placed, _, tokens = checks[position]
-        if not placed and tokens <= max_length - 1:
-            warn_unplaced_constraints(start + position + 1)

@@ -393,20 +393,18 @@ def translator(run_dir: str | None, overrides: list[str], n_best: int = 1, with_
         raise NmtError("attention and alignments come from one model: pass one --run-dir")
     runs, found = _members(run, config, ensemble)
     used = [str(path.resolve()) for path in found]
-    if not ensemble and n_best == 1 and not with_attention:
+    if not ensemble and n_best == 1 and not with_attention and not constrained:
         # An export of these weights with these decode settings already holds the traced search:
         # loading it skips building the model and tracing, most of a short command's time.
-        exported = export_lib.load_matching(run.export_dir, found[0], config, constrained)
+        exported = export_lib.load_matching(run.export_dir, found[0], config)
         if exported is not None:
             def translate_exported(sentences: Sequence[str], on_batch=None, start: int = 0,
-                                   prefixes: Sequence[str] | None = None,
-                                   constraints: Sequence[Sequence[str]] | None = None) -> list[list[Hypothesis]]:
+                                   prefixes: Sequence[str] | None = None, constraints: None = None) -> list[list[Hypothesis]]:
+                # constraints: always None here (a constrained translator does not take the export).
                 check_text(sentences)
                 if prefixes is not None:
                     check_text(prefixes, "prefix")
-                if constraints is not None:
-                    check_text([text for texts in constraints for text in texts], "constraint")
-                return [[Hypothesis(text, score)] for text, score in exported(sentences, on_batch, prefixes, start, constraints)]
+                return [[Hypothesis(text, score)] for text, score in exported(sentences, on_batch, prefixes, start)]
 
             return translate_exported, used
     model = _loaded(runs, found, config)

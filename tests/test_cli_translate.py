@@ -334,11 +334,11 @@ def test_export_translates_like_translate_in_a_process_without_nmt(workdir, monk
     assert result.exit_code == 0 and built == [1], result.output
 
     assert_user_error(invoke("export", "--run-dir", "runs/tiny"), "exists and is not empty; pass --force")
-    # Replaced by an export that decodes in bfloat16 (float32 where the CPU lacks the units) and
-    # places constraints: it translates and scores as the translator decoding in bfloat16 does, and
-    # nmt translate takes it for those settings, constraints included.
-    result = invoke("export", "--run-dir", "runs/tiny", "--force", "--constraints", "--set", "decode.precision=bfloat16")
-    assert result.exit_code == 0 and "signature 'translate_with_constraints'" in result.output, result.output
+    # Replaced by an export that decodes in bfloat16 (float32 where the CPU lacks the units): it
+    # translates and scores as the translator decoding in bfloat16 does, and nmt translate takes it
+    # for those settings.
+    result = invoke("export", "--run-dir", "runs/tiny", "--force", "--set", "decode.precision=bfloat16")
+    assert result.exit_code == 0, result.output
     config = RunDir(Path("runs/tiny")).load_config()
     config = dataclasses.replace(config, decode=dataclasses.replace(config.decode, precision="bfloat16"))
     float32 = [best.score for best in expected]
@@ -353,15 +353,17 @@ def test_export_translates_like_translate_in_a_process_without_nmt(workdir, monk
     result = invoke("translate", "--run-dir", "runs/tiny", "--input", "export_in.txt", "--set", "decode.precision=bfloat16")
     assert result.exit_code == 0 and built == [], result.output
     assert result.output.splitlines() == [best.text for best in expected]
-    # A word of the model's that its first three translations lack.
-    word = next(word for best in expected for word in best.text.split()
+    # With --constraints, an export places constraints as nmt translate does.
+    word = next(word for best in expected for word in best.text.split()  # one the first three translations lack
                 if len(word) > 3 and not any(word in other.text for other in expected[:3]))
+    result = invoke("export", "--run-dir", "runs/tiny", "--output", "constrained", "--constraints", "--set",
+                    "decode.precision=bfloat16")
+    assert result.exit_code == 0 and "signature 'translate_with_constraints'" in result.output, result.output
+    served = tf.saved_model.load("constrained").signatures["translate_with_constraints"](
+        text=tf.constant(sentences[:3]), prefix=tf.constant([""] * 3), constraints=tf.constant([word] * 3))
     constrained = Translator.from_run_dir(RunDir(Path("runs/tiny")), config).translate(sentences[:3], constraints=[[word]] * 3)
-    built.clear()
-    result = invoke("translate", "--run-dir", "runs/tiny", "--constraint", word, "--set", "decode.precision=bfloat16",
-                    *sentences[:3])
-    assert result.exit_code == 0 and built == [], result.output
-    assert result.output.splitlines() == constrained and all(word in line for line in constrained)
+    assert [text.decode() for text in served["translation"].numpy()] == constrained
+    assert all(word in text for text in constrained) and served["placed"].numpy().all()
     (workdir / "runs" / "untrained").mkdir()
     shutil.copy(workdir / "runs/tiny/config.yaml", workdir / "runs/untrained/config.yaml")
     assert_user_error(invoke("export", "--run-dir", "runs/untrained"), "no checkpoint in runs/untrained")

@@ -115,57 +115,42 @@ def test_the_exported_search_follows_the_decode_settings_as_translate_does(tmp_p
     assert found[0] != found[1]
 
 
-def test_an_export_made_with_constraints_places_them_as_translate_does(tmp_path, caplog):
-    """The signature of an export made with constraints, loaded as nmt translate loads it, gives
-    the Translator's translations, scores and warnings: constraints placed (with a prefix too), one
-    the vocabulary cannot write left out, a sentence's too long for the model left out, and a
-    sentence whose constraints no hypothesis can hold (a repeat that the decode settings forbid)
-    translated as without them; an empty sentence translates to nothing."""
-    import dataclasses
-
+def test_an_export_made_with_constraints_places_them_as_translate_does(tmp_path, monkeypatch):
+    """Its signature gives the Translator's translations and scores, with what its warnings would
+    say: constraints placed (after a prefix too), one the vocabulary cannot write left out, a
+    sentence's too long for the model left out, and a sentence whose constraints no hypothesis can
+    hold (a repeat that the decode settings forbid) translated as without them; an empty sentence
+    translates to nothing. nmt translate passes over such an export without loading it."""
     from nmt.decoding.translator import Translator
     from nmt.model.transformer import build_transformer
     from tests.decoding.test_translator import tiny_setup
 
-    config, tokenizers = tiny_setup(tmp_path / "tokenizer", beam_size=2, batch_size=3, max_length_ratio=1.0,
-                                    max_length_offset=2, no_repeat_ngram_size=2)
+    config, tokenizers = tiny_setup(tmp_path / "tokenizer", beam_size=2, max_length_ratio=1.0, max_length_offset=2,
+                                    no_repeat_ngram_size=2)
     model = build_transformer(config.model, tokenizers.source_vocab_size, tokenizers.target_vocab_size)
     checkpoint = tmp_path / "checkpoints" / "best"
     export.export(config, model, tokenizers, checkpoint, tmp_path / "export", force=False, constraints=True)
-    translate = export.load_matching(tmp_path / "export", checkpoint, config, constrained=True)
-    assert translate is not None
     sentences = ["the dog runs", "tree", "", "a big house", "small cat", "the cat sees a tree", "a dog"]
     constraints = [["big house", "cat"], ["dog sees the small tree", "a"], ["tree"], [], ["house " * 30],
                    ["世界", "small cat"], ["dog dog dog"]]
-    prefixes = ["", "a", "", "the", "", "a tree", ""]
+    signature = tf.saved_model.load(str(tmp_path / "export")).signatures[export.CONSTRAINTS_SIGNATURE]
     translator = Translator(config, model, tokenizers)
-    for given in (None, prefixes):
-        caplog.clear()
-        with caplog.at_level("WARNING", logger="nmt"):
-            expected = translator.translate_n_best(sentences, 1, prefixes=given, constraints=constraints)
-        wanted = _nmt_warnings(caplog)
-        caplog.clear()
-        with caplog.at_level("WARNING", logger="nmt"):
-            found = translate(sentences, prefixes=given, constraints=constraints)
-        assert [text for text, _ in found] == [best.text for best, in expected]
-        np.testing.assert_allclose([score for _, score in found], [best.score for best, in expected], atol=1e-4)
-        assert _nmt_warnings(caplog) == wanted
-        assert any("constraints of sentence 5 " in message for message in wanted) and any("'世界'" in message for message in wanted)
-        assert any(message.startswith("sentence 7: no translation") for message in wanted)
+    for prefixes in ([""] * len(sentences), ["", "a", "", "the", "", "a tree", ""]):
+        served = signature(text=tf.constant(sentences), prefix=tf.constant(prefixes),
+                           constraints=tf.constant(["\t".join(texts) for texts in constraints]))
+        expected = translator.translate_n_best(sentences, 1, prefixes=prefixes, constraints=constraints)
+        translations = [text.decode() for text in served["translation"].numpy()]
+        assert translations == [best.text for best, in expected]
+        np.testing.assert_allclose(served["score"].numpy(), [best.score for best, in expected], atol=1e-4)
         for index in (0, 1, 5):
-            assert all(text in found[index][0] for text in constraints[index][-2:] if text != "世界"), found[index]
-        assert found[2] == ("", 0.0)
-    # The unplaced sentence reads as without its constraints; the signature says which were placed.
-    assert found[6] == pytest.approx(translate(sentences[6:], constraints=[[]])[0], abs=1e-4)
-    served = tf.saved_model.load(str(tmp_path / "export")).signatures[export.CONSTRAINTS_SIGNATURE](
-        text=tf.constant(sentences), prefix=tf.constant(prefixes),
-        constraints=tf.constant(["\t".join(texts) for texts in constraints]))
-    assert served["placed"].numpy().tolist() == [True, True, False, True, False, True, False]
-    assert served["writable"].numpy()[5].tolist() == [False, True] and served["writable"].numpy()[:5].all()
-    # Without constraints, or with only blank ones, the export answers through its plain signatures.
-    assert translate(sentences[:2], constraints=[[" "], []]) == translate(sentences[:2])
-    assert dataclasses.asdict(config.decode)["constraint_whole_words"]
-
-
-def _nmt_warnings(caplog) -> list[str]:
-    return sorted(record.getMessage() for record in caplog.records if record.name == "nmt")
+            assert all(text in translations[index] for text in constraints[index][-2:] if text != "世界"), translations[index]
+        assert translations[2] == "" and translations[6] == translator.translate(sentences[6:], prefixes=prefixes[6:])[0]
+        assert served["placed"].numpy().tolist() == [True, True, False, True, False, True, False]
+        assert served["writable"].numpy()[5].tolist() == [False, True] and served["writable"].numpy()[:5].all()
+        writable = [[text for text in texts if text != "世界"] for texts in constraints]
+        subwords = [int(tokenizers.target.tokenize(list(texts) + [prefix]).row_lengths().numpy().sum())
+                    for texts, prefix in zip(writable, prefixes)]
+        assert served["constraint_tokens"].numpy().tolist() == subwords and subwords[4] > config.model.max_length
+    (tmp_path / export.MANIFEST).write_text((tmp_path / "export" / export.MANIFEST).read_text())
+    monkeypatch.setattr(tf.saved_model, "load", lambda path: pytest.fail("loaded"))
+    assert export.load_matching(tmp_path, checkpoint, config) is None

@@ -87,21 +87,6 @@ def warn_long_constraints(numbers: Sequence[int], lengths: Sequence[int], max_le
                         "without them", number, " and its prefix" if with_prefix else "", length, max_length - 1)
 
 
-def warn_unwritable_constraint(number: int, text: str) -> None:
-    """Warns that a constraint of sentence `number` (from 1) is left out: the target vocabulary
-    cannot write it (it would be placed as "⁇")."""
-    shown = text if len(text) <= 40 else text[:40] + "..."  # a warning stays one line
-    log.warning("the constraint %r of sentence %d holds characters the model's target vocabulary cannot write; it is left out",
-                shown, number)
-
-
-def warn_unplaced_constraints(number: int) -> None:
-    """Warns that sentence `number` (from 1) is translated without its constraints, which no
-    hypothesis placed within its length limit."""
-    log.warning("sentence %d: no translation within its length limit contained all its constraints; it is translated "
-                "without them", number)
-
-
 def warn_long_prefixes(numbers: Sequence[int], lengths: Sequence[int], max_length: int) -> None:
     """Warns of each prefix longer than the model's longest output (max_length, BOS included),
     which is cut to it; numbers: its sentence's number in the input, from 1."""
@@ -492,7 +477,9 @@ class Translator:
             start += len(row)
             for text, ids in zip(row, pieces):
                 if UNK_ID in ids:
-                    warn_unwritable_constraint(number, text)
+                    shown = text if len(text) <= 40 else text[:40] + "..."  # a warning stays one line
+                    log.warning("the constraint %r of sentence %d holds characters the model's target vocabulary cannot "
+                                "write; it is left out", shown, number)
             kept.append([ids for ids in pieces if UNK_ID not in ids])
         lengths = np.array([sum(map(len, row)) for row in kept], dtype=np.int64)
         if prefix_ids is not None:
@@ -555,7 +542,8 @@ class Translator:
         if not unmet:
             return ids, scores
         for row in unmet:
-            warn_unplaced_constraints(numbers[row])
+            log.warning("sentence %d: no translation within its length limit contained all its constraints; it is "
+                        "translated without them", numbers[row])
         seed = tf.constant([0, 0], tf.int32)  # beam and greedy search draw nothing
         free_ids, free_scores = _best_repeated_for_dead(*search(tf.gather(source_ids, unmet), tf.gather(free_lengths, unmet), n, seed,
                                                                 *(tf.gather(part, unmet) for part in prefix)), n)
