@@ -511,7 +511,8 @@ def export(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="SavedModel directory (default: <run dir>/export).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing non-empty --output.")] = False,
     constraints: Annotated[bool, typer.Option(
-        "--constraints", help="Add a signature that places constraints (the export then loads about a second slower).")] = False,
+        "--constraints", help="Add a signature that places constraints, for a server: the export loads slower, and nmt "
+                              "translate passes over it.")] = False,
     set_: SetOption = None,
 ) -> None:
     """Export the run as a TensorFlow SavedModel that translates raw strings (tokenization, beam

@@ -131,7 +131,8 @@ class _Serving(tf.Module):
         prefix_lengths = tf.cast(prefix_pieces.row_lengths(), tf.int32)
         constraint_pieces = self.target_tokenizer.tokenize(tf.strings.split(constraints, sep="\t"))  # (batch, texts, subwords)
         writable = ~tf.reduce_any(tf.equal(constraint_pieces, UNK_ID), axis=2)  # "⁇" would stand for what it cannot write
-        kept = tf.ragged.boolean_mask(constraint_pieces, writable & (constraint_pieces.row_lengths(axis=2) > 0))
+        usable = writable & (constraint_pieces.row_lengths(axis=2) > 0)
+        kept = tf.ragged.boolean_mask(constraint_pieces, usable)
         tokens = tf.cast(tf.reduce_sum(kept.row_lengths(axis=2), axis=1), tf.int32) + prefix_lengths
         fits = tokens <= self._max_length - 1  # BOS takes a position; a sentence's constraints that do not fit are left out
         bounds = tf.maximum(kept.bounding_shape(), 1)  # the search indexes one constraint of one subword at least
@@ -152,7 +153,7 @@ class _Serving(tf.Module):
                        lambda: {"translation": tf.zeros([0], tf.string), "score": tf.zeros([0])})
         translation = tf.tensor_scatter_nd_update(translation, unplaced, free["translation"])
         score = tf.tensor_scatter_nd_update(score, unplaced, free["score"])
-        has_constraints = tf.reduce_any(writable & (constraint_pieces.row_lengths(axis=2) > 0), axis=1)
+        has_constraints = tf.reduce_any(usable, axis=1)
         return {
             "translation": tf.where(empty, tf.constant(""), translation),
             "score": tf.where(empty, 0.0, score),
