@@ -272,3 +272,17 @@ def test_prefixes_are_one_per_input_line_or_one_for_every_line(tmp_path):
     assert _prefixes(None, None, ["a"])(1, 0) is None and _prefixes("", None, ["a"])(1, 0) is None
     with pytest.raises(NmtError, match="--prefix-file gives one prefix per input line: pass sentences"):
         _prefixes(None, tmp_path / "prefixes.txt", None)  # at a terminal, sentences come one by one
+
+
+def test_export_passes_constraints_on_and_names_the_signature(monkeypatch, tmp_path):
+    """The signature itself is tests/test_export.py's: exported for real, it is slow to trace."""
+    from nmt import jobs
+
+    asked = []
+    monkeypatch.setattr(jobs, "export", lambda run_dir, overrides, output, force, constraints=False: asked.append(constraints) or (
+        tmp_path, {"checkpoint": "ckpt-1", "beam_size": 4, "megabytes": 1.0}))
+    assert invoke("export").exit_code == 0 and asked == [False]
+    result = invoke("export", "--constraints")
+    assert result.exit_code == 0 and asked == [False, True], result.output
+    assert "signature 'translate_with_constraints': inputs 'text', 'prefix' and 'constraints'" in result.output
+

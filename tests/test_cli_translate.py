@@ -353,17 +353,6 @@ def test_export_translates_like_translate_in_a_process_without_nmt(workdir, monk
     result = invoke("translate", "--run-dir", "runs/tiny", "--input", "export_in.txt", "--set", "decode.precision=bfloat16")
     assert result.exit_code == 0 and built == [], result.output
     assert result.output.splitlines() == [best.text for best in expected]
-    # With --constraints, an export places constraints as nmt translate does.
-    word = next(word for best in expected for word in best.text.split()  # one the first three translations lack
-                if len(word) > 3 and not any(word in other.text for other in expected[:3]))
-    result = invoke("export", "--run-dir", "runs/tiny", "--output", "constrained", "--constraints", "--set",
-                    "decode.precision=bfloat16")
-    assert result.exit_code == 0 and "signature 'translate_with_constraints'" in result.output, result.output
-    served = tf.saved_model.load("constrained").signatures["translate_with_constraints"](
-        text=tf.constant(sentences[:3]), prefix=tf.constant([""] * 3), constraints=tf.constant([word] * 3))
-    constrained = Translator.from_run_dir(RunDir(Path("runs/tiny")), config).translate(sentences[:3], constraints=[[word]] * 3)
-    assert [text.decode() for text in served["translation"].numpy()] == constrained
-    assert all(word in text for text in constrained) and served["placed"].numpy().all()
     (workdir / "runs" / "untrained").mkdir()
     shutil.copy(workdir / "runs/tiny/config.yaml", workdir / "runs/untrained/config.yaml")
     assert_user_error(invoke("export", "--run-dir", "runs/untrained"), "no checkpoint in runs/untrained")
