@@ -16,7 +16,8 @@ sentences and prefixes are cut.
 Signature `translate_with_constraints`, in an export made with constraints: inputs `text`,
 `prefix` and `constraints` (string, [batch]: the texts each translation must contain, separated
 by tabs, '' for none); outputs `translation` and `score` as `serving_default`'s, `placed` (bool,
-[batch]: the translation holds every constraint the vocabulary can write), `writable` (bool,
+[batch]: the translation holds every constraint the vocabulary can write; an empty sentence's
+none), `writable` (bool,
 [batch, texts]: whether the target vocabulary can write each text; one it cannot is left out) and
 `constraint_tokens` (int32, [batch]: the subwords of the writable constraints and the prefix;
 more than the model's longest output, and all are left out). A sentence whose constraints no

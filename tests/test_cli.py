@@ -285,4 +285,3 @@ def test_export_passes_constraints_on_and_names_the_signature(monkeypatch, tmp_p
     result = invoke("export", "--constraints")
     assert result.exit_code == 0 and asked == [False, True], result.output
     assert "signature 'translate_with_constraints': inputs 'text', 'prefix' and 'constraints'" in result.output
-
