@@ -103,17 +103,13 @@ class _Serving(tf.Module):
         gives them; a prefix longer than the model's longest output is cut."""
         pieces = self._pieces(text)
         lengths = tf.cast(pieces.row_lengths(), tf.int32)
-        prefix_pieces = self.target_tokenizer.tokenize(prefix)[:, : self._max_length - 1]  # BOS takes a position
-        prefix_lengths = tf.cast(prefix_pieces.row_lengths(), tf.int32)
+        prefix_pieces, prefix_lengths = self._prefix_pieces(prefix)
         # An empty source is blanked after the search; an empty prefix forces nothing.
         output_ids, scores = self._search(padded(pieces, lengths), self._limits(lengths, prefix_lengths=prefix_lengths),
                                           prefix_ids=padded(prefix_pieces, prefix_lengths))
-        best = output_ids[:, 0]
-        best = tf.where(tf.equal(best, EOS_ID), PAD_ID, best)
-        translation = self.target_tokenizer.detokenize(tf.RaggedTensor.from_tensor(best, padding=PAD_ID))
         empty = tf.equal(lengths, 0)
         return {
-            "translation": tf.where(empty, tf.constant(""), translation),
+            "translation": tf.where(empty, tf.constant(""), self._best_text(output_ids)),
             "score": tf.where(empty, 0.0, tf.cast(scores[:, 0], tf.float32)),
         }
 
@@ -128,8 +124,7 @@ class _Serving(tf.Module):
         texts), as `nmt translate --constraint-file` gives them, with what its warnings say."""
         pieces = self._pieces(text)
         lengths = tf.cast(pieces.row_lengths(), tf.int32)
-        prefix_pieces = self.target_tokenizer.tokenize(prefix)[:, : self._max_length - 1]
-        prefix_lengths = tf.cast(prefix_pieces.row_lengths(), tf.int32)
+        prefix_pieces, prefix_lengths = self._prefix_pieces(prefix)
         constraint_pieces = self.target_tokenizer.tokenize(tf.strings.split(constraints, sep="\t"))  # (batch, texts, subwords)
         writable = ~tf.reduce_any(tf.equal(constraint_pieces, UNK_ID), axis=2)  # "⁇" would stand for what it cannot write
         usable = writable & (constraint_pieces.row_lengths(axis=2) > 0)
@@ -141,9 +136,7 @@ class _Serving(tf.Module):
         limits = self._limits(lengths, prefix_lengths=tf.where(fits, tokens, prefix_lengths))
         output_ids, scores = self._constrained_search(padded(pieces, lengths), limits,
                                                       prefix_ids=padded(prefix_pieces, prefix_lengths), constraint_ids=constraint_ids)
-        best = output_ids[:, 0]
-        best = tf.where(tf.equal(best, EOS_ID), PAD_ID, best)
-        translation = self.target_tokenizer.detokenize(tf.RaggedTensor.from_tensor(best, padding=PAD_ID))
+        translation = self._best_text(output_ids)
         score = tf.cast(scores[:, 0], tf.float32)
         empty = tf.equal(lengths, 0)
         # No hypothesis placed them (a repeat that no_repeat_ngram_size forbids, say): translated
@@ -165,6 +158,17 @@ class _Serving(tf.Module):
 
     def _pieces(self, text: tf.Tensor) -> tf.RaggedTensor:
         return self.source_tokenizer.tokenize(text)[:, : self._max_length]
+
+    def _prefix_pieces(self, prefix: tf.Tensor) -> tuple[tf.RaggedTensor, tf.Tensor]:
+        """The prefixes' target subwords, cut to the model's longest output, and their int32 lengths."""
+        pieces = self.target_tokenizer.tokenize(prefix)[:, : self._max_length - 1]  # BOS takes a position
+        return pieces, tf.cast(pieces.row_lengths(), tf.int32)
+
+    def _best_text(self, output_ids: tf.Tensor) -> tf.Tensor:
+        """The search's best hypothesis of each sentence (output_ids (batch, n, steps)), detokenized."""
+        best = output_ids[:, 0]
+        best = tf.where(tf.equal(best, EOS_ID), PAD_ID, best)  # EOS and the padding after it are dropped
+        return self.target_tokenizer.detokenize(tf.RaggedTensor.from_tensor(best, padding=PAD_ID))
 
 
 def export(config: Config, model: Transformer, tokenizers: Tokenizers, checkpoint: Path, output: Path, force: bool,
