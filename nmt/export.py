@@ -26,9 +26,7 @@ hypothesis placed is translated as without them. As `nmt translate --constraint-
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import json
 import shutil
 from pathlib import Path
 from typing import Callable, Sequence
@@ -36,7 +34,7 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from nmt import atomic
+from nmt import atomic, export_manifest
 from nmt.config import Config
 from nmt.data.tokenizer import EOS_ID, PAD_ID, UNK_ID, Tokenizers
 from nmt.decoding.search import DEAD, beam_search, greedy_search
@@ -50,9 +48,6 @@ LENGTHS_SIGNATURE = "source_lengths"
 PREFIX_SIGNATURE = "translate_with_prefix"
 COUNTS_SIGNATURE = "token_counts"
 CONSTRAINTS_SIGNATURE = "translate_with_constraints"
-# Beside the SavedModel: the checkpoint and decode settings it was exported with, so that
-# `nmt translate` knows when the export gives what the run would.
-MANIFEST = "nmt_export.json"
 
 
 class _Serving(tf.Module):
@@ -195,17 +190,12 @@ def export(config: Config, model: Transformer, tokenizers: Tokenizers, checkpoin
         if constraints:
             signatures[CONSTRAINTS_SIGNATURE] = serving.translate_with_constraints.get_concrete_function()
         tf.saved_model.save(serving, str(temporary), signatures=signatures)
-        manifest = {**_manifest(checkpoint, config), "constraints": constraints}
-        (temporary / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+        export_manifest.write(temporary, checkpoint, config, constraints)
         atomic.replace_directory(temporary, output)
     except OSError as error:
         shutil.rmtree(temporary, ignore_errors=True)
         raise NmtError(f"cannot write the export to {output}: {error.strerror or error}") from None
     return output
-
-
-def _manifest(checkpoint: Path, config: Config) -> dict:
-    return {"checkpoint": str(checkpoint.resolve()), "decode": dataclasses.asdict(config.decode)}
 
 
 def load_matching(directory: Path, checkpoint: Path, config: Config) -> Callable[..., list[tuple[str, float]]] | None:
@@ -215,14 +205,8 @@ def load_matching(directory: Path, checkpoint: Path, config: Config) -> Callable
     it was exported from this checkpoint with these decode settings, without constraints, and has
     every signature that `nmt translate` uses (earlier exports lack some); None otherwise (or if
     unreadable)."""
-    try:
-        manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    # An export that places constraints holds a second search graph: loading it and running its
-    # first search took longer than building the model from its checkpoint (earlier exports have
-    # no such entry and place none).
-    if manifest.pop("constraints", False) or manifest != _manifest(checkpoint, config):
+    manifest = export_manifest.read(directory)
+    if manifest is None or export_manifest.mismatch(manifest, checkpoint, config) is not None:
         return None
     signatures = tf.saved_model.load(str(directory)).signatures
     if not {SIGNATURE, PREFIX_SIGNATURE, COUNTS_SIGNATURE} <= set(signatures):

@@ -2,14 +2,12 @@
 limits, answers in the input's order, and a clear error when a batch does not fit in memory. The
 SavedModel's signatures are stand-ins here; tests/test_cli_translate.py exports a trained run."""
 
-import json
-
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from nmt import config as config_lib
-from nmt import export
+from nmt import export, export_manifest
 from nmt.errors import NmtError
 
 
@@ -40,7 +38,7 @@ class _Exported:
 def _matching(tmp_path, monkeypatch, exported, model=None, **decode):
     config = config_lib.from_dict({"decode": decode, "model": model or {}})
     checkpoint = tmp_path / "checkpoints" / "best"
-    (tmp_path / export.MANIFEST).write_text(json.dumps(export._manifest(checkpoint, config)))
+    export_manifest.write(tmp_path, checkpoint, config, constraints=False)
     monkeypatch.setattr(tf.saved_model, "load", lambda path: exported)
     return export.load_matching(tmp_path, checkpoint, config)
 
@@ -151,6 +149,6 @@ def test_an_export_made_with_constraints_places_them_as_translate_does(tmp_path,
         subwords = [int(tokenizers.target.tokenize(list(texts) + [prefix]).row_lengths().numpy().sum())
                     for texts, prefix in zip(writable, prefixes)]
         assert served["constraint_tokens"].numpy().tolist() == subwords and subwords[4] > config.model.max_length
-    (tmp_path / export.MANIFEST).write_text((tmp_path / "export" / export.MANIFEST).read_text())
+    (tmp_path / export_manifest.FILE).write_text((tmp_path / "export" / export_manifest.FILE).read_text())
     monkeypatch.setattr(tf.saved_model, "load", lambda path: pytest.fail("loaded"))
     assert export.load_matching(tmp_path, checkpoint, config) is None
