@@ -173,6 +173,11 @@ def step_of(path: Path) -> int:
     return int(match.group(1))
 
 
+def named(path: Path) -> str:
+    """A checkpoint by its kind and step: best/ckpt-900 for checkpoints/best/ckpt-900."""
+    return f"{path.parent.name}/{path.name}"
+
+
 def latest(directory: Path) -> Path | None:
     """The newest undamaged checkpoint in directory; damaged newer ones are reported and passed over."""
     for path in reversed(all_checkpoints(directory)):

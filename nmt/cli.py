@@ -537,16 +537,18 @@ def export(
 def info(
     run_dir: RunDirOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")] = False,
+    set_: SetOption = None,
 ) -> None:
     """Describe a run: config, parameters, training progress, best validation, checkpoints and
-    their sizes, evaluation scores with their signatures."""
+    their sizes, evaluation scores with their signatures, and whether nmt translate (with the
+    same --set) takes its export."""
     with _user_errors(tensorflow=False):
         import json
 
         from nmt import info as info_lib
         from nmt import run_dir as run_dir_lib
 
-        found = info_lib.describe(run_dir_lib.resolve(run_dir))
+        found = info_lib.describe(run_dir_lib.resolve(run_dir), set_ or [])
         typer.echo(json.dumps(found, indent=2, ensure_ascii=False) if as_json else info_lib.text(found))
 
 

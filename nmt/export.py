@@ -202,7 +202,7 @@ def load_matching(directory: Path, checkpoint: Path, config: Config) -> Callable
     """The export in directory as a function from sentences (and optionally on_batch(sentences
     done), a progress callback, their prefixes, and start, the number of the first in the whole
     input, by which warnings name sentences cut to the model's lengths) to (translation, score), if
-    it was exported from this checkpoint with these decode settings, without constraints, and has
+    it was exported from this checkpoint with these search settings, without constraints, and has
     every signature that `nmt translate` uses (earlier exports lack some); None otherwise (or if
     unreadable)."""
     manifest = export_manifest.read(directory)

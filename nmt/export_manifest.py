@@ -9,9 +9,12 @@ import dataclasses
 import json
 from pathlib import Path
 
+from nmt import checkpoints
 from nmt.config import Config
 
 FILE = "nmt_export.json"
+# Decode settings that the export does not hold: whoever calls it batches the sentences.
+BATCHING = ("batch_size", "batch_tokens")
 
 
 def write(directory: Path, checkpoint: Path, config: Config, constraints: bool) -> None:
@@ -31,7 +34,7 @@ def read(directory: Path) -> dict | None:
 
 def mismatch(manifest: dict, checkpoint: Path, config: Config) -> str | None:
     """Why the export of manifest does not translate as checkpoint with config's decode settings
-    would, through `nmt translate`; None when it does."""
+    would, through `nmt translate`; None when it does (batched by config's settings)."""
     # An export that places constraints holds a second search graph: loading it and running its
     # first search took longer than building the model from its checkpoint. Exports made before
     # the entry existed place none.
@@ -40,15 +43,13 @@ def mismatch(manifest: dict, checkpoint: Path, config: Config) -> str | None:
     made_from, checkpoint = Path(str(manifest.get("checkpoint"))), checkpoint.resolve()
     if made_from != checkpoint:
         # A run moved, or an export copied from another run, can hold a checkpoint of the same name.
-        named = (made_from, checkpoint) if _named(made_from) == _named(checkpoint) else (_named(made_from), _named(checkpoint))
-        return "it holds {}, the run translates with {}".format(*named)
-    settings, exported = dataclasses.asdict(config.decode), manifest.get("decode") or {}
+        held, used = checkpoints.named(made_from), checkpoints.named(checkpoint)
+        if held == used:
+            held, used = made_from, checkpoint
+        return f"it holds {held}, the run translates with {used}"
+    settings = {key: value for key, value in dataclasses.asdict(config.decode).items() if key not in BATCHING}
+    exported = {key: value for key, value in (manifest.get("decode") or {}).items() if key not in BATCHING}
     differing = [f"{key} {exported.get(key, 'unset')} (now {value})" for key, value in settings.items() if exported.get(key) != value]
     if differing or set(exported) - set(settings):
         return "its decode settings differ: " + (", ".join(differing) or "settings this version does not have")
     return None
-
-
-def _named(checkpoint: Path) -> str:
-    """A checkpoint by its kind and step, as `checkpoints/best/ckpt-900` shows it: best/ckpt-900."""
-    return f"{checkpoint.parent.name}/{checkpoint.name}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nmt import checkpoints
+from nmt import checkpoints, export_manifest
 from nmt.config import Config, ModelConfig
 from nmt.data.corpus import corpora_of
 from nmt.errors import RunDirError
@@ -15,13 +15,14 @@ from nmt.run_dir import RunDir, disk_bytes
 CHECKPOINT_KINDS = ("last", "best", "averaged")
 
 
-def describe(run: RunDir) -> dict:
-    """Everything `nmt info` shows, as JSON-ready data.
+def describe(run: RunDir, overrides: list[str] | tuple[str, ...] = ()) -> dict:
+    """Everything `nmt info` shows, as JSON-ready data, of the run's config with overrides.
 
     Raises:
         RunDirError: run is not a training run.
+        ConfigError: an override is invalid or touches what the trained model fixes.
     """
-    config = run.load_config()
+    config = run.load_config(overrides)
     found = {kind: checkpoints.all_checkpoints(getattr(run, f"{kind}_checkpoints")) for kind in CHECKPOINT_KINDS}
     newest = found["last"][-1] if found["last"] else None
     state = _state(newest) if newest is not None else {}
@@ -62,8 +63,28 @@ def describe(run: RunDir) -> dict:
             for kind, paths in found.items()
         },
         "evaluations": _evaluations(run),
-        "export": str(run.export_dir) if (run.export_dir / "saved_model.pb").is_file() else None,
+        "export": _export(run, config),
     }
+
+
+def _export(run: RunDir, config: Config) -> dict | None:
+    """The run's export: what it holds and whether `nmt translate` (without --set) takes it."""
+    directory = run.export_dir
+    if not (directory / "saved_model.pb").is_file():
+        return None
+    manifest = export_manifest.read(directory)
+    found = {"path": str(directory), "megabytes": round(disk_bytes(directory) / 1e6, 2),
+             "checkpoint": None if manifest is None else manifest.get("checkpoint"),
+             "constraints": bool(manifest and manifest.get("constraints"))}
+    if manifest is None:
+        return {**found, "used_by_translate": False, "passed_over_because": "it records no manifest (an export of an older version)"}
+    try:
+        # Checked against its checksums, as nmt translate checks it: a damaged newest is passed over there too.
+        translated_with = run.checkpoint_path(config.eval.checkpoint)
+    except RunDirError as error:
+        return {**found, "used_by_translate": False, "passed_over_because": str(error)}
+    why = export_manifest.mismatch(manifest, translated_with, config)
+    return {**found, "used_by_translate": why is None, "passed_over_because": why}
 
 
 def _state(checkpoint: Path) -> dict:
@@ -108,6 +129,15 @@ def config_summary(config: Config) -> dict:
     }
 
 
+def _export_text(export: dict | None) -> str:
+    if export is None:
+        return "none"
+    held = "" if export["checkpoint"] is None else f"{checkpoints.named(Path(export['checkpoint']))}, "
+    constraints = ", places constraints" if export["constraints"] else ""
+    used = "nmt translate uses it" if export["used_by_translate"] else f"nmt translate passes over it: {export['passed_over_because']}"
+    return f"{export['path']} ({held}{export['megabytes']:.1f} MB{constraints}); {used}"
+
+
 def _attention_summary(model: ModelConfig) -> str:
     if model.attention == "multi_head":
         return f"{model.num_heads} heads"
@@ -148,6 +178,6 @@ def text(info: dict) -> str:
         lines.append((f"Evaluation {split}", f"BLEU {scores['bleu']:.2f}, chrF {scores['chrf']:.2f}{ter} "
                                             f"(beam {scores['beam_size']}{repeats}, {scores['num_sentences']} sentences) "
                                             f"{scores['signature']}"))
-    lines.append(("Export", info["export"] or "none"))
+    lines.append(("Export", _export_text(info["export"])))
     width = max(len(label) for label, _ in lines)
     return "\n".join(f"{label:<{width}}  {value}" for label, value in lines)

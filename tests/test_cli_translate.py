@@ -3,6 +3,7 @@ run that conftest.py's `trained_quickstart` trained. Apart from tests/test_cli.p
 resumes and fine-tunes, so that the two halves run in parallel under xdist."""
 
 import json
+import re
 import shutil
 import signal
 import struct
@@ -332,6 +333,7 @@ def test_export_translates_like_translate_in_a_process_without_nmt(workdir, monk
     assert result.exit_code == 0 and built == [] and result.output.splitlines() == served["prefixed"][:1], result.output
     result = invoke("translate", "--run-dir", "runs/tiny", *budget, "--set", "decode.beam_size=2", "The dog saw a cat.")
     assert result.exit_code == 0 and built == [1], result.output
+    assert re.search(r"Export +runs/tiny/export \(best/ckpt-\d+, [\d.]+ MB\); nmt translate uses it$", invoke("info", "--run-dir", "runs/tiny").output)
 
     assert_user_error(invoke("export", "--run-dir", "runs/tiny"), "exists and is not empty; pass --force")
     # Replaced by an export that decodes in bfloat16 (float32 where the CPU lacks the units): it
@@ -349,6 +351,9 @@ def test_export_translates_like_translate_in_a_process_without_nmt(workdir, monk
     assert scores == pytest.approx([best.score for best in expected], abs=1e-4)
     if precision.unsupported_reason("mixed_bfloat16") is None:
         assert scores != pytest.approx(float32, abs=1e-4)  # it did decode in bfloat16
+    assert invoke("info", "--run-dir", "runs/tiny").output.endswith(
+        "nmt translate passes over it: its decode settings differ: precision bfloat16 (now float32)\n")
+    assert invoke("info", "--run-dir", "runs/tiny", "--set", "decode.precision=bfloat16").output.endswith("; nmt translate uses it\n")
     built.clear()
     result = invoke("translate", "--run-dir", "runs/tiny", "--input", "export_in.txt", "--set", "decode.precision=bfloat16")
     assert result.exit_code == 0 and built == [], result.output

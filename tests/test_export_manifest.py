@@ -12,6 +12,8 @@ def test_an_export_matches_only_its_checkpoint_and_decode_settings(tmp_path):
     export_manifest.write(tmp_path, best, config, constraints=False)
     manifest = export_manifest.read(tmp_path)
     assert export_manifest.mismatch(manifest, best, config) is None
+    smaller_batches = config_lib.from_dict({"decode": {"beam_size": 4, "batch_size": 8, "batch_tokens": 256}})
+    assert export_manifest.mismatch(manifest, best, smaller_batches) is None  # the caller batches
     assert export_manifest.mismatch(manifest, last, config) == "it holds best/ckpt-900, the run translates with last/ckpt-1000"
     moved = tmp_path / "moved" / "checkpoints" / "best" / "ckpt-900"
     assert export_manifest.mismatch(manifest, moved, config) == f"it holds {best}, the run translates with {moved}"

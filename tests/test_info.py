@@ -5,7 +5,7 @@ import json
 import pytest
 
 from nmt import config as config_lib
-from nmt import info
+from nmt import export_manifest, info
 from nmt.errors import RunDirError
 from nmt.run_dir import RunDir
 
@@ -85,6 +85,27 @@ def test_progress_best_validation_checkpoints_and_evaluations(run):
     found = info.describe(run)["evaluations"]
     assert found["test"]["bleu"] == 30.5 and found["test-ensemble"]["bleu"] == 33.0
     assert "Evaluation test-ensemble  BLEU 33.00" in info.text(info.describe(run))
+
+
+def test_the_export_says_what_it_holds_and_whether_translate_takes_it(run):
+    config = run.load_config()
+    checkpoint(run.best_checkpoints, 100, {}, 10)
+    run.export_dir.mkdir()
+    (run.export_dir / "saved_model.pb").write_bytes(b"0" * 1_500_000)
+    described = info.describe(run)["export"]
+    assert (described["used_by_translate"], described["checkpoint"]) == (False, None)
+    assert info.text(info.describe(run)).endswith(
+        f"{run.export_dir} (1.5 MB); nmt translate passes over it: it records no manifest (an export of an older version)")
+    export_manifest.write(run.export_dir, run.best_checkpoints / "ckpt-100", config, constraints=False)
+    assert info.text(info.describe(run)).endswith(f"{run.export_dir} (best/ckpt-100, 1.5 MB); nmt translate uses it")
+    json.dumps(info.describe(run))  # --json prints it
+    checkpoint(run.best_checkpoints, 200, {}, 10)  # a better checkpoint since the export
+    assert info.describe(run)["export"]["passed_over_because"] == "it holds best/ckpt-100, the run translates with best/ckpt-200"
+    export_manifest.write(run.export_dir, run.best_checkpoints / "ckpt-200", config, constraints=True)
+    assert info.text(info.describe(run)).endswith(
+        "(best/ckpt-200, 1.5 MB, places constraints); nmt translate passes over it: "
+        "it places constraints, which makes it slower to load than the checkpoint")
+    assert "no averaged checkpoint" in info.describe(run, ["eval.checkpoint=averaged"])["export"]["passed_over_because"]
 
 
 def test_an_unfinished_run_says_so(run):
