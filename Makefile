@@ -56,7 +56,7 @@ $(REFERENCE_VENV)/.installed:
 	$(REFERENCE_VENV)/bin/python -m pip install --quiet "OpenNMT-tf==2.32.0" "tensorflow==2.12.1"
 	touch $@
 
-benchmark-speed-reference: install $(REFERENCE_VENV)/.installed $(VENV)/.ctranslate2
+benchmark-speed-reference: install $(REFERENCE_VENV)/.installed
 	$(BIN)/python scripts/benchmark.py speed --config configs/reference_base.yaml $(BF16_LEVER) --ctranslate2 \
 		--reference-python $(REFERENCE_VENV)/bin/python $(if $(DECODE_RUN_DIR),--decode-run-dir $(DECODE_RUN_DIR))
 
@@ -64,11 +64,7 @@ benchmark-speed-reference: install $(REFERENCE_VENV)/.installed $(VENV)/.ctransl
 # inference engine) decodes the test split in the same run as ours (benchmarks/speed_ctranslate2.json
 # and .md). DECODE_RUN_DIR as above;
 # without it, the benchmark's briefly trained model decodes (speed only: it has barely learned).
-$(VENV)/.ctranslate2: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet -e ".[test,ctranslate2]"
-	touch $@
-
-benchmark-speed-ctranslate2: install $(VENV)/.ctranslate2
+benchmark-speed-ctranslate2: install
 	$(BIN)/python scripts/benchmark.py speed --config configs/reference_base.yaml --ctranslate2 \
 		--out benchmarks/speed_ctranslate2.json $(if $(DECODE_RUN_DIR),--decode-run-dir $(DECODE_RUN_DIR))
 

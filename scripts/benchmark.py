@@ -18,7 +18,7 @@
       as a ratio to it too; with --decode-run-dir, the reference also decodes the test split,
       trained for as many steps as that run's model, so decoding is compared on models of like
       training. With --ctranslate2, the model that decodes is also converted to CTranslate2 (a C++
-      inference engine, scripts/ctranslate2_model.py) and decodes the test split in the same run.
+      inference engine, nmt/export_ctranslate2.py) and decodes the test split in the same run.
 
   scripts/benchmark.py attention [--corpus synthetic|multi30k] [--variant NAME]
       trains each step of attention's history (scripts/attention_ablation.py) for the same minutes
@@ -511,7 +511,7 @@ def measure_decoding(config: Config, model, tokenizers, test: SplitEvaluator, be
 
 def measure_ctranslate2(config: Config, model, tokenizer_dir: Path, test: SplitEvaluator,
                         greedy_hypotheses: list[str], compute_type: str = "float32") -> dict:
-    """The same model converted to CTranslate2 (scripts/ctranslate2_model.py), a C++ inference
+    """The same model converted to CTranslate2 (nmt/export_ctranslate2.py), a C++ inference
     engine, decoding the test split greedy and with beam 4: the ceiling the issue sets for decoding.
     It gets our batches (`decoding_batches`), length penalty weight and thread count;
     its length penalty is length ** alpha (ours GNMT's), and its length limit is one per batch, so
@@ -520,7 +520,7 @@ def measure_ctranslate2(config: Config, model, tokenizer_dir: Path, test: SplitE
     import ctranslate2
     import sentencepiece as spm
 
-    import ctranslate2_model
+    from nmt import export_ctranslate2
 
     files = tokenizer.model_files(tokenizer_dir, config.tokenizer.joint)
     segmenters = {side: spm.SentencePieceProcessor(model_file=str(path)) for side, path in files.items()}
@@ -529,8 +529,8 @@ def measure_ctranslate2(config: Config, model, tokenizer_dir: Path, test: SplitE
     result = {"engine": f"CTranslate2 {ctranslate2.__version__}, {compute_type}, {device}"
                         + (f", {threads} threads" if device == "cpu" else "")}
     with tempfile.TemporaryDirectory() as directory:
-        converted = ctranslate2_model.convert(model, ctranslate2_model.vocabulary(files["source"]),
-                                              ctranslate2_model.vocabulary(files["target"]), Path(directory))
+        converted = export_ctranslate2.convert(model, export_ctranslate2.vocabulary(files["source"]),
+                                               export_ctranslate2.vocabulary(files["target"]), Path(directory))
         engine = ctranslate2.Translator(str(converted), device=device, compute_type=compute_type, intra_threads=threads)
 
         def translate(sentences: list[str], beam_size: int) -> list[list[str]]:
@@ -587,7 +587,7 @@ def speed(
         raise typer.BadParameter("--ctranslate2 and --decode-run-dir compare decoding: leave out --no-decode")
     if ctranslate2 and importlib.util.find_spec("ctranslate2") is None:
         raise typer.BadParameter("--ctranslate2 needs the ctranslate2 package: pip install -e '.[ctranslate2]' "
-                                 "(make benchmark-speed-ctranslate2 installs it)")
+                                 "(make install installs it, with the tests' packages)")
     if ctranslate2 and resolved.model.attention != "multi_head":
         raise typer.BadParameter(f"--ctranslate2 converts multi_head attention only; this config has {resolved.model.attention}")
     if resolved.train.distribute != "none":

@@ -1,8 +1,9 @@
-"""Our Transformer as a CTranslate2 model, for the speed benchmark's decoding ceiling.
+"""Our Transformer as a CTranslate2 model: the same weights, decoded by a dedicated C++ inference
+engine (CPU or GPU, float or int8 weights).
 
-CTranslate2 (a C++ inference engine) ships converters for other toolkits' checkpoints, not for
-Keras models, so this fills its TransformerSpec with our weights: the same model, decoded by a
-dedicated engine. benchmark.py checks the conversion by comparing its greedy output with ours.
+CTranslate2 ships converters for other toolkits' checkpoints, not for Keras models, so this fills
+its TransformerSpec with our weights. The `ctranslate2` package is optional (pip install
+'nmt[ctranslate2]'), so it is imported only here.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import ctranslate2
 import numpy as np
 import sentencepiece as spm
 
+from nmt.data.tokenizer import BOS_ID, PAD_ID
 from nmt.model.embedding import sinusoidal_positions
 from nmt.model.transformer import Transformer
 
@@ -95,9 +97,14 @@ def convert(model: Transformer, source_vocabulary: list[str], target_vocabulary:
     if model.decoder_norm is not None:
         _norm(decoder.layer_norm, model.decoder_norm)
     if model.output_projection is None:
-        decoder.projection.weight = target_table
+        decoder.projection.weight, bias = target_table, np.zeros(len(target_table), np.float32)  # stored once
     else:
-        _linear(decoder.projection, model.output_projection.kernel.numpy(), model.output_projection.bias.numpy())
+        _linear(decoder.projection, model.output_projection.kernel.numpy())
+        bias = model.output_projection.bias.numpy().astype(np.float32)
+    # Our searches and scores never give PAD or BOS (next_token_log_probs); CTranslate2 would,
+    # so the bias takes them out of its softmax too. Far below any logit, and within float16's range.
+    bias[[PAD_ID, BOS_ID]] = -1e4
+    decoder.projection.bias = bias
 
     spec.register_source_vocabulary(source_vocabulary)
     spec.register_target_vocabulary(target_vocabulary)
