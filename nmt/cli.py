@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Callable, Iterator, Optional, Sequence
 
@@ -32,6 +33,16 @@ RunDirsOption = Annotated[
 SetOption = Annotated[
     Optional[list[str]], typer.Option("--set", help="Override a config value: key.path=value (repeatable).")
 ]
+
+
+class ExportFormat(str, Enum):
+    """What nmt export writes (the values of export_manifest's formats, which the CLI's parsing
+    cannot import: they come with the export's own modules)."""
+
+    savedmodel = "savedmodel"
+    ctranslate2 = "ctranslate2"
+
+
 ServerOption = Annotated[
     Optional[str], typer.Option("--server", envvar="NMT_SERVER", help="Ask the server at this URL (started with nmt "
                                 "serve) instead of loading the model here: no start-up time.")
@@ -513,15 +524,31 @@ def export(
     constraints: Annotated[bool, typer.Option(
         "--constraints", help="Add a signature that places constraints, for a server: the export loads slower, and nmt "
                               "translate passes over it.")] = False,
+    export_format: Annotated[ExportFormat, typer.Option(
+        "--format", help="savedmodel: TensorFlow, the search inside (default output <run dir>/export); ctranslate2: a "
+                         "CTranslate2 model with its SentencePiece models (default output <run dir>/ctranslate2; "
+                         "pip install 'nmt[ctranslate2]').")] = ExportFormat.savedmodel,
+    quantization: Annotated[Optional[str], typer.Option(
+        "--quantization", help="With --format ctranslate2: how its weights are stored, e.g. int8, float16, bfloat16 "
+                               "(default float32).")] = None,
     set_: SetOption = None,
 ) -> None:
     """Export the run as a TensorFlow SavedModel that translates raw strings (tokenization, beam
-    search and detokenization inside); it loads with tensorflow and tensorflow_text alone."""
+    search and detokenization inside; it loads with tensorflow and tensorflow_text alone), or as a
+    CTranslate2 model."""
     with _user_errors(run_dirs=[run_dir], outputs=[("--output", output, True)]):
         from nmt import jobs
         from nmt.export import CONSTRAINTS_SIGNATURE, LENGTHS_SIGNATURE, PREFIX_SIGNATURE, SIGNATURE
 
-        path, found = jobs.export(run_dir, set_ or [], output, force, constraints)
+        path, found = jobs.export(run_dir, set_ or [], output, force, constraints, export_format.value, quantization)
+        if export_format is ExportFormat.ctranslate2:
+            typer.echo(f"Exported {found['checkpoint']} to {path} as a CTranslate2 model ({found['quantization']} weights, "
+                       f"{found['megabytes']:.1f} MB)")
+            typer.echo(f"  cut sentences into pieces with SentencePiece's {path / 'source.model'}, translate them with "
+                       f"ctranslate2.Translator('{path}').translate_batch(pieces, beam_size={found['beam_size']}, "
+                       f"max_input_length={found['max_length']}, max_decoding_length={found['max_length'] - 1}), "
+                       f"join the output's pieces with {path / 'target.model'}")
+            return
         typer.echo(f"Exported {found['checkpoint']} (beam {found['beam_size']}) to {path} ({found['megabytes']:.1f} MB)")
         typer.echo(f"  signature '{SIGNATURE}': input 'text' (string [batch]) -> 'translation' (string), 'score' (float32)")
         typer.echo(f"  signature '{LENGTHS_SIGNATURE}': input 'text' (string [batch]) -> 'length' (int32, tokens), to batch by")

@@ -174,13 +174,9 @@ def export(config: Config, model: Transformer, tokenizers: Tokenizers, checkpoin
     if config.decode.sampling != "none":
         raise NmtError(f"an export holds greedy or beam search, not sampling (decode.sampling={config.decode.sampling}); "
                        "export with --set decode.sampling=none")
-    if output.exists() and (not output.is_dir() or any(output.iterdir())) and not force:
-        raise NmtError(f"{output} exists and is not empty; pass --force to replace it, or choose another --output")
     serving = _Serving(config, model, tokenizers, constraints)
-    temporary = output.with_name(f".{output.name}.tmp")
-    shutil.rmtree(temporary, ignore_errors=True)
-    try:
-        output.parent.mkdir(parents=True, exist_ok=True)
+
+    def fill(directory: Path) -> None:
         signatures = {
             SIGNATURE: serving.translate.get_concrete_function(),
             LENGTHS_SIGNATURE: serving.source_lengths.get_concrete_function(),
@@ -189,8 +185,23 @@ def export(config: Config, model: Transformer, tokenizers: Tokenizers, checkpoin
         }
         if constraints:
             signatures[CONSTRAINTS_SIGNATURE] = serving.translate_with_constraints.get_concrete_function()
-        tf.saved_model.save(serving, str(temporary), signatures=signatures)
-        export_manifest.write(temporary, checkpoint, config, constraints)
+        tf.saved_model.save(serving, str(directory), signatures=signatures)
+        export_manifest.write(directory, checkpoint, config, constraints=constraints)
+
+    return write_directory(output, force, fill)
+
+
+def write_directory(output: Path, force: bool, fill: Callable[[Path], None]) -> Path:
+    """Has fill write an export into a new directory beside output, then renames it into place
+    (refusing a non-empty output unless force), fsynced first, so output is never half-written;
+    returns output."""
+    if output.exists() and (not output.is_dir() or any(output.iterdir())) and not force:
+        raise NmtError(f"{output} exists and is not empty; pass --force to replace it, or choose another --output")
+    temporary = output.with_name(f".{output.name}.tmp")
+    shutil.rmtree(temporary, ignore_errors=True)
+    try:
+        temporary.mkdir(parents=True)
+        fill(temporary)
         atomic.replace_directory(temporary, output)
     except OSError as error:
         shutil.rmtree(temporary, ignore_errors=True)

@@ -8,15 +8,24 @@ its TransformerSpec with our weights. The `ctranslate2` package is optional (pip
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import ctranslate2
 import numpy as np
 import sentencepiece as spm
+from ctranslate2.specs.model_spec import ACCEPTED_MODEL_TYPES
 
+from nmt import export_manifest
+from nmt.config import Config
 from nmt.data.tokenizer import BOS_ID, PAD_ID
+from nmt.errors import NmtError
+from nmt.export import write_directory
 from nmt.model.embedding import sinusoidal_positions
 from nmt.model.transformer import Transformer
+
+# translate_batch's default max_input_length (its max_decoding_length's is lower).
+CTRANSLATE2_MAX_INPUT_LENGTH = 1024
 
 
 def _linear(spec, weight: np.ndarray, bias: np.ndarray | None = None) -> None:
@@ -51,24 +60,51 @@ def vocabulary(model_file: Path) -> list[str]:
     return [processor.id_to_piece(i) for i in range(processor.get_piece_size())]
 
 
-def convert(model: Transformer, source_vocabulary: list[str], target_vocabulary: list[str], out: Path) -> Path:
-    """Writes `model` (pre- or post-norm, shared or separate embeddings, tied or own output layer)
-    as a float32 CTranslate2 model directory `out`; returns it.
+def export(config: Config, model: Transformer, tokenizer_files: dict[str, Path], checkpoint: Path, output: Path,
+           force: bool, quantization: str) -> Path:
+    """Writes the model (checkpoint's weights) as a CTranslate2 model directory output, its weights
+    stored in quantization, with the SentencePiece models that cut its input and join its output
+    (source.model, target.model, from tokenizer_files) and its manifest; refuses a non-empty output
+    unless force, and never leaves it half-written. Returns output.
 
     Raises:
-        ValueError: the model's attention is not multi_head (CTranslate2's Transformer specs
-            have no additive, single-head unprojected or shared key/value-head attention).
+        NmtError: the model's attention cannot be converted, or quantization is not CTranslate2's.
     """
+    if quantization not in ACCEPTED_MODEL_TYPES:
+        raise NmtError(f"--quantization {quantization}: CTranslate2 stores weights as one of {', '.join(ACCEPTED_MODEL_TYPES)}")
+    _check_convertible(model)
+
+    def fill(directory: Path) -> None:
+        convert(model, vocabulary(tokenizer_files["source"]), vocabulary(tokenizer_files["target"]), directory, quantization)
+        for side, path in tokenizer_files.items():
+            shutil.copyfile(path, directory / f"{side}.model")
+        export_manifest.write(directory, checkpoint, config, export_format=export_manifest.CTRANSLATE2, quantization=quantization)
+
+    return write_directory(output, force, fill)
+
+
+def _check_convertible(model: Transformer) -> None:
     if model.attention != "multi_head":
-        raise ValueError(
-            f"CTranslate2 cannot express model.attention={model.attention}: its encoder-decoder Transformer "
-            "has multi_head attention only"
-        )
+        raise NmtError(f"the conversion to CTranslate2 takes multi_head attention only; this model has {model.attention}")
+
+
+def convert(model: Transformer, source_vocabulary: list[str], target_vocabulary: list[str], out: Path,
+            quantization: str = "float32") -> Path:
+    """Writes `model` (pre- or post-norm, shared or separate embeddings, tied or own output layer)
+    as a CTranslate2 model directory `out`, its weights stored in quantization; returns it.
+
+    Raises:
+        NmtError: the model's attention is not multi_head.
+    """
+    _check_convertible(model)
     spec = ctranslate2.specs.TransformerSpec.from_config(
         (model.num_encoder_layers, model.num_decoder_layers), model.num_heads, pre_norm=model.norm == "pre",
     )
     spec.config.layer_norm_epsilon = model.encoder_layers[0].attention_norm.epsilon
-    positions = sinusoidal_positions(model.max_length, model.hidden_dim)
+    # As many positions as CTranslate2's longest input and output by default (it fails beyond the
+    # table): our searches stop at model.max_length, which translate_batch's max_input_length and
+    # max_decoding_length reproduce; beyond it the formula goes on where training never went.
+    positions = sinusoidal_positions(max(model.max_length, CTRANSLATE2_MAX_INPUT_LENGTH), model.hidden_dim)
     source_table = model.source_embedding.token_embedding.embeddings.numpy()
     target_table = model.target_embedding.token_embedding.embeddings.numpy()
 
@@ -109,7 +145,7 @@ def convert(model: Transformer, source_vocabulary: list[str], target_vocabulary:
     spec.register_source_vocabulary(source_vocabulary)
     spec.register_target_vocabulary(target_vocabulary)
     spec.validate()
-    spec.optimize()
+    spec.optimize(quantization)
     out.mkdir(parents=True, exist_ok=True)
     spec.save(str(out))
     return out

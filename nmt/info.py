@@ -63,28 +63,33 @@ def describe(run: RunDir, overrides: list[str] | tuple[str, ...] = ()) -> dict:
             for kind, paths in found.items()
         },
         "evaluations": _evaluations(run),
-        "export": _export(run, config),
+        "export": _export(run, config, run.export_dir),
+        "ctranslate2": _export(run, config, run.ctranslate2_dir),
     }
 
 
-def _export(run: RunDir, config: Config) -> dict | None:
-    """The run's export: what it holds and whether `nmt translate` (without --set) takes it."""
-    directory = run.export_dir
-    if not (directory / "saved_model.pb").is_file():
-        return None
+def _export(run: RunDir, config: Config, directory: Path) -> dict | None:
+    """The export in directory, if any: what it holds, whether it holds the weights the run
+    translates with, and whether `nmt translate` takes it (or why not)."""
     manifest = export_manifest.read(directory)
+    if manifest is None and not (directory / "saved_model.pb").is_file():
+        return None
     found = {"path": str(directory), "megabytes": round(disk_bytes(directory) / 1e6, 2),
+             "format": export_manifest.SAVEDMODEL if manifest is None else manifest.get("format", export_manifest.SAVEDMODEL),
              "checkpoint": None if manifest is None else manifest.get("checkpoint"),
-             "constraints": bool(manifest and manifest.get("constraints"))}
+             "constraints": bool(manifest and manifest.get("constraints")),
+             "quantization": None if manifest is None else manifest.get("quantization")}
     if manifest is None:
-        return {**found, "used_by_translate": False, "passed_over_because": "it records no manifest (an export of an older version)"}
+        return {**found, "out_of_date": None, "used_by_translate": False,
+                "passed_over_because": "it records no manifest (an export of an older version)"}
     try:
         # Checked against its checksums, as nmt translate checks it: a damaged newest is passed over there too.
         translated_with = run.checkpoint_path(config.eval.checkpoint)
     except RunDirError as error:
-        return {**found, "used_by_translate": False, "passed_over_because": str(error)}
+        return {**found, "out_of_date": str(error), "used_by_translate": False, "passed_over_because": str(error)}
     why = export_manifest.mismatch(manifest, translated_with, config)
-    return {**found, "used_by_translate": why is None, "passed_over_because": why}
+    return {**found, "out_of_date": export_manifest.other_checkpoint(manifest, translated_with),
+            "used_by_translate": why is None, "passed_over_because": why}
 
 
 def _state(checkpoint: Path) -> dict:
@@ -133,6 +138,9 @@ def _export_text(export: dict | None) -> str:
     if export is None:
         return "none"
     held = "" if export["checkpoint"] is None else f"{checkpoints.named(Path(export['checkpoint']))}, "
+    if export["format"] == export_manifest.CTRANSLATE2:
+        stale = f"; {export['out_of_date']}" if export["out_of_date"] else ""
+        return f"{export['path']} ({held}{export['quantization']} weights, {export['megabytes']:.1f} MB){stale}"
     constraints = ", places constraints" if export["constraints"] else ""
     used = "nmt translate uses it" if export["used_by_translate"] else f"nmt translate passes over it: {export['passed_over_because']}"
     return f"{export['path']} ({held}{export['megabytes']:.1f} MB{constraints}); {used}"
@@ -179,5 +187,7 @@ def text(info: dict) -> str:
                                             f"(beam {scores['beam_size']}{repeats}, {scores['num_sentences']} sentences) "
                                             f"{scores['signature']}"))
     lines.append(("Export", _export_text(info["export"])))
+    if info["ctranslate2"] is not None:
+        lines.append(("CTranslate2", _export_text(info["ctranslate2"])))
     width = max(len(label) for label, _ in lines)
     return "\n".join(f"{label:<{width}}  {value}" for label, value in lines)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import importlib.util
 import json
 import logging
 import re
@@ -18,7 +19,7 @@ from typing import Callable, Iterator, Sequence
 import keras
 import numpy as np
 
-from nmt import atomic, averaging, checkpoints, plots
+from nmt import atomic, averaging, checkpoints, export_manifest, plots
 from nmt import config as config_lib
 from nmt import export as export_lib
 from nmt import run_dir as run_dir_lib
@@ -487,18 +488,36 @@ def server(run_dir: str | None, overrides: list[str], host: str, port: int) -> t
     return server_lib.make_server(translate, host, port, about, score), about
 
 
-def export(run_dir: str | None, overrides: list[str], output: Path | None, force: bool,
-           constraints: bool = False) -> tuple[Path, dict]:
-    """Writes the run's model (eval.checkpoint weights, decode settings with overrides) as a
-    SavedModel into output (default: <run dir>/export), with the signature that places constraints
-    where asked; returns it and what it holds."""
+def export(run_dir: str | None, overrides: list[str], output: Path | None, force: bool, constraints: bool = False,
+           export_format: str = export_manifest.SAVEDMODEL, quantization: str | None = None) -> tuple[Path, dict]:
+    """Writes the run's model (eval.checkpoint weights) as a SavedModel with its decode settings
+    (with overrides) into output (default: <run dir>/export), with the signature that places
+    constraints where asked, or as a CTranslate2 model with its weights in quantization (default:
+    float32) into output (default: <run dir>/ctranslate2); returns it and what it holds."""
+    ctranslate2 = export_format == export_manifest.CTRANSLATE2
+    if ctranslate2 and constraints:
+        raise NmtError("--constraints adds a signature to a SavedModel; a CTranslate2 model places no constraints")
+    if quantization is not None and not ctranslate2:
+        raise NmtError("--quantization is for --format ctranslate2; a SavedModel decodes in decode.precision "
+                       "(e.g. --set decode.precision=bfloat16)")
+    if ctranslate2 and importlib.util.find_spec("ctranslate2") is None:
+        raise NmtError("--format ctranslate2 needs the ctranslate2 package: pip install 'nmt[ctranslate2]'")
     run, config = load_run(run_dir, overrides)
+    output = output or (run.ctranslate2_dir if ctranslate2 else run.export_dir)
     checkpoint = run.checkpoint_path(config.eval.checkpoint)  # before any work: a run without one is refused
-    atomic.check_writable(output or run.export_dir, "the export to", directory=True)
+    atomic.check_writable(output, "the export to", directory=True)
     translator = Translator.from_run_dir(run, config, checkpoint)
-    path = export_lib.export(config, translator.model, translator.tokenizers, checkpoint, output or run.export_dir, force,
-                              constraints)
-    return path, {"megabytes": round(run_dir_lib.disk_bytes(path) / 1e6, 1), "checkpoint": str(checkpoint), "beam_size": config.decode.beam_size}
+    found = {"checkpoint": str(checkpoint), "format": export_format, "beam_size": config.decode.beam_size,
+             "max_length": config.model.max_length}
+    if ctranslate2:
+        from nmt import export_ctranslate2
+
+        files = tokenizer.model_files(run.tokenizer_dir, config.tokenizer.joint)
+        path = export_ctranslate2.export(config, translator.model, files, checkpoint, output, force, quantization or "float32")
+        found["quantization"] = quantization or "float32"
+    else:
+        path = export_lib.export(config, translator.model, translator.tokenizers, checkpoint, output, force, constraints)
+    return path, {**found, "megabytes": round(run_dir_lib.disk_bytes(path) / 1e6, 1)}
 
 
 def draw_attention(run_dir: str | None, overrides: list[str], sentence: str, output: Path, include_self: bool,

@@ -74,6 +74,10 @@ class RunDir:
     def export_dir(self) -> Path:
         return self.path / "export"
 
+    @property
+    def ctranslate2_dir(self) -> Path:
+        return self.path / "ctranslate2"
+
     def eval_dir(self, split: str) -> Path:
         return self.path / "eval" / split
 

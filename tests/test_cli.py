@@ -279,9 +279,26 @@ def test_export_passes_constraints_on_and_names_the_signature(monkeypatch, tmp_p
     from nmt import jobs
 
     asked = []
-    monkeypatch.setattr(jobs, "export", lambda run_dir, overrides, output, force, constraints=False: asked.append(constraints) or (
-        tmp_path, {"checkpoint": "ckpt-1", "beam_size": 4, "megabytes": 1.0}))
-    assert invoke("export").exit_code == 0 and asked == [False]
+    monkeypatch.setattr(jobs, "export", lambda run_dir, overrides, output, force, constraints, export_format, quantization: asked.append(
+        (constraints, export_format, quantization)) or (tmp_path, {"checkpoint": "ckpt-1", "beam_size": 4, "megabytes": 1.0,
+                                                                  "quantization": quantization, "max_length": 128}))
+    assert invoke("export").exit_code == 0 and asked == [(False, "savedmodel", None)]
     result = invoke("export", "--constraints")
-    assert result.exit_code == 0 and asked == [False, True], result.output
+    assert result.exit_code == 0 and asked[-1] == (True, "savedmodel", None), result.output
     assert "signature 'translate_with_constraints': inputs 'text', 'prefix' and 'constraints'" in result.output
+    result = invoke("export", "--format", "ctranslate2", "--quantization", "int8")
+    assert result.exit_code == 0 and asked[-1] == (False, "ctranslate2", "int8"), result.output
+    assert "as a CTranslate2 model (int8 weights, 1.0 MB)" in result.output and "max_input_length=128" in result.output
+
+
+def test_export_refuses_options_of_the_other_format_before_loading_anything(monkeypatch, tmp_path):
+    """Before loading anything: the run directory named holds no run."""
+    assert_user_error(invoke("export", "--run-dir", str(tmp_path), "--quantization", "int8"), "--quantization is for --format ctranslate2")
+    assert_user_error(invoke("export", "--run-dir", str(tmp_path), "--format", "ctranslate2", "--constraints"),
+                      "a CTranslate2 model places no constraints")
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *args: None if name == "ctranslate2" else find_spec(name, *args))
+    assert_user_error(invoke("export", "--run-dir", str(tmp_path), "--format", "ctranslate2"),
+                      "--format ctranslate2 needs the ctranslate2 package: pip install 'nmt[ctranslate2]'")

@@ -363,6 +363,38 @@ def test_export_translates_like_translate_in_a_process_without_nmt(workdir, monk
     assert_user_error(invoke("export", "--run-dir", "runs/untrained"), "no checkpoint in runs/untrained")
 
 
+def test_a_ctranslate2_export_translates_as_greedy_nmt_translate_does(workdir):
+    """Through the recipe nmt export prints (and the README gives): SentencePiece, then
+    ctranslate2.Translator within the model's lengths; one sentence per call, each with the length
+    limit nmt gives it (translate_batch takes one per call; the tiny model loops in a few)."""
+    import ctranslate2
+    import sentencepiece as spm
+
+    import nmt
+    from nmt.evaluation.evaluator import SplitEvaluator
+    from nmt.run_dir import RunDir
+
+    sentences = SplitEvaluator(RunDir(Path("runs/tiny")).load_config().data, "test").sources[:30]
+    greedy = nmt.load("runs/tiny", ["decode.beam_size=1"]).translate(sentences)
+    result = invoke("export", "--run-dir", "runs/tiny", "--format", "ctranslate2")
+    assert result.exit_code == 0, result.output
+    path = Path("runs/tiny/ctranslate2")
+    max_input_length, max_decoding_length = map(int, re.search(
+        r"max_input_length=(\d+), max_decoding_length=(\d+)\)", result.output).groups())
+    config = RunDir(Path("runs/tiny")).load_config()
+    assert (max_input_length, max_decoding_length) == (config.model.max_length, config.model.max_length - 1)
+    source, target = (spm.SentencePieceProcessor(model_file=str(path / f"{side}.model")) for side in ("source", "target"))
+    engine = ctranslate2.Translator(str(path))
+    translations = []
+    for pieces in source.encode(sentences, out_type=str):
+        limit = min(int(len(pieces) * config.decode.max_length_ratio) + config.decode.max_length_offset, max_decoding_length)
+        found, = engine.translate_batch([pieces], beam_size=1, max_input_length=max_input_length, max_decoding_length=limit)
+        translations.append(target.decode(found.hypotheses[0]))
+    assert translations == greedy
+    assert re.search(r"CTranslate2 +runs/tiny/ctranslate2 \(best/ckpt-\d+, float32 weights, [\d.]+ MB\)$",
+                     invoke("info", "--run-dir", "runs/tiny").output)
+
+
 def test_warnings_of_cut_sentences_and_prefixes_name_their_line_in_the_whole_input(workdir, monkeypatch, caplog):
     """In chunks of two lines, through the export (the previous test's, for bfloat16 decoding) and
     through the checkpoint alike; an empty sentence's prefix is not translated, so not cut."""

@@ -1,4 +1,5 @@
-"""The CTranslate2 conversion: the converted model gives every token the log-probability ours does."""
+"""The CTranslate2 conversion: the converted model gives every token the log-probability ours
+does; the export holds it with its tokenizers and manifest (end to end in tests/test_cli_translate.py)."""
 
 import dataclasses
 
@@ -8,8 +9,9 @@ import pytest
 import sentencepiece as spm
 import tensorflow as tf
 
-from nmt import export_ctranslate2
+from nmt import export_ctranslate2, export_manifest
 from nmt.decoding.translator import Translator
+from nmt.errors import NmtError
 from nmt.model.transformer import build_transformer
 from tests.decoding.test_translator import tiny_setup
 
@@ -33,3 +35,31 @@ def test_the_converted_model_scores_each_token_as_ours_does(tmp_path, variant):
     for scored, result in zip(ours, theirs):
         assert list(scored.pieces) == result.tokens
         np.testing.assert_allclose(scored.log_probs, result.log_probs, atol=1e-4)
+
+
+def test_an_export_holds_the_model_and_its_tokenizers_and_is_replaced_only_when_forced(tmp_path):
+    tf.keras.utils.set_random_seed(0)
+    config, tokenizers = tiny_setup(tmp_path / "tokenizer")
+    model = build_transformer(config.model, tokenizers.source_vocab_size, tokenizers.target_vocab_size)
+    files = {side: tmp_path / "tokenizer" / "joint.model" for side in ("source", "target")}
+    checkpoint, output = tmp_path / "checkpoints" / "best" / "ckpt-5", tmp_path / "ct2"
+    export_ctranslate2.export(config, model, files, checkpoint, output, force=False, quantization="float32")
+    assert {"model.bin", "config.json", "source.model", "target.model", export_manifest.FILE} <= {p.name for p in output.iterdir()}
+    manifest = export_manifest.read(output)
+    assert (manifest["format"], manifest["quantization"], manifest["checkpoint"]) == ("ctranslate2", "float32", str(checkpoint))
+    float32_bytes = (output / "model.bin").stat().st_size
+
+    with pytest.raises(NmtError, match="exists and is not empty; pass --force"):
+        export_ctranslate2.export(config, model, files, checkpoint, output, force=False, quantization="int8")
+    with pytest.raises(NmtError, match="CTranslate2 stores weights as one of int8, "):
+        export_ctranslate2.export(config, model, files, checkpoint, output, force=True, quantization="int4")
+    shared = dataclasses.replace(config.model, attention="multi_query")
+    with pytest.raises(NmtError, match="takes multi_head attention only; this model has multi_query"):
+        export_ctranslate2.export(config, build_transformer(shared, tokenizers.source_vocab_size, tokenizers.target_vocab_size),
+                                  files, checkpoint, output, force=True, quantization="int8")
+    assert (output / "model.bin").stat().st_size == float32_bytes  # refused: the export is as it was
+
+    export_ctranslate2.export(config, model, files, checkpoint, output, force=True, quantization="int8")
+    assert export_manifest.read(output)["quantization"] == "int8" and (output / "model.bin").stat().st_size < float32_bytes
+    pieces = spm.SentencePieceProcessor(model_file=str(output / "source.model")).encode(SOURCES, out_type=str)
+    assert len(ctranslate2.Translator(str(output)).translate_batch(pieces)) == len(SOURCES)
