@@ -26,6 +26,8 @@ from nmt.model.transformer import Transformer
 
 # translate_batch's default max_input_length (its max_decoding_length's is lower).
 CTRANSLATE2_MAX_INPUT_LENGTH = 1024
+# The attention variants CTranslate2's Transformer has.
+CONVERTIBLE = ("multi_head", "multi_query", "grouped_query")
 
 
 def _linear(spec, weight: np.ndarray, bias: np.ndarray | None = None) -> None:
@@ -84,21 +86,29 @@ def export(config: Config, model: Transformer, tokenizer_files: dict[str, Path],
 
 
 def _check_convertible(model: Transformer) -> None:
-    if model.attention != "multi_head":
-        raise NmtError(f"the conversion to CTranslate2 takes multi_head attention only; this model has {model.attention}")
+    if model.attention not in CONVERTIBLE:
+        raise NmtError(f"the conversion to CTranslate2 takes multi_head, multi_query or grouped_query attention; "
+                       f"this model has {model.attention}")
 
 
 def convert(model: Transformer, source_vocabulary: list[str], target_vocabulary: list[str], out: Path,
             quantization: str = "float32") -> Path:
-    """Writes `model` (pre- or post-norm, shared or separate embeddings, tied or own output layer)
-    as a CTranslate2 model directory `out`, its weights stored in quantization; returns it.
+    """Writes `model` (pre- or post-norm, shared or separate embeddings, tied or own output layer,
+    any key/value heads) as a CTranslate2 model directory `out`, its weights stored in
+    quantization; returns it.
 
     Raises:
-        NmtError: the model's attention is not multi_head.
+        NmtError: the model's attention is not one CTranslate2 has (CONVERTIBLE).
     """
     _check_convertible(model)
-    spec = ctranslate2.specs.TransformerSpec.from_config(
-        (model.num_encoder_layers, model.num_decoder_layers), model.num_heads, pre_norm=model.norm == "pre",
+    if model.attention == "multi_query":
+        heads = {"multi_query_attention": True}
+    else:  # grouped_query's groups are query heads next to each other, in CTranslate2 as in ours
+        heads = {"num_heads_kv": model.num_kv_heads if model.attention == "grouped_query" else model.num_heads}
+    pre_norm = model.norm == "pre"
+    spec = ctranslate2.specs.TransformerSpec(
+        ctranslate2.specs.TransformerEncoderSpec(model.num_encoder_layers, model.num_heads, pre_norm=pre_norm, **heads),
+        ctranslate2.specs.TransformerDecoderSpec(model.num_decoder_layers, model.num_heads, pre_norm=pre_norm, **heads),
     )
     spec.config.layer_norm_epsilon = model.encoder_layers[0].attention_norm.epsilon
     # As many positions as CTranslate2's longest input and output by default (it fails beyond the

@@ -588,8 +588,12 @@ def speed(
     if ctranslate2 and importlib.util.find_spec("ctranslate2") is None:
         raise typer.BadParameter("--ctranslate2 needs the ctranslate2 package: pip install -e '.[ctranslate2]' "
                                  "(make install installs it, with the tests' packages)")
-    if ctranslate2 and resolved.model.attention != "multi_head":
-        raise typer.BadParameter(f"--ctranslate2 converts multi_head attention only; this config has {resolved.model.attention}")
+    if ctranslate2:
+        from nmt.export_ctranslate2 import CONVERTIBLE
+
+        if resolved.model.attention not in CONVERTIBLE:
+            raise typer.BadParameter(f"--ctranslate2 converts {', '.join(CONVERTIBLE)} attention; this config has "
+                                     f"{resolved.model.attention}")
     if resolved.train.distribute != "none":
         raise typer.BadParameter("the speed benchmark times one device; leave train.distribute at none")
     if rounds is None:

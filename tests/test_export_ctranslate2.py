@@ -19,8 +19,10 @@ SOURCES = ["the dog runs", "a big house sees the small tree", "tree"]
 TARGETS = ["the small cat", "a dog runs to the big house", "the tree the tree"]
 
 
-@pytest.mark.parametrize("variant", [{}, {"norm": "post", "share_embeddings": False, "tie_output": False}],
-                         ids=["pre-norm, tied", "post-norm, separate embeddings and output"])
+@pytest.mark.parametrize("variant", [{}, {"norm": "post", "share_embeddings": False, "tie_output": False},
+                                     {"attention": "multi_query", "num_heads": 4},
+                                     {"attention": "grouped_query", "num_heads": 4, "num_kv_heads": 2}],
+                         ids=["pre-norm, tied", "post-norm, separate embeddings and output", "multi_query", "grouped_query"])
 def test_the_converted_model_scores_each_token_as_ours_does(tmp_path, variant):
     tf.keras.utils.set_random_seed(0)  # before the tokenizer loads: seeding drops its resources
     config, tokenizers = tiny_setup(tmp_path / "tokenizer", length_penalty=0.0)
@@ -53,9 +55,9 @@ def test_an_export_holds_the_model_and_its_tokenizers_and_is_replaced_only_when_
         export_ctranslate2.export(config, model, files, checkpoint, output, force=False, quantization="int8")
     with pytest.raises(NmtError, match="CTranslate2 stores weights as one of int8, "):
         export_ctranslate2.export(config, model, files, checkpoint, output, force=True, quantization="int4")
-    shared = dataclasses.replace(config.model, attention="multi_query")
-    with pytest.raises(NmtError, match="takes multi_head attention only; this model has multi_query"):
-        export_ctranslate2.export(config, build_transformer(shared, tokenizers.source_vocab_size, tokenizers.target_vocab_size),
+    additive = dataclasses.replace(config.model, attention="additive", num_heads=1)
+    with pytest.raises(NmtError, match="takes multi_head, multi_query or grouped_query attention; this model has additive"):
+        export_ctranslate2.export(config, build_transformer(additive, tokenizers.source_vocab_size, tokenizers.target_vocab_size),
                                   files, checkpoint, output, force=True, quantization="int8")
     assert (output / "model.bin").stat().st_size == float32_bytes  # refused: the export is as it was
 
