@@ -36,8 +36,8 @@ SetOption = Annotated[
 
 
 class ExportFormat(str, Enum):
-    """What nmt export writes (the values of export_manifest's formats, which the CLI's parsing
-    cannot import: they come with the export's own modules)."""
+    """What nmt export writes: export_manifest's SAVEDMODEL and CTRANSLATE2, written out here so
+    that parsing the command line imports nothing of the package's own."""
 
     savedmodel = "savedmodel"
     ctranslate2 = "ctranslate2"

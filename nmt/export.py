@@ -206,6 +206,9 @@ def write_directory(output: Path, force: bool, fill: Callable[[Path], None]) -> 
     except OSError as error:
         shutil.rmtree(temporary, ignore_errors=True)
         raise NmtError(f"cannot write the export to {output}: {error.strerror or error}") from None
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
     return output
 
 

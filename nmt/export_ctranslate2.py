@@ -72,9 +72,7 @@ def export(config: Config, model: Transformer, tokenizer_files: dict[str, Path],
     Raises:
         NmtError: the model's attention cannot be converted, or quantization is not CTranslate2's.
     """
-    if quantization not in ACCEPTED_MODEL_TYPES:
-        raise NmtError(f"--quantization {quantization}: CTranslate2 stores weights as one of {', '.join(ACCEPTED_MODEL_TYPES)}")
-    _check_convertible(model)
+    check(model.attention, quantization)
 
     def fill(directory: Path) -> None:
         convert(model, vocabulary(tokenizer_files["source"]), vocabulary(tokenizer_files["target"]), directory, quantization)
@@ -85,10 +83,13 @@ def export(config: Config, model: Transformer, tokenizer_files: dict[str, Path],
     return write_directory(output, force, fill)
 
 
-def _check_convertible(model: Transformer) -> None:
-    if model.attention not in CONVERTIBLE:
-        raise NmtError(f"the conversion to CTranslate2 takes multi_head, multi_query or grouped_query attention; "
-                       f"this model has {model.attention}")
+def check(attention: str, quantization: str) -> None:
+    """Raises NmtError for a model of this attention variant that cannot be converted, or weights
+    that CTranslate2 cannot store in quantization: before any work."""
+    if attention not in CONVERTIBLE:
+        raise NmtError(f"the conversion to CTranslate2 takes {', '.join(CONVERTIBLE)} attention; this model has {attention}")
+    if quantization not in ACCEPTED_MODEL_TYPES:
+        raise NmtError(f"--quantization {quantization}: CTranslate2 stores weights as one of {', '.join(ACCEPTED_MODEL_TYPES)}")
 
 
 def convert(model: Transformer, source_vocabulary: list[str], target_vocabulary: list[str], out: Path,
@@ -98,9 +99,9 @@ def convert(model: Transformer, source_vocabulary: list[str], target_vocabulary:
     quantization; returns it.
 
     Raises:
-        NmtError: the model's attention is not one CTranslate2 has (CONVERTIBLE).
+        NmtError: the model's attention is not one CTranslate2 has, or quantization not its own.
     """
-    _check_convertible(model)
+    check(model.attention, quantization)
     if model.attention == "multi_query":
         heads = {"multi_query_attention": True}
     else:  # grouped_query's groups are query heads next to each other, in CTranslate2 as in ours

@@ -1,5 +1,6 @@
-"""What an export was made from, in its nmt_export.json beside the SavedModel: the checkpoint, the
-decode settings and whether it places constraints. Kept apart from the export itself so that it
+"""What an export is and was made from, in the nmt_export.json inside it: its format (a
+SavedModel or a CTranslate2 model), the checkpoint, the decode settings, whether it places
+constraints and how its weights are stored. Kept apart from the exports themselves so that it
 reads without TensorFlow: `nmt translate` takes an export only when it gives what the run would,
 and `nmt info` says whether it does."""
 

@@ -503,6 +503,11 @@ def export(run_dir: str | None, overrides: list[str], output: Path | None, force
     if ctranslate2 and importlib.util.find_spec("ctranslate2") is None:
         raise NmtError("--format ctranslate2 needs the ctranslate2 package: pip install 'nmt[ctranslate2]'")
     run, config = load_run(run_dir, overrides)
+    if ctranslate2:
+        from nmt import export_ctranslate2
+
+        quantization = quantization or "float32"
+        export_ctranslate2.check(config.model.attention, quantization)
     output = output or (run.ctranslate2_dir if ctranslate2 else run.export_dir)
     checkpoint = run.checkpoint_path(config.eval.checkpoint)  # before any work: a run without one is refused
     atomic.check_writable(output, "the export to", directory=True)
@@ -510,11 +515,9 @@ def export(run_dir: str | None, overrides: list[str], output: Path | None, force
     found = {"checkpoint": str(checkpoint), "format": export_format, "beam_size": config.decode.beam_size,
              "max_length": config.model.max_length}
     if ctranslate2:
-        from nmt import export_ctranslate2
-
         files = tokenizer.model_files(run.tokenizer_dir, config.tokenizer.joint)
-        path = export_ctranslate2.export(config, translator.model, files, checkpoint, output, force, quantization or "float32")
-        found["quantization"] = quantization or "float32"
+        path = export_ctranslate2.export(config, translator.model, files, checkpoint, output, force, quantization)
+        found["quantization"] = quantization
     else:
         path = export_lib.export(config, translator.model, translator.tokenizers, checkpoint, output, force, constraints)
     return path, {**found, "megabytes": round(run_dir_lib.disk_bytes(path) / 1e6, 1)}

@@ -56,7 +56,7 @@ def test_an_export_holds_the_model_and_its_tokenizers_and_is_replaced_only_when_
     with pytest.raises(NmtError, match="CTranslate2 stores weights as one of int8, "):
         export_ctranslate2.export(config, model, files, checkpoint, output, force=True, quantization="int4")
     additive = dataclasses.replace(config.model, attention="additive", num_heads=1)
-    with pytest.raises(NmtError, match="takes multi_head, multi_query or grouped_query attention; this model has additive"):
+    with pytest.raises(NmtError, match="takes multi_head, multi_query, grouped_query attention; this model has additive"):
         export_ctranslate2.export(config, build_transformer(additive, tokenizers.source_vocab_size, tokenizers.target_vocab_size),
                                   files, checkpoint, output, force=True, quantization="int8")
     assert (output / "model.bin").stat().st_size == float32_bytes  # refused: the export is as it was
