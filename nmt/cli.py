@@ -43,6 +43,10 @@ class ExportFormat(str, Enum):
     ctranslate2 = "ctranslate2"
 
 
+CTranslate2Option = Annotated[bool, typer.Option(
+    "--ctranslate2", help="Decode with the run's CTranslate2 export (nmt export --format ctranslate2) instead of the "
+                          "model's own search: the same weights, CTranslate2's beam search (its length penalty and scores "
+                          "differ from ours).")]
 ServerOption = Annotated[
     Optional[str], typer.Option("--server", envvar="NMT_SERVER", help="Ask the server at this URL (started with nmt "
                                 "serve) instead of loading the model here: no start-up time.")
@@ -185,6 +189,7 @@ def translate(
     constraint_file: Annotated[Optional[Path], typer.Option("--constraint-file", help="File of constraints, one line per input "
                                                             "line, its texts separated by tabs (an empty line: none).")] = None,
     server: ServerOption = None,
+    ctranslate2: CTranslate2Option = False,
     set_: SetOption = None,
 ) -> None:
     """Translate sentences given as arguments, in a file, or on stdin (one per line).
@@ -196,8 +201,9 @@ def translate(
 
         if align and n_best != 1:
             raise NmtError("--align aligns the best translation only; leave out --n-best")
-        if server is not None and (align or set_ or run_dir):
-            raise NmtError("--align, --set and --run-dir apply to a model loaded here; with --server the server's run and settings apply")
+        if server is not None and (align or set_ or run_dir or ctranslate2):
+            raise NmtError("--align, --set, --run-dir and --ctranslate2 apply to a model loaded here; with --server the "
+                           "server's run and settings apply")
         first_run, *ensemble = run_dir or [None]
         if align and ensemble:
             raise NmtError("--align shows one model's attention: pass one --run-dir")
@@ -217,7 +223,7 @@ def translate(
         prefixes = _prefixes(prefix, prefix_file, lines)
         constraints = _constraints(constraint, constraint_file, lines)
         # What a resumed --output must have been written with: the same checkpoints or server and settings.
-        settings = {"set": set_ or [], "n_best": n_best, "align": align, "server": server}
+        settings = {"set": set_ or [], "n_best": n_best, "align": align, "server": server, "ctranslate2": ctranslate2}
         if lines is not None and (prefix or prefix_file):
             settings["prefixes"] = fingerprint(prefixes(len(lines), 0))
         if lines is not None and (constraint or constraint_file):
@@ -242,7 +248,8 @@ def translate(
             if lines is None:
                 typer.echo("Loading the model...", err=True)
             translate_lines, settings["checkpoints"] = jobs.translator(first_run, set_ or [], n_best, align, ensemble,
-                                                                       constrained=bool(constraint or constraint_file))
+                                                                       constrained=bool(constraint or constraint_file),
+                                                                       ctranslate2=ctranslate2)
             if lines is None:
                 # Traces the search now, so that the first sentence typed is not slow.
                 translate_lines(["warm up"], prefixes=prefixes(1, 0), constraints=constraints(1, 0))
@@ -471,11 +478,12 @@ def evaluate(
     constraint_file: Annotated[Optional[Path], typer.Option("--constraint-file", help="File of constraints, one line per "
                                                             "sentence of the split, its texts separated by tabs: each "
                                                             "translation must contain them (eval/<split>-constrained/).")] = None,
+    ctranslate2: CTranslate2Option = False,
     set_: SetOption = None,
 ) -> None:
     """Translate a split and score it with sacreBLEU (BLEU, chrF, TER); writes eval/<split>/report.{json,md}
     (with --compare, eval/<split>/compare.{json,md}; with several --run-dir, the ensemble's eval/<split>-ensemble/;
-    with --constraint-file, eval/<split>-constrained/)."""
+    with --constraint-file, eval/<split>-constrained/; with --ctranslate2, eval/<split>-ctranslate2/)."""
     with _user_errors(run_dirs=run_dir or [None]):
         from nmt import jobs
 
@@ -487,16 +495,17 @@ def evaluate(
         if compare is not None:
             if others:
                 raise NmtError("--compare compares two single runs: pass one --run-dir")
-            if constraint_file is not None:
-                raise NmtError("--compare compares the runs without constraints: leave out --constraint-file")
+            if constraint_file is not None or ctranslate2:
+                raise NmtError("--compare compares the runs' own searches without constraints: leave out --constraint-file "
+                               "and --ctranslate2")
             comparison = jobs.compare(run, config, compare, set_ or [], split)
             _print_comparison(comparison, run.eval_dir(split))
             return
         from nmt import run_dir as run_dir_lib
 
         ensemble = [run_dir_lib.resolve(other) for other in others]
-        report = jobs.evaluate(run, config, split, ensemble, constraint_file)
-        _print_scores(report, jobs.report_dir(run, report["split"], bool(ensemble), constraint_file is not None))
+        report = jobs.evaluate(run, config, split, ensemble, constraint_file, ctranslate2)
+        _print_scores(report, jobs.report_dir(run, report["split"], bool(ensemble), constraint_file is not None, ctranslate2))
 
 
 @app.command()

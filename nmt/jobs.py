@@ -27,6 +27,7 @@ from nmt import server as server_lib
 from nmt.config import Config, DataConfig, SplitName
 from nmt.data import check as data_check_lib
 from nmt.data import sources, tokenizer
+from nmt.decoding.ctranslate2_translator import CTranslate2Translator
 from nmt.decoding.translator import Hypothesis, Translator, decoding_model, decoding_policy
 from nmt.errors import NmtError, RunDirError
 from nmt.evaluation import report as report_lib
@@ -289,23 +290,30 @@ def load_run(run_dir: str | None, overrides: list[str]) -> tuple[RunDir, Config]
 
 
 def evaluate(run: RunDir, config: Config, split: SplitName, ensemble: Sequence[RunDir] = (),
-             constraint_file: Path | None = None) -> dict:
+             constraint_file: Path | None = None, ctranslate2: bool = False) -> dict:
     """Translates a split, scores it with sacreBLEU and writes eval/<split>/report.{json,md}; with
     ensemble (other runs), the runs decode as one ensemble and the report goes to
     eval/<split>-ensemble/. With constraint_file (a line per sentence of the split, its texts
     separated by tabs), each translation must contain its line's texts (lexically constrained
     decoding); the report, which counts the texts the translations hold, goes to
-    eval/<split>-constrained/ (or <split>-ensemble-constrained/)."""
+    eval/<split>-constrained/ (or <split>-ensemble-constrained/). With ctranslate2, the run's
+    CTranslate2 export translates, and the report goes to eval/<split>-ctranslate2/."""
+    if ctranslate2 and (ensemble or constraint_file is not None):
+        raise NmtError("--ctranslate2 evaluates one run's model without constraints: leave out the other --run-dir "
+                       "and --constraint-file")
     runs, found = _members(run, config, [member.path for member in ensemble])
     checkpoint = found[0]
-    directory = report_dir(run, split, bool(ensemble), constraint_file is not None)
+    directory = report_dir(run, split, bool(ensemble), constraint_file is not None, ctranslate2)
     atomic.check_writable(directory, "the evaluation report to", directory=True, fix=READ_ONLY_RUN)
     evaluator = SplitEvaluator(config.data, split)
     constraints = None
     if constraint_file is not None:
         constraints = read_constraints(constraint_file, "--constraint-file", len(evaluator.sources), f"the {split} split")
-    evaluation = _evaluate_with(_loaded(runs, found, config), evaluator, " + ".join(str(member.path) for member in runs),
-                                constraints)
+    if ctranslate2:
+        evaluation = _evaluate_with(CTranslate2Translator.from_run_dir(run, config), evaluator, str(run.ctranslate2_dir))
+    else:
+        evaluation = _evaluate_with(_loaded(runs, found, config), evaluator, " + ".join(str(member.path) for member in runs),
+                                    constraints)
     report = {
         **evaluation.scores,
         "num_sentences": len(evaluation.sources),
@@ -318,6 +326,7 @@ def evaluate(run: RunDir, config: Config, split: SplitName, ensemble: Sequence[R
         "target_lang": config.data.target_lang,
         "checkpoint": str(checkpoint),
         **({"ensemble": [str(member.path) for member in (run, *ensemble)]} if ensemble else {}),
+        **({"decoder": f"CTranslate2 ({run.ctranslate2_dir})"} if ctranslate2 else {}),
     }
     if constraints is not None:
         report["constraints"] = {
@@ -331,8 +340,9 @@ def evaluate(run: RunDir, config: Config, split: SplitName, ensemble: Sequence[R
     return report
 
 
-def report_dir(run: RunDir, split: str, ensemble: bool = False, constrained: bool = False) -> Path:
-    return run.eval_dir(split + ("-ensemble" if ensemble else "") + ("-constrained" if constrained else ""))
+def report_dir(run: RunDir, split: str, ensemble: bool = False, constrained: bool = False, ctranslate2: bool = False) -> Path:
+    return run.eval_dir(split + ("-ensemble" if ensemble else "") + ("-constrained" if constrained else "")
+                        + ("-ctranslate2" if ctranslate2 else ""))
 
 
 def compare(run: RunDir, config: Config, other_dir: str, overrides: list[str], split: SplitName) -> dict:
@@ -382,18 +392,32 @@ def average(run_dir: str | None, last: int | None, paths: list[Path]) -> Path:
 
 
 def translator(run_dir: str | None, overrides: list[str], n_best: int = 1, with_attention: bool = False,
-               ensemble: Sequence[str] = (), constrained: bool = False) -> tuple[Callable[..., list[list[Hypothesis]]], list[str]]:
+               ensemble: Sequence[str] = (), constrained: bool = False,
+               ctranslate2: bool = False) -> tuple[Callable[..., list[list[Hypothesis]]], list[str]]:
     """A function from sentences (and optionally on_batch(sentences done), a progress callback,
     start, the number of the first in the whole input: see Translator.start_at, prefixes, one
     per sentence, and when constrained, constraints, a list per sentence) to their n_best
     translations each, best first (the best with its attention weights when with_attention), by
     the run's eval.checkpoint with its decode settings, or by the runs of ensemble (other run
-    directories) and the run as one; and the checkpoints it translates with."""
+    directories) and the run as one, or with ctranslate2 by the run's CTranslate2 export; and the
+    checkpoints it translates with."""
     run, config = load_run(run_dir, overrides)
     if ensemble and with_attention:
         raise NmtError("attention and alignments come from one model: pass one --run-dir")
+    if ctranslate2 and (ensemble or with_attention or constrained):
+        raise NmtError("--ctranslate2 translates with one run's model, without constraints or alignments: "
+                       "leave out the other --run-dir, --constraint and --align")
     runs, found = _members(run, config, ensemble)
     used = [str(path.resolve()) for path in found]
+    if ctranslate2:
+        engine = CTranslate2Translator.from_run_dir(run, config)
+
+        def translate_ctranslate2(sentences: Sequence[str], on_batch=None, start: int = 0,
+                                  prefixes: Sequence[str] | None = None, constraints: None = None) -> list[list[Hypothesis]]:
+            engine.start_at(start)
+            return engine.translate_n_best(sentences, n_best, on_batch, prefixes)
+
+        return translate_ctranslate2, used
     if not ensemble and n_best == 1 and not with_attention and not constrained:
         # An export of these weights with these decode settings already holds the traced search:
         # loading it skips building the model and tracing, most of a short command's time.

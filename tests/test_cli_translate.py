@@ -363,7 +363,7 @@ def test_export_translates_like_translate_in_a_process_without_nmt(workdir, monk
     assert_user_error(invoke("export", "--run-dir", "runs/untrained"), "no checkpoint in runs/untrained")
 
 
-def test_a_ctranslate2_export_translates_as_greedy_nmt_translate_does(workdir):
+def test_a_ctranslate2_export_translates_as_greedy_nmt_translate_does_and_nmt_decodes_with_it(workdir):
     """Through the recipe nmt export prints (and the README gives): SentencePiece, then
     ctranslate2.Translator within the model's lengths; one sentence per call, each with the length
     limit nmt gives it (translate_batch takes one per call; the tiny model loops in a few)."""
@@ -391,8 +391,18 @@ def test_a_ctranslate2_export_translates_as_greedy_nmt_translate_does(workdir):
         found, = engine.translate_batch([pieces], beam_size=1, max_input_length=max_input_length, max_decoding_length=limit)
         translations.append(target.decode(found.hypotheses[0]))
     assert translations == greedy
-    assert re.search(r"CTranslate2 +runs/tiny/ctranslate2 \(best/ckpt-\d+, float32 weights, [\d.]+ MB\)$",
-                     invoke("info", "--run-dir", "runs/tiny").output)
+
+    # nmt translate and nmt evaluate decode with it when asked.
+    Path("ct2_in.txt").write_text("\n".join(sentences) + "\n")
+    result = invoke("translate", "--run-dir", "runs/tiny", "--ctranslate2", "--set", "decode.beam_size=1", "--input", "ct2_in.txt")
+    assert result.exit_code == 0 and result.output.splitlines() == greedy, result.output
+    result = invoke("evaluate", "--run-dir", "runs/tiny", "--ctranslate2")
+    assert result.exit_code == 0, result.output
+    ours, theirs = (json.loads(Path(f"runs/tiny/eval/{split}/report.json").read_text()) for split in ("test", "test-ctranslate2"))
+    assert theirs["decoder"] == "CTranslate2 (runs/tiny/ctranslate2)" and abs(theirs["bleu"] - ours["bleu"]) < 1, (ours, theirs)
+    info = invoke("info", "--run-dir", "runs/tiny").output
+    assert re.search(r"CTranslate2 +runs/tiny/ctranslate2 \(best/ckpt-\d+, float32 weights, [\d.]+ MB\)$", info)
+    assert re.search(r"Evaluation test-ctranslate2 +BLEU", info)
 
 
 def test_warnings_of_cut_sentences_and_prefixes_name_their_line_in_the_whole_input(workdir, monkeypatch, caplog):

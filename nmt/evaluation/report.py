@@ -33,7 +33,7 @@ def _markdown(report, sources, references, hypotheses, config_summary, num_sampl
         f"- {report['bleu_details']}",
         f"- {report['num_sentences']} sentences translated in {report['seconds']:.1f} s "
         f"({report['sentences_per_second']:.1f} sentences/s), decoding: {report['decode']}",
-        f"- checkpoint: `{report['checkpoint']}`",
+        f"- checkpoint: `{report['checkpoint']}`" + (f", decoded by {report['decoder']}" if "decoder" in report else ""),
         *([f"- constraints (`{report['constraints']['file']}`): {report['constraints']['in_translations']} of "
            f"{report['constraints']['given']} in the translations"] if "constraints" in report else []),
         "",

@@ -1,0 +1,114 @@
+"""The run's CTranslate2 export (`nmt export --format ctranslate2`) translating in place of our
+search: `nmt translate --ctranslate2` and `nmt evaluate --ctranslate2`.
+
+The model is the same (the conversion gives every token our log-probability); the search is
+CTranslate2's, with our batches, decode settings and per-sentence length limits. Its beam search
+ranks hypotheses by log-probability over length^decode.length_penalty, where ours divides by
+GNMT's ((5 + length) / 6)^decode.length_penalty, and its scores are those.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from nmt import export_manifest
+from nmt.config import Config
+from nmt.decoding.translator import Hypothesis, decoding_batches, length_limits, warn_long_prefixes, warn_long_sources
+from nmt.errors import ConfigError, NmtError
+from nmt.run_dir import RunDir
+from nmt.text_io import check_text
+
+
+class CTranslate2Translator:
+    """Translates as nmt.decoding.translator.Translator does (translate, translate_n_best,
+    start_at), by the CTranslate2 model in directory; prefixes, n-best lists and
+    decode.no_repeat_ngram_size included, constraints, sampling and attention not."""
+
+    def __init__(self, directory: Path, config: Config):
+        import ctranslate2
+        import sentencepiece as spm
+
+        self.config = config
+        self._engine = ctranslate2.Translator(str(directory), device="auto")
+        self._source = spm.SentencePieceProcessor(model_file=str(directory / "source.model"))
+        self._target = spm.SentencePieceProcessor(model_file=str(directory / "target.model"))
+        self._max_length = config.model.max_length
+        self._offset = 0
+
+    @classmethod
+    def from_run_dir(cls, run: RunDir, config: Config) -> "CTranslate2Translator":
+        """The run's export in <run dir>/ctranslate2, if it holds the weights config.eval.checkpoint
+        names.
+
+        Raises:
+            NmtError: no such export, one of other weights, no ctranslate2 package, or sampling.
+        """
+        if config.decode.sampling != "none":
+            raise ConfigError("--ctranslate2 decodes with greedy or beam search: leave out decode.sampling "
+                              "(--set decode.sampling=none)")
+        directory = run.ctranslate2_dir
+        manifest = export_manifest.read(directory)
+        if manifest is None or manifest.get("format") != export_manifest.CTRANSLATE2:
+            raise NmtError(f"no CTranslate2 export in {directory}; make one with nmt export --run-dir {run.path} --format ctranslate2")
+        other = export_manifest.other_checkpoint(manifest, run.checkpoint_path(config.eval.checkpoint))
+        if other is not None:
+            raise NmtError(f"the CTranslate2 export in {directory} is out of date ({other}); "
+                           f"remake it with nmt export --run-dir {run.path} --format ctranslate2 --force")
+        if importlib.util.find_spec("ctranslate2") is None:
+            raise NmtError("--ctranslate2 needs the ctranslate2 package: pip install 'nmt[ctranslate2]'")
+        return cls(directory, config)
+
+    def start_at(self, offset: int) -> None:
+        """Warnings number sentences from offset + 1 (see Translator.start_at)."""
+        self._offset = offset
+
+    def translate(self, sentences: Sequence[str], on_batch: Callable[[int], None] | None = None,
+                  prefixes: Sequence[str] | None = None, constraints: None = None) -> list[str]:
+        """One translation per sentence, as Translator.translate (constraints: always None here)."""
+        return [best[0].text for best in self.translate_n_best(sentences, 1, on_batch, prefixes)]
+
+    def translate_n_best(self, sentences: Sequence[str], n: int, on_batch: Callable[[int], None] | None = None,
+                         prefixes: Sequence[str] | None = None) -> list[list[Hypothesis]]:
+        """The n best hypotheses per sentence, as Translator.translate_n_best, scored by
+        CTranslate2 (log-probability over length^decode.length_penalty)."""
+        decode = self.config.decode
+        if not 1 <= n <= decode.beam_size:
+            raise ConfigError(f"n-best must be between 1 and decode.beam_size ({decode.beam_size}); got {n}")
+        check_text(sentences)
+        if prefixes is not None:
+            if len(prefixes) != len(sentences):
+                raise NmtError(f"{len(sentences)} sentences but {len(prefixes)} prefixes: give one prefix per sentence")
+            check_text(prefixes, "prefix")
+        pieces = self._source.encode(list(sentences), out_type=str)
+        lengths = np.array([len(line) for line in pieces])
+        numbers = np.arange(len(sentences)) + self._offset + 1
+        todo = np.flatnonzero(lengths)  # an empty sentence translates to '', as in our search
+        warn_long_sources(numbers[todo], lengths[todo], self._max_length)
+        prefix_pieces = [[] for _ in sentences] if prefixes is None else self._target.encode(list(prefixes), out_type=str)
+        prefix_lengths = np.array([len(line) for line in prefix_pieces])
+        warn_long_prefixes(numbers[todo], prefix_lengths[todo], self._max_length)
+        prefix_pieces = [line[: self._max_length - 1] for line in prefix_pieces]  # BOS takes a position
+        lengths = np.minimum(lengths, self._max_length)
+        limits = length_limits(lengths, decode, self._max_length, np.minimum(prefix_lengths, self._max_length - 1)).numpy()
+        outputs = [[Hypothesis("", 0.0)] * n for _ in sentences]
+        for batch in decoding_batches(lengths[todo], decode):
+            positions = todo[batch]
+            # translate_batch takes one length limit: each of the batch's limits gets its own call.
+            for limit in np.unique(limits[positions]):
+                group = positions[limits[positions] == limit]
+                results = self._engine.translate_batch(
+                    [pieces[index][: self._max_length] for index in group],
+                    target_prefix=[prefix_pieces[index] or None for index in group],
+                    beam_size=decode.beam_size, num_hypotheses=n, length_penalty=decode.length_penalty,
+                    no_repeat_ngram_size=decode.no_repeat_ngram_size, max_decoding_length=int(limit),
+                    min_decoding_length=0, return_scores=True)  # its default, 1, forbids an empty translation
+                for index, result in zip(group, results):
+                    outputs[index] = [Hypothesis(self._target.decode(hypothesis), score)
+                                      for hypothesis, score in zip(result.hypotheses, result.scores)]
+            if on_batch:
+                on_batch(len(positions))
+        return outputs

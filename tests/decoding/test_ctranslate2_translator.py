@@ -1,0 +1,84 @@
+"""Decoding with the run's CTranslate2 export: our greedy translations, prefixes and length limits
+included, and clear errors where it cannot stand in for our search (end to end in
+tests/test_cli_translate.py)."""
+
+import dataclasses
+import json
+
+import pytest
+import tensorflow as tf
+
+from nmt import config as config_lib
+from nmt import export_ctranslate2
+from nmt.decoding.ctranslate2_translator import CTranslate2Translator
+from nmt.decoding.translator import Translator
+from nmt.errors import NmtError
+from nmt.model.transformer import build_transformer
+from nmt.run_dir import RunDir
+from tests.decoding.test_translator import tiny_setup
+
+SENTENCES = ["the dog runs", "a big house sees the small tree", "", "tree", "the cat " * 20]
+PREFIXES = ["a small", "", "the", "", "the dog"]
+
+
+@pytest.fixture(scope="module")
+def run_and_model(tmp_path_factory):
+    """A run directory with a checkpoint (its files only) and the CTranslate2 export of an untrained
+    model, which loops: its translations run to their length limits."""
+    directory = tmp_path_factory.mktemp("run")
+    tf.keras.utils.set_random_seed(0)  # before the tokenizer loads: seeding drops its resources
+    config, tokenizers = tiny_setup(directory / "tokenizer", beam_size=2, max_length_ratio=1.0, max_length_offset=2)
+    model = build_transformer(config.model, tokenizers.source_vocab_size, tokenizers.target_vocab_size)
+    run = RunDir(directory)
+    run.save_config(config)
+    checkpoint = run.best_checkpoints / "ckpt-10"
+    checkpoint.mkdir(parents=True)
+    (checkpoint / "state.json").write_text(json.dumps({"step": 10}))
+    files = {side: directory / "tokenizer" / "joint.model" for side in ("source", "target")}
+    export_ctranslate2.export(config, model, files, checkpoint, run.ctranslate2_dir, force=False, quantization="float32")
+    return run, config, Translator(config, model, tokenizers)
+
+
+def test_greedy_translations_are_ours_with_prefixes_and_length_limits(run_and_model, caplog):
+    run, config, ours = run_and_model
+    greedy = dataclasses.replace(config, decode=dataclasses.replace(config.decode, beam_size=1))
+    engine = CTranslate2Translator.from_run_dir(run, greedy)
+    ours = Translator(greedy, ours.model, ours.tokenizers)
+    assert engine.translate(SENTENCES) == ours.translate(SENTENCES)
+    expected = ours.translate(SENTENCES, prefixes=PREFIXES)
+    engine.start_at(100)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="nmt"):
+        assert engine.translate(SENTENCES, prefixes=PREFIXES) == expected
+    assert [record.getMessage().split(" has ")[0] for record in caplog.records] == ["sentence 105"]  # 40 subwords, 24 kept
+
+
+def test_n_best_lists_come_from_the_beam(run_and_model):
+    run, config, _ = run_and_model
+    engine = CTranslate2Translator.from_run_dir(run, config)
+    found = engine.translate_n_best(SENTENCES, 2)
+    assert [len(hypotheses) for hypotheses in found] == [2] * len(SENTENCES)
+    assert found[2][0].text == "" and found[0][0].score >= found[0][1].score
+    with pytest.raises(NmtError, match=r"n-best must be between 1 and decode.beam_size \(2\); got 3"):
+        engine.translate_n_best(SENTENCES, 3)
+
+
+def test_what_cannot_stand_in_for_our_search_is_refused(run_and_model, tmp_path):
+    run, config, _ = run_and_model
+    sampling = dataclasses.replace(config, decode=dataclasses.replace(config.decode, sampling="top_k"))
+    with pytest.raises(NmtError, match="decodes with greedy or beam search"):
+        CTranslate2Translator.from_run_dir(run, sampling)
+    later = run.best_checkpoints / "ckpt-20"  # trained on since the export
+    later.mkdir()
+    (later / "state.json").write_text(json.dumps({"step": 20}))
+    try:
+        with pytest.raises(NmtError, match=r"is out of date \(it holds best/ckpt-10, the run translates with best/ckpt-20\); "
+                                           r"remake it with nmt export .* --format ctranslate2 --force"):
+            CTranslate2Translator.from_run_dir(run, config)
+    finally:
+        (later / "state.json").unlink()
+        later.rmdir()
+    other = RunDir(tmp_path)
+    other.save_config(config_lib.from_dict({}))
+    with pytest.raises(NmtError, match=f"no CTranslate2 export in {tmp_path}/ctranslate2; make one with nmt export"):
+        CTranslate2Translator.from_run_dir(other, config)
