@@ -110,6 +110,7 @@ def _evaluations(run: RunDir) -> dict:
         scores["beam_size"] = data["decode"]["beam_size"]
         # Reports written before the setting existed decoded without it.
         scores["no_repeat_ngram_size"] = data["decode"].get("no_repeat_ngram_size", 0)
+        scores["decoder"] = data.get("decoder")  # set where the run's CTranslate2 export decoded
     return found
 
 
@@ -183,8 +184,9 @@ def text(info: dict) -> str:
     for split, scores in info["evaluations"].items():
         ter = f", TER {scores['ter']:.2f}" if scores.get("ter") is not None else ""  # reports before TER lack it
         repeats = f", no repeated {scores['no_repeat_ngram_size']}-grams" if scores["no_repeat_ngram_size"] else ""
+        decoder = f", by {scores['decoder']}" if scores.get("decoder") else ""
         lines.append((f"Evaluation {split}", f"BLEU {scores['bleu']:.2f}, chrF {scores['chrf']:.2f}{ter} "
-                                            f"(beam {scores['beam_size']}{repeats}, {scores['num_sentences']} sentences) "
+                                            f"(beam {scores['beam_size']}{repeats}, {scores['num_sentences']} sentences{decoder}) "
                                             f"{scores['signature']}"))
     lines.append(("Export", _export_text(info["export"])))
     if info["ctranslate2"] is not None:

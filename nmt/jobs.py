@@ -309,8 +309,9 @@ def evaluate(run: RunDir, config: Config, split: SplitName, ensemble: Sequence[R
     constraints = None
     if constraint_file is not None:
         constraints = read_constraints(constraint_file, "--constraint-file", len(evaluator.sources), f"the {split} split")
-    if ctranslate2:
-        evaluation = _evaluate_with(CTranslate2Translator.from_run_dir(run, config), evaluator, str(run.ctranslate2_dir))
+    decoder = CTranslate2Translator.from_run_dir(run, config) if ctranslate2 else None
+    if decoder is not None:
+        evaluation = _evaluate_with(decoder, evaluator, decoder.description)
     else:
         evaluation = _evaluate_with(_loaded(runs, found, config), evaluator, " + ".join(str(member.path) for member in runs),
                                     constraints)
@@ -326,7 +327,7 @@ def evaluate(run: RunDir, config: Config, split: SplitName, ensemble: Sequence[R
         "target_lang": config.data.target_lang,
         "checkpoint": str(checkpoint),
         **({"ensemble": [str(member.path) for member in (run, *ensemble)]} if ensemble else {}),
-        **({"decoder": f"CTranslate2 ({run.ctranslate2_dir})"} if ctranslate2 else {}),
+        **({"decoder": decoder.description} if decoder is not None else {}),
     }
     if constraints is not None:
         report["constraints"] = {

@@ -399,10 +399,11 @@ def test_a_ctranslate2_export_translates_as_greedy_nmt_translate_does_and_nmt_de
     result = invoke("evaluate", "--run-dir", "runs/tiny", "--ctranslate2")
     assert result.exit_code == 0, result.output
     ours, theirs = (json.loads(Path(f"runs/tiny/eval/{split}/report.json").read_text()) for split in ("test", "test-ctranslate2"))
-    assert theirs["decoder"] == "CTranslate2 (runs/tiny/ctranslate2)" and abs(theirs["bleu"] - ours["bleu"]) < 1, (ours, theirs)
+    assert theirs["decoder"] == "CTranslate2 (runs/tiny/ctranslate2, float32 weights)" and abs(theirs["bleu"] - ours["bleu"]) < 1, (
+        ours, theirs)
     info = invoke("info", "--run-dir", "runs/tiny").output
     assert re.search(r"CTranslate2 +runs/tiny/ctranslate2 \(best/ckpt-\d+, float32 weights, [\d.]+ MB\)$", info)
-    assert re.search(r"Evaluation test-ctranslate2 +BLEU", info)
+    assert re.search(r"Evaluation test-ctranslate2 +BLEU .* sentences, by CTranslate2 \(runs/tiny/ctranslate2, float32 weights\)\) ", info)
 
 
 def test_warnings_of_cut_sentences_and_prefixes_name_their_line_in_the_whole_input(workdir, monkeypatch, caplog):

@@ -28,11 +28,13 @@ class CTranslate2Translator:
     start_at), by the CTranslate2 model in directory; prefixes, n-best lists and
     decode.no_repeat_ngram_size included, constraints, sampling and attention not."""
 
-    def __init__(self, directory: Path, config: Config):
+    def __init__(self, directory: Path, config: Config, quantization: str):
         import ctranslate2
         import sentencepiece as spm
 
         self.config = config
+        # What evaluation reports name as their decoder.
+        self.description = f"CTranslate2 ({directory}, {quantization} weights)"
         self._engine = ctranslate2.Translator(str(directory), device="auto")
         self._source = spm.SentencePieceProcessor(model_file=str(directory / "source.model"))
         self._target = spm.SentencePieceProcessor(model_file=str(directory / "target.model"))
@@ -60,7 +62,7 @@ class CTranslate2Translator:
                            f"remake it with nmt export --run-dir {run.path} --format ctranslate2 --force")
         if importlib.util.find_spec("ctranslate2") is None:
             raise NmtError("--ctranslate2 needs the ctranslate2 package: pip install 'nmt[ctranslate2]'")
-        return cls(directory, config)
+        return cls(directory, config, manifest["quantization"])
 
     def start_at(self, offset: int) -> None:
         """Warnings number sentences from offset + 1 (see Translator.start_at)."""
