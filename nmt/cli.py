@@ -412,6 +412,7 @@ def serve(
     run_dir: RunDirOption = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: a free one, printed).")] = 8080,
+    ctranslate2: CTranslate2Option = False,
     set_: SetOption = None,
 ) -> None:
     """Keep the run's model loaded and translate over HTTP until Ctrl-C.
@@ -421,9 +422,10 @@ def serve(
     with _user_errors(run_dirs=[run_dir]):
         from nmt import jobs
 
-        http, about = jobs.server(run_dir, set_ or [], host, port)
+        http, about = jobs.server(run_dir, set_ or [], host, port, ctranslate2)
         url = f"http://{http.server_address[0]}:{http.server_address[1]}"
-        typer.echo(f"Serving {about['checkpoint']} (beam {about['decode']['beam_size']}) at {url}")
+        decoder = f", by {about['decoder']}" if "decoder" in about else ""
+        typer.echo(f"Serving {about['checkpoint']} (beam {about['decode']['beam_size']}{decoder}) at {url}")
         typer.echo(f'  nmt translate --server {url} "A sentence."   (Ctrl-C stops the server)')
         sys.stdout.flush()
         try:

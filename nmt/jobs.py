@@ -490,13 +490,15 @@ def progress_bar(total: int) -> Callable[[int], None]:
     return advance
 
 
-def server(run_dir: str | None, overrides: list[str], host: str, port: int) -> tuple[HTTPServer, dict]:
+def server(run_dir: str | None, overrides: list[str], host: str, port: int, ctranslate2: bool = False) -> tuple[HTTPServer, dict]:
     """An HTTP server (bound, not yet serving) translating with the run's model (eval.checkpoint,
-    decode settings with overrides), and what it serves. The search is traced before it returns,
-    so the first request waits no longer than the others, those following prefixes and placing
-    constraints included."""
+    decode settings with overrides), or with ctranslate2 by its CTranslate2 export, and what it
+    serves. The search is traced before it returns, so the first request waits no longer than the
+    others, those following prefixes and placing constraints included."""
     run, config = load_run(run_dir, overrides)
     checkpoint = run.checkpoint_path(config.eval.checkpoint)
+    if ctranslate2:
+        return _ctranslate2_server(run, config, checkpoint, host, port)
     translator = Translator.from_run_dir(run, config, checkpoint)
     translator.warm_up()
     about = {"run": str(run.path), "checkpoint": str(checkpoint), "decode": dataclasses.asdict(config.decode)}
@@ -509,6 +511,27 @@ def server(run_dir: str | None, overrides: list[str], host: str, port: int) -> t
 
     def score(sources: list[str], targets: list[str], start: int) -> list[tuple[float, list[str], list[float]]]:
         return _score_rows(translator, sources, targets, start=start)
+
+    return server_lib.make_server(translate, host, port, about, score), about
+
+
+def _ctranslate2_server(run: RunDir, config: Config, checkpoint: Path, host: str, port: int) -> tuple[HTTPServer, dict]:
+    """server's, by the run's CTranslate2 export: it translates (prefixes and n-best lists
+    included) and refuses constraints and scoring, which need the run's own model."""
+    engine = CTranslate2Translator.from_run_dir(run, config)
+    about = {"run": str(run.path), "checkpoint": str(checkpoint), "decode": dataclasses.asdict(config.decode),
+             "decoder": engine.description}
+
+    def translate(sentences: list[str], n_best: int, prefixes: list[str] | None, start: int,
+                  constraints: list[list[str]] | None) -> list[list[tuple[str, float]]]:
+        if constraints is not None and any(text.strip() for texts in constraints for text in texts):
+            raise NmtError("this server decodes with CTranslate2, which places no constraints; serve without --ctranslate2")
+        engine.start_at(start)
+        return [[(hypothesis.text, hypothesis.score) for hypothesis in hypotheses]
+                for hypotheses in engine.translate_n_best(sentences, n_best, prefixes=prefixes)]
+
+    def score(sources: list[str], targets: list[str], start: int) -> list[tuple[float, list[str], list[float]]]:
+        raise NmtError("this server decodes with CTranslate2 and does not score; serve without --ctranslate2")
 
     return server_lib.make_server(translate, host, port, about, score), about
 

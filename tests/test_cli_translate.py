@@ -363,7 +363,7 @@ def test_export_translates_like_translate_in_a_process_without_nmt(workdir, monk
     assert_user_error(invoke("export", "--run-dir", "runs/untrained"), "no checkpoint in runs/untrained")
 
 
-def test_a_ctranslate2_export_translates_as_greedy_nmt_translate_does_and_nmt_decodes_with_it(workdir):
+def test_a_ctranslate2_export_translates_as_greedy_nmt_translate_does_and_nmt_decodes_and_serves_with_it(workdir):
     """Through the recipe nmt export prints (and the README gives): SentencePiece, then
     ctranslate2.Translator within the model's lengths; one sentence per call, each with the length
     limit nmt gives it (translate_batch takes one per call; the tiny model loops in a few)."""
@@ -403,6 +403,26 @@ def test_a_ctranslate2_export_translates_as_greedy_nmt_translate_does_and_nmt_de
         ours, theirs)
     info = invoke("info", "--run-dir", "runs/tiny").output
     assert re.search(r"CTranslate2 +runs/tiny/ctranslate2 \(best/ckpt-\d+, float32 weights, [\d.]+ MB\)$", info)
+
+    # nmt serve --ctranslate2 translates with it and refuses what needs the run's own model.
+    import threading
+
+    from nmt import jobs, server
+    from nmt.errors import NmtError
+
+    http, about = jobs.server("runs/tiny", ["decode.beam_size=1"], "127.0.0.1", 0, ctranslate2=True)
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{http.server_address[1]}"
+        assert server.health(url)["decoder"] == "CTranslate2 (runs/tiny/ctranslate2, float32 weights)"
+        assert [best for (best, _), in server.request(url, sentences)] == greedy
+        with pytest.raises(NmtError, match="this server decodes with CTranslate2, which places no constraints"):
+            server.request(url, sentences[:1], constraints=[["lergol"]])
+        with pytest.raises(NmtError, match="this server decodes with CTranslate2 and does not score"):
+            server.score(url, sentences[:1], greedy[:1])
+    finally:
+        http.shutdown()
+        http.server_close()
     assert re.search(r"Evaluation test-ctranslate2 +BLEU .* sentences, by CTranslate2 \(runs/tiny/ctranslate2, float32 weights\)\) ", info)
 
 
