@@ -1,10 +1,11 @@
 """The run's CTranslate2 export (`nmt export --format ctranslate2`) translating in place of our
-search: `nmt translate --ctranslate2` and `nmt evaluate --ctranslate2`.
+search: `nmt translate`, `nmt evaluate` and `nmt serve` with `--ctranslate2`.
 
 The model is the same (the conversion gives every token our log-probability); the search is
 CTranslate2's, with our batches, decode settings and per-sentence length limits. Its beam search
 ranks hypotheses by log-probability over length^decode.length_penalty, where ours divides by
-GNMT's ((5 + length) / 6)^decode.length_penalty, and its scores are those.
+GNMT's ((5 + length) / 6)^decode.length_penalty, and its scores are those. It computes in the
+precision its weights are stored in (the export's quantization), whatever decode.precision says.
 """
 
 from __future__ import annotations
