@@ -497,11 +497,11 @@ def server(run_dir: str | None, overrides: list[str], host: str, port: int, ctra
     others, those following prefixes and placing constraints included."""
     run, config = load_run(run_dir, overrides)
     checkpoint = run.checkpoint_path(config.eval.checkpoint)
+    about = {"run": str(run.path), "checkpoint": str(checkpoint), "decode": dataclasses.asdict(config.decode)}
     if ctranslate2:
-        return _ctranslate2_server(run, config, checkpoint, host, port)
+        return _ctranslate2_server(run, config, about, host, port)
     translator = Translator.from_run_dir(run, config, checkpoint)
     translator.warm_up()
-    about = {"run": str(run.path), "checkpoint": str(checkpoint), "decode": dataclasses.asdict(config.decode)}
 
     def translate(sentences: list[str], n_best: int, prefixes: list[str] | None, start: int,
                   constraints: list[list[str]] | None) -> list[list[tuple[str, float]]]:
@@ -515,12 +515,11 @@ def server(run_dir: str | None, overrides: list[str], host: str, port: int, ctra
     return server_lib.make_server(translate, host, port, about, score), about
 
 
-def _ctranslate2_server(run: RunDir, config: Config, checkpoint: Path, host: str, port: int) -> tuple[HTTPServer, dict]:
+def _ctranslate2_server(run: RunDir, config: Config, about: dict, host: str, port: int) -> tuple[HTTPServer, dict]:
     """server's, by the run's CTranslate2 export: it translates (prefixes and n-best lists
     included) and refuses constraints and scoring, which need the run's own model."""
     engine = CTranslate2Translator.from_run_dir(run, config)
-    about = {"run": str(run.path), "checkpoint": str(checkpoint), "decode": dataclasses.asdict(config.decode),
-             "decoder": engine.description}
+    about = {**about, "decoder": engine.description}
 
     def translate(sentences: list[str], n_best: int, prefixes: list[str] | None, start: int,
                   constraints: list[list[str]] | None) -> list[list[tuple[str, float]]]:
