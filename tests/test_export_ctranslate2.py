@@ -10,6 +10,7 @@ import sentencepiece as spm
 import tensorflow as tf
 
 from nmt import export_ctranslate2, export_manifest
+from nmt.data import tokenizer
 from nmt.decoding.translator import Translator
 from nmt.errors import NmtError
 from nmt.model.transformer import build_transformer
@@ -36,6 +37,29 @@ def test_the_converted_model_scores_each_token_as_ours_does(tmp_path, variant):
     theirs = converted.score_batch(pieces.encode(SOURCES, out_type=str), pieces.encode(TARGETS, out_type=str))
     for scored, result in zip(ours, theirs):
         assert list(scored.pieces) == result.tokens
+        np.testing.assert_allclose(scored.log_probs, result.log_probs, atol=1e-4)
+
+
+def test_separate_vocabularies_convert_each_to_its_side(tmp_path):
+    """Source and target SentencePiece models of other pieces: each side's ids are its own."""
+    tf.keras.utils.set_random_seed(0)
+    config, _ = tiny_setup(tmp_path / "unused")
+    config = dataclasses.replace(config, tokenizer=dataclasses.replace(config.tokenizer, joint=False),
+                                 model=dataclasses.replace(config.model, share_embeddings=False, max_length=64))
+    targets = [" ".join(reversed(sentence.split())) for sentence in TARGETS]
+    tokenizer.train(config.tokenizer, SOURCES * 30, targets * 30, tmp_path / "tokenizer")
+    tokenizers = tokenizer.load(tmp_path / "tokenizer", joint=False)
+    model = build_transformer(config.model, tokenizers.source_vocab_size, tokenizers.target_vocab_size)
+    ours = Translator(config, model, tokenizers).score(SOURCES, targets)
+    files = tokenizer.model_files(tmp_path / "tokenizer", joint=False)
+    vocabularies = {side: export_ctranslate2.vocabulary(files[side]) for side in ("source", "target")}
+    assert vocabularies["source"] != vocabularies["target"]
+    converted = export_ctranslate2.convert(model, vocabularies["source"], vocabularies["target"], tmp_path / "ct2")
+    source, target = (spm.SentencePieceProcessor(model_file=str(files[side])) for side in ("source", "target"))
+    theirs = ctranslate2.Translator(str(converted)).score_batch(source.encode(SOURCES, out_type=str),
+                                                               target.encode(targets, out_type=str))
+    for scored, result in zip(ours, theirs):
+        assert list(scored.pieces) == result.tokens and len(result.tokens) > 1
         np.testing.assert_allclose(scored.log_probs, result.log_probs, atol=1e-4)
 
 
