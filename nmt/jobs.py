@@ -555,6 +555,9 @@ def export(run_dir: str | None, overrides: list[str], output: Path | None, force
 
         quantization = quantization or "float32"
         export_ctranslate2.check(config.model.attention, quantization)
+        # The weights go in whole, stored as quantization says: not rounded as decode.precision
+        # would round them for our own decoding.
+        config = dataclasses.replace(config, decode=dataclasses.replace(config.decode, precision="float32"))
     output = output or (run.ctranslate2_dir if ctranslate2 else run.export_dir)
     checkpoint = run.checkpoint_path(config.eval.checkpoint)  # before any work: a run without one is refused
     atomic.check_writable(output, "the export to", directory=True)

@@ -379,6 +379,10 @@ def test_a_ctranslate2_export_translates_as_greedy_nmt_translate_does_and_nmt_de
     result = invoke("export", "--run-dir", "runs/tiny", "--format", "ctranslate2")
     assert result.exit_code == 0, result.output
     path = Path("runs/tiny/ctranslate2")
+    # decode.precision rounds the weights for our own decoding, not for the export.
+    assert invoke("export", "--run-dir", "runs/tiny", "--format", "ctranslate2", "--set", "decode.precision=bfloat16",
+                  "--output", "ct2_bf16").exit_code == 0
+    assert Path("ct2_bf16/model.bin").read_bytes() == (path / "model.bin").read_bytes()
     max_input_length, max_decoding_length = map(int, re.search(
         r"max_input_length=(\d+), max_decoding_length=(\d+)\)", result.output).groups())
     config = RunDir(Path("runs/tiny")).load_config()
