@@ -15,7 +15,6 @@ from nmt.config import Config
 
 FILE = "nmt_export.json"
 SAVEDMODEL, CTRANSLATE2 = "savedmodel", "ctranslate2"
-FORMAT_NAMES = {SAVEDMODEL: "TensorFlow SavedModel", CTRANSLATE2: "CTranslate2 model"}
 # Decode settings that the export does not hold: whoever calls it batches the sentences.
 BATCHING = ("batch_size", "batch_tokens")
 
@@ -45,8 +44,10 @@ def mismatch(manifest: dict, checkpoint: Path, config: Config) -> str | None:
     """Why the export of manifest does not translate as checkpoint with config's decode settings
     would, through `nmt translate`; None when it does (batched by config's settings)."""
     # Exports made before these entries existed are SavedModels placing no constraints.
+    if manifest.get("format", SAVEDMODEL) == CTRANSLATE2:
+        return "it is a CTranslate2 model (nmt translate --ctranslate2 decodes with the one in the run's ctranslate2 directory)"
     if manifest.get("format", SAVEDMODEL) != SAVEDMODEL:
-        return f"it is a {FORMAT_NAMES.get(manifest['format'], manifest['format'])}, which nmt translate does not run"
+        return f"it is not a SavedModel but {manifest['format']!r}"
     # An export that places constraints holds a second search graph: loading it and running its
     # first search took longer than building the model from its checkpoint.
     if manifest.get("constraints", False):

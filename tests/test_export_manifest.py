@@ -22,6 +22,8 @@ def test_an_export_matches_only_its_checkpoint_and_decode_settings(tmp_path):
         "its decode settings differ: beam_size 4 (now 1), length_penalty 0.6 (now 0.0)")
     export_manifest.write(tmp_path, best, config, constraints=True)
     assert "places constraints" in export_manifest.mismatch(export_manifest.read(tmp_path), best, config)
+    export_manifest.write(tmp_path, best, config, export_format=export_manifest.CTRANSLATE2, quantization="int8")
+    assert export_manifest.mismatch(export_manifest.read(tmp_path), best, config).startswith("it is a CTranslate2 model")
 
 
 def test_manifests_of_other_versions_differ_by_the_settings_they_lack_or_add(tmp_path):
