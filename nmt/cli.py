@@ -223,7 +223,9 @@ def translate(
         prefixes = _prefixes(prefix, prefix_file, lines)
         constraints = _constraints(constraint, constraint_file, lines)
         # What a resumed --output must have been written with: the same checkpoints or server and settings.
-        settings = {"set": set_ or [], "n_best": n_best, "align": align, "server": server, "ctranslate2": ctranslate2}
+        settings = {"set": set_ or [], "n_best": n_best, "align": align, "server": server}
+        if ctranslate2:  # only then: a translation begun before the option existed still resumes
+            settings["ctranslate2"] = True
         if lines is not None and (prefix or prefix_file):
             settings["prefixes"] = fingerprint(prefixes(len(lines), 0))
         if lines is not None and (constraint or constraint_file):
