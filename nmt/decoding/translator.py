@@ -77,6 +77,27 @@ def warn_long_sources(numbers: Sequence[int], lengths: Sequence[int], max_length
                         max_length)
 
 
+def scoring_plan(source_lengths: Sequence[int], target_lengths: Sequence[int], max_length: int,
+                 numbers: Sequence[int]) -> tuple[list[Scored], list[int]]:
+    """What scoring pairs of sources and targets of these lengths (subwords) needs: the scores
+    known without the model (0 for an empty source with an empty target, -inf with any other, nan
+    for a target too long for the model, with a warning), and the positions of the pairs the
+    model scores, their sources cut to max_length (with a warning); numbers: the pairs' numbers
+    in the input, from 1."""
+    scored, todo = [Scored(0.0)] * len(source_lengths), []
+    for index, (source_length, target_length) in enumerate(zip(source_lengths, target_lengths)):
+        if source_length == 0:
+            scored[index] = Scored(0.0 if target_length == 0 else float("-inf"))
+        elif target_length + 1 > max_length:
+            log.warning("target %d has %d tokens; the model produces at most %d: scored nan", numbers[index], target_length,
+                        max_length - 1)
+            scored[index] = Scored(float("nan"))
+        else:
+            todo.append(index)
+    warn_long_sources([numbers[index] for index in todo], [source_lengths[index] for index in todo], max_length)
+    return scored, todo
+
+
 def warn_long_constraints(numbers: Sequence[int], lengths: Sequence[int], max_length: int, with_prefix: bool) -> None:
     """Warns of each sentence whose constraints (and prefix, with_prefix: lengths, their subwords)
     do not fit in the model's longest output (max_length, BOS included); numbers as
@@ -401,23 +422,12 @@ class Translator:
             raise NmtError(f"{len(sources)} sources but {len(targets)} targets: give one target per source")
         check_text(sources)
         check_text(targets, "target")
-        scored = [Scored(0.0)] * len(sources)
         source_ids = self.tokenizers.source.tokenize(tf.constant(list(sources), tf.string))
         target_ids = self.tokenizers.target.tokenize(tf.constant(list(targets), tf.string))
         source_lengths, target_lengths = source_ids.row_lengths().numpy(), target_ids.row_lengths().numpy()
-        todo = []
-        for index, (source_length, target_length) in enumerate(zip(source_lengths, target_lengths)):
-            if source_length == 0:
-                scored[index] = Scored(0.0 if target_length == 0 else float("-inf"))
-            elif target_length + 1 > self.model.max_length:
-                log.warning("target %d has %d tokens; the model produces at most %d: scored nan", self._numbers([index])[0],
-                            target_length, self.model.max_length - 1)
-                scored[index] = Scored(float("nan"))
-            else:
-                todo.append(index)
+        scored, todo = scoring_plan(source_lengths, target_lengths, self.model.max_length, self._numbers(range(len(sources))))
         if not todo:
             return scored
-        warn_long_sources(self._numbers(todo), source_lengths[todo], self.model.max_length)
         source_ids = tf.gather(source_ids, todo)[:, : self.model.max_length]
         target_ids = tf.gather(target_ids, todo)
         lengths = np.maximum(source_ids.row_lengths().numpy(), target_ids.row_lengths().numpy() + 1)
