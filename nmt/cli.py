@@ -341,6 +341,7 @@ def score(
     tokens: Annotated[bool, typer.Option("--tokens", help="Print 'SCORE ||| PIECE:LOGPROB ...': each target subword (and "
                                          "</s>) with its log-probability given the source and the subwords before it.")] = False,
     server: ServerOption = None,
+    ctranslate2: CTranslate2Option = False,
     set_: SetOption = None,
 ) -> None:
     """Score given translations, line by line, as translate --n-best scores its own.
@@ -352,8 +353,9 @@ def score(
                       outputs=[("--output", output_file, False)]):
         from nmt.text_io import fingerprint, read_lines, write_in_chunks
 
-        if server is not None and (set_ or run_dir):
-            raise NmtError("--set and --run-dir apply to a model loaded here; with --server the server's run and settings apply")
+        if server is not None and (set_ or run_dir or ctranslate2):
+            raise NmtError("--set, --run-dir and --ctranslate2 apply to a model loaded here; with --server the server's run "
+                           "and settings apply")
         sources, targets = read_lines(source, "--source"), read_lines(target, "--target")
         if len(sources) != len(targets):
             raise NmtError(f"--source {source} has {len(sources)} lines but --target {target} has {len(targets)}; "
@@ -361,6 +363,8 @@ def score(
         # What a resumed --output must have been written with (the sources are in the key already).
         settings = {"target": fingerprint(targets), "set": set_ or [],
                     "tokens": tokens, "server": server}
+        if ctranslate2:  # only then: a scoring begun before the option existed still resumes
+            settings["ctranslate2"] = True
         if server is not None:
             from nmt import server as server_lib
 
@@ -374,7 +378,7 @@ def score(
             from nmt import jobs
 
             first_run, *ensemble = run_dir or [None]
-            score_pairs, settings["checkpoints"] = jobs.scorer(first_run, set_ or [], ensemble)
+            score_pairs, settings["checkpoints"] = jobs.scorer(first_run, set_ or [], ensemble, ctranslate2)
             progress = contextlib.nullcontext(jobs.progress_bar(len(sources)))
 
             def score_chunk(chunk: Sequence[str], start: int) -> list:

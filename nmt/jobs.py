@@ -443,16 +443,20 @@ def translator(run_dir: str | None, overrides: list[str], n_best: int = 1, with_
     return translate, used
 
 
-def scorer(run_dir: str | None, overrides: list[str],
-           ensemble: Sequence[str] = ()) -> tuple[Callable[..., list[tuple[float, list[str], list[float]]]], list[str]]:
+def scorer(run_dir: str | None, overrides: list[str], ensemble: Sequence[str] = (),
+           ctranslate2: bool = False) -> tuple[Callable[..., list[tuple[float, list[str], list[float]]]], list[str]]:
     """A function from sources and targets (and optionally on_batch, a progress callback, and
     start, the number of the first pair in the whole input: see Translator.start_at) to the
     model's (score, pieces, log-probabilities) of each target (Translator.score), by the run's
     eval.checkpoint with its decode settings (the length penalty), or by the runs of ensemble
-    (other run directories) and the run as one; and the checkpoints it scores with."""
+    (other run directories) and the run as one, or with ctranslate2 by the run's CTranslate2
+    export; and the checkpoints it scores with."""
     run, config = load_run(run_dir, overrides)
+    if ctranslate2 and ensemble:
+        raise NmtError("--ctranslate2 scores with one run's model: leave out the other --run-dir")
     runs, found = _members(run, config, ensemble)
-    return functools.partial(_score_rows, _loaded(runs, found, config)), [str(path.resolve()) for path in found]
+    model = CTranslate2Translator.from_run_dir(run, config) if ctranslate2 else _loaded(runs, found, config)
+    return functools.partial(_score_rows, model), [str(path.resolve()) for path in found]
 
 
 def _members(run: RunDir, config: Config, ensemble: Sequence[str | Path]) -> tuple[list[RunDir], list[Path]]:
@@ -517,7 +521,7 @@ def server(run_dir: str | None, overrides: list[str], host: str, port: int, ctra
 
 def _ctranslate2_server(run: RunDir, config: Config, about: dict, host: str, port: int) -> tuple[HTTPServer, dict]:
     """server's, by the run's CTranslate2 export: it translates (prefixes and n-best lists
-    included) and refuses constraints and scoring, which need the run's own model."""
+    included) and scores, and refuses constraints, which need the run's own search."""
     engine = CTranslate2Translator.from_run_dir(run, config)
     about = {**about, "decoder": engine.description}
 
@@ -530,7 +534,7 @@ def _ctranslate2_server(run: RunDir, config: Config, about: dict, host: str, por
                 for hypotheses in engine.translate_n_best(sentences, n_best, prefixes=prefixes)]
 
     def score(sources: list[str], targets: list[str], start: int) -> list[tuple[float, list[str], list[float]]]:
-        raise NmtError("this server decodes with CTranslate2 and does not score; serve without --ctranslate2")
+        return _score_rows(engine, sources, targets, start=start)
 
     return server_lib.make_server(translate, host, port, about, score), about
 

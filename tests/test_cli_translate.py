@@ -408,10 +408,17 @@ def test_a_ctranslate2_export_translates_as_greedy_nmt_translate_does_and_nmt_de
     info = invoke("info", "--run-dir", "runs/tiny").output
     assert re.search(r"CTranslate2 +runs/tiny/ctranslate2 \(best/ckpt-\d+, float32 weights, [\d.]+ MB\)$", info)
 
-    # nmt serve --ctranslate2 translates with it and refuses what needs the run's own model.
+    # nmt score --ctranslate2 scores as nmt score does, to the printed precision but for rounding.
+    Path("ct2_out.txt").write_text("\n".join(greedy) + "\n")
+    theirs, ours = (invoke("score", "--run-dir", "runs/tiny", "-s", "ct2_in.txt", "-t", "ct2_out.txt", *flag).output
+                    for flag in (["--ctranslate2"], []))
+    assert [float(line) for line in theirs.splitlines()] == pytest.approx([float(line) for line in ours.splitlines()], abs=2e-4)
+
+    # nmt serve --ctranslate2 translates and scores with it, and refuses constraints.
     import threading
 
     from nmt import jobs, server
+    from nmt.decoding.ctranslate2_translator import CTranslate2Translator
     from nmt.errors import NmtError
 
     http, about = jobs.server("runs/tiny", ["decode.beam_size=1"], "127.0.0.1", 0, ctranslate2=True)
@@ -422,8 +429,10 @@ def test_a_ctranslate2_export_translates_as_greedy_nmt_translate_does_and_nmt_de
         assert [best for (best, _), in server.request(url, sentences)] == greedy
         with pytest.raises(NmtError, match="this server decodes with CTranslate2, which places no constraints"):
             server.request(url, sentences[:1], constraints=[["lergol"]])
-        with pytest.raises(NmtError, match="this server decodes with CTranslate2 and does not score"):
-            server.score(url, sentences[:1], greedy[:1])
+        local = RunDir(Path("runs/tiny"))
+        ours = CTranslate2Translator.from_run_dir(local, local.load_config(["decode.beam_size=1"])).score(sentences, greedy)
+        served = server.score(url, sentences, greedy)
+        assert [(scored.score, list(scored.pieces)) for scored in ours] == [(value, pieces) for value, pieces, _ in served]
     finally:
         http.shutdown()
         http.server_close()

@@ -1,5 +1,5 @@
 """The run's CTranslate2 export (`nmt export --format ctranslate2`) translating in place of our
-search: `nmt translate`, `nmt evaluate` and `nmt serve` with `--ctranslate2`.
+search: `nmt translate`, `nmt evaluate`, `nmt score` and `nmt serve` with `--ctranslate2`.
 
 The model is the same (the conversion gives every token our log-probability); the search is
 CTranslate2's, with our batches, decode settings and per-sentence length limits. Its beam search
@@ -18,16 +18,18 @@ import numpy as np
 
 from nmt import export_manifest
 from nmt.config import Config
-from nmt.decoding.translator import Hypothesis, decoding_batches, length_limits, warn_long_prefixes, warn_long_sources
+from nmt.decoding.search import length_penalty
+from nmt.decoding.translator import (Hypothesis, Scored, decoding_batches, length_limits, scoring_plan, warn_long_prefixes,
+                                     warn_long_sources)
 from nmt.errors import ConfigError, NmtError
 from nmt.run_dir import RunDir
 from nmt.text_io import check_text
 
 
 class CTranslate2Translator:
-    """Translates as nmt.decoding.translator.Translator does (translate, translate_n_best,
-    start_at), by the CTranslate2 model in directory; prefixes, n-best lists and
-    decode.no_repeat_ngram_size included, constraints, sampling and attention not."""
+    """Translates and scores as nmt.decoding.translator.Translator does (translate,
+    translate_n_best, score, start_at), by the CTranslate2 model in directory; prefixes, n-best
+    lists and decode.no_repeat_ngram_size included, constraints, sampling and attention not."""
 
     def __init__(self, directory: Path, config: Config, quantization: str):
         import ctranslate2
@@ -115,3 +117,30 @@ class CTranslate2Translator:
             if on_batch:
                 on_batch(len(positions))
         return outputs
+
+    def score(self, sources: Sequence[str], targets: Sequence[str],
+              on_batch: Callable[[int], None] | None = None) -> list[Scored]:
+        """The model's score of each target as the translation of its source, as
+        Translator.score gives it (the log-probability of its tokens and EOS over GNMT's length
+        penalty, each token's log-probability, the same empty and too-long cases), by
+        CTranslate2's teacher-forced pass."""
+        if len(sources) != len(targets):
+            raise NmtError(f"{len(sources)} sources but {len(targets)} targets: give one target per source")
+        check_text(sources)
+        check_text(targets, "target")
+        source_pieces = self._source.encode(list(sources), out_type=str)
+        target_pieces = self._target.encode(list(targets), out_type=str)
+        numbers = list(range(self._offset + 1, self._offset + len(sources) + 1))
+        scored, todo = scoring_plan([len(line) for line in source_pieces], [len(line) for line in target_pieces],
+                                    self._max_length, numbers)
+        lengths = [max(min(len(source_pieces[index]), self._max_length), len(target_pieces[index]) + 1) for index in todo]
+        for batch in decoding_batches(lengths, self.config.decode):
+            positions = [todo[position] for position in batch]
+            results = self._engine.score_batch([source_pieces[index][: self._max_length] for index in positions],
+                                               [target_pieces[index] for index in positions])
+            penalties = length_penalty([len(result.log_probs) for result in results], self.config.decode.length_penalty).numpy()
+            for index, result, penalty in zip(positions, results, penalties):
+                scored[index] = Scored(float(sum(result.log_probs) / penalty), tuple(result.tokens), tuple(result.log_probs))
+            if on_batch:
+                on_batch(len(positions))
+        return scored

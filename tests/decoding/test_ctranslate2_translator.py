@@ -82,3 +82,16 @@ def test_what_cannot_stand_in_for_our_search_is_refused(run_and_model, tmp_path)
     other.save_config(config_lib.from_dict({}))
     with pytest.raises(NmtError, match=f"no CTranslate2 export in {tmp_path}/ctranslate2; make one with nmt export"):
         CTranslate2Translator.from_run_dir(other, config)
+
+
+def test_scores_are_ours_token_by_token_with_the_same_empty_and_too_long_cases(run_and_model):
+    run, config, ours = run_and_model
+    engine = CTranslate2Translator.from_run_dir(run, config)
+    sources = ["the dog runs", "", "", "tree", "a big house sees the small tree"]
+    targets = ["a small cat", "", "tree", "the tree " * 20, "the house"]
+    theirs, expected = engine.score(sources, targets), ours.score(sources, targets)
+    assert [scored.pieces for scored in theirs] == [scored.pieces for scored in expected]
+    assert [scored.score for scored in theirs[1:4]] == [0.0, float("-inf"), pytest.approx(float("nan"), nan_ok=True)]
+    for mine, reference in zip(theirs[::4], expected[::4]):
+        assert mine.score == pytest.approx(reference.score, abs=1e-4)
+        assert mine.log_probs == pytest.approx(reference.log_probs, abs=1e-4)
