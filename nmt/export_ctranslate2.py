@@ -70,9 +70,9 @@ def export(config: Config, model: Transformer, tokenizer_files: dict[str, Path],
     unless force, and never leaves it half-written. Returns output.
 
     Raises:
-        NmtError: the model's attention cannot be converted, or quantization is not CTranslate2's.
+        NmtError: the model's attention cannot be converted, or quantization is not CTranslate2's
+            (convert's check; nothing is left written).
     """
-    check(model.attention, quantization)
 
     def fill(directory: Path) -> None:
         convert(model, vocabulary(tokenizer_files["source"]), vocabulary(tokenizer_files["target"]), directory, quantization)

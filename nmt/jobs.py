@@ -309,7 +309,7 @@ def evaluate(run: RunDir, config: Config, split: SplitName, ensemble: Sequence[R
     constraints = None
     if constraint_file is not None:
         constraints = read_constraints(constraint_file, "--constraint-file", len(evaluator.sources), f"the {split} split")
-    decoder = CTranslate2Translator.from_run_dir(run, config) if ctranslate2 else None
+    decoder = CTranslate2Translator.from_run_dir(run, config, checkpoint) if ctranslate2 else None
     if decoder is not None:
         evaluation = _evaluate_with(decoder, evaluator, decoder.description)
     else:
@@ -411,7 +411,7 @@ def translator(run_dir: str | None, overrides: list[str], n_best: int = 1, with_
     runs, found = _members(run, config, ensemble)
     used = [str(path.resolve()) for path in found]
     if ctranslate2:
-        engine = CTranslate2Translator.from_run_dir(run, config)
+        engine = CTranslate2Translator.from_run_dir(run, config, found[0])
 
         def translate_ctranslate2(sentences: Sequence[str], on_batch=None, start: int = 0,
                                   prefixes: Sequence[str] | None = None, constraints: None = None) -> list[list[Hypothesis]]:
@@ -455,7 +455,7 @@ def scorer(run_dir: str | None, overrides: list[str], ensemble: Sequence[str] = 
     if ctranslate2 and ensemble:
         raise NmtError("--ctranslate2 scores with one run's model: leave out the other --run-dir")
     runs, found = _members(run, config, ensemble)
-    model = CTranslate2Translator.from_run_dir(run, config) if ctranslate2 else _loaded(runs, found, config)
+    model = CTranslate2Translator.from_run_dir(run, config, found[0]) if ctranslate2 else _loaded(runs, found, config)
     return functools.partial(_score_rows, model), [str(path.resolve()) for path in found]
 
 
@@ -503,7 +503,7 @@ def server(run_dir: str | None, overrides: list[str], host: str, port: int, ctra
     checkpoint = run.checkpoint_path(config.eval.checkpoint)
     about = {"run": str(run.path), "checkpoint": str(checkpoint), "decode": dataclasses.asdict(config.decode)}
     if ctranslate2:
-        return _ctranslate2_server(run, config, about, host, port)
+        return _ctranslate2_server(run, config, checkpoint, about, host, port)
     translator = Translator.from_run_dir(run, config, checkpoint)
     translator.warm_up()
 
@@ -519,10 +519,11 @@ def server(run_dir: str | None, overrides: list[str], host: str, port: int, ctra
     return server_lib.make_server(translate, host, port, about, score), about
 
 
-def _ctranslate2_server(run: RunDir, config: Config, about: dict, host: str, port: int) -> tuple[HTTPServer, dict]:
+def _ctranslate2_server(run: RunDir, config: Config, checkpoint: Path, about: dict, host: str,
+                        port: int) -> tuple[HTTPServer, dict]:
     """server's, by the run's CTranslate2 export: it translates (prefixes and n-best lists
     included) and scores, and refuses constraints, which need the run's own search."""
-    engine = CTranslate2Translator.from_run_dir(run, config)
+    engine = CTranslate2Translator.from_run_dir(run, config, checkpoint)
     about = {**about, "decoder": engine.description}
 
     def translate(sentences: list[str], n_best: int, prefixes: list[str] | None, start: int,

@@ -19,11 +19,10 @@ import numpy as np
 from nmt import export_manifest
 from nmt.config import Config
 from nmt.decoding.search import length_penalty
-from nmt.decoding.translator import (Hypothesis, Scored, decoding_batches, length_limits, scoring_plan, warn_long_prefixes,
-                                     warn_long_sources)
+from nmt.decoding.translator import (Hypothesis, Scored, check_pairs, check_sentences, decoding_batches, length_limits,
+                                     scoring_plan, warn_long_prefixes, warn_long_sources)
 from nmt.errors import ConfigError, NmtError
 from nmt.run_dir import RunDir
-from nmt.text_io import check_text
 
 
 class CTranslate2Translator:
@@ -45,9 +44,10 @@ class CTranslate2Translator:
         self._offset = 0
 
     @classmethod
-    def from_run_dir(cls, run: RunDir, config: Config) -> "CTranslate2Translator":
-        """The run's export in <run dir>/ctranslate2, if it holds the weights config.eval.checkpoint
-        names.
+    def from_run_dir(cls, run: RunDir, config: Config, checkpoint: Path | None = None) -> "CTranslate2Translator":
+        """The run's export in <run dir>/ctranslate2, if it holds the weights of checkpoint
+        (default: the one config.eval.checkpoint names; finding it checks its files, so a caller
+        that has found it passes it).
 
         Raises:
             NmtError: no such export, one of other weights, no ctranslate2 package, or sampling.
@@ -59,7 +59,7 @@ class CTranslate2Translator:
         manifest = export_manifest.read(directory)
         if manifest is None or manifest.get("format") != export_manifest.CTRANSLATE2:
             raise NmtError(f"no CTranslate2 export in {directory}; make one with nmt export --run-dir {run.path} --format ctranslate2")
-        other = export_manifest.other_checkpoint(manifest, run.checkpoint_path(config.eval.checkpoint))
+        other = export_manifest.other_checkpoint(manifest, checkpoint or run.checkpoint_path(config.eval.checkpoint))
         if other is not None:
             raise NmtError(f"the CTranslate2 export in {directory} is out of date ({other}); "
                            f"remake it with nmt export --run-dir {run.path} --format ctranslate2 --force")
@@ -83,11 +83,7 @@ class CTranslate2Translator:
         decode = self.config.decode
         if not 1 <= n <= decode.beam_size:
             raise ConfigError(f"n-best must be between 1 and decode.beam_size ({decode.beam_size}); got {n}")
-        check_text(sentences)
-        if prefixes is not None:
-            if len(prefixes) != len(sentences):
-                raise NmtError(f"{len(sentences)} sentences but {len(prefixes)} prefixes: give one prefix per sentence")
-            check_text(prefixes, "prefix")
+        check_sentences(sentences, prefixes)
         pieces = self._source.encode(list(sentences), out_type=str)
         lengths = np.array([len(line) for line in pieces])
         numbers = np.arange(len(sentences)) + self._offset + 1
@@ -124,10 +120,7 @@ class CTranslate2Translator:
         Translator.score gives it (the log-probability of its tokens and EOS over GNMT's length
         penalty, each token's log-probability, the same empty and too-long cases), by
         CTranslate2's teacher-forced pass."""
-        if len(sources) != len(targets):
-            raise NmtError(f"{len(sources)} sources but {len(targets)} targets: give one target per source")
-        check_text(sources)
-        check_text(targets, "target")
+        check_pairs(sources, targets)
         source_pieces = self._source.encode(list(sources), out_type=str)
         target_pieces = self._target.encode(list(targets), out_type=str)
         numbers = list(range(self._offset + 1, self._offset + len(sources) + 1))

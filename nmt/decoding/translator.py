@@ -77,6 +77,25 @@ def warn_long_sources(numbers: Sequence[int], lengths: Sequence[int], max_length
                         max_length)
 
 
+def check_sentences(sentences: Sequence[str], prefixes: Sequence[str] | None = None) -> None:
+    """Refuses (NmtError) a sentence or prefix that is not valid Unicode text, and prefixes that
+    are not one per sentence."""
+    check_text(sentences)
+    if prefixes is not None:
+        if len(prefixes) != len(sentences):
+            raise NmtError(f"{len(sentences)} sentences but {len(prefixes)} prefixes: give one prefix per sentence")
+        check_text(prefixes, "prefix")
+
+
+def check_pairs(sources: Sequence[str], targets: Sequence[str]) -> None:
+    """Refuses (NmtError) pairs to score that are not one target per source, or a text that is not
+    valid Unicode."""
+    if len(sources) != len(targets):
+        raise NmtError(f"{len(sources)} sources but {len(targets)} targets: give one target per source")
+    check_text(sources)
+    check_text(targets, "target")
+
+
 def scoring_plan(source_lengths: Sequence[int], target_lengths: Sequence[int], max_length: int,
                  numbers: Sequence[int]) -> tuple[list[Scored], list[int]]:
     """What scoring pairs of sources and targets of these lengths (subwords) needs: the scores
@@ -360,11 +379,7 @@ class Translator:
                 f"n-best must be between 1 and decode.beam_size ({self.config.decode.beam_size}); got {n}. "
                 f"Raise the beam: --set decode.beam_size={n} (or decode.beam_size in the config)"
             )
-        check_text(sentences)
-        if prefixes is not None:
-            if len(prefixes) != len(sentences):
-                raise NmtError(f"{len(sentences)} sentences but {len(prefixes)} prefixes: give one prefix per sentence")
-            check_text(prefixes, "prefix")
+        check_sentences(sentences, prefixes)
         if constraints is not None:
             if len(constraints) != len(sentences):
                 raise NmtError(f"{len(sentences)} sentences but {len(constraints)} lists of constraints: give one list per sentence")
@@ -418,10 +433,7 @@ class Translator:
             NmtError: the lists differ in length, a text is not valid Unicode, or a batch does not
                 fit in memory.
         """
-        if len(sources) != len(targets):
-            raise NmtError(f"{len(sources)} sources but {len(targets)} targets: give one target per source")
-        check_text(sources)
-        check_text(targets, "target")
+        check_pairs(sources, targets)
         source_ids = self.tokenizers.source.tokenize(tf.constant(list(sources), tf.string))
         target_ids = self.tokenizers.target.tokenize(tf.constant(list(targets), tf.string))
         source_lengths, target_lengths = source_ids.row_lengths().numpy(), target_ids.row_lengths().numpy()
