@@ -33,13 +33,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
+import tensorflow.experimental.numpy as tnp
 
 from nmt import atomic, export_manifest
 from nmt.config import Config
 from nmt.data.tokenizer import EOS_ID, PAD_ID, UNK_ID, Tokenizers
+from nmt.decoding.plan import batch_out_of_memory, decoding_batches, length_limits, warn_long_prefixes, warn_long_sources
 from nmt.decoding.search import DEAD, beam_search, greedy_search
-from nmt.decoding.translator import (batch_out_of_memory, decoding_batches, length_limits, padded, warn_long_prefixes,
-                                     warn_long_sources, word_continuations)
+from nmt.decoding.translator import padded, word_continuations
 from nmt.errors import NmtError
 from nmt.model.transformer import Transformer
 
@@ -62,7 +63,7 @@ class _Serving(tf.Module):
         self.model_variables = list(model.weights)
         self._max_length = model.max_length
         decode = config.decode
-        self._limits = functools.partial(length_limits, decode=decode, max_length=model.max_length)
+        self._limits = functools.partial(length_limits, decode=decode, max_length=model.max_length, xp=tnp)
         if decode.beam_size == 1:
             self._search = functools.partial(greedy_search, model, alpha=decode.length_penalty,
                                              no_repeat_ngram_size=decode.no_repeat_ngram_size)

@@ -28,7 +28,8 @@ from nmt.config import Config, DataConfig, SplitName
 from nmt.data import check as data_check_lib
 from nmt.data import sources, tokenizer
 from nmt.decoding.ctranslate2_translator import CTranslate2Translator
-from nmt.decoding.translator import Hypothesis, Translator, decoding_model, decoding_policy
+from nmt.decoding.plan import Hypothesis
+from nmt.decoding.translator import Translator, decoding_model, decoding_policy
 from nmt.errors import NmtError, RunDirError
 from nmt.evaluation import report as report_lib
 from nmt.evaluation import significance

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from nmt import atomic
-from nmt.decoding.translator import SentenceAttention
+from nmt.decoding.plan import SentenceAttention
 
 DPI = 100
 _TITLES = {"cross": "cross-attention", "encoder": "encoder self-attention", "decoder_self": "decoder self-attention"}

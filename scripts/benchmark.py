@@ -99,7 +99,8 @@ from nmt import config as config_lib
 from nmt.config import Config, DataConfig, ModelConfig
 from nmt.data import sources, tokenizer
 from nmt.data.tokenizer import PAD_ID
-from nmt.decoding.translator import Translator, decoding_batches, decoding_model, length_limits
+from nmt.decoding.plan import decoding_batches, length_limits
+from nmt.decoding.translator import Translator, decoding_model
 from nmt.errors import NmtError
 from nmt.evaluation.evaluator import SplitEvaluator
 from nmt.evaluation.scoring import constraints_held, score
@@ -540,7 +541,7 @@ def measure_ctranslate2(config: Config, model, tokenizer_dir: Path, test: SplitE
                 limits = length_limits([len(source[index]) for index in batch], config.decode, model.max_length)
                 results = engine.translate_batch(
                     [source[index] for index in batch], beam_size=beam_size,
-                    length_penalty=config.decode.length_penalty, max_decoding_length=int(limits.numpy().max()))
+                    length_penalty=config.decode.length_penalty, max_decoding_length=int(limits.max()))
                 for index, result in zip(batch, results):
                     outputs[index] = result.hypotheses[0]
             return outputs

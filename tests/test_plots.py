@@ -2,7 +2,7 @@ import struct
 
 import numpy as np
 
-from nmt.decoding.translator import SentenceAttention
+from nmt.decoding.plan import SentenceAttention
 from nmt.plots import attention_figure, softmax_demo_figure
 
 

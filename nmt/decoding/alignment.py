@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nmt.decoding.translator import SentenceAttention
+from nmt.decoding.plan import SentenceAttention
 
 WORD_START = "▁"
 END = "</s>"

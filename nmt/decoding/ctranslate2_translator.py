@@ -18,9 +18,8 @@ import numpy as np
 
 from nmt import export_manifest
 from nmt.config import Config
-from nmt.decoding.search import length_penalty
-from nmt.decoding.translator import (Hypothesis, Scored, check_pairs, check_sentences, decoding_batches, length_limits,
-                                     scoring_plan, warn_long_prefixes, warn_long_sources)
+from nmt.decoding.plan import (Hypothesis, Scored, check_pairs, check_sentences, decoding_batches, length_limits,
+                               length_penalty, scoring_plan, warn_long_prefixes, warn_long_sources)
 from nmt.errors import ConfigError, NmtError
 from nmt.run_dir import RunDir
 
@@ -94,7 +93,7 @@ class CTranslate2Translator:
         warn_long_prefixes(numbers[todo], prefix_lengths[todo], self._max_length)
         prefix_pieces = [line[: self._max_length - 1] for line in prefix_pieces]  # BOS takes a position
         lengths = np.minimum(lengths, self._max_length)
-        limits = length_limits(lengths, decode, self._max_length, np.minimum(prefix_lengths, self._max_length - 1)).numpy()
+        limits = length_limits(lengths, decode, self._max_length, np.minimum(prefix_lengths, self._max_length - 1))
         outputs = [[Hypothesis("", 0.0)] * n for _ in sentences]
         for batch in decoding_batches(lengths[todo], decode):
             positions = todo[batch]
@@ -131,7 +130,7 @@ class CTranslate2Translator:
             positions = [todo[position] for position in batch]
             results = self._engine.score_batch([source_pieces[index][: self._max_length] for index in positions],
                                                [target_pieces[index] for index in positions])
-            penalties = length_penalty([len(result.log_probs) for result in results], self.config.decode.length_penalty).numpy()
+            penalties = length_penalty([len(result.log_probs) for result in results], self.config.decode.length_penalty)
             for index, result, penalty in zip(positions, results, penalties):
                 scored[index] = Scored(float(sum(result.log_probs) / penalty), tuple(result.tokens), tuple(result.log_probs))
             if on_batch:

@@ -46,8 +46,10 @@ beam_size best candidates, and a sentence is done when beam_size hypotheses have
 from __future__ import annotations
 
 import tensorflow as tf
+import tensorflow.experimental.numpy as tnp
 
 from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
+from nmt.decoding.plan import length_penalty
 from nmt.model.transformer import Transformer
 
 # Finite stand-in for -inf: arithmetic on it stays finite, and a score below DEAD is not a
@@ -56,11 +58,6 @@ _NEG = -1e9
 DEAD = _NEG / 2
 # Columns per chunk of the chunked top-k over the vocabulary (`_top_k`).
 _CHUNK = 32
-
-
-def length_penalty(lengths: tf.Tensor, alpha: float) -> tf.Tensor:
-    """GNMT's length penalty (Wu et al., 2016): ((5 + length) / 6) ** alpha; 1 when alpha is 0."""
-    return tf.pow((5.0 + tf.cast(lengths, tf.float32)) / 6.0, alpha)
 
 
 def greedy_search(
@@ -161,7 +158,7 @@ def _token_by_token(model: Transformer, source_ids: tf.Tensor, max_lengths: tf.T
                           model.decoding_shape_invariants(cache)),
     )
     ids = tf.reshape(tf.transpose(output.stack()), [batch_size, per_sentence, -1])
-    return ids, tf.reshape(log_prob / length_penalty(length, alpha), [batch_size, per_sentence])
+    return ids, tf.reshape(log_prob / length_penalty(length, alpha, tnp), [batch_size, per_sentence])
 
 
 def beam_search(
@@ -265,7 +262,7 @@ def beam_search(
         # Hypotheses ending here: EOS candidates among the beam_size first.
         sentences = active[:, tf.newaxis]
         finishing = is_eos & (rank < beam_size) & (scores > DEAD)
-        normalized = tf.where(finishing, scores / length_penalty(step + 1, alpha), _NEG)
+        normalized = tf.where(finishing, scores / length_penalty(step + 1, alpha, tnp), _NEG)
         merged_scores = tf.concat([tf.gather(finished_scores, active), normalized], axis=1)
         best_scores, keep = tf.math.top_k(merged_scores, k=beam_size)
         best_ids = tf.gather(tf.concat([tf.gather(finished_ids, active), extended], axis=1), keep, batch_dims=1)
@@ -291,7 +288,7 @@ def beam_search(
         # finished ones no alive hypothesis can reach; the others go on.
         limits = tf.reshape(limits, [-1, beam_size])  # (A, beam): the sentence's limit in each row
         best_alive = tf.reduce_max(alive_scores, axis=1) if constrained else alive_scores[:, 0]  # banks' order, or the scores'
-        reachable = best_alive / length_penalty(limits[:, 0] + 1, alpha)
+        reachable = best_alive / length_penalty(limits[:, 0] + 1, alpha, tnp)
         settled = best_scores[:, num_best - 1] >= reachable
         going_on = tf.cast(tf.where((counts < beam_size) & ~settled)[:, 0], tf.int32)  # (A',) positions among the active
         row_base = going_on[:, tf.newaxis] * beam_size

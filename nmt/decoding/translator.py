@@ -6,19 +6,22 @@ import dataclasses
 import functools
 import logging
 import random
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
+import tensorflow.experimental.numpy as tnp
 
 from nmt import checkpoints
 from nmt.config import Config, DecodeConfig
 from nmt.data import tokenizer
 from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizers
 from nmt.decoding.ensemble import Ensemble
-from nmt.decoding.search import DEAD, beam_search, greedy_search, length_penalty, next_token_log_probs, sample
+from nmt.decoding.plan import (Hypothesis, Scored, SentenceAttention, batch_out_of_memory, check_pairs, check_sentences,
+                               decoding_batches, length_limits, length_penalty, scoring_plan, warn_long_constraints,
+                               warn_long_prefixes, warn_long_sources)
+from nmt.decoding.search import DEAD, beam_search, greedy_search, next_token_log_probs, sample
 from nmt.errors import ConfigError, NmtError
 from nmt.model.transformer import Transformer, build_transformer
 from nmt.run_dir import RunDir
@@ -28,112 +31,11 @@ from nmt.training import precision
 log = logging.getLogger("nmt")
 
 
-def length_limits(source_lengths, decode: DecodeConfig, max_length: int, prefix_lengths=None) -> tf.Tensor:
-    """int32 longest outputs (tokens before EOS) for sources of these lengths (subwords):
-    decode.max_length_ratio x length + decode.max_length_offset, and for outputs that begin with
-    prefixes of prefix_lengths subwords at least decode.max_length_offset past them, within the
-    model's max_length positions (BOS takes one)."""
-    lengths = tf.cast(source_lengths, tf.float32)
-    limits = tf.cast(lengths * decode.max_length_ratio, tf.int32) + decode.max_length_offset
-    if prefix_lengths is not None:
-        limits = tf.maximum(limits, tf.cast(prefix_lengths, tf.int32) + decode.max_length_offset)
-    return tf.minimum(limits, max_length - 1)
-
-
 def padded(pieces: tf.RaggedTensor, lengths: tf.Tensor) -> tf.Tensor:
     """pieces (rows of lengths ids) as a PAD-padded matrix of at least one column, so that a batch
     of empty rows still runs through a search, which indexes the columns."""
     width = tf.maximum(tf.reduce_max(tf.concat([tf.cast(lengths, tf.int32), [0]], axis=0)), 1)
     return pieces.to_tensor(default_value=PAD_ID, shape=tf.stack([tf.shape(lengths)[0], width]))
-
-
-def decoding_batches(lengths: Sequence[int], decode: DecodeConfig, hypotheses: int = 1) -> list[list[int]]:
-    """Positions of sentences of these lengths (tokens) grouped into decoding batches: in order of
-    length, so that a batch pads little, and cut where the next sentence would bring a batch over
-    decode.batch_size sentences or decode.batch_tokens tokens counting padding (its sentences
-    times the longest). A sentence longer than batch_tokens is a batch of its own.
-
-    hypotheses: decoded per sentence (the samples drawn). Both limits hold for beam search's
-    decode.beam_size hypotheses; a sentence of more counts as hypotheses / beam_size sentences,
-    since the cache, most of decoding's memory, grows with them."""
-    weight = max(1.0, hypotheses / decode.beam_size)
-    batches: list[list[int]] = [[]]
-    for position in sorted(range(len(lengths)), key=lambda position: lengths[position]):
-        batch = batches[-1]
-        # In order of length, the sentence joining a batch is its longest.
-        grown = (len(batch) + 1) * weight
-        if batch and (grown > decode.batch_size or grown * lengths[position] > decode.batch_tokens):
-            batches.append([])
-        batches[-1].append(position)
-    return [batch for batch in batches if batch]
-
-
-def warn_long_sources(numbers: Sequence[int], lengths: Sequence[int], max_length: int) -> None:
-    """Warns of each source of more than max_length subwords, which is translated (or scored) cut
-    to its first max_length; numbers: the sentences' numbers in the input, from 1."""
-    for number, length in zip(numbers, lengths):
-        if length > max_length:
-            log.warning("sentence %d has %d tokens; only the first %d (model.max_length) are translated", number, length,
-                        max_length)
-
-
-def check_sentences(sentences: Sequence[str], prefixes: Sequence[str] | None = None) -> None:
-    """Refuses (NmtError) a sentence or prefix that is not valid Unicode text, and prefixes that
-    are not one per sentence."""
-    check_text(sentences)
-    if prefixes is not None:
-        if len(prefixes) != len(sentences):
-            raise NmtError(f"{len(sentences)} sentences but {len(prefixes)} prefixes: give one prefix per sentence")
-        check_text(prefixes, "prefix")
-
-
-def check_pairs(sources: Sequence[str], targets: Sequence[str]) -> None:
-    """Refuses (NmtError) pairs to score that are not one target per source, or a text that is not
-    valid Unicode."""
-    if len(sources) != len(targets):
-        raise NmtError(f"{len(sources)} sources but {len(targets)} targets: give one target per source")
-    check_text(sources)
-    check_text(targets, "target")
-
-
-def scoring_plan(source_lengths: Sequence[int], target_lengths: Sequence[int], max_length: int,
-                 numbers: Sequence[int]) -> tuple[list[Scored], list[int]]:
-    """What scoring pairs of sources and targets of these lengths (subwords) needs: the scores
-    known without the model (0 for an empty source with an empty target, -inf with any other, nan
-    for a target too long for the model, with a warning), and the positions of the pairs the
-    model scores, their sources cut to max_length (with a warning); numbers: the pairs' numbers
-    in the input, from 1."""
-    scored, todo = [Scored(0.0)] * len(source_lengths), []
-    for index, (source_length, target_length) in enumerate(zip(source_lengths, target_lengths)):
-        if source_length == 0:
-            scored[index] = Scored(0.0 if target_length == 0 else float("-inf"))
-        elif target_length + 1 > max_length:
-            log.warning("target %d has %d tokens; the model produces at most %d: scored nan", numbers[index], target_length,
-                        max_length - 1)
-            scored[index] = Scored(float("nan"))
-        else:
-            todo.append(index)
-    warn_long_sources([numbers[index] for index in todo], [source_lengths[index] for index in todo], max_length)
-    return scored, todo
-
-
-def warn_long_constraints(numbers: Sequence[int], lengths: Sequence[int], max_length: int, with_prefix: bool) -> None:
-    """Warns of each sentence whose constraints (and prefix, with_prefix: lengths, their subwords)
-    do not fit in the model's longest output (max_length, BOS included); numbers as
-    warn_long_prefixes'."""
-    for number, length in zip(numbers, lengths):
-        if length > max_length - 1:
-            log.warning("the constraints of sentence %d%s have %d tokens; the model produces at most %d: it is translated "
-                        "without them", number, " and its prefix" if with_prefix else "", length, max_length - 1)
-
-
-def warn_long_prefixes(numbers: Sequence[int], lengths: Sequence[int], max_length: int) -> None:
-    """Warns of each prefix longer than the model's longest output (max_length, BOS included),
-    which is cut to it; numbers: its sentence's number in the input, from 1."""
-    for number, length in zip(numbers, lengths):
-        if length > max_length - 1:
-            log.warning("the prefix of sentence %d has %d tokens; the model produces at most %d: it is cut", number, length,
-                        max_length - 1)
 
 
 def word_continuations(tokenizers: Tokenizers) -> tf.Tensor:
@@ -145,54 +47,6 @@ def word_continuations(tokenizers: Tokenizers) -> tf.Tensor:
     # "Reh" was placed as "Reh-Spieler").
     return tf.constant([not piece.startswith("▁".encode()) and (piece.decode()[:1].isalnum() or piece.startswith(b"-"))
                         for piece in pieces])
-
-
-def batch_out_of_memory(decode: DecodeConfig, sentences: int, longest: int, samples: int | None = None) -> NmtError:
-    """The error of a decoding batch that exhausted the device's memory (searching, or drawing
-    `samples` per sentence): what to lower."""
-    each = f"beam {decode.beam_size}" if samples is None else f"{samples} samples each"
-    return NmtError(
-        f"out of memory decoding a batch of {sentences} sentences of up to {longest} tokens ({each}): "
-        f"set decode.batch_tokens={max(1, decode.batch_tokens // 2)} (now {decode.batch_tokens}) "
-        f"or a smaller decode.batch_size (now {decode.batch_size})"
-    )
-
-
-@dataclass(frozen=True)
-class SentenceAttention:
-    """Every attention layer's weights while the best translation of one sentence was produced.
-
-    maps: "encoder" (layers, heads, source, source), "decoder_self" (layers, heads, target, target)
-    and "cross" (layers, heads, target, source) numpy arrays of weights; target row j is the step
-    that produced target_pieces[j] (the last is "</s>"). logits: the scores before the softmax, in
-    the same layout (masked positions hold a large negative number).
-    """
-
-    source_pieces: list[str]
-    target_pieces: list[str]
-    maps: dict[str, np.ndarray]
-    logits: dict[str, np.ndarray]
-
-
-@dataclass(frozen=True)
-class Hypothesis:
-    text: str
-    # Log-probability over the GNMT length penalty (decode.length_penalty); higher is better.
-    score: float
-    # The best hypothesis's attention, when asked for (translate_n_best(..., with_attention=True)).
-    attention: SentenceAttention | None = None
-
-
-@dataclass(frozen=True)
-class Scored:
-    """A given translation as the model scores it (Translator.score)."""
-
-    # Log-probability over the GNMT length penalty, as Hypothesis.score; -inf or nan (see score).
-    score: float
-    # The target's subwords and EOS ("</s>"), each with its log-probability given the source and
-    # the subwords before it; empty where the score is not computed (an empty source, a target too long).
-    pieces: tuple[str, ...] = ()
-    log_probs: tuple[float, ...] = ()
 
 
 class Translator:
@@ -473,7 +327,7 @@ class Translator:
             real = tf.not_equal(target_out, PAD_ID)
             token_log_probs = tf.where(real, tf.gather(next_token_log_probs(logits), target_out, batch_dims=2), 0.0)
             lengths = tf.reduce_sum(tf.cast(real, tf.int32), axis=1)
-            return tf.reduce_sum(token_log_probs, axis=1) / length_penalty(lengths, alpha), token_log_probs
+            return tf.reduce_sum(token_log_probs, axis=1) / length_penalty(lengths, alpha, tnp), token_log_probs
 
         spec = tf.TensorSpec([None, None], tf.int32)
         return tf.function(score, input_signature=[spec, spec, spec], autograph=False)
@@ -521,14 +375,14 @@ class Translator:
         if constraint_ids is not None:
             constrained_lengths = tf.reduce_sum(constraint_ids.row_lengths(axis=2), axis=1)
             forced_lengths = constrained_lengths if prefix_lengths is None else prefix_lengths + constrained_lengths
-        max_lengths = length_limits(source_lengths, decode, self.model.max_length, forced_lengths)
+        max_lengths = length_limits(source_lengths, decode, self.model.max_length, forced_lengths, tnp)
         seed = tf.constant([self._seeds.randrange(2**31), 0], tf.int32)
         search, prefix = self._search, ()
         if prefix_ids is not None:
             search, prefix = self._search_prefixed, (padded(prefix_ids, prefix_lengths),)  # PAD: no token forced
         if constraint_ids is not None:
             # A sentence whose constraints cannot be placed is translated as it would be without them.
-            free_lengths = length_limits(source_lengths, decode, self.model.max_length, prefix_lengths)
+            free_lengths = length_limits(source_lengths, decode, self.model.max_length, prefix_lengths, tnp)
             output_ids, scores = self._constrained(source_ids, max_lengths, free_lengths, n, prefix, constraint_ids, numbers)
         elif decode.sampling == "none":
             output_ids, scores = _best_repeated_for_dead(*search(source_ids, max_lengths, n, seed, *prefix), n)

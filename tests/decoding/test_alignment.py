@@ -1,7 +1,7 @@
 import numpy as np
 
 from nmt.decoding.alignment import pharaoh, word_alignment, word_index
-from nmt.decoding.translator import SentenceAttention
+from nmt.decoding.plan import SentenceAttention
 
 
 def test_pieces_group_into_words_at_word_starts():

@@ -9,7 +9,8 @@ import tensorflow as tf
 
 from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from nmt.decoding.ensemble import Ensemble
-from nmt.decoding.search import beam_search, greedy_search, length_penalty
+from nmt.decoding.plan import length_penalty
+from nmt.decoding.search import beam_search, greedy_search
 from nmt.model.transformer import build_transformer
 from tests.decoding.test_search import MAX_LENGTHS, SOURCE, TINY, VOCAB, tiny_model
 
@@ -55,7 +56,7 @@ def test_ensemble_beam_hypotheses_are_scored_by_the_renormalised_mean():
             mean = mean_log_probs(models, SOURCE[row : row + 1], tf.constant([[BOS_ID, *tokens[:-1]]]))[0]
             mean[:, [PAD_ID, BOS_ID]] = -np.inf
             log_probs = mean - np.log(np.exp(mean).sum(-1, keepdims=True))
-            expected = sum(log_probs[step, token] for step, token in enumerate(tokens)) / length_penalty(len(tokens), 0.6).numpy()
+            expected = sum(log_probs[step, token] for step, token in enumerate(tokens)) / length_penalty(len(tokens), 0.6)
             np.testing.assert_allclose(scores[row, rank].numpy(), expected, rtol=1e-4, atol=1e-4)
 
 

@@ -9,7 +9,8 @@ import tensorflow as tf
 
 from nmt.config import ModelConfig
 from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
-from nmt.decoding.search import DEAD, _by_banks, beam_search, greedy_search, length_penalty, sample
+from nmt.decoding.plan import length_penalty
+from nmt.decoding.search import DEAD, _by_banks, beam_search, greedy_search, sample
 from nmt.model.transformer import Transformer, build_transformer
 
 TINY = ModelConfig(num_encoder_layers=2, num_decoder_layers=2, hidden_dim=16, num_heads=2,
@@ -111,7 +112,7 @@ def test_beam_hypotheses_are_well_formed_sorted_and_scored_exactly(alpha):
             # The score must be the model's own probability of the hypothesis: a cache that is not
             # reordered with its beams would score (and extend) the wrong prefixes.
             log_prob = full_prefix_log_probs(model, SOURCE[row : row + 1], tokens).sum()
-            expected = log_prob / length_penalty(len(tokens), alpha).numpy()
+            expected = log_prob / length_penalty(len(tokens), alpha)
             np.testing.assert_allclose(scores[row, rank], expected, rtol=1e-4, atol=1e-4)
 
 
@@ -146,7 +147,7 @@ def test_outputs_begin_with_their_prefix_and_are_scored_whole():
                 assert tokens[-1] == EOS_ID and EOS_ID not in tokens[:-1] and BOS_ID not in tokens
                 # The forced tokens count with their own log-probabilities.
                 log_prob = full_prefix_log_probs(model, SOURCE[row : row + 1], tokens).sum()
-                np.testing.assert_allclose(scores[row, rank], log_prob / length_penalty(len(tokens), alpha).numpy(),
+                np.testing.assert_allclose(scores[row, rank], log_prob / length_penalty(len(tokens), alpha),
                                            rtol=1e-4, atol=1e-4, err_msg=name)
             if name == "beam":
                 assert len({tuple(hypothesis) for hypothesis in ids[row]}) == 3, "duplicate hypotheses in the beam"
@@ -199,7 +200,7 @@ def test_constrained_outputs_contain_every_constraint_and_are_scored_by_the_mode
             # The constraints' tokens count with the model's own log-probabilities, and the cache
             # follows hypotheses that the banks, not the scores, kept.
             log_prob = full_prefix_log_probs(model, SOURCE[row : row + 1], tokens).sum()
-            np.testing.assert_allclose(scores[row, rank], log_prob / length_penalty(len(tokens), alpha).numpy(),
+            np.testing.assert_allclose(scores[row, rank], log_prob / length_penalty(len(tokens), alpha),
                                        rtol=1e-4, atol=1e-4)
     # A sentence without constraints is searched as without them, beside constrained ones.
     np.testing.assert_array_equal(ids[1], free_ids[1])
@@ -335,7 +336,7 @@ def test_samples_are_well_formed_sorted_and_scored_by_the_model(alpha):
             assert len(tokens) - 1 <= MAX_LENGTHS[row]
             # The model's own (untempered) probability, whatever the sampling distribution was.
             log_prob = full_prefix_log_probs(model, SOURCE[row : row + 1], tokens).sum()
-            np.testing.assert_allclose(scores[row, rank], log_prob / length_penalty(len(tokens), alpha).numpy(), rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(scores[row, rank], log_prob / length_penalty(len(tokens), alpha), rtol=1e-4, atol=1e-4)
     assert len({tuple(sample_ids) for sample_ids in ids[0]}) > 1, "six samples, all alike"
 
 

@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from nmt import config as config_lib
 from nmt.data import tokenizer
-from nmt.decoding.translator import Hypothesis, Translator, decoding_batches
+from nmt.decoding.plan import Hypothesis
+from nmt.decoding.translator import Translator
 from nmt.errors import NmtError
 from nmt.model.transformer import build_transformer
 
@@ -70,27 +71,6 @@ def test_text_the_tokenizer_drops_whole_is_an_empty_sentence_alone_or_in_a_batch
     empty = [Hypothesis("", 0.0)]
     assert translator.translate_n_best(dropped[:1], 1) == [empty]
     assert translator.translate_n_best(["the dog runs", *dropped], 1)[1:] == [empty] * 3
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.integers(1, 60), max_size=80), st.integers(1, 12), st.integers(1, 200), st.integers(1, 5),
-       st.integers(1, 20))
-def test_decoding_batches_hold_every_sentence_once_in_order_of_length_within_both_limits(
-        lengths, batch_size, batch_tokens, beam_size, hypotheses):
-    """Both limits count sentences; one of more hypotheses than the beam counts as several."""
-    decode = config_lib.DecodeConfig(batch_size=batch_size, batch_tokens=batch_tokens, beam_size=beam_size)
-    batches = decoding_batches(lengths, decode, hypotheses)
-    weight = max(1, hypotheses / beam_size)
-    assert sorted(position for batch in batches for position in batch) == list(range(len(lengths)))
-    in_order = [lengths[position] for batch in batches for position in batch]
-    assert in_order == sorted(lengths)
-    for batch, following in zip(batches, batches[1:] + [None]):
-        padded = len(batch) * max(lengths[position] for position in batch)
-        assert len(batch) == 1 or (len(batch) * weight <= batch_size and padded * weight <= batch_tokens)
-        if following is not None:
-            # Cut only where the next sentence would break a limit: batches are as large as allowed.
-            grown = (len(batch) + 1) * weight
-            assert grown > batch_size or grown * lengths[following[0]] > batch_tokens
 
 
 def test_the_translator_decodes_in_batches_of_at_most_batch_tokens_and_translates_as_in_one(translator, monkeypatch):
@@ -196,7 +176,8 @@ def test_a_score_is_the_sum_of_each_tokens_log_probability_given_the_tokens_befo
     import tensorflow as tf
 
     from nmt.data.tokenizer import BOS_ID, EOS_ID
-    from nmt.decoding.search import length_penalty, next_token_log_probs
+    from nmt.decoding.plan import length_penalty
+    from nmt.decoding.search import next_token_log_probs
 
     plain = Translator(dataclasses.replace(translator.config, decode=dataclasses.replace(translator.config.decode,
                                                                                          length_penalty=0.0)),
