@@ -34,10 +34,10 @@ def load(run_dir: str | Path | None = None, overrides: Sequence[str] = ()) -> "T
     Raises:
         nmt.errors.NmtError: not a run directory, no checkpoint, or a bad override.
     """
-    from nmt import jobs
+    from nmt import run_dir as run_dir_lib
     from nmt.decoding.translator import Translator
 
-    run, config = jobs.load_run(None if run_dir is None else str(run_dir), list(overrides))
+    run, config = run_dir_lib.load(None if run_dir is None else str(run_dir), list(overrides))
     return Translator.from_run_dir(run, config)
 
 

@@ -195,7 +195,7 @@ def translate(
     """Translate sentences given as arguments, in a file, or on stdin (one per line).
 
     At a terminal without any of them, it translates sentences as you type them."""
-    with _user_errors(tensorflow=server is None, run_dirs=(run_dir or [None]) if server is None else (),
+    with _user_errors(tensorflow=server is None and not ctranslate2, run_dirs=(run_dir or [None]) if server is None else (),
                       outputs=[("--output", output_file, False)]):
         from nmt.text_io import decode_lines, fingerprint, interactive, read_lines, write_in_chunks
 
@@ -238,25 +238,23 @@ def translate(
             if output_file is not None:
                 settings["served"] = server_lib.health(server)
             if lines is not None and not sentences:
-                progress = _progress_without_tensorflow(len(lines), "Translating")
+                progress = _progress(len(lines), "Translating", tensorflow=False)
 
             def render(chunk: Sequence[str], start: int) -> str:
                 return _rendered(server_lib.request(server, list(chunk), n_best, prefixes=prefixes(len(chunk), start),
                                                     on_part=advance, start=start, constraints=constraints(len(chunk), start)),
                                  start, n_best)
         else:
-            from nmt import jobs
-
+            jobs = _decoding_jobs(ctranslate2)
             if lines is None:
                 typer.echo("Loading the model...", err=True)
             translate_lines, settings["checkpoints"] = jobs.translator(first_run, set_ or [], n_best, align, ensemble,
-                                                                       constrained=bool(constraint or constraint_file),
-                                                                       ctranslate2=ctranslate2)
+                                                                       constrained=bool(constraint or constraint_file))
             if lines is None:
                 # Traces the search now, so that the first sentence typed is not slow.
                 translate_lines(["warm up"], prefixes=prefixes(1, 0), constraints=constraints(1, 0))
             elif not sentences:
-                progress = contextlib.nullcontext(jobs.progress_bar(len(lines)))
+                progress = _progress(len(lines), "Translating", not ctranslate2)
 
             def render(chunk: Sequence[str], start: int) -> str:
                 translations = translate_lines(chunk, advance, start, prefixes(len(chunk), start), constraints(len(chunk), start))
@@ -272,11 +270,32 @@ def translate(
                 write_in_chunks(lines, render, output_file, settings, resumed=advance)
 
 
+def _decoding_jobs(ctranslate2: bool):
+    """The module whose translator, scorer and server decode: nmt.jobs with our search, or with
+    ctranslate2 nmt.ctranslate2_jobs, which imports no TensorFlow."""
+    if ctranslate2:
+        from nmt import ctranslate2_jobs
+
+        return ctranslate2_jobs
+    from nmt import jobs
+
+    return jobs
+
+
+def _progress(total: int, label: str, tensorflow: bool) -> contextlib.AbstractContextManager[Callable[[int], None] | None]:
+    """A progress bar of total sentences on stderr when it is a terminal: with tensorflow Keras's
+    (jobs.progress_bar, as training and evaluation show), else Typer's, for work that spares
+    TensorFlow's import (a server's, CTranslate2's). Entered, it gives what to call with each
+    part's number of sentences (None where stderr is not a terminal)."""
+    if tensorflow:
+        from nmt import jobs
+
+        return contextlib.nullcontext(jobs.progress_bar(total))
+    return _progress_without_tensorflow(total, label)
+
+
 @contextlib.contextmanager
 def _progress_without_tensorflow(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
-    """A progress bar of total sentences on stderr when it is a terminal, for work a server does:
-    jobs.progress_bar (Keras's) would import TensorFlow, what --server spares. Yields what to call
-    with each part's number of sentences (None where stderr is not a terminal)."""
     if not sys.stderr.isatty():
         yield None
         return
@@ -349,7 +368,7 @@ def score(
     Each score is the model's log-probability of the --target line (and EOS) as the translation of
     the --source line, over the length penalty (--set decode.length_penalty=0: the log-probability
     itself)."""
-    with _user_errors(tensorflow=server is None, run_dirs=(run_dir or [None]) if server is None else (),
+    with _user_errors(tensorflow=server is None and not ctranslate2, run_dirs=(run_dir or [None]) if server is None else (),
                       outputs=[("--output", output_file, False)]):
         from nmt.text_io import fingerprint, read_lines, write_in_chunks
 
@@ -370,16 +389,14 @@ def score(
 
             if output_file is not None:
                 settings["served"] = server_lib.health(server)
-            progress = _progress_without_tensorflow(len(sources), "Scoring")
+            progress = _progress(len(sources), "Scoring", tensorflow=False)
 
             def score_chunk(chunk: Sequence[str], start: int) -> list:
                 return server_lib.score(server, chunk, targets[start:start + len(chunk)], on_part=advance, start=start)
         else:
-            from nmt import jobs
-
             first_run, *ensemble = run_dir or [None]
-            score_pairs, settings["checkpoints"] = jobs.scorer(first_run, set_ or [], ensemble, ctranslate2)
-            progress = contextlib.nullcontext(jobs.progress_bar(len(sources)))
+            score_pairs, settings["checkpoints"] = _decoding_jobs(ctranslate2).scorer(first_run, set_ or [], ensemble)
+            progress = _progress(len(sources), "Scoring", not ctranslate2)
 
             def score_chunk(chunk: Sequence[str], start: int) -> list:
                 return score_pairs(chunk, targets[start:start + len(chunk)], advance, start)
@@ -425,10 +442,8 @@ def serve(
 
     POST /translate {"text": \\[sentences], "n_best": 1} and POST /score {"source": \\[...], "target": \\[...]};
     `nmt translate --server URL` and `nmt score --server URL` ask it."""
-    with _user_errors(run_dirs=[run_dir]):
-        from nmt import jobs
-
-        http, about = jobs.server(run_dir, set_ or [], host, port, ctranslate2)
+    with _user_errors(tensorflow=not ctranslate2, run_dirs=[run_dir]):
+        http, about = _decoding_jobs(ctranslate2).server(run_dir, set_ or [], host, port)
         url = f"http://{http.server_address[0]}:{http.server_address[1]}"
         decoder = f", by {about['decoder']}" if "decoder" in about else ""
         typer.echo(f"Serving {about['checkpoint']} (beam {about['decode']['beam_size']}{decoder}) at {url}")
@@ -494,11 +509,12 @@ def evaluate(
     with --constraint-file, eval/<split>-constrained/; with --ctranslate2, eval/<split>-ctranslate2/)."""
     with _user_errors(run_dirs=run_dir or [None]):
         from nmt import jobs
+        from nmt import run_dir as run_dir_lib
 
         if split is not None and split not in ("train", "validation", "test"):
             raise NmtError(f"--split must be train, validation or test; got {split!r}")
         first_run, *others = run_dir or [None]
-        run, config = jobs.load_run(first_run, set_ or [])
+        run, config = run_dir_lib.load(first_run, set_ or [])
         split = split or config.eval.split
         if compare is not None:
             if others:

@@ -28,7 +28,7 @@ from nmt.config import Config, DataConfig, SplitName
 from nmt.data import check as data_check_lib
 from nmt.data import sources, tokenizer
 from nmt.decoding.ctranslate2_translator import CTranslate2Translator
-from nmt.decoding.plan import Hypothesis
+from nmt.decoding.plan import Hypothesis, score_rows
 from nmt.decoding.translator import Translator, decoding_model, decoding_policy
 from nmt.errors import NmtError, RunDirError
 from nmt.evaluation import report as report_lib
@@ -285,11 +285,6 @@ def _build_model(config: Config, run: RunDir) -> keras.Model:
     return build_transformer(config.model, tokenizers.source_vocab_size, tokenizers.target_vocab_size)
 
 
-def load_run(run_dir: str | None, overrides: list[str]) -> tuple[RunDir, Config]:
-    run = run_dir_lib.resolve(run_dir)
-    return run, run.load_config(overrides)
-
-
 def evaluate(run: RunDir, config: Config, split: SplitName, ensemble: Sequence[RunDir] = (),
              constraint_file: Path | None = None, ctranslate2: bool = False) -> dict:
     """Translates a split, scores it with sacreBLEU and writes eval/<split>/report.{json,md}; with
@@ -386,7 +381,7 @@ def _evaluate_with(translator: Translator, evaluator: SplitEvaluator, name: str,
 
 def average(run_dir: str | None, last: int | None, paths: list[Path]) -> Path:
     """Averages the run's last N checkpoints, or the given ones, into checkpoints/averaged."""
-    run, config = load_run(run_dir, [])
+    run, config = run_dir_lib.load(run_dir, [])
     if (last is None) == (not paths):
         raise RunDirError("pass either --last N (the run's newest N checkpoints) or --checkpoint PATH (repeatable)")
     chosen = averaging.last_checkpoints(run, last) if last is not None else [Path(path) for path in paths]
@@ -394,32 +389,19 @@ def average(run_dir: str | None, last: int | None, paths: list[Path]) -> Path:
 
 
 def translator(run_dir: str | None, overrides: list[str], n_best: int = 1, with_attention: bool = False,
-               ensemble: Sequence[str] = (), constrained: bool = False,
-               ctranslate2: bool = False) -> tuple[Callable[..., list[list[Hypothesis]]], list[str]]:
+               ensemble: Sequence[str] = (), constrained: bool = False) -> tuple[Callable[..., list[list[Hypothesis]]], list[str]]:
     """A function from sentences (and optionally on_batch(sentences done), a progress callback,
     start, the number of the first in the whole input: see Translator.start_at, prefixes, one
     per sentence, and when constrained, constraints, a list per sentence) to their n_best
     translations each, best first (the best with its attention weights when with_attention), by
     the run's eval.checkpoint with its decode settings, or by the runs of ensemble (other run
-    directories) and the run as one, or with ctranslate2 by the run's CTranslate2 export; and the
-    checkpoints it translates with."""
-    run, config = load_run(run_dir, overrides)
+    directories) and the run as one; and the checkpoints it translates with.
+    (nmt.ctranslate2_jobs.translator: the same by the run's CTranslate2 export.)"""
+    run, config = run_dir_lib.load(run_dir, overrides)
     if ensemble and with_attention:
         raise NmtError("attention and alignments come from one model: pass one --run-dir")
-    if ctranslate2 and (ensemble or with_attention or constrained):
-        raise NmtError("--ctranslate2 translates with one run's model, without constraints or alignments: "
-                       "leave out the other --run-dir, --constraint and --align")
     runs, found = _members(run, config, ensemble)
     used = [str(path.resolve()) for path in found]
-    if ctranslate2:
-        engine = CTranslate2Translator.from_run_dir(run, config, found[0])
-
-        def translate_ctranslate2(sentences: Sequence[str], on_batch=None, start: int = 0,
-                                  prefixes: Sequence[str] | None = None, constraints: None = None) -> list[list[Hypothesis]]:
-            engine.start_at(start)
-            return engine.translate_n_best(sentences, n_best, on_batch, prefixes)
-
-        return translate_ctranslate2, used
     if not ensemble and n_best == 1 and not with_attention and not constrained:
         # An export of these weights with these decode settings already holds the traced search:
         # loading it skips building the model and tracing, most of a short command's time.
@@ -444,20 +426,17 @@ def translator(run_dir: str | None, overrides: list[str], n_best: int = 1, with_
     return translate, used
 
 
-def scorer(run_dir: str | None, overrides: list[str], ensemble: Sequence[str] = (),
-           ctranslate2: bool = False) -> tuple[Callable[..., list[tuple[float, list[str], list[float]]]], list[str]]:
+def scorer(run_dir: str | None, overrides: list[str],
+           ensemble: Sequence[str] = ()) -> tuple[Callable[..., list[tuple[float, list[str], list[float]]]], list[str]]:
     """A function from sources and targets (and optionally on_batch, a progress callback, and
     start, the number of the first pair in the whole input: see Translator.start_at) to the
     model's (score, pieces, log-probabilities) of each target (Translator.score), by the run's
     eval.checkpoint with its decode settings (the length penalty), or by the runs of ensemble
-    (other run directories) and the run as one, or with ctranslate2 by the run's CTranslate2
-    export; and the checkpoints it scores with."""
-    run, config = load_run(run_dir, overrides)
-    if ctranslate2 and ensemble:
-        raise NmtError("--ctranslate2 scores with one run's model: leave out the other --run-dir")
+    (other run directories) and the run as one; and the checkpoints it scores with.
+    (nmt.ctranslate2_jobs.scorer: the same by the run's CTranslate2 export.)"""
+    run, config = run_dir_lib.load(run_dir, overrides)
     runs, found = _members(run, config, ensemble)
-    model = CTranslate2Translator.from_run_dir(run, config, found[0]) if ctranslate2 else _loaded(runs, found, config)
-    return functools.partial(_score_rows, model), [str(path.resolve()) for path in found]
+    return functools.partial(score_rows, _loaded(runs, found, config)), [str(path.resolve()) for path in found]
 
 
 def _members(run: RunDir, config: Config, ensemble: Sequence[str | Path]) -> tuple[list[RunDir], list[Path]]:
@@ -474,13 +453,6 @@ def _loaded(runs: Sequence[RunDir], found: Sequence[Path], config: Config) -> Tr
     return Translator.from_run_dir(runs[0], config, found[0])
 
 
-def _score_rows(translator: Translator, sources: Sequence[str], targets: Sequence[str],
-                on_batch: Callable[[int], None] | None = None, start: int = 0) -> list[tuple[float, list[str], list[float]]]:
-    """Translator.score as plain rows, what `nmt score` prints and the server sends."""
-    translator.start_at(start)
-    return [(scored.score, list(scored.pieces), list(scored.log_probs)) for scored in translator.score(sources, targets, on_batch)]
-
-
 def progress_bar(total: int) -> Callable[[int], None]:
     """A progress bar of total sentences on stderr when it is a terminal; returns what to call with
     the number of sentences each step completes."""
@@ -495,16 +467,13 @@ def progress_bar(total: int) -> Callable[[int], None]:
     return advance
 
 
-def server(run_dir: str | None, overrides: list[str], host: str, port: int, ctranslate2: bool = False) -> tuple[HTTPServer, dict]:
+def server(run_dir: str | None, overrides: list[str], host: str, port: int) -> tuple[HTTPServer, dict]:
     """An HTTP server (bound, not yet serving) translating with the run's model (eval.checkpoint,
-    decode settings with overrides), or with ctranslate2 by its CTranslate2 export, and what it
-    serves. The search is traced before it returns, so the first request waits no longer than the
-    others, those following prefixes and placing constraints included."""
-    run, config = load_run(run_dir, overrides)
+    decode settings with overrides), and what it serves. The search is traced before it returns,
+    so the first request waits no longer than the others, those following prefixes and placing
+    constraints included. (nmt.ctranslate2_jobs.server: the same by the run's CTranslate2 export.)"""
+    run, config = run_dir_lib.load(run_dir, overrides)
     checkpoint = run.checkpoint_path(config.eval.checkpoint)
-    about = {"run": str(run.path), "checkpoint": str(checkpoint), "decode": dataclasses.asdict(config.decode)}
-    if ctranslate2:
-        return _ctranslate2_server(run, config, checkpoint, about, host, port)
     translator = Translator.from_run_dir(run, config, checkpoint)
     translator.warm_up()
 
@@ -515,29 +484,9 @@ def server(run_dir: str | None, overrides: list[str], host: str, port: int, ctra
                 for hypotheses in translator.translate_n_best(sentences, n_best, prefixes=prefixes, constraints=constraints)]
 
     def score(sources: list[str], targets: list[str], start: int) -> list[tuple[float, list[str], list[float]]]:
-        return _score_rows(translator, sources, targets, start=start)
+        return score_rows(translator, sources, targets, start=start)
 
-    return server_lib.make_server(translate, host, port, about, score), about
-
-
-def _ctranslate2_server(run: RunDir, config: Config, checkpoint: Path, about: dict, host: str,
-                        port: int) -> tuple[HTTPServer, dict]:
-    """server's, by the run's CTranslate2 export: it translates (prefixes and n-best lists
-    included) and scores, and refuses constraints, which need the run's own search."""
-    engine = CTranslate2Translator.from_run_dir(run, config, checkpoint)
-    about = {**about, "decoder": engine.description}
-
-    def translate(sentences: list[str], n_best: int, prefixes: list[str] | None, start: int,
-                  constraints: list[list[str]] | None) -> list[list[tuple[str, float]]]:
-        if constraints is not None and any(text.strip() for texts in constraints for text in texts):
-            raise NmtError("this server decodes with CTranslate2, which places no constraints; serve without --ctranslate2")
-        engine.start_at(start)
-        return [[(hypothesis.text, hypothesis.score) for hypothesis in hypotheses]
-                for hypotheses in engine.translate_n_best(sentences, n_best, prefixes=prefixes)]
-
-    def score(sources: list[str], targets: list[str], start: int) -> list[tuple[float, list[str], list[float]]]:
-        return _score_rows(engine, sources, targets, start=start)
-
+    about = server_lib.about(run.path, checkpoint, config.decode)
     return server_lib.make_server(translate, host, port, about, score), about
 
 
@@ -555,7 +504,7 @@ def export(run_dir: str | None, overrides: list[str], output: Path | None, force
                        "(e.g. --set decode.precision=bfloat16)")
     if ctranslate2 and importlib.util.find_spec("ctranslate2") is None:
         raise NmtError("--format ctranslate2 needs the ctranslate2 package: pip install 'nmt[ctranslate2]'")
-    run, config = load_run(run_dir, overrides)
+    run, config = run_dir_lib.load(run_dir, overrides)
     if ctranslate2:
         from nmt import export_ctranslate2
 
@@ -588,7 +537,7 @@ def draw_attention(run_dir: str | None, overrides: list[str], sentence: str, out
         raise NmtError('empty sentence: pass text to translate and look at, e.g. nmt attention "A dog runs."')
     if output.suffix.lower() != ".png" or output.is_dir():
         raise NmtError(f"--output must name a .png file; got {output}")
-    run, config = load_run(run_dir, overrides)
+    run, config = run_dir_lib.load(run_dir, overrides)
     translator = Translator.from_run_dir(run, config)
     best = translator.translate_n_best([sentence], 1, with_attention=True, prefixes=[prefix] if prefix else None)[0][0]
     try:

@@ -126,6 +126,12 @@ def resolve(run_dir: str | Path | None) -> RunDir:
     return RunDir(LATEST.resolve())
 
 
+def load(run_dir: str | Path | None, overrides: list[str] | tuple[str, ...] = ()) -> tuple[RunDir, Config]:
+    """The run directory resolve finds, and its config with overrides ("decode.beam_size=1", ...)."""
+    run = resolve(run_dir)
+    return run, run.load_config(overrides)
+
+
 def disk_bytes(path: Path) -> int:
     """The size of the files under path."""
     return sum(file.stat().st_size for file in path.rglob("*") if file.is_file())

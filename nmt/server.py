@@ -22,6 +22,7 @@ Protocol (JSON over HTTP):
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import json
 import logging
@@ -29,8 +30,10 @@ import socket
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from nmt.config import DecodeConfig
 from nmt.errors import NmtError
 
 log = logging.getLogger("nmt")
@@ -48,6 +51,13 @@ Translate = Callable[[Sequence[str], int, Sequence[str] | None, int, Sequence[Se
 # each, as `nmt score` gives them.
 Score = Callable[[Sequence[str], Sequence[str], int], list[tuple[float, list[str], list[float]]]]
 _PATHS = "use POST /translate, POST /score or GET /health"
+
+
+def about(run: Path, checkpoint: Path, decode: DecodeConfig, decoder: str | None = None) -> dict:
+    """What GET /health says a server was started with: its run, the checkpoint, the decode
+    settings, and the decoder where it is not our search."""
+    found = {"run": str(run), "checkpoint": str(checkpoint), "decode": dataclasses.asdict(decode)}
+    return found if decoder is None else {**found, "decoder": decoder}
 
 
 def make_server(translate: Translate, host: str, port: int, about: dict, score: Score | None = None) -> HTTPServer:

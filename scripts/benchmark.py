@@ -95,6 +95,7 @@ import keras
 import typer
 
 from nmt import atomic, checkpoints, jobs
+from nmt import run_dir as run_dir_lib
 from nmt import config as config_lib
 from nmt.config import Config, DataConfig, ModelConfig
 from nmt.data import sources, tokenizer
@@ -193,7 +194,7 @@ def quality(
     train_wall_minutes = (time.monotonic() - started) / 60
     decodes = {}
     for name, beam in (("greedy", 1), ("beam4", 4)):
-        _, decode_config = jobs.load_run(str(run.path), [f"decode.beam_size={beam}"])
+        _, decode_config = run_dir_lib.load(str(run.path), [f"decode.beam_size={beam}"])
         decodes[name] = jobs.evaluate(run, decode_config, "test")
     data = resolved.data
     entry = {

@@ -417,11 +417,11 @@ def test_a_ctranslate2_export_translates_as_greedy_nmt_translate_does_and_nmt_de
     # nmt serve --ctranslate2 translates and scores with it, and refuses constraints.
     import threading
 
-    from nmt import jobs, server
+    from nmt import ctranslate2_jobs, server
     from nmt.decoding.ctranslate2_translator import CTranslate2Translator
     from nmt.errors import NmtError
 
-    http, about = jobs.server("runs/tiny", ["decode.beam_size=1"], "127.0.0.1", 0, ctranslate2=True)
+    http, about = ctranslate2_jobs.server("runs/tiny", ["decode.beam_size=1"], "127.0.0.1", 0)
     threading.Thread(target=http.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{http.server_address[1]}"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -175,3 +175,20 @@ class Scored:
     # the subwords before it; empty where the score is not computed (an empty source, a target too long).
     pieces: tuple[str, ...] = ()
     log_probs: tuple[float, ...] = ()
+
+
+class Scorer(Protocol):
+    """What score_rows scores with: a Translator or a CTranslate2Translator."""
+
+    def start_at(self, offset: int) -> None: ...
+
+    def score(self, sources: Sequence[str], targets: Sequence[str],
+              on_batch: Callable[[int], None] | None = None) -> list[Scored]: ...
+
+
+def score_rows(scorer: Scorer, sources: Sequence[str], targets: Sequence[str], on_batch: Callable[[int], None] | None = None,
+               start: int = 0) -> list[tuple[float, list[str], list[float]]]:
+    """scorer's scores (a Translator's or a CTranslate2Translator's) as plain rows, what `nmt
+    score` prints and the server sends; start: the number of the first pair in the whole input."""
+    scorer.start_at(start)
+    return [(scored.score, list(scored.pieces), list(scored.log_probs)) for scored in scorer.score(sources, targets, on_batch)]

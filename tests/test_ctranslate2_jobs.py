@@ -1,0 +1,63 @@
+"""nmt translate and nmt score with --ctranslate2 run without TensorFlow, as a user runs them, and
+give what the CTranslate2 translator gives; what only our search does is refused (nmt serve
+--ctranslate2 end to end in tests/test_cli_translate.py)."""
+
+import dataclasses
+import subprocess
+import sys
+
+import pytest
+
+from nmt import ctranslate2_jobs
+from nmt.decoding.ctranslate2_translator import CTranslate2Translator
+from nmt.errors import NmtError
+from tests.decoding.test_ctranslate2_translator import run_and_model  # noqa: F401 (a fixture)
+
+# The CLI in a fresh interpreter; it prints what it prints, then whether TensorFlow was imported.
+CLI = """
+import sys
+from nmt.cli import app
+try:
+    app(sys.argv[1:])
+except SystemExit as done:
+    assert not done.code, done.code
+print("tensorflow" in sys.modules, "keras" in sys.modules)
+"""
+
+
+def _cli(*args: str, cwd) -> list[str]:
+    found = subprocess.run([sys.executable, "-c", CLI, *args], capture_output=True, text=True, cwd=cwd)
+    assert found.returncode == 0, found.stderr
+    return found.stdout.splitlines()
+
+
+def test_the_cli_translates_and_scores_with_the_export_without_importing_tensorflow(run_and_model, tmp_path):  # noqa: F811
+    run, config, _ = run_and_model
+    greedy = dataclasses.replace(config, decode=dataclasses.replace(config.decode, beam_size=1))
+    engine = CTranslate2Translator.from_run_dir(run, greedy)
+    sentences = ["the dog runs", "a big house sees the small tree"]
+    expected = engine.translate(sentences)
+    (tmp_path / "in.txt").write_text("\n".join(sentences) + "\n")
+    (tmp_path / "out.txt").write_text("\n".join(expected) + "\n")
+
+    *printed, imported = _cli("translate", "--run-dir", str(run.path), "--ctranslate2", "--set", "decode.beam_size=1",
+                              *sentences, cwd=tmp_path)
+    assert printed == expected and imported == "False False"
+    *printed, imported = _cli("score", "--run-dir", str(run.path), "--ctranslate2", "-s", "in.txt", "-t", "out.txt",
+                              cwd=tmp_path)
+    assert printed == [f"{scored.score:.4f}" for scored in engine.score(sentences, expected)] and imported == "False False"
+    # Into a file, with the run's beam (2), as nmt translate --output writes it.
+    *_, imported = _cli("translate", "--run-dir", str(run.path), "--ctranslate2", "-i", "in.txt", "-o", "t.txt", cwd=tmp_path)
+    beam = CTranslate2Translator.from_run_dir(run, config).translate(sentences)
+    assert (tmp_path / "t.txt").read_text().splitlines() == beam and imported == "False False"
+
+def test_what_only_our_search_does_is_refused(run_and_model):  # noqa: F811
+    run, _, _ = run_and_model
+    for asked in ({"ensemble": [str(run.path)]}, {"with_attention": True}, {"constrained": True}):
+        with pytest.raises(NmtError, match="--ctranslate2 translates with one run's model, without constraints or alignments"):
+            ctranslate2_jobs.translator(str(run.path), [], **asked)
+    with pytest.raises(NmtError, match="--ctranslate2 scores with one run's model: leave out the other --run-dir"):
+        ctranslate2_jobs.scorer(str(run.path), [], [str(run.path)])
+    translate, checkpoints = ctranslate2_jobs.translator(str(run.path), ["decode.beam_size=2"], n_best=2)
+    assert checkpoints == [str((run.best_checkpoints / "ckpt-10").resolve())]
+    assert [len(hypotheses) for hypotheses in translate(["the dog runs", ""])] == [2, 2]
