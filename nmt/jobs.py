@@ -28,7 +28,7 @@ from nmt.config import Config, DataConfig, SplitName
 from nmt.data import check as data_check_lib
 from nmt.data import sources, tokenizer
 from nmt.decoding.ctranslate2_translator import CTranslate2Translator
-from nmt.decoding.plan import Hypothesis, score_rows
+from nmt.decoding.plan import Hypothesis, check_sentences, score_rows
 from nmt.decoding.translator import Translator, decoding_model, decoding_policy
 from nmt.errors import NmtError, RunDirError
 from nmt.evaluation import report as report_lib
@@ -38,7 +38,7 @@ from nmt.evaluation.scoring import constraints_held
 from nmt.info import config_summary
 from nmt.model.transformer import build_transformer
 from nmt.run_dir import RunDir
-from nmt.text_io import check_text, read_constraints
+from nmt.text_io import read_constraints
 from nmt.training import autotune, distribute, finetune, sinks, trainer
 from nmt.training.trainer import TrainSummary, ValidationScores, Validate
 
@@ -410,9 +410,7 @@ def translator(run_dir: str | None, overrides: list[str], n_best: int = 1, with_
             def translate_exported(sentences: Sequence[str], on_batch=None, start: int = 0,
                                    prefixes: Sequence[str] | None = None, constraints: None = None) -> list[list[Hypothesis]]:
                 # constraints: always None here (a constrained translator does not take the export).
-                check_text(sentences)
-                if prefixes is not None:
-                    check_text(prefixes, "prefix")
+                check_sentences(sentences, prefixes)
                 return [[Hypothesis(text, score)] for text, score in exported(sentences, on_batch, prefixes, start)]
 
             return translate_exported, used
