@@ -6,6 +6,7 @@ In Python, load a trained run once and translate in-process:
     translator = nmt.load("runs/multi30k_en_de")
     translator.translate(["A man is riding a bike."])
     translator.translate_n_best(["A man is riding a bike."], 4)   # [[Hypothesis(text, score), ...]]
+    nmt.load("runs/multi30k_en_de", ctranslate2=True)   # its CTranslate2 export, without TensorFlow
 """
 
 from __future__ import annotations
@@ -23,21 +24,32 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from nmt.decoding.ctranslate2_translator import CTranslate2Translator
     from nmt.decoding.translator import Translator
 
 
-def load(run_dir: str | Path | None = None, overrides: Sequence[str] = ()) -> "Translator":
+def load(run_dir: str | Path | None = None, overrides: Sequence[str] = (),
+         ctranslate2: bool = False) -> "Translator | CTranslate2Translator":
     """The trained model of a run directory (default: the latest training run, runs/latest), ready
     to translate: its tokenizer, its eval.checkpoint weights and its decode settings, with
-    overrides ("decode.beam_size=1", ...) applied as `--set` does.
+    overrides ("decode.beam_size=1", ...) applied as `--set` does. With ctranslate2, the run's
+    CTranslate2 export of those weights (`nmt export --format ctranslate2`), which translates,
+    n-best lists and prefixes included, and scores, as `--ctranslate2` does, without importing
+    TensorFlow.
 
     Raises:
-        nmt.errors.NmtError: not a run directory, no checkpoint, or a bad override.
+        nmt.errors.NmtError: not a run directory, no checkpoint, or a bad override; with
+            ctranslate2, no export of the checkpoint or no ctranslate2 package.
     """
     from nmt import run_dir as run_dir_lib
-    from nmt.decoding.translator import Translator
 
     run, config = run_dir_lib.load(None if run_dir is None else str(run_dir), list(overrides))
+    if ctranslate2:
+        from nmt.decoding.ctranslate2_translator import CTranslate2Translator
+
+        return CTranslate2Translator.from_run_dir(run, config)
+    from nmt.decoding.translator import Translator
+
     return Translator.from_run_dir(run, config)
 
 

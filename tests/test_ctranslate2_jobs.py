@@ -3,6 +3,7 @@ give what the CTranslate2 translator gives; what only our search does is refused
 --ctranslate2 end to end in tests/test_cli_translate.py)."""
 
 import dataclasses
+import json
 import subprocess
 import sys
 
@@ -61,3 +62,18 @@ def test_what_only_our_search_does_is_refused(run_and_model):  # noqa: F811
     translate, checkpoints = ctranslate2_jobs.translator(str(run.path), ["decode.beam_size=2"], n_best=2)
     assert checkpoints == [str((run.best_checkpoints / "ckpt-10").resolve())]
     assert [len(hypotheses) for hypotheses in translate(["the dog runs", ""])] == [2, 2]
+
+
+def test_nmt_load_gives_the_export_in_python_without_importing_tensorflow(run_and_model):  # noqa: F811
+    run, config, _ = run_and_model
+    expected = CTranslate2Translator.from_run_dir(run, config).translate_n_best(["the dog runs"], 2)[0]
+    found = subprocess.run(
+        [sys.executable, "-c", "import json, sys, nmt\n"
+                               f"translator = nmt.load({str(run.path)!r}, ctranslate2=True)\n"
+                               "best = translator.translate_n_best(['the dog runs'], 2)[0]\n"
+                               "print(json.dumps([[h.text, h.score] for h in best]), 'tensorflow' in sys.modules)"],
+        capture_output=True, text=True)
+    assert found.returncode == 0, found.stderr
+    hypotheses, imported = found.stdout.rsplit(" ", 1)
+    assert [tuple(pair) for pair in json.loads(hypotheses)] == [(h.text, pytest.approx(h.score, abs=1e-5)) for h in expected]
+    assert imported.strip() == "False"
