@@ -79,8 +79,8 @@ benchmark-attention: install
 	$(BIN)/python scripts/benchmark.py attention --minutes-synthetic $(ATTENTION_MINUTES_SYNTHETIC) \
 		--minutes-multi30k $(ATTENTION_MINUTES_MULTI30K) $(foreach setting,$(ATTENTION_SET),--set $(setting))
 
-# One sentence through `nmt translate` in fresh processes and through the run's SavedModel export
-# (benchmarks/latency.json and .md). RUN_DIR: a trained run; BASELINE: another nmt checkout to time beside.
+# One sentence through `nmt translate` in fresh processes, through the run's SavedModel export
+# and its CTranslate2 export (benchmarks/latency.json and .md). RUN_DIR: a trained run; BASELINE: another nmt checkout to time beside.
 RUN_DIR ?= runs/latest
 benchmark-latency: install
 	$(BIN)/python scripts/benchmark.py latency --run-dir $(RUN_DIR) $(if $(BASELINE),--baseline-checkout $(BASELINE))

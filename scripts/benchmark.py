@@ -71,6 +71,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import inspect
@@ -87,16 +88,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated, Callable, Iterator, Optional, Sequence
 
 import nmt  # noqa: F401  (before TensorFlow: it sets TensorFlow's environment, as the CLI does)
 
 import keras
 import typer
 
-from nmt import atomic, checkpoints, jobs
-from nmt import run_dir as run_dir_lib
+from nmt import atomic, checkpoints, export_manifest, jobs
 from nmt import config as config_lib
+from nmt import run_dir as run_dir_lib
 from nmt.config import Config, DataConfig, ModelConfig
 from nmt.data import sources, tokenizer
 from nmt.data.tokenizer import PAD_ID
@@ -945,7 +946,29 @@ print(json.dumps({"import_seconds": imported - started, "load_seconds": loaded -
 
 
 EXPORTED = "this checkout, the run exported"
+CTRANSLATE2 = "this checkout, `--ctranslate2`"
 SERVED = "this checkout, asking `nmt serve`"
+
+
+@contextlib.contextmanager
+def _serving(run_dir: Path, root: Path, env: dict, flags: Sequence[str] = ()) -> Iterator[tuple[float, str]]:
+    """`nmt serve` of run_dir, ready: yields the seconds until it said so (its model loaded, its
+    search traced) and its address; stopped with SIGINT (Ctrl-C) on leaving."""
+    started = time.perf_counter()
+    # SIGINT's default restored: a benchmark started in the background of a shell ignores it, and
+    # so would the server it starts.
+    server = subprocess.Popen([sys.executable, "-m", "nmt.cli", "serve", "--run-dir", str(run_dir), "--port", "0", *flags],
+                              cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        ready = server.stdout.readline()
+        seconds = time.perf_counter() - started
+        if " at http" not in ready:
+            raise typer.BadParameter(f"nmt serve failed: {server.stderr.read()[-500:]}")
+        yield seconds, ready.split(" at ")[1].strip()
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.communicate(timeout=60)
 
 
 def _timed(command: list[str], cwd: Path, env: dict | None = None) -> tuple[float, subprocess.CompletedProcess]:
@@ -966,8 +989,9 @@ def latency(
         help="Another nmt checkout whose `nmt translate` is timed too, interleaved with this one's.")] = None,
     out: Annotated[Path, typer.Option(help="JSON results; Markdown goes beside it.")] = Path("benchmarks/latency.json"),
 ) -> None:
-    """How long a user waits: one sentence through `nmt translate` in a fresh process, and
-    through the exported SavedModel."""
+    """How long a user waits: one sentence through `nmt translate` in a fresh process, through
+    the exported SavedModel, and through the CTranslate2 export (`--ctranslate2`, where the
+    ctranslate2 package is installed)."""
     import statistics
 
     root = Path(__file__).resolve().parent.parent
@@ -990,40 +1014,33 @@ def latency(
         # A copy of the run, exported: `nmt translate` then loads the export (the run itself is
         # left as it is).
         copy = Path(directory) / "run"
-        shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("export", "tensorboard"))
+        shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("export", "ctranslate2", "tensorboard"))
         export_dir, found = jobs.export(str(copy), [], None, force=True)
-        with_export = []
-        for _ in range(repeats):
-            seconds, result = _timed([sys.executable, "-m", "nmt.cli", "translate", "--run-dir", str(copy), sentence],
-                                     root, {**quiet_env, "PYTHONPATH": str(root)})
-            with_export.append(seconds)
-            outputs[EXPORTED] = result.stdout.strip()
-            noise[EXPORTED] = len(result.stderr.strip().splitlines())
+        env = {**quiet_env, "PYTHONPATH": str(root)}
+        exports = {EXPORTED: []}
+        serve_startup = {}
+        if importlib.util.find_spec("ctranslate2") is not None:
+            jobs.export(str(copy), [], None, force=True, export_format=export_manifest.CTRANSLATE2)
+            exports[CTRANSLATE2] = ["--ctranslate2"]
+            with _serving(copy, root, env, ["--ctranslate2"]) as (seconds, _):
+                serve_startup[CTRANSLATE2] = seconds
+        for name, flags in exports.items():
+            times[name] = []
+            for _ in range(repeats):
+                seconds, result = _timed([sys.executable, "-m", "nmt.cli", "translate", "--run-dir", str(copy), *flags, sentence],
+                                         root, env)
+                times[name].append(seconds)
+                outputs[name] = result.stdout.strip()
+                noise[name] = len(result.stderr.strip().splitlines())
         serves = [json.loads(_timed([sys.executable, "-c", _SERVE, str(export_dir), sentence], Path(directory))[1].stdout)
                   for _ in range(repeats)]
-    times[EXPORTED] = with_export
-    env = {**quiet_env, "PYTHONPATH": str(root)}
-    started = time.perf_counter()
-    # SIGINT (Ctrl-C) stops the server: restored to its default, since a benchmark started in the
-    # background of a shell ignores it, and so would the server it starts.
-    server = subprocess.Popen([sys.executable, "-m", "nmt.cli", "serve", "--run-dir", str(run_dir.resolve()), "--port", "0"],
-                              cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    try:
-        ready = server.stdout.readline()  # printed once the model is loaded and its search traced
-        serve_startup = time.perf_counter() - started
-        if " at http" not in ready:
-            raise typer.BadParameter(f"nmt serve failed: {server.stderr.read()[-500:]}")
-        url = ready.split(" at ")[1].strip()
+    with _serving(run_dir.resolve(), root, env) as (serve_startup[SERVED], url):
         times[SERVED] = []
         for _ in range(repeats):
             seconds, result = _timed([sys.executable, "-m", "nmt.cli", "translate", "--server", url, sentence], root, env)
             times[SERVED].append(seconds)
             outputs[SERVED] = result.stdout.strip()
             noise[SERVED] = len(result.stderr.strip().splitlines())
-    finally:
-        server.send_signal(signal.SIGINT)
-        server.communicate(timeout=60)
     entry = {
         "machine": machine(),
         "code": code_version(),
@@ -1031,8 +1048,9 @@ def latency(
         "sentence": sentence,
         "repeats": repeats,
         "import_tensorflow_seconds": round(statistics.median(import_seconds), 2),
-        # From `nmt serve` starting to its first line: the model loaded and its search traced.
-        "serve_startup_seconds": round(serve_startup, 2),
+        # From `nmt serve` starting to its first line: the model loaded and its search traced
+        # (with --ctranslate2, the export loaded).
+        "serve_startup_seconds": {name: round(seconds, 2) for name, seconds in serve_startup.items()},
         "translate_seconds": {name: round(statistics.median(values), 2) for name, values in times.items()},
         "translate_seconds_all": {name: [round(value, 2) for value in values] for name, values in times.items()},
         "translations": outputs,
@@ -1067,7 +1085,8 @@ def latency_table(entry: dict) -> str:
         "| --- | --- |",
         *rows,
         f"| `import tensorflow` alone | {entry['import_tensorflow_seconds']:.2f} s |",
-        f"| `nmt serve`: start until ready (once) | {entry['serve_startup_seconds']:.2f} s |",
+        *[f"| `nmt serve{' --ctranslate2' if name == CTRANSLATE2 else ''}`: start until ready (once) | {seconds:.2f} s |"
+          for name, seconds in entry["serve_startup_seconds"].items()],
         f"| export: import tensorflow + tensorflow_text | {export['import_seconds']:.2f} s |",
         f"| export: load the SavedModel ({export['megabytes']:.1f} MB) | {export['load_seconds']:.2f} s |",
         f"| export: first call (beam {export['beam_size']}) | {export['first_call_seconds']:.2f} s |",
