@@ -33,7 +33,7 @@ from nmt.decoding.translator import Translator, decoding_model, decoding_policy
 from nmt.errors import NmtError, RunDirError
 from nmt.evaluation import report as report_lib
 from nmt.evaluation import significance
-from nmt.evaluation.evaluator import SplitEvaluator
+from nmt.evaluation.evaluator import Evaluator
 from nmt.evaluation.scoring import constraints_held
 from nmt.info import config_summary
 from nmt.model.transformer import build_transformer
@@ -253,12 +253,12 @@ def _validator(config: Config, run: RunDir) -> Validate:
     """BLEU and chrF of the validation split, as `nmt evaluate` computes them. Built on first use:
     the trainer must set up TensorFlow's devices before anything reads data."""
     translator: Translator | None = None
-    evaluator: SplitEvaluator | None = None
+    evaluator: Evaluator | None = None
 
     def validate(model: keras.Model) -> ValidationScores:
         nonlocal translator, evaluator
         if translator is None:
-            evaluator = SplitEvaluator(config.data, "validation")
+            evaluator = Evaluator.of_split(config.data, "validation")
             tokenizers = tokenizer.load(run.tokenizer_dir, config.tokenizer.joint)
             decode_config = validation_decode(config)
             decode_model = model
@@ -301,7 +301,7 @@ def evaluate(run: RunDir, config: Config, split: SplitName, ensemble: Sequence[R
     checkpoint = found[0]
     directory = report_dir(run, split, bool(ensemble), constraint_file is not None, ctranslate2)
     atomic.check_writable(directory, "the evaluation report to", directory=True, fix=READ_ONLY_RUN)
-    evaluator = SplitEvaluator(config.data, split)
+    evaluator = Evaluator.of_split(config.data, split)
     constraints = None
     if constraint_file is not None:
         constraints = read_constraints(constraint_file, "--constraint-file", len(evaluator.sources), f"the {split} split")
@@ -356,7 +356,7 @@ def compare(run: RunDir, config: Config, other_dir: str, overrides: list[str], s
                 f"({getattr(config.data, key)!r} vs {getattr(other_config.data, key)!r}); both must translate the same languages"
             )
     atomic.check_writable(run.eval_dir(split), "the comparison to", directory=True, fix=READ_ONLY_RUN)
-    evaluator = SplitEvaluator(config.data, split)
+    evaluator = Evaluator.of_split(config.data, split)
     ours = _evaluate_run(run, config, evaluator)
     theirs = _evaluate_run(other, other_config, evaluator)
     comparison = significance.paired_bootstrap(
@@ -368,14 +368,14 @@ def compare(run: RunDir, config: Config, other_dir: str, overrides: list[str], s
     return comparison
 
 
-def _evaluate_run(run: RunDir, config: Config, evaluator: SplitEvaluator, checkpoint: Path | None = None):
+def _evaluate_run(run: RunDir, config: Config, evaluator: Evaluator, checkpoint: Path | None = None):
     return _evaluate_with(Translator.from_run_dir(run, config, checkpoint), evaluator, str(run.path))
 
 
-def _evaluate_with(translator: Translator, evaluator: SplitEvaluator, name: str,
+def _evaluate_with(translator: Translator, evaluator: Evaluator, name: str,
                    constraints: Sequence[Sequence[str]] | None = None):
     total = len(evaluator.sources)
-    print(f"Translating {total} sentences of the {evaluator.split} split with {name}", file=sys.stderr)
+    print(f"Translating {total} sentences of {evaluator.title} with {name}", file=sys.stderr)
     return evaluator.run(translator, on_batch=progress_bar(total), constraints=constraints)
 
 

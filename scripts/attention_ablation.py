@@ -22,7 +22,7 @@ from nmt.config import Config
 from nmt.data import tokenizer
 from nmt.data.tokenizer import BOS_ID, EOS_ID, PAD_ID
 from nmt.decoding.translator import Translator
-from nmt.evaluation.evaluator import SplitEvaluator
+from nmt.evaluation.evaluator import Evaluator
 from nmt.model import masks
 from nmt.model.transformer import build_transformer
 from nmt.run_dir import RunDir
@@ -58,7 +58,7 @@ def run_variant(config_path: Path, variant: str, minutes: float, equal_steps: in
     curve = [json.loads(line) for line in run.metrics_file.read_text(encoding="utf-8").splitlines()]
     tokenizers = tokenizer.load(run.tokenizer_dir, config.tokenizer.joint)
     model = build_transformer(config.model, tokenizers.source_vocab_size, tokenizers.target_vocab_size)
-    evaluator = SplitEvaluator(config.data, "validation")
+    evaluator = Evaluator.of_split(config.data, "validation")
 
     def measure(path: Path, record: dict) -> dict:
         checkpoints.restore(path, model)
@@ -93,7 +93,7 @@ def run_variant(config_path: Path, variant: str, minutes: float, equal_steps: in
     return result
 
 
-def _validation_pairs(config: Config, tokenizers, evaluator: SplitEvaluator, count: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+def _validation_pairs(config: Config, tokenizers, evaluator: Evaluator, count: int) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     """(source_ids, target_in, target_out) of the first `count` validation pairs (read once, by
     the evaluator), padded."""
     source = tokenizers.source.tokenize(tf.constant(evaluator.sources[:count]))[:, : config.model.max_length - 1]

@@ -104,7 +104,7 @@ from nmt.data.tokenizer import PAD_ID
 from nmt.decoding.plan import decoding_batches, length_limits
 from nmt.decoding.translator import Translator, decoding_model
 from nmt.errors import NmtError
-from nmt.evaluation.evaluator import SplitEvaluator
+from nmt.evaluation.evaluator import Evaluator
 from nmt.evaluation.scoring import constraints_held, score
 from nmt.model.transformer import build_transformer
 from nmt.run_dir import RunDir
@@ -419,7 +419,7 @@ class Reference:
     SentencePiece model (scripts/reference_opennmt.py, run by the reference's own Python in a fresh
     process each time, in a scratch directory written once, which close() removes)."""
 
-    def __init__(self, reference_python: Path, config: Config, tokenizer_dir: Path, test: SplitEvaluator):
+    def __init__(self, reference_python: Path, config: Config, tokenizer_dir: Path, test: Evaluator):
         import sentencepiece as spm
 
         model = config.model
@@ -487,7 +487,7 @@ class Reference:
 
 
 def other_decoder_scores(name: str, pieces: list[list[str]], hypotheses: list[str], seconds: float,
-                         test: SplitEvaluator) -> dict:
+                         test: Evaluator) -> dict:
     """Another decoder's sentences/s, output subwords/s and BLEU on the test split, keyed
     decode_<name>_*; pieces are its output subwords, hypotheses the detokenized translations."""
     return {
@@ -497,7 +497,7 @@ def other_decoder_scores(name: str, pieces: list[list[str]], hypotheses: list[st
     }
 
 
-def measure_decoding(config: Config, model, tokenizers, test: SplitEvaluator, beam_size: int) -> tuple[dict, list[str]]:
+def measure_decoding(config: Config, model, tokenizers, test: Evaluator, beam_size: int) -> tuple[dict, list[str]]:
     """Sentences/s and output subwords/s translating the test split (the evaluation path), and the
     translations."""
     decode_config = dataclasses.replace(config, decode=dataclasses.replace(config.decode, beam_size=beam_size))
@@ -512,7 +512,7 @@ def measure_decoding(config: Config, model, tokenizers, test: SplitEvaluator, be
     }, evaluation.hypotheses
 
 
-def measure_ctranslate2(config: Config, model, tokenizer_dir: Path, test: SplitEvaluator,
+def measure_ctranslate2(config: Config, model, tokenizer_dir: Path, test: Evaluator,
                         greedy_hypotheses: list[str], compute_type: str = "float32") -> dict:
     """The same model converted to CTranslate2 (nmt/export_ctranslate2.py), a C++ inference
     engine, decoding the test split greedy and with beam 4: the ceiling the issue sets for decoding.
@@ -625,7 +625,7 @@ def speed(
     typer.echo(f"training speed: {', '.join(timers)} taking turns over {rounds} rounds ...", err=True)
     # Warmed up in turn, just before the rounds: the first steps after the others' preparation
     # ran at half speed when they were timed.
-    test = SplitEvaluator(resolved.data, "test")
+    test = Evaluator.of_split(resolved.data, "test")
     for timer in timers.values():
         timer.warm_up(warmup)
     reference, reference_rounds = None, []
@@ -1122,7 +1122,7 @@ def search(
     baseline_search = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(baseline_search)
     loaded = Translator.from_run_dir(RunDir(run_dir))
-    sources = SplitEvaluator(loaded.config.data, "test").sources
+    sources = Evaluator.of_split(loaded.config.data, "test").sources
     lengths = loaded.tokenizers.source.tokenize(tf.constant(sources)).row_lengths().numpy()
     batches = [[sources[index] for index in batch]
                for batch in decoding_batches([min(length, loaded.model.max_length) for length in lengths], loaded.config.decode)]
@@ -1167,7 +1167,7 @@ def decode_settings(
     Their translations are compared too."""
     run = RunDir(run_dir)
     settings = {"baseline": baseline_set, "compared": set_ or []}
-    sources = SplitEvaluator(run.load_config().data, "test").sources
+    sources = Evaluator.of_split(run.load_config().data, "test").sources
     # One model per setting (a decode.precision builds its own), loaded once for all beam sizes.
     loaded = {}
     for name, overrides in settings.items():
@@ -1227,7 +1227,7 @@ def prefix(
     run = RunDir(run_dir)
     config = run.load_config()
     translator = Translator.from_run_dir(run, config)
-    test = SplitEvaluator(config.data, "test")
+    test = Evaluator.of_split(config.data, "test")
     reference_words = [reference.split() for reference in test.references]
     prefixes = {k: [" ".join(reference[:k]) for reference in reference_words] for k in words}
     for k in words:  # traces both searches (with and without prefixes)
@@ -1305,7 +1305,7 @@ def constraints(
     speed against no constraints, all in one process."""
     run = RunDir(run_dir)
     config = run.load_config()
-    test = SplitEvaluator(config.data, "test")
+    test = Evaluator.of_split(config.data, "test")
     results = {}
     for beam in beam_size:
         translator = Translator.from_run_dir(run, dataclasses.replace(

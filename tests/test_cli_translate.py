@@ -76,10 +76,10 @@ def test_score_gives_translate_n_best_scores_and_prefers_the_right_translations(
     """Scoring the beam's own hypotheses gives the scores translate --n-best printed (where the
     text tokenizes back to the pieces the model chose); a trained model scores each reference
     above the reference of another sentence."""
-    from nmt.evaluation.evaluator import SplitEvaluator
+    from nmt.evaluation.evaluator import Evaluator
     from nmt.run_dir import RunDir
 
-    evaluator = SplitEvaluator(RunDir(Path("runs/tiny")).load_config().data, "test")
+    evaluator = Evaluator.of_split(RunDir(Path("runs/tiny")).load_config().data, "test")
     sources, references = evaluator.sources[:40], evaluator.references[:40]
     Path("score.src").write_text("".join(f"{line}\n" for line in sources))
     n_best = invoke("translate", "--input", "score.src", "--n-best", "2")
@@ -276,11 +276,11 @@ def test_export_translates_like_translate_in_a_process_without_nmt(workdir, monk
 
     import tensorflow as tf
 
-    from nmt.evaluation.evaluator import SplitEvaluator
+    from nmt.evaluation.evaluator import Evaluator
     from nmt.training import precision
     from nmt.run_dir import RunDir
 
-    sentences = SplitEvaluator(RunDir(Path("runs/tiny")).load_config().data, "test").sources[:30] + ["", "The dog saw a cat."]
+    sentences = Evaluator.of_split(RunDir(Path("runs/tiny")).load_config().data, "test").sources[:30] + ["", "The dog saw a cat."]
     import nmt
 
     translator = nmt.load("runs/tiny")
@@ -371,10 +371,10 @@ def test_a_ctranslate2_export_translates_as_greedy_nmt_translate_does_and_nmt_de
     import sentencepiece as spm
 
     import nmt
-    from nmt.evaluation.evaluator import SplitEvaluator
+    from nmt.evaluation.evaluator import Evaluator
     from nmt.run_dir import RunDir
 
-    sentences = SplitEvaluator(RunDir(Path("runs/tiny")).load_config().data, "test").sources[:30]
+    sentences = Evaluator.of_split(RunDir(Path("runs/tiny")).load_config().data, "test").sources[:30]
     greedy = nmt.load("runs/tiny", ["decode.beam_size=1"]).translate(sentences)
     result = invoke("export", "--run-dir", "runs/tiny", "--format", "ctranslate2")
     assert result.exit_code == 0, result.output

@@ -1,6 +1,6 @@
 """Translate a split and score it: the one path behind validation BLEU and `nmt evaluate`.
 
-Both call `SplitEvaluator.run` with a Translator, so they share the data reading, the decoding
+Both call `Evaluator.run` with a Translator, so they share the data reading, the decoding
 settings (the Translator's config.decode), the detokenization and the sacreBLEU signature; a
 validation BLEU logged during training is reproduced exactly by `nmt evaluate` on that checkpoint.
 """
@@ -19,7 +19,8 @@ from nmt.evaluation.scoring import score
 
 @dataclass(frozen=True)
 class Evaluation:
-    split: SplitName
+    # The test set's name (Evaluator.name).
+    split: str
     sources: list[str]
     references: list[str]
     hypotheses: list[str]
@@ -32,12 +33,23 @@ class Evaluation:
         return len(self.sources) / max(self.seconds, 1e-9)
 
 
-class SplitEvaluator:
-    """Holds one split's sentence pairs (read once) and scores translators on them."""
+class Evaluator:
+    """Holds one test set's sentence pairs (read once) and scores translators on them.
 
-    def __init__(self, data: DataConfig, split: SplitName):
-        self.split = split
-        self.sources, self.references = sources.read_pairs(data, split)
+    name: what reports call the test set, and the name of its report's directory (eval/<name>/);
+    title: what it is, for people ("the test split of multi30k").
+    """
+
+    def __init__(self, name: str, title: str, sources: list[str], references: list[str]):
+        self.name = name
+        self.title = title
+        self.sources = sources
+        self.references = references
+
+    @classmethod
+    def of_split(cls, data: DataConfig, split: SplitName) -> "Evaluator":
+        """A split of the configured data."""
+        return cls(split, f"the {split} split of {data.dataset}", *sources.read_pairs(data, split))
 
     def run(self, translator: Translator, on_batch: Callable[[int], None] | None = None,
             constraints: Sequence[Sequence[str]] | None = None) -> Evaluation:
@@ -46,5 +58,5 @@ class SplitEvaluator:
         hypotheses = translator.translate(self.sources, on_batch=on_batch, constraints=constraints)
         seconds = time.monotonic() - started
         return Evaluation(
-            self.split, self.sources, self.references, hypotheses, score(hypotheses, self.references), seconds
+            self.name, self.sources, self.references, hypotheses, score(hypotheses, self.references), seconds
         )
