@@ -322,7 +322,7 @@ def _prefixes(prefix: str | None, prefix_file: Path | None, lines: list[str] | N
                        "(or --prefix TEXT for every sentence typed)")
     prefix_lines = read_lines(prefix_file, "--prefix-file")
     if len(prefix_lines) != len(lines):
-        raise NmtError(f"--prefix-file has {len(prefix_lines)} lines and the input {len(lines)}; give one prefix per input line")
+        raise NmtError(f"--prefix-file has {len(prefix_lines)} lines but the input has {len(lines)}; give one prefix per input line")
     return lambda count, start: prefix_lines[start:start + count]
 
 
@@ -499,12 +499,17 @@ def evaluate(
                                        "both translate this run's split; scores and the difference's significance (paired bootstrap)."),
     ] = None,
     constraint_file: Annotated[Optional[Path], typer.Option("--constraint-file", help="File of constraints, one line per "
-                                                            "sentence of the split, its texts separated by tabs: each "
+                                                            "sentence of the split (or --source), its texts separated by tabs: each "
                                                             "translation must contain them (eval/<split>-constrained/).")] = None,
+    source: Annotated[Optional[Path], typer.Option("--source", help="Instead of a split, a test set of your own: a file of "
+                                                   "sentences, one per line, scored against --reference (report in "
+                                                   "eval/<its file name>/).")] = None,
+    reference: Annotated[Optional[Path], typer.Option("--reference", help="The reference translations of --source, line for "
+                                                      "line.")] = None,
     ctranslate2: CTranslate2Option = False,
     set_: SetOption = None,
 ) -> None:
-    """Translate a split and score it with sacreBLEU (BLEU, chrF, TER); writes eval/<split>/report.{json,md}
+    """Translate a split (or --source) and score it with sacreBLEU (BLEU, chrF, TER); writes eval/<split>/report.{json,md}
     (with --compare, eval/<split>/compare.{json,md}; with several --run-dir, the ensemble's eval/<split>-ensemble/;
     with --constraint-file, eval/<split>-constrained/; with --ctranslate2, eval/<split>-ctranslate2/)."""
     with _user_errors(run_dirs=run_dir or [None]):
@@ -513,6 +518,11 @@ def evaluate(
 
         if split is not None and split not in ("train", "validation", "test"):
             raise NmtError(f"--split must be train, validation or test; got {split!r}")
+        if (source is None) != (reference is None):
+            raise NmtError("--source and --reference go together: give the file of sentences and the file of their references")
+        if source is not None and split is not None:
+            raise NmtError("--split scores a split of the run's data and --source a test set of your own: pass one of them")
+        files = None if source is None else (source, reference)
         first_run, *others = run_dir or [None]
         run, config = run_dir_lib.load(first_run, set_ or [])
         split = split or config.eval.split
@@ -522,13 +532,11 @@ def evaluate(
             if constraint_file is not None or ctranslate2:
                 raise NmtError("--compare compares the runs' own searches without constraints: leave out --constraint-file "
                                "and --ctranslate2")
-            comparison = jobs.compare(run, config, compare, set_ or [], split)
-            _print_comparison(comparison, run.eval_dir(split))
+            comparison = jobs.compare(run, config, compare, set_ or [], split, files)
+            _print_comparison(comparison, run.eval_dir(comparison["split"]))
             return
-        from nmt import run_dir as run_dir_lib
-
         ensemble = [run_dir_lib.resolve(other) for other in others]
-        report = jobs.evaluate(run, config, split, ensemble, constraint_file, ctranslate2)
+        report = jobs.evaluate(run, config, split, ensemble, constraint_file, ctranslate2, files)
         _print_scores(report, jobs.report_dir(run, report["split"], bool(ensemble), constraint_file is not None, ctranslate2))
 
 

@@ -286,25 +286,27 @@ def _build_model(config: Config, run: RunDir) -> keras.Model:
 
 
 def evaluate(run: RunDir, config: Config, split: SplitName, ensemble: Sequence[RunDir] = (),
-             constraint_file: Path | None = None, ctranslate2: bool = False) -> dict:
-    """Translates a split, scores it with sacreBLEU and writes eval/<split>/report.{json,md}; with
-    ensemble (other runs), the runs decode as one ensemble and the report goes to
-    eval/<split>-ensemble/. With constraint_file (a line per sentence of the split, its texts
-    separated by tabs), each translation must contain its line's texts (lexically constrained
-    decoding); the report, which counts the texts the translations hold, goes to
-    eval/<split>-constrained/ (or <split>-ensemble-constrained/). With ctranslate2, the run's
-    CTranslate2 export translates, and the report goes to eval/<split>-ctranslate2/."""
+             constraint_file: Path | None = None, ctranslate2: bool = False, files: tuple[Path, Path] | None = None) -> dict:
+    """Translates a split, scores it with sacreBLEU and writes eval/<split>/report.{json,md}; or
+    instead of the split, files: a file of sources and one of references, line for line, whose
+    report goes to eval/<source file's name>/. With ensemble (other runs), the runs decode as one
+    ensemble and the report goes to eval/<split>-ensemble/. With constraint_file (a line per
+    sentence of the split, its texts separated by tabs), each translation must contain its line's
+    texts (lexically constrained decoding); the report, which counts the texts the translations
+    hold, goes to eval/<split>-constrained/ (or <split>-ensemble-constrained/). With ctranslate2,
+    the run's CTranslate2 export translates, and the report goes to eval/<split>-ctranslate2/."""
     if ctranslate2 and (ensemble or constraint_file is not None):
         raise NmtError("--ctranslate2 evaluates one run's model without constraints: leave out the other --run-dir "
                        "and --constraint-file")
     runs, found = _members(run, config, [member.path for member in ensemble])
     checkpoint = found[0]
-    directory = report_dir(run, split, bool(ensemble), constraint_file is not None, ctranslate2)
+    directory = report_dir(run, split if files is None else files[0].name, bool(ensemble), constraint_file is not None,
+                           ctranslate2)
     atomic.check_writable(directory, "the evaluation report to", directory=True, fix=READ_ONLY_RUN)
-    evaluator = Evaluator.of_split(config.data, split)
+    evaluator = _test_set(config, split, files)
     constraints = None
     if constraint_file is not None:
-        constraints = read_constraints(constraint_file, "--constraint-file", len(evaluator.sources), f"the {split} split")
+        constraints = read_constraints(constraint_file, "--constraint-file", len(evaluator.sources), evaluator.title)
     decoder = CTranslate2Translator.from_run_dir(run, config, checkpoint) if ctranslate2 else None
     if decoder is not None:
         evaluation = _evaluate_with(decoder, evaluator, decoder.description)
@@ -317,8 +319,8 @@ def evaluate(run: RunDir, config: Config, split: SplitName, ensemble: Sequence[R
         "seconds": round(evaluation.seconds, 2),
         "sentences_per_second": round(evaluation.sentences_per_second, 2),
         "decode": {"method": "greedy" if config.decode.beam_size == 1 else "beam", **config.to_dict()["decode"]},
-        "split": split,
-        "dataset": config.data.dataset,
+        "split": evaluator.name,
+        **_origin(config, files),
         "source_lang": config.data.source_lang,
         "target_lang": config.data.target_lang,
         "checkpoint": str(checkpoint),
@@ -337,14 +339,28 @@ def evaluate(run: RunDir, config: Config, split: SplitName, ensemble: Sequence[R
     return report
 
 
+def _test_set(config: Config, split: SplitName, files: tuple[Path, Path] | None) -> Evaluator:
+    """The split of the configured data, or the test set of files (sources, references)."""
+    return Evaluator.of_split(config.data, split) if files is None else Evaluator.of_files(*files)
+
+
+def _origin(config: Config, files: tuple[Path, Path] | None) -> dict:
+    """Where a report's or a comparison's test set came from: the dataset, or the two files."""
+    if files is None:
+        return {"dataset": config.data.dataset}
+    return {"source_file": str(files[0].resolve()), "reference_file": str(files[1].resolve())}
+
+
 def report_dir(run: RunDir, split: str, ensemble: bool = False, constrained: bool = False, ctranslate2: bool = False) -> Path:
     return run.eval_dir(split + ("-ensemble" if ensemble else "") + ("-constrained" if constrained else "")
                         + ("-ctranslate2" if ctranslate2 else ""))
 
 
-def compare(run: RunDir, config: Config, other_dir: str, overrides: list[str], split: SplitName) -> dict:
-    """Scores run and another run on run's split and tests the difference with sacreBLEU's paired
-    bootstrap; writes eval/<split>/compare.{json,md} in run. The same overrides apply to both. The
+def compare(run: RunDir, config: Config, other_dir: str, overrides: list[str], split: SplitName,
+            files: tuple[Path, Path] | None = None) -> dict:
+    """Scores run and another run on run's split (or the test set of files, as evaluate's) and
+    tests the difference with sacreBLEU's paired bootstrap; writes eval/<split>/compare.{json,md}
+    (eval/<source file's name>/) in run. The same overrides apply to both. The
     other run may have been trained on other data (a base model against its fine-tuned copy, on
     the new domain's test set), but not for other languages."""
     other = run_dir_lib.resolve(other_dir)
@@ -355,16 +371,17 @@ def compare(run: RunDir, config: Config, other_dir: str, overrides: list[str], s
                 f"cannot compare {run.path} and {other.path}: data.{key} differs "
                 f"({getattr(config.data, key)!r} vs {getattr(other_config.data, key)!r}); both must translate the same languages"
             )
-    atomic.check_writable(run.eval_dir(split), "the comparison to", directory=True, fix=READ_ONLY_RUN)
-    evaluator = Evaluator.of_split(config.data, split)
+    directory = run.eval_dir(split if files is None else files[0].name)
+    atomic.check_writable(directory, "the comparison to", directory=True, fix=READ_ONLY_RUN)
+    evaluator = _test_set(config, split, files)
     ours = _evaluate_run(run, config, evaluator)
     theirs = _evaluate_run(other, other_config, evaluator)
     comparison = significance.paired_bootstrap(
         baseline=(str(other.path), theirs.hypotheses), system=(str(run.path), ours.hypotheses),
         references=evaluator.references,
     )
-    comparison.update(split=split, dataset=config.data.dataset, num_sentences=len(evaluator.sources))
-    significance.write(run.eval_dir(split), comparison)
+    comparison.update(split=evaluator.name, **_origin(config, files), num_sentences=len(evaluator.sources))
+    significance.write(directory, comparison)
     return comparison
 
 

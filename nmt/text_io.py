@@ -55,8 +55,8 @@ def read_constraints(path: Path, option: str, count: int, what: str) -> list[lis
     """
     constraints = [[text for text in line.split("\t") if text.strip()] for line in read_lines(path, option)]
     if len(constraints) != count:
-        raise NmtError(f"{option} has {len(constraints)} lines and {what} {count}; give one line of constraints per "
-                       "sentence")
+        raise NmtError(f"{option} has {len(constraints)} lines but {what} has {count} sentences; give one line of "
+                       "constraints per sentence")
     return constraints
 
 

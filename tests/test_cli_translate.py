@@ -588,13 +588,35 @@ def test_translate_align(workdir):
     assert_user_error(invoke("translate", "--align", "--n-best", "2", "A dog."), "--align aligns the best translation only")
 
 
-def test_evaluate_other_split(workdir):
+def test_evaluate_other_split_and_a_test_set_of_files(workdir):
+    """The split written out as two files scores as the split does, its report beside the split's."""
+    from nmt.evaluation.evaluator import Evaluator
+    from nmt.run_dir import RunDir
+
     result = invoke("evaluate", "--split", "validation", "--set", "decode.batch_size=100")
     assert result.exit_code == 0, result.output
     assert "validation: BLEU" in result.output
-    report = json.loads((workdir / "runs" / "tiny" / "eval" / "validation" / "report.json").read_text())
-    assert report["split"] == "validation" and report["decode"]["batch_size"] == 100
+    split = json.loads((workdir / "runs" / "tiny" / "eval" / "validation" / "report.json").read_text())
+    assert split["split"] == "validation" and split["decode"]["batch_size"] == 100
     assert_user_error(invoke("evaluate", "--split", "dev"), "--split must be train, validation or test")
+
+    pairs = Evaluator.of_split(RunDir(Path("runs/tiny")).load_config().data, "validation")
+    Path("dev.src").write_text("".join(f"{line}\n" for line in pairs.sources))
+    Path("dev.ref").write_text("".join(f"{line}\n" for line in pairs.references))
+    result = invoke("evaluate", "--source", "dev.src", "--reference", "dev.ref", "--set", "decode.batch_size=100")
+    assert result.exit_code == 0, result.output
+    assert f"dev.src: BLEU {split['bleu']:.2f}" in result.output
+    report = json.loads(Path("runs/tiny/eval/dev.src/report.json").read_text())
+    assert report["source_file"] == str(Path("dev.src").resolve()) and report["reference_file"] == str(Path("dev.ref").resolve())
+    assert {key: report[key] for key in ("bleu", "chrf", "ter", "num_sentences")} == {
+        key: split[key] for key in ("bleu", "chrf", "ter", "num_sentences")}
+    assert Path("runs/tiny/eval/dev.src/hypotheses.txt").read_text() == Path("runs/tiny/eval/validation/hypotheses.txt").read_text()
+    assert Path("runs/tiny/eval/dev.src/report.md").read_text().startswith(
+        f"# Evaluation: `{Path('dev.src').resolve()}` against `{Path('dev.ref').resolve()}`")
+    assert re.search(rf"Evaluation dev.src +BLEU {split['bleu']:.2f}", invoke("info").output)
+    assert_user_error(invoke("evaluate", "--source", "dev.src"), "--source and --reference go together")
+    assert_user_error(invoke("evaluate", "--source", "dev.src", "--reference", "dev.ref", "--split", "test"),
+                      "--split scores a split of the run's data and --source a test set of your own: pass one of them")
 
 
 def test_decoding_in_bfloat16_scores_as_float32_does(workdir):
@@ -663,7 +685,7 @@ def test_translations_begin_with_the_prefixes_given(workdir):
     assert lines[0] == hypotheses[0][1] and lines[1] == "" and lines[2] == best[1]
     Path("prefixes.txt").write_text(f"{other}\n")
     assert_user_error(invoke("translate", "--input", "prefixed.txt", "--prefix-file", "prefixes.txt"),
-                      "--prefix-file has 1 lines and the input 3; give one prefix per input line")
+                      "--prefix-file has 1 lines but the input has 3; give one prefix per input line")
     assert_user_error(invoke("translate", "--prefix", "Ein", "--prefix-file", "prefixes.txt", "A dog."), "pass one of them")
     assert_user_error(invoke("translate", "--prefix-file", "missing.txt", "A dog."), "cannot read --prefix-file missing.txt")
 
@@ -687,7 +709,7 @@ def test_translations_contain_the_constraints_given(workdir):
     assert all(term in lines[0] for term in terms) and lines[1] == best[1], lines
     Path("constraints.txt").write_text(f"{terms[0]}\n")
     assert_user_error(invoke("translate", "--input", "constrained.txt", "--constraint-file", "constraints.txt"),
-                      "--constraint-file has 1 lines and the input 2; give one line of constraints per sentence")
+                      "--constraint-file has 1 lines but the input has 2 sentences; give one line of constraints per sentence")
     assert_user_error(invoke("translate", "--constraint", "a", "--constraint-file", "constraints.txt", "A dog."),
                       "pass one of them")
     assert_user_error(invoke("translate", "--constraint", "a", "--set", "decode.sampling=top_k", "A dog."),
@@ -713,7 +735,7 @@ def test_translations_contain_the_constraints_given(workdir):
     assert f"constraints: {given} of {given} in the translations" in result.output
     assert Path("runs/tiny/eval/test/report.json").read_text() == plain  # the run's own evaluation stays
     assert_user_error(invoke("evaluate", "--constraint-file", "constraints.txt"),
-                      f"--constraint-file has 1 lines and the test split {len(references)}")
+                      f"--constraint-file has 1 lines but the test split of synthetic has {len(references)} sentences")
     assert_user_error(invoke("evaluate", "--constraint-file", "test_words.txt", "--compare", "runs/tiny"),
                       "leave out --constraint-file")
 

@@ -8,13 +8,17 @@ validation BLEU logged during training is reproduced exactly by `nmt evaluate` o
 from __future__ import annotations
 
 import time
+import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 from nmt.config import DataConfig, SplitName
 from nmt.data import sources
 from nmt.decoding.translator import Translator
+from nmt.errors import NmtError
 from nmt.evaluation.scoring import score
+from nmt.text_io import read_lines
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,26 @@ class Evaluator:
     def of_split(cls, data: DataConfig, split: SplitName) -> "Evaluator":
         """A split of the configured data."""
         return cls(split, f"the {split} split of {data.dataset}", *sources.read_pairs(data, split))
+
+    @classmethod
+    def of_files(cls, source: Path, reference: Path) -> "Evaluator":
+        """A test set of your own: a file of sources and one of references, line for line (e.g.
+        WMT's newstest2014.en and newstest2014.de), named by the source file's name.
+
+        Raises:
+            NmtError: a file cannot be read or is not UTF-8 text, the two differ in lines, they
+                are empty, or the source file is named as a split, whose report it would replace.
+        """
+        if source.name in typing.get_args(SplitName):
+            raise NmtError(f"--source {source} is named as the {source.name} split, whose report its own would replace; "
+                           f"give it another name (e.g. {source.name}.txt)")
+        found, references = read_lines(source, "--source"), read_lines(reference, "--reference")
+        if len(found) != len(references):
+            raise NmtError(f"--source {source} has {len(found)} lines but --reference {reference} has {len(references)}; "
+                           "give one reference per source line")
+        if not found:
+            raise NmtError(f"--source {source} is empty; give one sentence per line")
+        return cls(source.name, str(source), found, references)
 
     def run(self, translator: Translator, on_batch: Callable[[int], None] | None = None,
             constraints: Sequence[Sequence[str]] | None = None) -> Evaluation:

@@ -18,7 +18,7 @@ def write(directory: Path, report: dict, sources: list[str], references: list[st
 
 def _markdown(report, sources, references, hypotheses, config_summary, num_samples) -> str:
     lines = [
-        f"# Evaluation: {report['split']} split of {report['dataset']} ({report['source_lang']}→{report['target_lang']})",
+        f"# Evaluation: {scored_on(report)} ({report['source_lang']}→{report['target_lang']})",
         "",
         "| metric | score |",
         "| --- | --- |",
@@ -56,3 +56,11 @@ def _markdown(report, sources, references, hypotheses, config_summary, num_sampl
             "",
         ]
     return "\n".join(lines)
+
+
+def scored_on(report: dict) -> str:
+    """The test set a report or comparison (significance.write) scored on: a split of the dataset,
+    or a file of sources against one of references."""
+    if "source_file" in report:
+        return f"`{report['source_file']}` against `{report['reference_file']}`"
+    return f"{report['split']} split of {report['dataset']}"

@@ -10,6 +10,7 @@ from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.significance import PairedTest
 
 from nmt import atomic
+from nmt.evaluation import report as report_lib
 
 SAMPLES = 1000
 
@@ -48,7 +49,7 @@ def _rounded(result) -> dict:
 def write(directory: Path, comparison: dict) -> None:
     atomic.write_text(directory / "compare.json", json.dumps(comparison, indent=2) + "\n")
     lines = [
-        f"# {comparison['system']} vs {comparison['baseline']}: {comparison['split']} split of {comparison['dataset']}",
+        f"# {comparison['system']} vs {comparison['baseline']}: {report_lib.scored_on(comparison)}",
         "",
         f"Paired bootstrap resampling, {comparison['bootstrap_samples']} samples of {comparison['num_sentences']} sentences.",
         "",
