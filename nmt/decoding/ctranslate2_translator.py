@@ -100,6 +100,13 @@ class CTranslate2Translator:
             # translate_batch takes one length limit: each of the batch's limits gets its own call.
             for limit in np.unique(limits[positions]):
                 group = positions[limits[positions] == limit]
+                if limit == 0:
+                    # Nothing may come before EOS, which translate_batch refuses to search for: the
+                    # empty translation, scored as our search scores it (EOS, the length penalty 1).
+                    ends = self._engine.score_batch([pieces[index][: self._max_length] for index in group], [[]] * len(group))
+                    for index, end in zip(group, ends):
+                        outputs[index] = [Hypothesis("", float(sum(end.log_probs)))] * n
+                    continue
                 results = self._engine.translate_batch(
                     [pieces[index][: self._max_length] for index in group],
                     target_prefix=[prefix_pieces[index] or None for index in group],

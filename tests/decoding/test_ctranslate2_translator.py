@@ -11,6 +11,7 @@ import tensorflow as tf
 from nmt import config as config_lib
 from nmt import export_ctranslate2
 from nmt.decoding.ctranslate2_translator import CTranslate2Translator
+from nmt.decoding.plan import Hypothesis
 from nmt.decoding.translator import Translator
 from nmt.errors import NmtError
 from nmt.model.transformer import build_transformer
@@ -51,6 +52,19 @@ def test_greedy_translations_are_ours_with_prefixes_and_length_limits(run_and_mo
     with caplog.at_level("WARNING", logger="nmt"):
         assert engine.translate(SENTENCES, prefixes=PREFIXES) == expected
     assert [record.getMessage().split(" has ")[0] for record in caplog.records] == ["sentence 105"]  # 40 subwords, 24 kept
+
+
+def test_a_length_limit_of_nothing_gives_our_empty_translation_and_its_score(run_and_model):
+    """decode.max_length_offset 0 leaves a short sentence no token before EOS, which
+    translate_batch refuses to search for; one with a prefix still gets room for it."""
+    run, config, ours = run_and_model
+    tight = dataclasses.replace(config, decode=dataclasses.replace(config.decode, max_length_ratio=0.5, max_length_offset=0))
+    engine = CTranslate2Translator.from_run_dir(run, tight)
+    ours = Translator(tight, ours.model, ours.tokenizers)
+    sentences, prefixes = ["tree", "tree", "the dog runs"], ["", "a", ""]
+    found, expected = engine.translate_n_best(sentences, 2, prefixes=prefixes), ours.translate_n_best(sentences, 2, prefixes=prefixes)
+    assert found[0] == [Hypothesis("", pytest.approx(expected[0][0].score, abs=1e-4))] * 2 and expected[0][0].text == ""
+    assert [best.text for best, _ in found] == [best.text for best, _ in expected] and found[1][0].text.startswith("a")
 
 
 def test_n_best_lists_come_from_the_beam(run_and_model):
