@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gzip
 import hashlib
 import json
 import logging
 import os
 import sys
+import zlib
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator, Sequence
 
@@ -34,15 +36,22 @@ def decode_lines(data: bytes, name: str) -> list[str]:
 
 
 def read_lines(path: Path, option: str) -> list[str]:
-    """The lines of the file an option names (decode_lines).
+    """The lines of the file an option names (decode_lines), gzip-compressed where its name ends
+    in .gz (as corpora and test sets are often shipped).
 
     Raises:
-        NmtError: the file cannot be read, or a line is not UTF-8.
+        NmtError: the file cannot be read, is not the gzip file its name says, or a line is not UTF-8.
     """
     try:
         data = path.read_bytes()
     except OSError as error:
         raise NmtError(f"cannot read {option} {path}: {error.strerror}") from None
+    if path.suffix == ".gz":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as error:
+            raise NmtError(f"cannot read {option} {path}: not a whole gzip file ({error}); name it without .gz if it is "
+                           "plain text") from None
     return decode_lines(data, str(path))
 
 

@@ -3,7 +3,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nmt.errors import NmtError
-from nmt.text_io import check_text, decode_lines
+from nmt.text_io import check_text, decode_lines, read_lines
 
 
 def test_lines_keep_empty_lines():
@@ -51,6 +51,19 @@ def test_a_lone_surrogate_is_named():
     check_text(["fine", "also fine ✓"])
     with pytest.raises(NmtError, match=r"sentence 2 is not valid UTF-8 text \(character 5 is a lone surrogate, '\\udcff'\)"):
         check_text(["fine", "bad \udcff"])
+
+
+def test_a_gz_file_is_read_as_the_text_it_holds_and_a_broken_one_refused(tmp_path):
+    import gzip
+
+    lines = ["Ein Hund läuft.", "", "Zwei Männer\r"]
+    (tmp_path / "test.de.gz").write_bytes(gzip.compress("\n".join(lines).encode() + b"\n"))
+    assert read_lines(tmp_path / "test.de.gz", "--reference") == ["Ein Hund läuft.", "", "Zwei Männer"]
+    (tmp_path / "cut.de.gz").write_bytes(gzip.compress(b"a\nb\n")[:-6])
+    (tmp_path / "plain.gz").write_text("a\n")
+    for name in ("cut.de.gz", "plain.gz"):
+        with pytest.raises(NmtError, match=f"cannot read --reference {tmp_path / name}: not a whole gzip file"):
+            read_lines(tmp_path / name, "--reference")
 
 
 def test_chunks_are_written_to_stdout_in_order(capsys, monkeypatch):
