@@ -30,7 +30,7 @@ def translator(run_dir: str | None, overrides: list[str], n_best: int = 1, with_
     if ensemble or with_attention or constrained:
         raise NmtError("--ctranslate2 translates with one run's model, without constraints or alignments: "
                        "leave out the other --run-dir, --constraint and --align")
-    engine, run, checkpoint = _loaded(run_dir, overrides)
+    engine, _, checkpoint = _loaded(run_dir, overrides)
 
     def translate(sentences: Sequence[str], on_batch=None, start: int = 0, prefixes: Sequence[str] | None = None,
                   constraints: None = None) -> list[list[Hypothesis]]:
@@ -45,7 +45,7 @@ def scorer(run_dir: str | None, overrides: list[str],
     """nmt.jobs.scorer's function and checkpoints, by the run's CTranslate2 export."""
     if ensemble:
         raise NmtError("--ctranslate2 scores with one run's model: leave out the other --run-dir")
-    engine, run, checkpoint = _loaded(run_dir, overrides)
+    engine, _, checkpoint = _loaded(run_dir, overrides)
     return functools.partial(score_rows, engine), [str(checkpoint.resolve())]
 
 

@@ -300,8 +300,7 @@ def evaluate(run: RunDir, config: Config, split: SplitName, ensemble: Sequence[R
                        "and --constraint-file")
     runs, found = _members(run, config, [member.path for member in ensemble])
     checkpoint = found[0]
-    directory = report_dir(run, split if files is None else files[0].name, bool(ensemble), constraint_file is not None,
-                           ctranslate2)
+    directory = report_dir(run, _test_set_name(split, files), bool(ensemble), constraint_file is not None, ctranslate2)
     atomic.check_writable(directory, "the evaluation report to", directory=True, fix=READ_ONLY_RUN)
     evaluator = _test_set(config, split, files)
     constraints = None
@@ -339,6 +338,12 @@ def evaluate(run: RunDir, config: Config, split: SplitName, ensemble: Sequence[R
     return report
 
 
+def _test_set_name(split: SplitName, files: tuple[Path, Path] | None) -> str:
+    """The name _test_set's evaluator will have (that of its report's directory), known before
+    the split is read: the split's, or the source file's (Evaluator.of_files)."""
+    return split if files is None else files[0].name
+
+
 def _test_set(config: Config, split: SplitName, files: tuple[Path, Path] | None) -> Evaluator:
     """The split of the configured data, or the test set of files (sources, references)."""
     return Evaluator.of_split(config.data, split) if files is None else Evaluator.of_files(*files)
@@ -371,7 +376,7 @@ def compare(run: RunDir, config: Config, other_dir: str, overrides: list[str], s
                 f"cannot compare {run.path} and {other.path}: data.{key} differs "
                 f"({getattr(config.data, key)!r} vs {getattr(other_config.data, key)!r}); both must translate the same languages"
             )
-    directory = run.eval_dir(split if files is None else files[0].name)
+    directory = run.eval_dir(_test_set_name(split, files))
     atomic.check_writable(directory, "the comparison to", directory=True, fix=READ_ONLY_RUN)
     evaluator = _test_set(config, split, files)
     ours = _evaluate_run(run, config, evaluator)

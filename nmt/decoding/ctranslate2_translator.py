@@ -91,6 +91,7 @@ class CTranslate2Translator:
         prefix_pieces = [[] for _ in sentences] if prefixes is None else self._target.encode(list(prefixes), out_type=str)
         prefix_lengths = np.array([len(line) for line in prefix_pieces])
         warn_long_prefixes(numbers[todo], prefix_lengths[todo], self._max_length)
+        pieces = [line[: self._max_length] for line in pieces]
         prefix_pieces = [line[: self._max_length - 1] for line in prefix_pieces]  # BOS takes a position
         lengths = np.minimum(lengths, self._max_length)
         limits = length_limits(lengths, decode, self._max_length, np.minimum(prefix_lengths, self._max_length - 1))
@@ -103,12 +104,12 @@ class CTranslate2Translator:
                 if limit == 0:
                     # Nothing may come before EOS, which translate_batch refuses to search for: the
                     # empty translation, scored as our search scores it (EOS, the length penalty 1).
-                    ends = self._engine.score_batch([pieces[index][: self._max_length] for index in group], [[]] * len(group))
+                    ends = self._engine.score_batch([pieces[index] for index in group], [[]] * len(group))
                     for index, end in zip(group, ends):
                         outputs[index] = [Hypothesis("", float(sum(end.log_probs)))] * n
                     continue
                 results = self._engine.translate_batch(
-                    [pieces[index][: self._max_length] for index in group],
+                    [pieces[index] for index in group],
                     target_prefix=[prefix_pieces[index] or None for index in group],
                     beam_size=decode.beam_size, num_hypotheses=n, length_penalty=decode.length_penalty,
                     no_repeat_ngram_size=decode.no_repeat_ngram_size, max_decoding_length=int(limit),
