@@ -284,23 +284,16 @@ def _decoding_jobs(ctranslate2: bool):
 
 def _progress(total: int, label: str, tensorflow: bool) -> contextlib.AbstractContextManager[Callable[[int], None] | None]:
     """A progress bar of total sentences on stderr when it is a terminal: with tensorflow Keras's
-    (jobs.progress_bar, as training and evaluation show), else Typer's, for work that spares
+    (jobs.progress_bar, as training and evaluation show), else nmt.progress's, for work that spares
     TensorFlow's import (a server's, CTranslate2's). Entered, it gives what to call with each
     part's number of sentences (None where stderr is not a terminal)."""
     if tensorflow:
         from nmt import jobs
 
         return contextlib.nullcontext(jobs.progress_bar(total))
-    return _progress_without_tensorflow(total, label)
+    from nmt import progress
 
-
-@contextlib.contextmanager
-def _progress_without_tensorflow(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
-    if not sys.stderr.isatty():
-        yield None
-        return
-    with typer.progressbar(length=total, label=label, file=sys.stderr) as bar:
-        yield bar.update
+    return progress.bar(total, label)
 
 
 def _prefixes(prefix: str | None, prefix_file: Path | None, lines: list[str] | None) -> Callable[[int, int], list[str] | None]:
@@ -515,6 +508,7 @@ def evaluate(
     with _user_errors(run_dirs=run_dir or [None]):
         from nmt import jobs
         from nmt import run_dir as run_dir_lib
+        from nmt.evaluation import report as report_lib
 
         if split is not None and split not in ("train", "validation", "test"):
             raise NmtError(f"--split must be train, validation or test; got {split!r}")
@@ -537,7 +531,8 @@ def evaluate(
             return
         ensemble = [run_dir_lib.resolve(other) for other in others]
         report = jobs.evaluate(run, config, split, ensemble, constraint_file, ctranslate2, files)
-        _print_scores(report, jobs.report_dir(run, report["split"], bool(ensemble), constraint_file is not None, ctranslate2))
+        _print_scores(report, report_lib.directory(run, report["split"], bool(ensemble), constraint_file is not None,
+                                                    ctranslate2))
 
 
 @app.command()

@@ -35,7 +35,6 @@ from nmt.evaluation import report as report_lib
 from nmt.evaluation import significance
 from nmt.evaluation.evaluator import Evaluator
 from nmt.evaluation.scoring import constraints_held
-from nmt.info import config_summary
 from nmt.model.transformer import build_transformer
 from nmt.run_dir import RunDir
 from nmt.text_io import read_constraints
@@ -47,8 +46,6 @@ log = logging.getLogger("nmt")
 DATA_CHECK_AT_START = 100_000
 # Validation sentences whose translations each validation shows (TensorBoard's text tab).
 VALIDATION_SAMPLES = 4
-# What to do about a run directory that reports cannot be written into.
-READ_ONLY_RUN = "make the run directory writable, or work on a copy of it"
 
 
 @contextlib.contextmanager
@@ -300,9 +297,10 @@ def evaluate(run: RunDir, config: Config, split: SplitName, ensemble: Sequence[R
                        "and --constraint-file")
     runs, found = _members(run, config, [member.path for member in ensemble])
     checkpoint = found[0]
-    directory = report_dir(run, _test_set_name(split, files), bool(ensemble), constraint_file is not None, ctranslate2)
-    atomic.check_writable(directory, "the evaluation report to", directory=True, fix=READ_ONLY_RUN)
-    evaluator = _test_set(config, split, files)
+    directory = report_lib.directory(run, Evaluator.name_of(split, files), bool(ensemble), constraint_file is not None,
+                                     ctranslate2)
+    atomic.check_writable(directory, "the evaluation report to", directory=True, fix=run_dir_lib.READ_ONLY_RUN)
+    evaluator = Evaluator.of(config.data, split, files)
     constraints = None
     if constraint_file is not None:
         constraints = read_constraints(constraint_file, "--constraint-file", len(evaluator.sources), evaluator.title)
@@ -312,53 +310,18 @@ def evaluate(run: RunDir, config: Config, split: SplitName, ensemble: Sequence[R
     else:
         evaluation = _evaluate_with(_loaded(runs, found, config), evaluator, " + ".join(str(member.path) for member in runs),
                                     constraints)
-    report = {
-        **evaluation.scores,
-        "num_sentences": len(evaluation.sources),
-        "seconds": round(evaluation.seconds, 2),
-        "sentences_per_second": round(evaluation.sentences_per_second, 2),
-        "decode": {"method": "greedy" if config.decode.beam_size == 1 else "beam", **config.to_dict()["decode"]},
-        "split": evaluator.name,
-        **_origin(config, files),
-        "source_lang": config.data.source_lang,
-        "target_lang": config.data.target_lang,
-        "checkpoint": str(checkpoint),
+    report = report_lib.of_evaluation(
+        config, evaluation, checkpoint, files,
         **({"ensemble": [str(member.path) for member in (run, *ensemble)]} if ensemble else {}),
         **({"decoder": decoder.description} if decoder is not None else {}),
-    }
+    )
     if constraints is not None:
         report["constraints"] = {
             "file": str(constraint_file), "given": sum(map(len, constraints)),
             "in_translations": constraints_held(constraints, evaluation.hypotheses),
         }
-    report_lib.write(
-        directory, report, evaluation.sources, evaluation.references, evaluation.hypotheses,
-        config_summary(config), config.eval.num_samples,
-    )
+    report_lib.write(directory, report, evaluation, config)
     return report
-
-
-def _test_set_name(split: SplitName, files: tuple[Path, Path] | None) -> str:
-    """The name _test_set's evaluator will have (that of its report's directory), known before
-    the split is read: the split's, or the source file's (Evaluator.of_files)."""
-    return split if files is None else files[0].name
-
-
-def _test_set(config: Config, split: SplitName, files: tuple[Path, Path] | None) -> Evaluator:
-    """The split of the configured data, or the test set of files (sources, references)."""
-    return Evaluator.of_split(config.data, split) if files is None else Evaluator.of_files(*files)
-
-
-def _origin(config: Config, files: tuple[Path, Path] | None) -> dict:
-    """Where a report's or a comparison's test set came from: the dataset, or the two files."""
-    if files is None:
-        return {"dataset": config.data.dataset}
-    return {"source_file": str(files[0].resolve()), "reference_file": str(files[1].resolve())}
-
-
-def report_dir(run: RunDir, split: str, ensemble: bool = False, constrained: bool = False, ctranslate2: bool = False) -> Path:
-    return run.eval_dir(split + ("-ensemble" if ensemble else "") + ("-constrained" if constrained else "")
-                        + ("-ctranslate2" if ctranslate2 else ""))
 
 
 def compare(run: RunDir, config: Config, other_dir: str, overrides: list[str], split: SplitName,
@@ -376,16 +339,16 @@ def compare(run: RunDir, config: Config, other_dir: str, overrides: list[str], s
                 f"cannot compare {run.path} and {other.path}: data.{key} differs "
                 f"({getattr(config.data, key)!r} vs {getattr(other_config.data, key)!r}); both must translate the same languages"
             )
-    directory = run.eval_dir(_test_set_name(split, files))
-    atomic.check_writable(directory, "the comparison to", directory=True, fix=READ_ONLY_RUN)
-    evaluator = _test_set(config, split, files)
+    directory = run.eval_dir(Evaluator.name_of(split, files))
+    atomic.check_writable(directory, "the comparison to", directory=True, fix=run_dir_lib.READ_ONLY_RUN)
+    evaluator = Evaluator.of(config.data, split, files)
     ours = _evaluate_run(run, config, evaluator)
     theirs = _evaluate_run(other, other_config, evaluator)
     comparison = significance.paired_bootstrap(
         baseline=(str(other.path), theirs.hypotheses), system=(str(run.path), ours.hypotheses),
         references=evaluator.references,
     )
-    comparison.update(split=evaluator.name, **_origin(config, files), num_sentences=len(evaluator.sources))
+    comparison.update(split=evaluator.name, **report_lib.origin(config.data, files), num_sentences=len(evaluator.sources))
     significance.write(directory, comparison)
     return comparison
 

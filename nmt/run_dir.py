@@ -32,6 +32,8 @@ from nmt.errors import ConfigError, RunDirError
 LATEST = Path("runs") / "latest"
 # Sections that fix the model's weights: an existing run cannot change them.
 FROZEN_SECTIONS = ("data", "tokenizer", "model")
+# What to do about a run directory that reports cannot be written into.
+READ_ONLY_RUN = "make the run directory writable, or work on a copy of it"
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@
 Both call `Evaluator.run` with a Translator, so they share the data reading, the decoding
 settings (the Translator's config.decode), the detokenization and the sacreBLEU signature; a
 validation BLEU logged during training is reproduced exactly by `nmt evaluate` on that checkpoint.
+TensorFlow is imported only to read a split (through TFDS): a test set of files scored by a
+CTranslate2Translator needs none.
 """
 
 from __future__ import annotations
@@ -11,11 +13,9 @@ import time
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 from nmt.config import DataConfig, SplitName
-from nmt.data import sources
-from nmt.decoding.translator import Translator
 from nmt.errors import NmtError
 from nmt.evaluation.scoring import score
 from nmt.text_io import read_lines
@@ -37,6 +37,13 @@ class Evaluation:
         return len(self.sources) / max(self.seconds, 1e-9)
 
 
+class Translates(Protocol):
+    """What an Evaluator scores: a Translator or a CTranslate2Translator."""
+
+    def translate(self, sentences: Sequence[str], on_batch: Callable[[int], None] | None = None,
+                  constraints: Sequence[Sequence[str]] | None = None) -> list[str]: ...
+
+
 class Evaluator:
     """Holds one test set's sentence pairs (read once) and scores translators on them.
 
@@ -51,8 +58,21 @@ class Evaluator:
         self.references = references
 
     @classmethod
+    def of(cls, data: DataConfig, split: SplitName, files: tuple[Path, Path] | None) -> "Evaluator":
+        """The split of the configured data, or the test set of files (sources, references)."""
+        return cls.of_split(data, split) if files is None else cls.of_files(*files)
+
+    @staticmethod
+    def name_of(split: SplitName, files: tuple[Path, Path] | None) -> str:
+        """The name Evaluator.of(data, split, files) will have, known before the test set is read
+        (to check that its report's directory is writable first)."""
+        return split if files is None else files[0].name
+
+    @classmethod
     def of_split(cls, data: DataConfig, split: SplitName) -> "Evaluator":
         """A split of the configured data."""
+        from nmt.data import sources  # TFDS imports TensorFlow, which a test set of files does without
+
         return cls(split, f"the {split} split of {data.dataset}", *sources.read_pairs(data, split))
 
     @classmethod
@@ -75,7 +95,7 @@ class Evaluator:
             raise NmtError(f"--source {source} is empty; give one sentence per line")
         return cls(source.name, str(source), found, references)
 
-    def run(self, translator: Translator, on_batch: Callable[[int], None] | None = None,
+    def run(self, translator: Translates, on_batch: Callable[[int], None] | None = None,
             constraints: Sequence[Sequence[str]] | None = None) -> Evaluation:
         """constraints: the texts each translation must contain, a list per sentence (Translator.translate)."""
         started = time.monotonic()

@@ -6,14 +6,54 @@ import json
 from pathlib import Path
 
 from nmt import atomic
+from nmt.config import Config, DataConfig
+from nmt.evaluation.evaluator import Evaluation
+from nmt.info import config_summary
+from nmt.run_dir import RunDir
 
 
-def write(directory: Path, report: dict, sources: list[str], references: list[str], hypotheses: list[str],
-          config_summary: dict, num_samples: int) -> None:
-    """Writes the three files atomically into directory."""
+def directory(run: RunDir, test_set: str, ensemble: bool = False, constrained: bool = False,
+              ctranslate2: bool = False) -> Path:
+    """Where the report of test_set (a split, or Evaluator.name_of files) goes in run: eval/<test_set>/,
+    with -ensemble, -constrained and -ctranslate2 after the name for those evaluations."""
+    return run.eval_dir(test_set + ("-ensemble" if ensemble else "") + ("-constrained" if constrained else "")
+                        + ("-ctranslate2" if ctranslate2 else ""))
+
+
+def origin(data: DataConfig, files: tuple[Path, Path] | None) -> dict:
+    """Where a report's or a comparison's test set came from: the dataset, or the two files."""
+    if files is None:
+        return {"dataset": data.dataset}
+    return {"source_file": str(files[0].resolve()), "reference_file": str(files[1].resolve())}
+
+
+def of_evaluation(config: Config, evaluation: Evaluation, checkpoint: Path, files: tuple[Path, Path] | None,
+                  **extra) -> dict:
+    """report.json's fields: the scores, the speed, the decoding settings, the test set and the
+    checkpoint; then extra (the ensemble, the decoder, the constraints)."""
+    return {
+        **evaluation.scores,
+        "num_sentences": len(evaluation.sources),
+        "seconds": round(evaluation.seconds, 2),
+        "sentences_per_second": round(evaluation.sentences_per_second, 2),
+        "decode": {"method": "greedy" if config.decode.beam_size == 1 else "beam", **config.to_dict()["decode"]},
+        "split": evaluation.split,
+        **origin(config.data, files),
+        "source_lang": config.data.source_lang,
+        "target_lang": config.data.target_lang,
+        "checkpoint": str(checkpoint),
+        **extra,
+    }
+
+
+def write(directory: Path, report: dict, evaluation: Evaluation, config: Config) -> None:
+    """Writes the three files of report (of_evaluation's, of evaluation) atomically into directory;
+    report.md shows config's summary and config.eval.num_samples sample translations."""
     atomic.write_text(directory / "report.json", json.dumps(report, indent=2) + "\n")
-    atomic.write_text(directory / "hypotheses.txt", "".join(line + "\n" for line in hypotheses))
-    atomic.write_text(directory / "report.md", _markdown(report, sources, references, hypotheses, config_summary, num_samples))
+    atomic.write_text(directory / "hypotheses.txt", "".join(line + "\n" for line in evaluation.hypotheses))
+    atomic.write_text(directory / "report.md", _markdown(report, evaluation.sources, evaluation.references,
+                                                        evaluation.hypotheses, config_summary(config),
+                                                        config.eval.num_samples))
 
 
 def _markdown(report, sources, references, hypotheses, config_summary, num_samples) -> str:
