@@ -271,8 +271,8 @@ def translate(
 
 
 def _decoding_jobs(ctranslate2: bool):
-    """The module whose translator, scorer and server decode: nmt.jobs with our search, or with
-    ctranslate2 nmt.ctranslate2_jobs, which imports no TensorFlow."""
+    """The module whose translator, scorer, server and evaluate decode: nmt.jobs with our search,
+    or with ctranslate2 nmt.ctranslate2_jobs, which imports no TensorFlow."""
     if ctranslate2:
         from nmt import ctranslate2_jobs
 
@@ -505,8 +505,8 @@ def evaluate(
     """Translate a split (or --source) and score it with sacreBLEU (BLEU, chrF, TER); writes eval/<split>/report.{json,md}
     (with --compare, eval/<split>/compare.{json,md}; with several --run-dir, the ensemble's eval/<split>-ensemble/;
     with --constraint-file, eval/<split>-constrained/; with --ctranslate2, eval/<split>-ctranslate2/)."""
-    with _user_errors(run_dirs=run_dir or [None]):
-        from nmt import jobs
+    # CTranslate2 scores a test set of files without TensorFlow; a split comes through TFDS, which needs it.
+    with _user_errors(tensorflow=not ctranslate2 or source is None, run_dirs=run_dir or [None]):
         from nmt import run_dir as run_dir_lib
         from nmt.evaluation import report as report_lib
 
@@ -526,11 +526,13 @@ def evaluate(
             if constraint_file is not None or ctranslate2:
                 raise NmtError("--compare compares the runs' own searches without constraints: leave out --constraint-file "
                                "and --ctranslate2")
+            from nmt import jobs
+
             comparison = jobs.compare(run, config, compare, set_ or [], split, files)
             _print_comparison(comparison, run.eval_dir(comparison["split"]))
             return
         ensemble = [run_dir_lib.resolve(other) for other in others]
-        report = jobs.evaluate(run, config, split, ensemble, constraint_file, ctranslate2, files)
+        report = _decoding_jobs(ctranslate2).evaluate(run, config, split, ensemble, constraint_file, files)
         _print_scores(report, report_lib.directory(run, report["split"], bool(ensemble), constraint_file is not None,
                                                     ctranslate2))
 

@@ -1,24 +1,29 @@
-"""The jobs that decode with a run's CTranslate2 export: `nmt translate`, `nmt score` and `nmt serve`
-with --ctranslate2, as nmt.jobs does them with our search.
+"""The jobs that decode with a run's CTranslate2 export: `nmt translate`, `nmt score`, `nmt serve`
+and `nmt evaluate` with --ctranslate2, as nmt.jobs does them with our search.
 
 Apart from nmt.jobs, which imports TensorFlow, because none of them needs it: the export holds
 the model, SentencePiece cuts the text and nmt.decoding.plan the batches and limits. So they start
-in a fraction of a second instead of TensorFlow's seconds. (`nmt evaluate --ctranslate2` reads
-its split through TFDS and stays in nmt.jobs.)
+in a fraction of a second instead of TensorFlow's seconds. (Only a split to evaluate on brings
+TensorFlow in, through TFDS; a test set of files does not.)
 """
 
 from __future__ import annotations
 
 import functools
+import sys
 from http.server import HTTPServer
 from pathlib import Path
 from typing import Callable, Sequence
 
+from nmt import atomic, progress
 from nmt import run_dir as run_dir_lib
 from nmt import server as server_lib
+from nmt.config import Config, SplitName
 from nmt.decoding.ctranslate2_translator import CTranslate2Translator
 from nmt.decoding.plan import Hypothesis, score_rows
 from nmt.errors import NmtError
+from nmt.evaluation import report as report_lib
+from nmt.evaluation.evaluator import Evaluator
 from nmt.run_dir import RunDir
 
 
@@ -68,6 +73,28 @@ def server(run_dir: str | None, overrides: list[str], host: str, port: int) -> t
         return score_rows(engine, sources, targets, start=start)
 
     return server_lib.make_server(translate, host, port, about, score), about
+
+
+def evaluate(run: RunDir, config: Config, split: SplitName, ensemble: Sequence[RunDir] = (),
+             constraint_file: Path | None = None, files: tuple[Path, Path] | None = None) -> dict:
+    """nmt.jobs.evaluate by the run's CTranslate2 export of its eval.checkpoint: the split (or the
+    test set of files) translated, scored and reported in eval/<split>-ctranslate2/, the report
+    naming the decoder. It refuses what only our search does (ensembles, constraints)."""
+    if ensemble or constraint_file is not None:
+        raise NmtError("--ctranslate2 evaluates one run's model without constraints: leave out the other --run-dir "
+                       "and --constraint-file")
+    checkpoint = run.checkpoint_path(config.eval.checkpoint)
+    directory = report_lib.directory(run, Evaluator.name_of(split, files), ctranslate2=True)
+    atomic.check_writable(directory, "the evaluation report to", directory=True, fix=run_dir_lib.READ_ONLY_RUN)
+    evaluator = Evaluator.of(config.data, split, files)
+    decoder = CTranslate2Translator.from_run_dir(run, config, checkpoint)
+    total = len(evaluator.sources)
+    print(f"Translating {total} sentences of {evaluator.title} with {decoder.description}", file=sys.stderr)
+    with progress.bar(total, "Translating") as advance:
+        evaluation = evaluator.run(decoder, on_batch=advance)
+    report = report_lib.of_evaluation(config, evaluation, checkpoint, files, decoder=decoder.description)
+    report_lib.write(directory, report, evaluation, config)
+    return report
 
 
 def _loaded(run_dir: str | None, overrides: list[str]) -> tuple[CTranslate2Translator, RunDir, Path]:

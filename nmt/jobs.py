@@ -27,7 +27,6 @@ from nmt import server as server_lib
 from nmt.config import Config, DataConfig, SplitName
 from nmt.data import check as data_check_lib
 from nmt.data import sources, tokenizer
-from nmt.decoding.ctranslate2_translator import CTranslate2Translator
 from nmt.decoding.plan import Hypothesis, check_sentences, score_rows
 from nmt.decoding.translator import Translator, decoding_model, decoding_policy
 from nmt.errors import NmtError, RunDirError
@@ -283,37 +282,27 @@ def _build_model(config: Config, run: RunDir) -> keras.Model:
 
 
 def evaluate(run: RunDir, config: Config, split: SplitName, ensemble: Sequence[RunDir] = (),
-             constraint_file: Path | None = None, ctranslate2: bool = False, files: tuple[Path, Path] | None = None) -> dict:
+             constraint_file: Path | None = None, files: tuple[Path, Path] | None = None) -> dict:
     """Translates a split, scores it with sacreBLEU and writes eval/<split>/report.{json,md}; or
     instead of the split, files: a file of sources and one of references, line for line, whose
     report goes to eval/<source file's name>/. With ensemble (other runs), the runs decode as one
     ensemble and the report goes to eval/<split>-ensemble/. With constraint_file (a line per
     sentence of the split, its texts separated by tabs), each translation must contain its line's
     texts (lexically constrained decoding); the report, which counts the texts the translations
-    hold, goes to eval/<split>-constrained/ (or <split>-ensemble-constrained/). With ctranslate2,
-    the run's CTranslate2 export translates, and the report goes to eval/<split>-ctranslate2/."""
-    if ctranslate2 and (ensemble or constraint_file is not None):
-        raise NmtError("--ctranslate2 evaluates one run's model without constraints: leave out the other --run-dir "
-                       "and --constraint-file")
+    hold, goes to eval/<split>-constrained/ (or <split>-ensemble-constrained/).
+    (nmt.ctranslate2_jobs.evaluate: the same by the run's CTranslate2 export.)"""
     runs, found = _members(run, config, [member.path for member in ensemble])
-    checkpoint = found[0]
-    directory = report_lib.directory(run, Evaluator.name_of(split, files), bool(ensemble), constraint_file is not None,
-                                     ctranslate2)
+    directory = report_lib.directory(run, Evaluator.name_of(split, files), bool(ensemble), constraint_file is not None)
     atomic.check_writable(directory, "the evaluation report to", directory=True, fix=run_dir_lib.READ_ONLY_RUN)
     evaluator = Evaluator.of(config.data, split, files)
     constraints = None
     if constraint_file is not None:
         constraints = read_constraints(constraint_file, "--constraint-file", len(evaluator.sources), evaluator.title)
-    decoder = CTranslate2Translator.from_run_dir(run, config, checkpoint) if ctranslate2 else None
-    if decoder is not None:
-        evaluation = _evaluate_with(decoder, evaluator, decoder.description)
-    else:
-        evaluation = _evaluate_with(_loaded(runs, found, config), evaluator, " + ".join(str(member.path) for member in runs),
-                                    constraints)
+    evaluation = _evaluate_with(_loaded(runs, found, config), evaluator, " + ".join(str(member.path) for member in runs),
+                                constraints)
     report = report_lib.of_evaluation(
-        config, evaluation, checkpoint, files,
+        config, evaluation, found[0], files,
         **({"ensemble": [str(member.path) for member in (run, *ensemble)]} if ensemble else {}),
-        **({"decoder": decoder.description} if decoder is not None else {}),
     )
     if constraints is not None:
         report["constraints"] = {

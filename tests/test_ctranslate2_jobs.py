@@ -1,6 +1,7 @@
-"""nmt translate and nmt score with --ctranslate2 run without TensorFlow, as a user runs them, and
-give what the CTranslate2 translator gives; what only our search does is refused (nmt serve
---ctranslate2 end to end in tests/test_cli_translate.py)."""
+"""nmt translate, nmt score and nmt evaluate of files with --ctranslate2 run without TensorFlow, as
+a user runs them, and give what the CTranslate2 translator gives; what only our search does is
+refused (nmt serve and nmt evaluate of a split with --ctranslate2 end to end in
+tests/test_cli_translate.py)."""
 
 import dataclasses
 import json
@@ -8,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+import sacrebleu
 
 from nmt import ctranslate2_jobs
 from nmt.decoding.ctranslate2_translator import CTranslate2Translator
@@ -52,13 +54,28 @@ def test_the_cli_translates_and_scores_with_the_export_without_importing_tensorf
     beam = CTranslate2Translator.from_run_dir(run, config).translate(sentences)
     assert (tmp_path / "t.txt").read_text().splitlines() == beam and imported == "False False"
 
+    # A test set of files, scored by sacreBLEU and reported as nmt evaluate reports a split.
+    references = [beam[0], "a house"]
+    (tmp_path / "ref.txt").write_text("\n".join(references) + "\n")
+    *printed, imported = _cli("evaluate", "--run-dir", str(run.path), "--ctranslate2", "--source", "in.txt",
+                              "--reference", "ref.txt", cwd=tmp_path)
+    report = json.loads((run.path / "eval" / "in.txt-ctranslate2" / "report.json").read_text())
+    assert imported == "False False", printed
+    assert report["bleu"] == pytest.approx(sacrebleu.corpus_bleu(beam, [references]).score, abs=0.01)
+    assert (report["source_file"], report["num_sentences"]) == (str(tmp_path / "in.txt"), 2)
+    assert report["decoder"].startswith("CTranslate2 (") and printed[0].startswith(f"in.txt: BLEU {report['bleu']:.2f}")
+    assert (run.path / "eval" / "in.txt-ctranslate2" / "hypotheses.txt").read_text().splitlines() == beam
+
 def test_what_only_our_search_does_is_refused(run_and_model):  # noqa: F811
-    run, _, _ = run_and_model
+    run, config, _ = run_and_model
     for asked in ({"ensemble": [str(run.path)]}, {"with_attention": True}, {"constrained": True}):
         with pytest.raises(NmtError, match="--ctranslate2 translates with one run's model, without constraints or alignments"):
             ctranslate2_jobs.translator(str(run.path), [], **asked)
     with pytest.raises(NmtError, match="--ctranslate2 scores with one run's model: leave out the other --run-dir"):
         ctranslate2_jobs.scorer(str(run.path), [], [str(run.path)])
+    for asked in ({"ensemble": [run]}, {"constraint_file": run.path / "constraints.txt"}):
+        with pytest.raises(NmtError, match="--ctranslate2 evaluates one run's model without constraints"):
+            ctranslate2_jobs.evaluate(run, config, "test", **asked)
     translate, checkpoints = ctranslate2_jobs.translator(str(run.path), ["decode.beam_size=2"], n_best=2)
     assert checkpoints == [str((run.best_checkpoints / "ckpt-10").resolve())]
     assert [len(hypotheses) for hypotheses in translate(["the dog runs", ""])] == [2, 2]
