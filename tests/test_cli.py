@@ -282,11 +282,12 @@ def test_export_passes_constraints_on_and_names_the_signature(monkeypatch, tmp_p
     monkeypatch.setattr(jobs, "export", lambda run_dir, overrides, output, force, constraints, export_format, quantization: asked.append(
         (constraints, export_format, quantization)) or (tmp_path, {"checkpoint": "ckpt-1", "beam_size": 4, "megabytes": 1.0,
                                                                   "quantization": quantization, "max_length": 128}))
-    assert invoke("export").exit_code == 0 and asked == [(False, "savedmodel", None)]
-    result = invoke("export", "--constraints")
+    run = ["--run-dir", str(tmp_path)]
+    assert invoke("export", *run).exit_code == 0 and asked == [(False, "savedmodel", None)]
+    result = invoke("export", *run, "--constraints")
     assert result.exit_code == 0 and asked[-1] == (True, "savedmodel", None), result.output
     assert "signature 'translate_with_constraints': inputs 'text', 'prefix' and 'constraints'" in result.output
-    result = invoke("export", "--format", "ctranslate2", "--quantization", "int8")
+    result = invoke("export", *run, "--format", "ctranslate2", "--quantization", "int8")
     assert result.exit_code == 0 and asked[-1] == (False, "ctranslate2", "int8"), result.output
     assert "as a CTranslate2 model (int8 weights, 1.0 MB)" in result.output and "max_input_length=128" in result.output
 

@@ -19,6 +19,7 @@ def test_validation_decodes_with_the_validation_beam():
 
 
 def test_automatic_settings_are_decided_once_said_and_recorded(tmp_path, tfds_dir, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)  # the run becomes runs/latest there, not in the repository
     monkeypatch.setattr(autotune, "CPU_BUDGETS", (256, 512))
     monkeypatch.setattr(autotune, "TIMED_SECONDS", 0.5)
     caplog.set_level(logging.INFO, logger="nmt")
