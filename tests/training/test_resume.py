@@ -61,7 +61,8 @@ def sigkill_nmt_train(run: RunDir, tfds_dir: str, env: dict) -> int:
     config = run.path.parent / "tiny.yaml"
     config.write_text(yaml.safe_dump(tiny(tfds_dir)))
     training = subprocess.Popen([sys.executable, "-m", "nmt.cli", "train", "--config", str(config), "--run-dir", str(run.path)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+                                cwd=run.path.parent)  # where it makes runs/latest, not the repository
     deadline = time.monotonic() + 240
     while not checkpoints.all_checkpoints(run.last_checkpoints):
         assert training.poll() is None, f"nmt train ended before its first checkpoint: {training.stderr.read()}"
