@@ -303,12 +303,10 @@ def evaluate(run: RunDir, config: Config, split: SplitName, ensemble: Sequence[R
     report = report_lib.of_evaluation(
         config, evaluation, found[0], files,
         **({"ensemble": [str(member.path) for member in (run, *ensemble)]} if ensemble else {}),
+        **({"constraints": {"file": str(constraint_file), "given": sum(map(len, constraints)),
+                            "in_translations": constraints_held(constraints, evaluation.hypotheses)}}
+           if constraints is not None else {}),
     )
-    if constraints is not None:
-        report["constraints"] = {
-            "file": str(constraint_file), "given": sum(map(len, constraints)),
-            "in_translations": constraints_held(constraints, evaluation.hypotheses),
-        }
     report_lib.write(directory, report, evaluation, config)
     return report
 
