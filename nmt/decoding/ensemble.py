@@ -38,14 +38,16 @@ class Ensemble:
     def output_kernel(self) -> list:
         return [member.output_kernel() for member in self.members]
 
-    def decode_step(self, token_ids: tf.Tensor, index: tf.Tensor, cache: dict, output_kernel: list | None = None) -> tuple[tf.Tensor, dict]:
-        """(batch,) ids -> (batch, vocab) mean log-probabilities of the next token (logits whose
-        softmax is the members' renormalised geometric mean), and the extended cache."""
+    def decode_step(self, token_ids: tf.Tensor, index: tf.Tensor, cache: dict, output_kernel: list | None = None,
+                    hypotheses: int = 1) -> tuple[tf.Tensor, dict]:
+        """(rows,) ids -> (rows, vocab) mean log-probabilities of the next token (logits whose
+        softmax is the members' renormalised geometric mean), and the extended cache; hypotheses
+        as a Transformer's."""
         kernels = output_kernel if output_kernel is not None else [None] * len(self.members)
         log_probs, layers, start = [], [], 0
         for member, count, kernel in zip(self.members, self._layer_counts, kernels):
             member_cache = {"memory_mask": cache["memory_mask"], "layers": cache["layers"][start : start + count]}
-            logits, member_cache = member.decode_step(token_ids, index, member_cache, kernel)
+            logits, member_cache = member.decode_step(token_ids, index, member_cache, kernel, hypotheses)
             log_probs.append(tf.nn.log_softmax(logits))
             layers += member_cache["layers"]
             start += count

@@ -189,7 +189,6 @@ def beam_search(
     cache = model.start_decoding(source_ids)
     output_kernel = model.output_kernel()  # once, not every step
     rank = tf.range(2 * beam_size)[tf.newaxis]  # (1, 2 * beam)
-    in_beam = tf.range(beam_size)[tf.newaxis]  # (1, beam)
 
     # Loop state: `active` (A,) indexes the sentences still searched; the alive hypotheses, their
     # tokens, length limits, constraint progress and cache rows are theirs only. Finished
@@ -200,7 +199,7 @@ def beam_search(
 
     def extend(step, active, tokens, limits, alive_ids, alive_scores, progress, finished_ids, finished_scores,
                num_finished, cache):
-        logits, cache = model.decode_step(tokens, step, cache, output_kernel)
+        logits, cache = model.decode_step(tokens, step, cache, output_kernel, hypotheses=beam_size)
         rows = tf.size(active) * beam_size
         history = tf.reshape(alive_ids, [rows, -1])[:, :step]
         sentences = tf.repeat(active, beam_size)
@@ -294,11 +293,7 @@ def beam_search(
         row_base = going_on[:, tf.newaxis] * beam_size
         rows = tf.reshape(row_base + tf.gather(parents, going_on), [-1])
         cache = _reorder(cache, rows)
-        cache = tf.cond(
-            tf.size(going_on) < tf.size(active),
-            lambda: _keep_sentences(cache, tf.reshape(row_base + in_beam, [-1])),
-            lambda: cache,
-        )
+        cache = tf.cond(tf.size(going_on) < tf.size(active), lambda: _keep_sentences(cache, going_on), lambda: cache)
         tokens = tf.reshape(tf.gather(next_tokens, going_on), [-1])
         limits = tf.reshape(tf.gather(limits, going_on), [-1])
         return (
@@ -315,8 +310,8 @@ def beam_search(
     first_tokens = tf.nest.map_structure(
         lambda tensor: tf.repeat(tensor, beam_size, axis=0),
         candidates(log_probs, tf.constant(0), max_lengths, no_progress, tf.range(batch_size)))
-    # Each sentence's row becomes beam_size rows (sentence-major), sharing one encoder pass.
-    cache = tf.nest.map_structure(lambda tensor: tf.repeat(tensor, beam_size, axis=0), cache)
+    # Each sentence's row becomes beam_size rows (sentence-major), which share its memory.
+    cache = _reorder(cache, tf.repeat(tf.range(batch_size), beam_size))
     empty_ids = tf.fill([batch_size, beam_size, max_steps], PAD_ID)
     # Only the first row of each beam is live at the start, so the first step does not yield copies.
     first_scores = tf.tile(tf.concat([[0.0], tf.fill([beam_size - 1], _NEG)], axis=0)[tf.newaxis], [batch_size, 1])
@@ -461,15 +456,16 @@ def _write_column(ids: tf.Tensor, values: tf.Tensor, column: tf.Tensor) -> tf.Te
 
 def _reorder(cache: dict, rows: tf.Tensor) -> dict:
     """Moves the self-attention keys and values with their hypotheses (and drops those of rows not
-    in `rows`); the encoder's stay put because hypotheses only move within their own sentence."""
+    in `rows`); the encoder's, a row per sentence, stay put because hypotheses only move within
+    their own sentence."""
     layers = [{**layer, "self": tf.nest.map_structure(lambda tensor: tf.gather(tensor, rows), layer["self"])} for layer in cache["layers"]]
     return {**cache, "layers": layers}
 
 
-def _keep_sentences(cache: dict, rows: tf.Tensor) -> dict:
-    """Keeps the encoder's keys, values and mask of `rows` only, for the sentences beam search
-    still searches (the self-attention's follow their hypotheses in `_reorder`)."""
+def _keep_sentences(cache: dict, sentences: tf.Tensor) -> dict:
+    """Keeps the encoder's keys, values and mask of `sentences` only, those beam search still
+    searches (the self-attention's follow their hypotheses in `_reorder`)."""
     def keep(layer: dict) -> dict:
-        return {**layer, "memory": tf.nest.map_structure(lambda tensor: tf.gather(tensor, rows), layer["memory"])}
+        return {**layer, "memory": tf.nest.map_structure(lambda tensor: tf.gather(tensor, sentences), layer["memory"])}
 
-    return {"memory_mask": tf.gather(cache["memory_mask"], rows), "layers": [keep(layer) for layer in cache["layers"]]}
+    return {"memory_mask": tf.gather(cache["memory_mask"], sentences), "layers": [keep(layer) for layer in cache["layers"]]}

@@ -157,7 +157,8 @@ class Transformer(BuiltByFirstCall, keras.Model):
         values of the positions decoded so far, each tensor (rows, ..., positions, ...) growing
         along axis 2) and "memory" (the cross-attention's keys and values of the encoder output);
         `decode_step` reads and extends it. Rows are sentences: tile or reorder them with tf.gather
-        on axis 0. A loop that carries it declares `decoding_shape_invariants(cache)`.
+        on axis 0, or tile the "self" parts alone for several hypotheses per sentence (see
+        `decode_step`). A loop that carries it declares `decoding_shape_invariants(cache)`.
         """
         memory = self.encode(source_ids, training=False)
         return {
@@ -184,17 +185,20 @@ class Transformer(BuiltByFirstCall, keras.Model):
         }
 
     def decode_step(
-        self, token_ids: tf.Tensor, index: tf.Tensor, cache: dict, output_kernel: tf.Tensor | None = None
+        self, token_ids: tf.Tensor, index: tf.Tensor, cache: dict, output_kernel: tf.Tensor | None = None,
+        hypotheses: int = 1,
     ) -> tuple[tf.Tensor, dict]:
-        """(batch,) ids at position index -> (batch, target_vocab_size) logits of the next token.
+        """(rows,) ids at position index -> (rows, target_vocab_size) logits of the next token.
 
         Equal to decode(...)[:, index] on the whole prefix, at the cost of one position.
         output_kernel: `output_kernel()`, which a decoding loop computes once for all its steps.
+        hypotheses: rows per sentence, sentence-major, where the cache's "self" parts hold a row
+        each and its memory and memory mask a row per sentence (a beam's hypotheses share them).
         """
         x = self.target_embedding(token_ids[:, tf.newaxis], start=index)
         layers = []
         for layer, layer_cache in zip(self.decoder_layers, cache["layers"]):
-            x, layer_cache = layer.step(x, layer_cache, cache["memory_mask"])
+            x, layer_cache = layer.step(x, layer_cache, cache["memory_mask"], hypotheses)
             layers.append(layer_cache)
         # Searches add up log-probabilities over many steps: float32 whatever the compute dtype.
         logits = tf.cast(self.logits(self._final_norm(x)[:, 0], output_kernel), tf.float32)

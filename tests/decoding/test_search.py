@@ -55,6 +55,26 @@ def test_cached_steps_equal_full_prefix_decoding(norm, tie_output):
             np.testing.assert_allclose(logits.numpy(), expected[:, index], atol=1e-4)
 
 
+@pytest.mark.parametrize("attention, num_kv_heads", [("multi_head", None), ("grouped_query", 1), ("additive", None)])
+def test_hypotheses_sharing_their_sentences_memory_step_as_full_prefix_decoding(attention, num_kv_heads):
+    """A beam's rows (sentence-major) attend to their sentence's one row of memory: each row's
+    logits are those of its own prefix decoded whole against its sentence."""
+    tf.keras.utils.set_random_seed(0)
+    model = build_transformer(dataclasses.replace(TINY, attention=attention, num_kv_heads=num_kv_heads), VOCAB, VOCAB)
+    hypotheses = 2
+    target_in = tf.constant([[BOS_ID, 5, 9, 3], [BOS_ID, 7, 7, 4], [BOS_ID, 4, 4, 8], [BOS_ID, 6, 10, 10],
+                             [BOS_ID, 11, 6, 5], [BOS_ID, 9, 4, 6]])
+    sources = tf.repeat(SOURCE, hypotheses, axis=0)
+    expected = model.decode(target_in, model.encode(sources), sources).numpy()
+    cache = model.start_decoding(SOURCE)
+    cache["layers"] = [{**layer, "self": tf.nest.map_structure(lambda tensor: tf.repeat(tensor, hypotheses, axis=0), layer["self"])}
+                       for layer in cache["layers"]]
+    for index in range(target_in.shape[1]):
+        logits, cache = model.decode_step(target_in[:, index], tf.constant(index), cache, hypotheses=hypotheses)
+        np.testing.assert_allclose(logits.numpy(), expected[:, index], atol=1e-4)
+    assert cache["layers"][0]["memory"]["key"].shape[0] == SOURCE.shape[0]
+
+
 @pytest.mark.parametrize("order", [[0, 1, 2], [2, 1, 0], [1, 0, 2]])
 def test_cached_greedy_equals_uncached_greedy(order):
     """In every order of the batch, so that sentences leave the working batch from its start, middle
@@ -403,7 +423,7 @@ class ScriptedDecoder:
     def output_kernel(self):
         return None
 
-    def decode_step(self, token_ids, index, cache, output_kernel=None):
+    def decode_step(self, token_ids, index, cache, output_kernel=None, hypotheses=1):
         self.decoded_rows += int(tf.size(token_ids))
         return tf.gather(self.log_probs, token_ids), cache
 
