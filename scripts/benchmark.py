@@ -515,50 +515,62 @@ def measure_decoding(config: Config, model, tokenizers, test: Evaluator, beam_si
 def measure_ctranslate2(config: Config, model, tokenizer_dir: Path, test: Evaluator,
                         greedy_hypotheses: list[str], compute_type: str = "float32") -> dict:
     """The same model converted to CTranslate2 (nmt/export_ctranslate2.py), a C++ inference
-    engine, decoding the test split greedy and with beam 4: the ceiling the issue sets for decoding.
-    It gets our batches (`decoding_batches`), length penalty weight and thread count;
-    its length penalty is length ** alpha (ours GNMT's), and its length limit is one per batch, so
-    each batch gets the largest of our per-sentence limits. "greedy_agreement": the share of greedy
-    translations equal to ours, which checks the conversion."""
+    engine, decoding the test split greedy and with beam 4 as `ctranslate2_decoder` drives it: the
+    ceiling the issue sets for decoding. "greedy_agreement": the share of greedy translations equal
+    to ours, which checks the conversion."""
     import ctranslate2
-    import sentencepiece as spm
 
     from nmt import export_ctranslate2
 
     files = tokenizer.model_files(tokenizer_dir, config.tokenizer.joint)
-    segmenters = {side: spm.SentencePieceProcessor(model_file=str(path)) for side, path in files.items()}
-    device = "cuda" if ctranslate2.get_cuda_device_count() else "cpu"
-    threads = os.cpu_count() or 1
-    result = {"engine": f"CTranslate2 {ctranslate2.__version__}, {compute_type}, {device}"
-                        + (f", {threads} threads" if device == "cpu" else "")}
     with tempfile.TemporaryDirectory() as directory:
         converted = export_ctranslate2.convert(model, export_ctranslate2.vocabulary(files["source"]),
                                                export_ctranslate2.vocabulary(files["target"]), Path(directory))
-        engine = ctranslate2.Translator(str(converted), device=device, compute_type=compute_type, intra_threads=threads)
-
-        def translate(sentences: list[str], beam_size: int) -> list[list[str]]:
-            source = [line[:model.max_length] for line in segmenters["source"].encode(sentences, out_type=str)]
-            outputs = [None] * len(source)
-            for batch in decoding_batches([len(line) for line in source], config.decode):
-                limits = length_limits([len(source[index]) for index in batch], config.decode, model.max_length)
-                results = engine.translate_batch(
-                    [source[index] for index in batch], beam_size=beam_size,
-                    length_penalty=config.decode.length_penalty, max_decoding_length=int(limits.max()))
-                for index, result in zip(batch, results):
-                    outputs[index] = result.hypotheses[0]
-            return outputs
-
+        engine, translate = ctranslate2_decoder(converted, tokenizer_dir, config, model.max_length, compute_type)
+        result = {"engine": engine}
         for beam_size, name in ((1, "greedy"), (4, "beam4")):
             translate(test.sources[:config.decode.batch_size], beam_size)  # warms up, as ours does
             started = time.perf_counter()
-            pieces = translate(test.sources, beam_size)
-            hypotheses = [segmenters["target"].decode_pieces(line) for line in pieces]
+            pieces, hypotheses = translate(test.sources, beam_size)
             seconds = time.perf_counter() - started
             result.update(other_decoder_scores(name, pieces, hypotheses, seconds, test))
             if name == "greedy":
                 same = sum(ours == theirs for ours, theirs in zip(greedy_hypotheses, hypotheses))
                 result["greedy_agreement"] = round(same / len(hypotheses), 3)
     return result
+
+
+def ctranslate2_decoder(converted: Path, tokenizer_dir: Path, config: Config, max_length: int,
+                        compute_type: str) -> tuple[str, Callable[[list[str], int], tuple[list[list[str]], list[str]]]]:
+    """A converted model's CTranslate2 engine (on the GPU if there is one, else every core), named,
+    and translate(sentences, beam_size) -> (output subwords, translations). It gets our batches
+    (`decoding_batches`) and length penalty weight; its length penalty is length ** alpha (ours
+    GNMT's), and its length limit is one per batch, so each batch gets the largest of our
+    per-sentence limits (which spares it the calls that `nmt translate --ctranslate2` makes to keep
+    each sentence's own limit)."""
+    import ctranslate2
+    import sentencepiece as spm
+
+    files = tokenizer.model_files(tokenizer_dir, config.tokenizer.joint)
+    segmenters = {side: spm.SentencePieceProcessor(model_file=str(path)) for side, path in files.items()}
+    device = "cuda" if ctranslate2.get_cuda_device_count() else "cpu"
+    threads = os.cpu_count() or 1
+    engine = ctranslate2.Translator(str(converted), device=device, compute_type=compute_type, intra_threads=threads)
+
+    def translate(sentences: list[str], beam_size: int) -> tuple[list[list[str]], list[str]]:
+        source = [line[:max_length] for line in segmenters["source"].encode(sentences, out_type=str)]
+        outputs = [None] * len(source)
+        for batch in decoding_batches([len(line) for line in source], config.decode):
+            limits = length_limits([len(source[index]) for index in batch], config.decode, max_length)
+            results = engine.translate_batch(
+                [source[index] for index in batch], beam_size=beam_size,
+                length_penalty=config.decode.length_penalty, max_decoding_length=int(limits.max()))
+            for index, result in zip(batch, results):
+                outputs[index] = result.hypotheses[0]
+        return outputs, [segmenters["target"].decode_pieces(line) for line in outputs]
+
+    name = f"CTranslate2 {ctranslate2.__version__}, {compute_type}, {device}" + (f", {threads} threads" if device == "cpu" else "")
+    return name, translate
 
 
 @app.command()
