@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test benchmark-quality benchmark-quality-full benchmark-speed benchmark-speed-reference benchmark-speed-ctranslate2 benchmark-attention benchmark-latency benchmark-search benchmark-corpus benchmark-local-corpus clean
+.PHONY: install demo test benchmark-quality benchmark-quality-full benchmark-speed benchmark-speed-reference benchmark-speed-ctranslate2 benchmark-attention benchmark-latency benchmark-decoding benchmark-search benchmark-corpus benchmark-local-corpus clean
 
 install: $(VENV)/.installed
 
@@ -84,6 +84,12 @@ benchmark-attention: install
 RUN_DIR ?= runs/latest
 benchmark-latency: install
 	$(BIN)/python scripts/benchmark.py latency --run-dir $(RUN_DIR) $(if $(BASELINE),--baseline-checkout $(BASELINE))
+
+# Decoding against CTranslate2 with each decoder alone on the machine: ours (float32, bfloat16) and
+# RUN_DIR's model converted to CTranslate2 (float32, int8), greedy and beam 4, each in a fresh
+# process, taking turns over 3 rounds (benchmarks/decoding.json and .md; ~8 minutes on 2 cores).
+benchmark-decoding: install
+	$(BIN)/python scripts/benchmark.py decoding --run-dir $(RUN_DIR)
 
 # A change to the searches before and after: BASELINE's nmt/decoding/search.py and this checkout's
 # translate the test split in one process, taking turns batch by batch (benchmarks/search.json and .md).

@@ -20,6 +20,12 @@
       training. With --ctranslate2, the model that decodes is also converted to CTranslate2 (a C++
       inference engine, nmt/export_ctranslate2.py) and decodes the test split in the same run.
 
+  scripts/benchmark.py decoding --run-dir runs/X [--rounds 3] [--passes 3]
+      decoding against CTranslate2, each decoder alone on the machine: ours in float32 and
+      bfloat16 and the run's model converted to CTranslate2 in float32 and int8, greedy and beam 4,
+      each in a fresh process, taking turns over the rounds; sentences/s, BLEU and each one's ratio
+      to CTranslate2 float32 with its spread over rounds. Writes benchmarks/decoding.json and .md.
+
   scripts/benchmark.py attention [--corpus synthetic|multi30k] [--variant NAME]
       trains each step of attention's history (scripts/attention_ablation.py) for the same minutes
       on the synthetic corpus and on Multi30k en->de, and writes benchmarks/attention.json, .md
@@ -880,6 +886,121 @@ def _decoding_row(name: str, result: dict) -> str:
     return (f"| {name} | {result['decode_greedy_sentences_per_s']} | {result['decode_greedy_target_tokens_per_s']:,} | "
             f"{result['decode_greedy_bleu']} | {result['decode_beam4_sentences_per_s']} | "
             f"{result['decode_beam4_target_tokens_per_s']:,} | {result['decode_beam4_bleu']} |")
+
+
+@app.command()
+def decoding(
+    run_dir: Annotated[Path, typer.Option(help="A trained run; its eval.checkpoint decodes the test split.")],
+    rounds: Annotated[int, typer.Option(help="Rounds: in each, every decoder decodes in a fresh process of its own.")] = 3,
+    passes: Annotated[int, typer.Option(help="Timed passes over the test split in each process.")] = 3,
+    out: Annotated[Path, typer.Option(help="JSON results; Markdown goes beside it.")] = Path("benchmarks/decoding.json"),
+) -> None:
+    """Decoding speed against CTranslate2, each decoder alone on the machine: ours in float32 and
+    bfloat16, and the same model converted to CTranslate2 in float32 and int8, greedy and with beam
+    4, each in a fresh process (two engines' thread pools in one process slowed both by ~12%),
+    taking turns over the rounds (the order reversed every other round), so that the machine's
+    drift (10-25% over minutes) falls on all alike. A process decodes one batch untimed (tracing),
+    then the test split --passes times."""
+    if importlib.util.find_spec("ctranslate2") is None:
+        raise typer.BadParameter("decoding compares with CTranslate2: pip install -e '.[ctranslate2]'")
+    from nmt import export_ctranslate2
+
+    if not 1 <= rounds or not 1 <= passes:
+        raise typer.BadParameter("give at least one round and one pass")
+    run = RunDir(run_dir)
+    loaded = Translator.from_run_dir(run)
+    if loaded.config.model.attention not in export_ctranslate2.CONVERTIBLE:
+        raise typer.BadParameter(f"CTranslate2 converts {', '.join(export_ctranslate2.CONVERTIBLE)} attention; this run has "
+                                 f"{loaded.config.model.attention}")
+    decoders = {"nmt": []}
+    if precision.unsupported_reason("mixed_bfloat16") is None:
+        decoders["nmt, decode.precision=bfloat16"] = ["--set", "decode.precision=bfloat16"]
+    results: dict = {}
+    with tempfile.TemporaryDirectory() as directory:
+        files = tokenizer.model_files(run.tokenizer_dir, loaded.config.tokenizer.joint)
+        export_ctranslate2.convert(loaded.model, export_ctranslate2.vocabulary(files["source"]),
+                                   export_ctranslate2.vocabulary(files["target"]), Path(directory))
+        for compute_type in ("float32", "int8"):
+            decoders[f"CTranslate2 {compute_type}"] = ["--ctranslate2-dir", directory, "--compute-type", compute_type]
+        processes = [(name, beam) for beam in (4, 1) for name in decoders]
+        for round_ in range(rounds):
+            for name, beam in (processes if round_ % 2 == 0 else processes[::-1]):
+                typer.echo(f"round {round_ + 1}: {name}, beam {beam} ...", err=True)
+                finished = subprocess.run(
+                    [sys.executable, __file__, "decode-pass", "--run-dir", str(run_dir), "--beam-size", str(beam),
+                     "--passes", str(passes), *decoders[name]],
+                    capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+                if finished.returncode != 0:
+                    raise SystemExit(f"{name}, beam {beam} failed:\n{finished.stderr[-3000:]}")
+                measured = json.loads(finished.stdout.strip().splitlines()[-1])
+                result = results.setdefault(name, {}).setdefault(f"beam{beam}", {"bleu": measured["bleu"], "round_seconds": []})
+                result["round_seconds"].append(round(sum(measured["seconds"]), 3))
+                typer.echo(f"  {measured}", err=True)
+    sentences = len(Evaluator.of_split(loaded.config.data, "test").sources)
+    for per_beam in results.values():
+        for search, result in per_beam.items():
+            result["sentences_per_s"] = round(rounds * passes * sentences / sum(result["round_seconds"]), 2)
+            ctranslate2_seconds = results["CTranslate2 float32"][search]["round_seconds"]
+            ratios = [theirs / ours for ours, theirs in zip(result["round_seconds"], ctranslate2_seconds)]
+            result["versus_ctranslate2_float32"] = round(sum(ctranslate2_seconds) / sum(result["round_seconds"]), 3)
+            result["round_versus_ctranslate2_float32"] = [round(min(ratios), 3), round(max(ratios), 3)]
+    entry = {"run_dir": str(run_dir), "checkpoint": loaded.config.eval.checkpoint, "code": code_version(),
+             "date": time.strftime("%Y-%m-%d"), "machine": machine(), "rounds": rounds, "passes": passes,
+             "sentences": sentences, "results": results}
+    atomic.write_text(out, json.dumps(entry, indent=2) + "\n")
+    atomic.write_text(out.with_suffix(".md"), decoding_table(entry))
+    typer.echo(decoding_table(entry))
+
+
+@app.command("decode-pass", hidden=True)
+def decode_pass(
+    run_dir: Annotated[Path, typer.Option()],
+    beam_size: Annotated[int, typer.Option()],
+    passes: Annotated[int, typer.Option()],
+    overrides: Annotated[list[str], typer.Option("--set")] = [],
+    ctranslate2_dir: Annotated[Optional[Path], typer.Option(help="A converted model: CTranslate2 decodes.")] = None,
+    compute_type: Annotated[str, typer.Option()] = "float32",
+) -> None:
+    """One process of `decoding`: the run's model (or its CTranslate2 conversion) decodes one batch
+    untimed, then the test split `passes` times; prints the seconds of each pass and BLEU as JSON."""
+    run = RunDir(run_dir)
+    config = config_lib.load(run.config_file, [*overrides, f"decode.beam_size={beam_size}"])
+    test = Evaluator.of_split(config.data, "test")
+    if ctranslate2_dir:
+        _, translate_pieces = ctranslate2_decoder(ctranslate2_dir, run.tokenizer_dir, config, config.model.max_length, compute_type)
+
+        def translate(sentences: list[str]) -> list[str]:
+            return translate_pieces(sentences, beam_size)[1]
+    else:
+        translate = Translator.from_run_dir(run, config).translate
+    translate(test.sources[:config.decode.batch_size])
+    seconds = []
+    for _ in range(passes):
+        started = time.perf_counter()
+        hypotheses = translate(test.sources)
+        seconds.append(time.perf_counter() - started)
+    print(json.dumps({"seconds": seconds, "bleu": score(hypotheses, test.references)["bleu"]}))
+
+
+def decoding_table(entry: dict) -> str:
+    results, machine_ = entry["results"], entry["machine"]
+
+    def cells(result: dict) -> str:
+        low, high = result["round_versus_ctranslate2_float32"]
+        return (f"{result['sentences_per_s']:,} | {result['bleu']} | **{result['versus_ctranslate2_float32']:.2f}x** "
+                f"({low:.2f}–{high:.2f}x)")
+
+    return "\n".join([
+        f"# Decoding against CTranslate2, each decoder in a fresh process", "",
+        f"Machine: {machine_['cpu']}, {machine_['cores']} cores, TensorFlow {machine_['tensorflow']}; code {entry['code']}, "
+        f"{entry['date']}. Run `{entry['run_dir']}` ({entry['checkpoint']} checkpoint), the test split ({entry['sentences']:,} "
+        f"sentences); {entry['rounds']} rounds, in each every decoder in a fresh process of its own (the order reversed every "
+        f"other round), {entry['passes']} timed passes after one untimed batch. Against CTranslate2 float32: over all rounds "
+        f"(the lowest and highest of single rounds).", "",
+        "| decoder | beam-4 sent/s | beam-4 BLEU | beam 4 against CTranslate2 float32 | greedy sent/s | greedy BLEU | greedy against CTranslate2 float32 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *[f"| {name} | {cells(per_beam['beam4'])} | {cells(per_beam['beam1'])} |" for name, per_beam in results.items()],
+    ]) + "\n"
 
 
 @app.command()

@@ -112,6 +112,20 @@ def test_the_search_table_gives_both_times_the_speedup_and_the_differing_transla
     assert "| beam 4 | 30.11 s | 26.90 s | 1.119x | 1.050–1.200x | 0 |" in table
 
 
+def test_the_decoding_table_gives_each_decoders_rate_bleu_and_ratio_to_ctranslate2_with_its_spread():
+    def result(rate, bleu, ratio, low, high):
+        return {"sentences_per_s": rate, "bleu": bleu, "versus_ctranslate2_float32": ratio, "round_versus_ctranslate2_float32": [low, high]}
+
+    entry = {"run_dir": "runs/rb", "checkpoint": "best", "code": "abc", "date": "2026-12-05", "rounds": 3, "passes": 2,
+             "sentences": 1000, "machine": {"cpu": "some CPU", "cores": 2, "tensorflow": "2.21.0"},
+             "results": {"nmt": {"beam4": result(190.5, 25.89, 0.881, 0.85, 0.91), "beam1": result(440.0, 25.7, 0.9, 0.8, 0.97)},
+                         "CTranslate2 float32": {"beam4": result(216.2, 26.07, 1.0, 1.0, 1.0), "beam1": result(488.9, 25.7, 1.0, 1.0, 1.0)}}}
+    table = benchmark.decoding_table(entry)
+    assert "3 rounds" in table and "2 timed passes" in table and "(1,000 sentences)" in table and "best checkpoint" in table
+    assert "| nmt | 190.5 | 25.89 | **0.88x** (0.85–0.91x) | 440.0 | 25.7 | **0.90x** (0.80–0.97x) |" in table
+    assert "| CTranslate2 float32 | 216.2 | 26.07 | **1.00x** (1.00–1.00x) |" in table
+
+
 def test_the_decode_settings_table_names_both_settings_and_gives_both_rates():
     entry = {"run_dir": "runs/rb", "baseline_set": ["decode.batch_size=64"], "set": [], "code": "bbb", "date": "2026-12-03",
              "passes": 3, "sentences": 1000, "machine": {"cpu": "some CPU", "cores": 2},
