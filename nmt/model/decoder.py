@@ -92,7 +92,7 @@ class DecoderLayer(BuiltByFirstCall, keras.layers.Layer):
                 return self.cross_attention.attend(h, cache["memory"], memory_mask)
             # A sentence's hypotheses attend to its memory as the query positions of one row: its
             # keys and values are read once, by batched matmuls, instead of once per hypothesis
-            # from copies (2-4x faster at a beam of 4 on CPUs).
+            # from copies (this attention 2-3.6x faster at beam 4 and 256 sentences on a CPU).
             queries = tf.reshape(h, [-1, hypotheses, h.shape[-1]])
             return tf.reshape(self.cross_attention.attend(queries, cache["memory"], memory_mask), tf.shape(h))
 
