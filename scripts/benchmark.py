@@ -905,7 +905,7 @@ def decoding(
         raise typer.BadParameter("decoding compares with CTranslate2: pip install -e '.[ctranslate2]'")
     from nmt import export_ctranslate2
 
-    if not 1 <= rounds or not 1 <= passes:
+    if rounds < 1 or passes < 1:
         raise typer.BadParameter("give at least one round and one pass")
     run = RunDir(run_dir)
     loaded = Translator.from_run_dir(run)
@@ -991,7 +991,7 @@ def decoding_table(entry: dict) -> str:
                 f"({low:.2f}–{high:.2f}x)")
 
     return "\n".join([
-        f"# Decoding against CTranslate2, each decoder in a fresh process", "",
+        "# Decoding against CTranslate2, each decoder in a fresh process", "",
         f"Machine: {machine_['cpu']}, {machine_['cores']} cores, TensorFlow {machine_['tensorflow']}; code {entry['code']}, "
         f"{entry['date']}. Run `{entry['run_dir']}` ({entry['checkpoint']} checkpoint), the test split ({entry['sentences']:,} "
         f"sentences); {entry['rounds']} rounds, in each every decoder in a fresh process of its own (the order reversed every "
