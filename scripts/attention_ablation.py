@@ -25,7 +25,6 @@ from nmt.decoding.translator import Translator
 from nmt.evaluation.evaluator import Evaluator
 from nmt.model import masks
 from nmt.model.transformer import build_transformer
-from nmt.run_dir import RunDir
 from nmt.training.losses import label_smoothed_loss
 
 # The ladder, one change at a time: steps 0-2 score with one head over the inputs themselves,
