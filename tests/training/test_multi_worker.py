@@ -12,7 +12,6 @@ from nmt import config as config_lib
 from nmt.config import DataConfig
 from nmt.data import sources, tokenizer
 from nmt.run_dir import RunDir
-from nmt.training import trainer
 
 QUICKSTART = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
 
