@@ -935,8 +935,8 @@ def decoding(
                 measured = json.loads(finished.stdout.strip().splitlines()[-1])
                 result = results.setdefault(name, {}).setdefault(f"beam{beam}", {"bleu": measured["bleu"], "round_seconds": []})
                 result["round_seconds"].append(round(sum(measured["seconds"]), 3))
+                sentences = measured["sentences"]
                 typer.echo(f"  {measured}", err=True)
-    sentences = len(Evaluator.of_split(loaded.config.data, "test").sources)
     for per_beam in results.values():
         for search, result in per_beam.items():
             result["sentences_per_s"] = round(rounds * passes * sentences / sum(result["round_seconds"]), 2)
@@ -962,7 +962,8 @@ def decode_pass(
     compute_type: Annotated[str, typer.Option()] = "float32",
 ) -> None:
     """One process of `decoding`: the run's model (or its CTranslate2 conversion) decodes one batch
-    untimed, then the test split `passes` times; prints the seconds of each pass and BLEU as JSON."""
+    untimed, then the test split `passes` times; prints the seconds of each pass, BLEU and the
+    number of sentences as JSON."""
     run = RunDir(run_dir)
     config = config_lib.load(run.config_file, [*overrides, f"decode.beam_size={beam_size}"])
     test = Evaluator.of_split(config.data, "test")
@@ -979,7 +980,7 @@ def decode_pass(
         started = time.perf_counter()
         hypotheses = translate(test.sources)
         seconds.append(time.perf_counter() - started)
-    print(json.dumps({"seconds": seconds, "bleu": score(hypotheses, test.references)["bleu"]}))
+    print(json.dumps({"seconds": seconds, "bleu": score(hypotheses, test.references)["bleu"], "sentences": len(hypotheses)}))
 
 
 def decoding_table(entry: dict) -> str:
