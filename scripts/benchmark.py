@@ -893,6 +893,8 @@ def decoding(
     run_dir: Annotated[Path, typer.Option(help="A trained run; its eval.checkpoint decodes the test split.")],
     rounds: Annotated[int, typer.Option(help="Rounds: in each, every decoder decodes in a fresh process of its own.")] = 3,
     passes: Annotated[int, typer.Option(help="Timed passes over the test split in each process.")] = 3,
+    overrides: Annotated[list[str], typer.Option("--set", help="key.path=value on top of the run's settings, for every "
+                                                               "decoder (e.g. decode.batch_tokens=16384).")] = [],
     out: Annotated[Path, typer.Option(help="JSON results; Markdown goes beside it.")] = Path("benchmarks/decoding.json"),
 ) -> None:
     """Decoding speed against CTranslate2, each decoder alone on the machine: ours in float32 and
@@ -908,11 +910,15 @@ def decoding(
     if rounds < 1 or passes < 1:
         raise typer.BadParameter("give at least one round and one pass")
     run = RunDir(run_dir)
+    try:  # a bad setting fails here, not in every process
+        run.load_config(overrides)
+    except NmtError as error:
+        raise typer.BadParameter(str(error)) from None
     loaded = Translator.from_run_dir(run)
     if loaded.config.model.attention not in export_ctranslate2.CONVERTIBLE:
         raise typer.BadParameter(f"CTranslate2 converts {', '.join(export_ctranslate2.CONVERTIBLE)} attention; this run has "
                                  f"{loaded.config.model.attention}")
-    decoders = {"nmt": []}
+    decoders = {"nmt": ["--set", "decode.precision=float32"]}
     if precision.unsupported_reason("mixed_bfloat16") is None:
         decoders["nmt, decode.precision=bfloat16"] = ["--set", "decode.precision=bfloat16"]
     results: dict = {}
@@ -928,7 +934,7 @@ def decoding(
                 typer.echo(f"round {round_ + 1}: {name}, beam {beam} ...", err=True)
                 finished = subprocess.run(
                     [sys.executable, __file__, "decode-pass", "--run-dir", str(run_dir), "--beam-size", str(beam),
-                     "--passes", str(passes), *decoders[name]],
+                     "--passes", str(passes), *[arg for setting in overrides for arg in ("--set", setting)], *decoders[name]],
                     capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
                 if finished.returncode != 0:
                     raise SystemExit(f"{name}, beam {beam} failed:\n{finished.stderr[-3000:]}")
@@ -946,7 +952,7 @@ def decoding(
             result["round_versus_ctranslate2_float32"] = [round(min(ratios), 3), round(max(ratios), 3)]
     entry = {"run_dir": str(run_dir), "checkpoint": loaded.config.eval.checkpoint, "code": code_version(),
              "date": time.strftime("%Y-%m-%d"), "machine": machine(), "rounds": rounds, "passes": passes,
-             "sentences": sentences, "results": results}
+             "sentences": sentences, "set": overrides, "results": results}
     atomic.write_text(out, json.dumps(entry, indent=2) + "\n")
     atomic.write_text(out.with_suffix(".md"), decoding_table(entry))
     typer.echo(decoding_table(entry))
@@ -994,7 +1000,8 @@ def decoding_table(entry: dict) -> str:
     return "\n".join([
         "# Decoding against CTranslate2, each decoder in a fresh process", "",
         f"Machine: {machine_['cpu']}, {machine_['cores']} cores, TensorFlow {machine_['tensorflow']}; code {entry['code']}, "
-        f"{entry['date']}. Run `{entry['run_dir']}` ({entry['checkpoint']} checkpoint), the test split ({entry['sentences']:,} "
+        f"{entry['date']}. Run `{entry['run_dir']}` ({entry['checkpoint']} checkpoint"
+        f"{''.join(f', `{setting}`' for setting in entry.get('set', []))}), the test split ({entry['sentences']:,} "
         f"sentences); {entry['rounds']} rounds, in each every decoder in a fresh process of its own (the order reversed every "
         f"other round), {entry['passes']} timed passes after one untimed batch. Against CTranslate2 float32: over all rounds "
         f"(the lowest and highest of single rounds).", "",

@@ -121,7 +121,8 @@ def test_the_decoding_table_gives_each_decoders_rate_bleu_and_ratio_to_ctranslat
              "results": {"nmt": {"beam4": result(190.5, 25.89, 0.881, 0.85, 0.91), "beam1": result(440.0, 25.7, 0.9, 0.8, 0.97)},
                          "CTranslate2 float32": {"beam4": result(216.2, 26.07, 1.0, 1.0, 1.0), "beam1": result(488.9, 25.7, 1.0, 1.0, 1.0)}}}
     table = benchmark.decoding_table(entry)
-    assert "3 rounds" in table and "2 timed passes" in table and "(1,000 sentences)" in table and "best checkpoint" in table
+    assert "3 rounds" in table and "2 timed passes" in table and "(1,000 sentences)" in table and "(best checkpoint)" in table
+    assert "(best checkpoint, `decode.batch_tokens=16384`)" in benchmark.decoding_table({**entry, "set": ["decode.batch_tokens=16384"]})
     assert "| nmt | 190.5 | 25.89 | **0.88x** (0.85–0.91x) | 440.0 | 25.7 | **0.90x** (0.80–0.97x) |" in table
     assert "| CTranslate2 float32 | 216.2 | 26.07 | **1.00x** (1.00–1.00x) |" in table
 
