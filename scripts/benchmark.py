@@ -911,10 +911,10 @@ def decoding(
         raise typer.BadParameter("give at least one round and one pass")
     run = RunDir(run_dir)
     try:  # a bad setting fails here, not in every process
-        run.load_config(overrides)
+        config = run.load_config(overrides)
     except NmtError as error:
         raise typer.BadParameter(str(error)) from None
-    loaded = Translator.from_run_dir(run)
+    loaded = Translator.from_run_dir(run, config)  # CTranslate2 converts the checkpoint that ours decodes
     if loaded.config.model.attention not in export_ctranslate2.CONVERTIBLE:
         raise typer.BadParameter(f"CTranslate2 converts {', '.join(export_ctranslate2.CONVERTIBLE)} attention; this run has "
                                  f"{loaded.config.model.attention}")
