@@ -20,7 +20,7 @@
       training. With --ctranslate2, the model that decodes is also converted to CTranslate2 (a C++
       inference engine, nmt/export_ctranslate2.py) and decodes the test split in the same run.
 
-  scripts/benchmark.py decoding --run-dir runs/X [--rounds 3] [--passes 3]
+  scripts/benchmark.py decoding --run-dir runs/X [--rounds 3] [--passes 3] [--set key.path=value ...]
       decoding against CTranslate2, each decoder alone on the machine: ours in float32 and
       bfloat16 and the run's model converted to CTranslate2 in float32 and int8, greedy and beam 4,
       each in a fresh process, taking turns over the rounds; sentences/s, BLEU and each one's ratio
@@ -915,15 +915,15 @@ def decoding(
     except NmtError as error:
         raise typer.BadParameter(str(error)) from None
     loaded = Translator.from_run_dir(run, config)  # CTranslate2 converts the checkpoint that ours decodes
-    if loaded.config.model.attention not in export_ctranslate2.CONVERTIBLE:
+    if config.model.attention not in export_ctranslate2.CONVERTIBLE:
         raise typer.BadParameter(f"CTranslate2 converts {', '.join(export_ctranslate2.CONVERTIBLE)} attention; this run has "
-                                 f"{loaded.config.model.attention}")
+                                 f"{config.model.attention}")
     decoders = {"nmt": ["--set", "decode.precision=float32"]}
     if precision.unsupported_reason("mixed_bfloat16") is None:
         decoders["nmt, decode.precision=bfloat16"] = ["--set", "decode.precision=bfloat16"]
     results: dict = {}
     with tempfile.TemporaryDirectory() as directory:
-        files = tokenizer.model_files(run.tokenizer_dir, loaded.config.tokenizer.joint)
+        files = tokenizer.model_files(run.tokenizer_dir, config.tokenizer.joint)
         export_ctranslate2.convert(loaded.model, export_ctranslate2.vocabulary(files["source"]),
                                    export_ctranslate2.vocabulary(files["target"]), Path(directory))
         for compute_type in ("float32", "int8"):
@@ -950,7 +950,7 @@ def decoding(
             ratios = [theirs / ours for ours, theirs in zip(result["round_seconds"], ctranslate2_seconds)]
             result["versus_ctranslate2_float32"] = round(sum(ctranslate2_seconds) / sum(result["round_seconds"]), 3)
             result["round_versus_ctranslate2_float32"] = [round(min(ratios), 3), round(max(ratios), 3)]
-    entry = {"run_dir": str(run_dir), "checkpoint": loaded.config.eval.checkpoint, "code": code_version(),
+    entry = {"run_dir": str(run_dir), "checkpoint": config.eval.checkpoint, "code": code_version(),
              "date": time.strftime("%Y-%m-%d"), "machine": machine(), "rounds": rounds, "passes": passes,
              "sentences": sentences, "set": overrides, "results": results}
     atomic.write_text(out, json.dumps(entry, indent=2) + "\n")
@@ -971,7 +971,7 @@ def decode_pass(
     untimed, then the test split `passes` times; prints the seconds of each pass, BLEU and the
     number of sentences as JSON."""
     run = RunDir(run_dir)
-    config = config_lib.load(run.config_file, [*overrides, f"decode.beam_size={beam_size}"])
+    config = run.load_config([*overrides, f"decode.beam_size={beam_size}"])
     test = Evaluator.of_split(config.data, "test")
     if ctranslate2_dir:
         _, translate_pieces = ctranslate2_decoder(ctranslate2_dir, run.tokenizer_dir, config, config.model.max_length, compute_type)
