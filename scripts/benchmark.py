@@ -552,8 +552,8 @@ def ctranslate2_decoder(converted: Path, tokenizer_dir: Path, config: Config, ma
     and translate(sentences, beam_size) -> (output subwords, translations). It gets our batches
     (`decoding_batches`) and length penalty weight; its length penalty is length ** alpha (ours
     GNMT's), and its length limit is one per batch, so each batch gets the largest of our
-    per-sentence limits (which spares it the calls that `nmt translate --ctranslate2` makes to keep
-    each sentence's own limit)."""
+    per-sentence limits (which spares it the calls that `nmt translate --ctranslate2` makes with
+    beam search to keep each sentence's own limit)."""
     import ctranslate2
     import sentencepiece as spm
 

@@ -98,9 +98,7 @@ class CTranslate2Translator:
         outputs = [[Hypothesis("", 0.0)] * n for _ in sentences]
         for batch in decoding_batches(lengths[todo], decode):
             positions = todo[batch]
-            # translate_batch takes one length limit: each of the batch's limits gets its own call.
-            for limit in np.unique(limits[positions]):
-                group = positions[limits[positions] == limit]
+            for group, limit in self._calls(positions, limits):
                 if limit == 0:
                     # Nothing may come before EOS, which translate_batch refuses to search for: the
                     # empty translation, scored as our search scores it (EOS, the length penalty 1).
@@ -114,12 +112,42 @@ class CTranslate2Translator:
                     beam_size=decode.beam_size, num_hypotheses=n, length_penalty=decode.length_penalty,
                     no_repeat_ngram_size=decode.no_repeat_ngram_size, max_decoding_length=int(limit),
                     min_decoding_length=0, return_scores=True)  # its default, 1, forbids an empty translation
-                for index, result in zip(group, results):
-                    outputs[index] = [Hypothesis(self._target.decode(hypothesis), score)
-                                      for hypothesis, score in zip(result.hypotheses, result.scores)]
+                found = {index: list(zip(result.hypotheses, result.scores)) for index, result in zip(group, results)}
+                if decode.beam_size == 1:
+                    self._stop_at_limits(found, pieces, prefix_pieces, limits, limit)
+                for index, hypotheses in found.items():
+                    outputs[index] = [Hypothesis(self._target.decode(tokens), score) for tokens, score in hypotheses]
             if on_batch:
                 on_batch(len(positions))
         return outputs
+
+    def _calls(self, positions: np.ndarray, limits: np.ndarray) -> list[tuple[np.ndarray, int]]:
+        """The sentences and length limit of each translate_batch call for one batch, which takes
+        one limit: beam search calls once per limit in the batch, since a lower limit ends
+        hypotheses that would otherwise go on and compete; greedy search, whose output up to a
+        limit is the start of its output beyond it, calls once with the batch's largest
+        (_stop_at_limits cuts the rest back), sentences of limit 0 apart."""
+        if self.config.decode.beam_size == 1:
+            empty = limits[positions] == 0
+            groups = [(positions[empty], 0), (positions[~empty], int(limits[positions].max()))]
+            return [(group, limit) for group, limit in groups if len(group)]
+        return [(positions[limits[positions] == limit], int(limit)) for limit in np.unique(limits[positions])]
+
+    def _stop_at_limits(self, found: dict[int, list[tuple[list[str], float]]], pieces: list[list[str]],
+                        prefix_pieces: list[list[str]], limits: np.ndarray, call_limit: int) -> None:
+        """Greedy outputs that reached their sentence's limit in a call with a larger one, cut to it
+        and scored as a call with their own limit scores them: the log-probabilities of their first
+        limit tokens after the prefix (no EOS) over limit^decode.length_penalty, from a
+        teacher-forced pass."""
+        reached = [index for index, [(tokens, _)] in found.items() if len(tokens) >= limits[index] < call_limit]
+        if not reached:
+            return
+        cut = [found[index][0][0][: limits[index]] for index in reached]
+        scored = self._engine.score_batch([pieces[index] for index in reached], cut)
+        for index, tokens, result in zip(reached, cut, scored):
+            limit, prefix = int(limits[index]), len(prefix_pieces[index])
+            score = sum(result.log_probs[prefix:limit]) / limit ** self.config.decode.length_penalty
+            found[index] = [(tokens, float(score))]
 
     def score(self, sources: Sequence[str], targets: Sequence[str],
               on_batch: Callable[[int], None] | None = None) -> list[Scored]:

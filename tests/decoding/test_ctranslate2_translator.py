@@ -54,6 +54,21 @@ def test_greedy_translations_are_ours_with_prefixes_and_length_limits(run_and_mo
     assert [record.getMessage().split(" has ")[0] for record in caplog.records] == ["sentence 105"]  # 40 subwords, 24 kept
 
 
+def test_greedy_outputs_and_scores_in_a_batch_are_each_sentences_alone(run_and_model):
+    """Greedy search calls CTranslate2 once a batch, with its largest length limit, and cuts each
+    output back to its own: texts and scores as when each sentence is translated alone, a call
+    with its own limit (the untrained model runs to its limits)."""
+    run, config, _ = run_and_model
+    greedy = dataclasses.replace(config, decode=dataclasses.replace(config.decode, beam_size=1))
+    engine = CTranslate2Translator.from_run_dir(run, greedy)
+    for prefixes in (None, PREFIXES):
+        found = engine.translate_n_best(SENTENCES, 1, prefixes=prefixes)
+        alone = [engine.translate_n_best([sentence], 1, prefixes=prefixes and [prefixes[index]])[0]
+                 for index, sentence in enumerate(SENTENCES)]
+        assert [best.text for best, in found] == [best.text for best, in alone]
+        assert [best.score for best, in found] == pytest.approx([best.score for best, in alone], abs=1e-4)
+
+
 def test_a_length_limit_of_nothing_gives_our_empty_translation_and_its_score(run_and_model):
     """decode.max_length_offset 0 leaves a short sentence no token before EOS, which
     translate_batch refuses to search for; one with a prefix still gets room for it."""
