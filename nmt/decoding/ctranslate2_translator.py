@@ -139,7 +139,8 @@ class CTranslate2Translator:
         and scored as a call with their own limit scores them: the log-probabilities of their first
         limit tokens after the prefix (no EOS) over limit^decode.length_penalty, from a
         teacher-forced pass."""
-        reached = [index for index, [(tokens, _)] in found.items() if len(tokens) >= limits[index] < call_limit]
+        reached = [index for index, [(tokens, _)] in found.items()
+                   if limits[index] < call_limit and len(tokens) >= limits[index]]
         if not reached:
             return
         cut = [found[index][0][0][: limits[index]] for index in reached]

@@ -57,7 +57,7 @@ def test_greedy_translations_are_ours_with_prefixes_and_length_limits(run_and_mo
 def test_greedy_outputs_and_scores_in_a_batch_are_each_sentences_alone(run_and_model):
     """Greedy search calls CTranslate2 once a batch, with its largest length limit, and cuts each
     output back to its own: texts and scores as when each sentence is translated alone, a call
-    with its own limit (the untrained model runs to its limits)."""
+    with its own limit (the untrained model runs some to their limits, with and without a prefix)."""
     run, config, _ = run_and_model
     greedy = dataclasses.replace(config, decode=dataclasses.replace(config.decode, beam_size=1))
     engine = CTranslate2Translator.from_run_dir(run, greedy)
