@@ -96,42 +96,76 @@ class CTranslate2Translator:
         lengths = np.minimum(lengths, self._max_length)
         limits = length_limits(lengths, decode, self._max_length, np.minimum(prefix_lengths, self._max_length - 1))
         outputs = [[Hypothesis("", 0.0)] * n for _ in sentences]
+        per_limit = decode.beam_size > 1 and decode.length_penalty == 0
         for batch in decoding_batches(lengths[todo], decode):
             positions = todo[batch]
-            for group, limit in self._calls(positions, limits):
-                if limit == 0:
-                    # Nothing may come before EOS, which translate_batch refuses to search for: the
-                    # empty translation, scored as our search scores it (EOS, the length penalty 1).
-                    ends = self._engine.score_batch([pieces[index] for index in group], [[]] * len(group))
-                    for index, end in zip(group, ends):
-                        outputs[index] = [Hypothesis("", float(sum(end.log_probs)))] * n
-                    continue
-                results = self._engine.translate_batch(
-                    [pieces[index] for index in group],
-                    target_prefix=[prefix_pieces[index] or None for index in group],
-                    beam_size=decode.beam_size, num_hypotheses=n, length_penalty=decode.length_penalty,
-                    no_repeat_ngram_size=decode.no_repeat_ngram_size, max_decoding_length=int(limit),
-                    min_decoding_length=0, return_scores=True)  # its default, 1, forbids an empty translation
-                found = {index: list(zip(result.hypotheses, result.scores)) for index, result in zip(group, results)}
-                if decode.beam_size == 1:
-                    self._stop_at_limits(found, pieces, prefix_pieces, limits, limit)
-                for index, hypotheses in found.items():
-                    outputs[index] = [Hypothesis(self._target.decode(tokens), score) for tokens, score in hypotheses]
+            nothing = positions[limits[positions] == 0]
+            if len(nothing):
+                # Nothing may come before EOS, which translate_batch refuses to search for: the
+                # empty translation, scored as our search scores it (EOS, the length penalty 1).
+                ends = self._engine.score_batch([pieces[index] for index in nothing], [[]] * len(nothing))
+                for index, end in zip(nothing, ends):
+                    outputs[index] = [Hypothesis("", float(sum(end.log_probs)))] * n
+            found, again = self._search(positions[limits[positions] > 0], limits, n, pieces, prefix_pieces, per_limit)
+            # Where beam search had to search a fifth of a batch again (an undertrained model that
+            # runs to its limits, tight limits), that costs more than it saves: the next batches
+            # call per limit.
+            per_limit = per_limit or again > len(positions) / 5
+            for index, hypotheses in found.items():
+                outputs[index] = [Hypothesis(self._target.decode(tokens), score) for tokens, score in hypotheses]
             if on_batch:
                 on_batch(len(positions))
         return outputs
 
-    def _calls(self, positions: np.ndarray, limits: np.ndarray) -> list[tuple[np.ndarray, int]]:
-        """The sentences and length limit of each translate_batch call for one batch, which takes
-        one limit: beam search calls once per limit in the batch, since a lower limit ends
-        hypotheses that would otherwise go on and compete; greedy search, whose output up to a
-        limit is the start of its output beyond it, calls once with the batch's largest
-        (_stop_at_limits cuts the rest back), sentences of limit 0 apart."""
-        if self.config.decode.beam_size == 1:
-            empty = limits[positions] == 0
-            groups = [(positions[empty], 0), (positions[~empty], int(limits[positions].max()))]
-            return [(group, limit) for group, limit in groups if len(group)]
-        return [(positions[limits[positions] == limit], int(limit)) for limit in np.unique(limits[positions])]
+    def _search(self, positions: np.ndarray, limits: np.ndarray, n: int, pieces: list[list[str]],
+                prefix_pieces: list[list[str]], per_limit: bool) -> tuple[dict[int, list[tuple[list[str], float]]], int]:
+        """The n best (subwords, score) of the sentences at positions, each searched within its own
+        length limit, as a call of translate_batch (which takes one limit) with that limit searches;
+        and how many were searched twice.
+
+        A sentence's search runs alike under any limit until its limit ends it, so one call with the
+        batch's largest limit serves most sentences. Greedy search's output up to a limit is the
+        start of its output beyond it: those that reached their own limit are cut back to it
+        (_stop_at_limits). Beam search, which ends once beam_size hypotheses have ended
+        (CTranslate2's rule with a length penalty), is searched again, a call per limit, where the
+        last of them ended at limit - 1 tokens or more (all beam_size are asked for, to see it): a
+        call with the limit would have ended every live hypothesis there. Without a length penalty
+        CTranslate2's beam search ends when its most likely candidate ends, which the hypotheses it
+        returns need not show: the caller asks for a call per limit (per_limit) from the start."""
+        decode = self.config.decode
+        if not len(positions):
+            return {}, 0
+        if per_limit:
+            return self._search_per_limit(positions, limits, n, pieces, prefix_pieces), 0
+        largest = int(limits[positions].max())
+        if decode.beam_size == 1:
+            found = self._call(positions, largest, n, pieces, prefix_pieces)
+            self._stop_at_limits(found, pieces, prefix_pieces, limits, largest)
+            return found, 0
+        found = self._call(positions, largest, decode.beam_size, pieces, prefix_pieces)
+        again = np.array([index for index in positions if limits[index] < largest
+                          and max(len(tokens) for tokens, _ in found[index]) >= limits[index] - 1], dtype=int)
+        found.update(self._search_per_limit(again, limits, decode.beam_size, pieces, prefix_pieces))
+        return {index: hypotheses[:n] for index, hypotheses in found.items()}, len(again)
+
+    def _search_per_limit(self, positions: np.ndarray, limits: np.ndarray, n: int, pieces: list[list[str]],
+                          prefix_pieces: list[list[str]]) -> dict[int, list[tuple[list[str], float]]]:
+        """_call for each length limit of the sentences at positions."""
+        found = {}
+        for limit in np.unique(limits[positions]):
+            found.update(self._call(positions[limits[positions] == limit], int(limit), n, pieces, prefix_pieces))
+        return found
+
+    def _call(self, positions: np.ndarray, limit: int, n: int, pieces: list[list[str]],
+              prefix_pieces: list[list[str]]) -> dict[int, list[tuple[list[str], float]]]:
+        """The n best (subwords, score) of the sentences at positions, by one translate_batch call."""
+        decode = self.config.decode
+        results = self._engine.translate_batch(
+            [pieces[index] for index in positions], target_prefix=[prefix_pieces[index] or None for index in positions],
+            beam_size=decode.beam_size, num_hypotheses=n, length_penalty=decode.length_penalty,
+            no_repeat_ngram_size=decode.no_repeat_ngram_size, max_decoding_length=limit,
+            min_decoding_length=0, return_scores=True)  # its default, 1, forbids an empty translation
+        return {index: list(zip(result.hypotheses, result.scores)) for index, result in zip(positions, results)}
 
     def _stop_at_limits(self, found: dict[int, list[tuple[list[str], float]]], pieces: list[list[str]],
                         prefix_pieces: list[list[str]], limits: np.ndarray, call_limit: int) -> None:

@@ -3,6 +3,7 @@ included, and clear errors where it cannot stand in for our search (end to end i
 tests/test_cli_translate.py)."""
 
 import dataclasses
+import itertools
 import json
 
 import pytest
@@ -54,19 +55,23 @@ def test_greedy_translations_are_ours_with_prefixes_and_length_limits(run_and_mo
     assert [record.getMessage().split(" has ")[0] for record in caplog.records] == ["sentence 105"]  # 40 subwords, 24 kept
 
 
-def test_greedy_outputs_and_scores_in_a_batch_are_each_sentences_alone(run_and_model):
-    """Greedy search calls CTranslate2 once a batch, with its largest length limit, and cuts each
-    output back to its own: texts and scores as when each sentence is translated alone, a call
-    with its own limit (the untrained model runs some to their limits, with and without a prefix)."""
+@pytest.mark.parametrize("beam_size, length_penalty", [(1, 0.6), (2, 0.6), (2, 0.0)])
+def test_outputs_and_scores_in_a_batch_are_each_sentences_alone(run_and_model, beam_size, length_penalty):
+    """A batch's sentences are searched in one CTranslate2 call with its largest length limit, and
+    those whose search came within reach of their own limit again with it: the n-best lists and
+    scores of each sentence translated alone, a call with its own limit (the untrained model runs
+    some to their limits, with and without a prefix)."""
     run, config, _ = run_and_model
-    greedy = dataclasses.replace(config, decode=dataclasses.replace(config.decode, beam_size=1))
-    engine = CTranslate2Translator.from_run_dir(run, greedy)
-    for prefixes in (None, PREFIXES):
-        found = engine.translate_n_best(SENTENCES, 1, prefixes=prefixes)
-        alone = [engine.translate_n_best([sentence], 1, prefixes=prefixes and [prefixes[index]])[0]
+    decode = dataclasses.replace(config.decode, beam_size=beam_size, length_penalty=length_penalty)
+    engine = CTranslate2Translator.from_run_dir(run, dataclasses.replace(config, decode=decode))
+    for n, prefixes in itertools.product(sorted({1, beam_size}), (None, PREFIXES)):
+        found = engine.translate_n_best(SENTENCES, n, prefixes=prefixes)
+        alone = [engine.translate_n_best([sentence], n, prefixes=prefixes and [prefixes[index]])[0]
                  for index, sentence in enumerate(SENTENCES)]
-        assert [best.text for best, in found] == [best.text for best, in alone]
-        assert [best.score for best, in found] == pytest.approx([best.score for best, in alone], abs=1e-4)
+        assert [[hypothesis.text for hypothesis in hypotheses] for hypotheses in found] == \
+               [[hypothesis.text for hypothesis in hypotheses] for hypotheses in alone]
+        assert [[hypothesis.score for hypothesis in hypotheses] for hypotheses in found] == \
+               [pytest.approx([hypothesis.score for hypothesis in hypotheses], abs=1e-4) for hypotheses in alone]
 
 
 def test_a_length_limit_of_nothing_gives_our_empty_translation_and_its_score(run_and_model):
