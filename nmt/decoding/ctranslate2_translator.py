@@ -158,8 +158,15 @@ class CTranslate2Translator:
 
     def _call(self, positions: np.ndarray, limit: int, n: int, pieces: list[list[str]],
               prefix_pieces: list[list[str]]) -> dict[int, list[tuple[list[str], float]]]:
-        """The n best (subwords, score) of the sentences at positions, by one translate_batch call."""
+        """The n best (subwords, score) of the sentences at positions, by one translate_batch call
+        (two for beam search where some have a prefix and some not: in a batch with prefixes, its
+        beam search does not let a sentence without one end at its first step, an empty
+        translation, as it does alone)."""
         decode = self.config.decode
+        prefixed = np.array([bool(prefix_pieces[index]) for index in positions])
+        if decode.beam_size > 1 and prefixed.any() and not prefixed.all():
+            return {**self._call(positions[prefixed], limit, n, pieces, prefix_pieces),
+                    **self._call(positions[~prefixed], limit, n, pieces, prefix_pieces)}
         results = self._engine.translate_batch(
             [pieces[index] for index in positions], target_prefix=[prefix_pieces[index] or None for index in positions],
             beam_size=decode.beam_size, num_hypotheses=n, length_penalty=decode.length_penalty,

@@ -5,6 +5,7 @@ tests/test_cli_translate.py)."""
 import dataclasses
 import itertools
 import json
+import random
 
 import pytest
 import tensorflow as tf
@@ -59,15 +60,19 @@ def test_greedy_translations_are_ours_with_prefixes_and_length_limits(run_and_mo
 def test_outputs_and_scores_in_a_batch_are_each_sentences_alone(run_and_model, beam_size, length_penalty):
     """A batch's sentences are searched in one CTranslate2 call with its largest length limit, and
     those whose search came within reach of their own limit again with it: the n-best lists and
-    scores of each sentence translated alone, a call with its own limit (the untrained model runs
-    some to their limits, with and without a prefix)."""
+    scores of each sentence translated alone, a call with its own limit. The untrained model runs
+    some sentences to their limits and ends others at every length short of them; a hundred
+    sentences make the rarer cases happen (a beam's last hypothesis ending one token short)."""
     run, config, _ = run_and_model
     decode = dataclasses.replace(config.decode, beam_size=beam_size, length_penalty=length_penalty)
     engine = CTranslate2Translator.from_run_dir(run, dataclasses.replace(config, decode=decode))
-    for n, prefixes in itertools.product(sorted({1, beam_size}), (None, PREFIXES)):
-        found = engine.translate_n_best(SENTENCES, n, prefixes=prefixes)
+    words = "the a dog cat runs sees big small house tree".split()
+    draw = random.Random(0)
+    sentences = SENTENCES + [" ".join(draw.choices(words, k=draw.randint(1, 9))) for _ in range(100)]
+    for n, prefixes in itertools.product(sorted({1, beam_size}), (None, PREFIXES * 21)):
+        found = engine.translate_n_best(sentences, n, prefixes=prefixes)
         alone = [engine.translate_n_best([sentence], n, prefixes=prefixes and [prefixes[index]])[0]
-                 for index, sentence in enumerate(SENTENCES)]
+                 for index, sentence in enumerate(sentences)]
         assert [[hypothesis.text for hypothesis in hypotheses] for hypotheses in found] == \
                [[hypothesis.text for hypothesis in hypotheses] for hypotheses in alone]
         assert [[hypothesis.score for hypothesis in hypotheses] for hypotheses in found] == \
