@@ -106,11 +106,15 @@ class CTranslate2Translator:
                 ends = self._engine.score_batch([pieces[index] for index in nothing], [[]] * len(nothing))
                 for index, end in zip(nothing, ends):
                     outputs[index] = [Hypothesis("", float(sum(end.log_probs)))] * n
-            found, again = self._search(positions[limits[positions] > 0], limits, n, pieces, prefix_pieces, per_limit)
-            # Where beam search had to search a fifth of a batch again (an undertrained model that
-            # runs to its limits, tight limits), that costs more than it saves: the next batches
-            # call per limit.
-            per_limit = per_limit or again > len(positions) / 5
+            searched = positions[limits[positions] > 0]
+            if per_limit:
+                found = self._search_per_limit(searched, limits, n, pieces, prefix_pieces)
+            else:
+                found, again = self._search(searched, limits, n, pieces, prefix_pieces)
+                # Where beam search had to search a fifth of a batch again (an undertrained model
+                # that runs to its limits, tight limits), that costs more than it saves: the next
+                # batches call per limit.
+                per_limit = again > len(positions) / 5
             for index, hypotheses in found.items():
                 outputs[index] = [Hypothesis(self._target.decode(tokens), score) for tokens, score in hypotheses]
             if on_batch:
@@ -118,7 +122,7 @@ class CTranslate2Translator:
         return outputs
 
     def _search(self, positions: np.ndarray, limits: np.ndarray, n: int, pieces: list[list[str]],
-                prefix_pieces: list[list[str]], per_limit: bool) -> tuple[dict[int, list[tuple[list[str], float]]], int]:
+                prefix_pieces: list[list[str]]) -> tuple[dict[int, list[tuple[list[str], float]]], int]:
         """The n best (subwords, score) of the sentences at positions, each searched within its own
         length limit, as a call of translate_batch (which takes one limit) with that limit searches;
         and how many were searched twice.
@@ -131,12 +135,10 @@ class CTranslate2Translator:
         last of them ended at limit - 1 tokens or more (all beam_size are asked for, to see it): a
         call with the limit would have ended every live hypothesis there. Without a length penalty
         CTranslate2's beam search ends when its most likely candidate ends, which the hypotheses it
-        returns need not show: the caller asks for a call per limit (per_limit) from the start."""
+        returns need not show: the caller calls per limit (_search_per_limit) from the start."""
         decode = self.config.decode
         if not len(positions):
             return {}, 0
-        if per_limit:
-            return self._search_per_limit(positions, limits, n, pieces, prefix_pieces), 0
         largest = int(limits[positions].max())
         if decode.beam_size == 1:
             found = self._call(positions, largest, n, pieces, prefix_pieces)
