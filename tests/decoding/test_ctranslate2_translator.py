@@ -79,6 +79,31 @@ def test_outputs_and_scores_in_a_batch_are_each_sentences_alone(run_and_model, b
                [pytest.approx([hypothesis.score for hypothesis in hypotheses], abs=1e-4) for hypotheses in alone]
 
 
+def test_a_greedy_output_ending_at_its_own_limit_is_scored_as_alone(run_and_model):
+    """Without an offset a short sentence's length limit is its prefix's length. Where the model
+    ends right after the prefix, a call with the batch's larger limit finds EOS after the limit's
+    last token, which a call with the sentence's own limit never reaches: the score leaves it out."""
+    run, config, _ = run_and_model
+    words = "the a dog cat runs sees big small house tree".split()
+    prefixes = words + [" ".join(pair) for pair in itertools.product(words, repeat=2)]
+    sentences = ["cat", "a big house sees the small tree"]
+    pairs = list(itertools.product(sentences, prefixes))
+    sentences, prefixes = [sentence for sentence, _ in pairs], [prefix for _, prefix in pairs]
+
+    def engine(**settings):
+        decode = dataclasses.replace(config.decode, beam_size=1, **settings)
+        return CTranslate2Translator.from_run_dir(run, dataclasses.replace(config, decode=decode))
+
+    free = engine(max_length_offset=100).translate(sentences, prefixes=prefixes)
+    ended = {prefix for prefix, output in zip(prefixes, free) if output == prefix}
+    assert ended & set(words) and set(prefixes) - ended  # some end at a limit below the batch's largest
+    tight = engine(max_length_ratio=0.1, max_length_offset=0)
+    found = tight.translate_n_best(sentences, 1, prefixes=prefixes)
+    alone = [tight.translate_n_best([sentence], 1, prefixes=[prefix])[0] for sentence, prefix in pairs]
+    assert [best.text for best, in found] == [best.text for best, in alone]
+    assert [best.score for best, in found] == [pytest.approx(best.score, abs=1e-4) for best, in alone]
+
+
 def test_a_length_limit_of_nothing_gives_our_empty_translation_and_its_score(run_and_model):
     """decode.max_length_offset 0 leaves a short sentence no token before EOS, which
     translate_batch refuses to search for; one with a prefix still gets room for it."""
