@@ -18,7 +18,7 @@ from nmt.decoding.translator import Translator
 from nmt.errors import NmtError
 from nmt.model.transformer import build_transformer
 from nmt.run_dir import RunDir
-from tests.decoding.test_translator import tiny_setup
+from tests.decoding.test_translator import WORDS, tiny_setup
 
 SENTENCES = ["the dog runs", "a big house sees the small tree", "", "tree", "the cat " * 20]
 PREFIXES = ["a small", "", "the", "", "the dog"]
@@ -66,9 +66,8 @@ def test_outputs_and_scores_in_a_batch_are_each_sentences_alone(run_and_model, b
     run, config, _ = run_and_model
     decode = dataclasses.replace(config.decode, beam_size=beam_size, length_penalty=length_penalty)
     engine = CTranslate2Translator.from_run_dir(run, dataclasses.replace(config, decode=decode))
-    words = "the a dog cat runs sees big small house tree".split()
     draw = random.Random(0)
-    sentences = SENTENCES + [" ".join(draw.choices(words, k=draw.randint(1, 9))) for _ in range(100)]
+    sentences = SENTENCES + [" ".join(draw.choices(WORDS, k=draw.randint(1, 9))) for _ in range(100)]
     for n, prefixes in itertools.product(sorted({1, beam_size}), (None, PREFIXES * 21)):
         found = engine.translate_n_best(sentences, n, prefixes=prefixes)
         alone = [engine.translate_n_best([sentence], n, prefixes=prefixes and [prefixes[index]])[0]
@@ -84,8 +83,7 @@ def test_a_greedy_output_ending_at_its_own_limit_is_scored_as_alone(run_and_mode
     ends right after the prefix, a call with the batch's larger limit finds EOS after the limit's
     last token, which a call with the sentence's own limit never reaches: the score leaves it out."""
     run, config, _ = run_and_model
-    words = "the a dog cat runs sees big small house tree".split()
-    prefixes = words + [" ".join(pair) for pair in itertools.product(words, repeat=2)]
+    prefixes = WORDS + [" ".join(pair) for pair in itertools.product(WORDS, repeat=2)]
     sentences = ["cat", "a big house sees the small tree"]
     pairs = list(itertools.product(sentences, prefixes))
     sentences, prefixes = [sentence for sentence, _ in pairs], [prefix for _, prefix in pairs]
@@ -96,7 +94,7 @@ def test_a_greedy_output_ending_at_its_own_limit_is_scored_as_alone(run_and_mode
 
     free = engine(max_length_offset=100).translate(sentences, prefixes=prefixes)
     ended = {prefix for prefix, output in zip(prefixes, free) if output == prefix}
-    assert ended & set(words) and set(prefixes) - ended  # some end at a limit below the batch's largest
+    assert ended & set(WORDS) and set(prefixes) - ended  # some end at a limit below the batch's largest
     tight = engine(max_length_ratio=0.1, max_length_offset=0)
     found = tight.translate_n_best(sentences, 1, prefixes=prefixes)
     alone = [tight.translate_n_best([sentence], 1, prefixes=[prefix])[0] for sentence, prefix in pairs]

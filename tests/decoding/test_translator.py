@@ -19,13 +19,13 @@ SENTENCE = st.one_of(st.sampled_from(SPECIAL), st.text(st.characters(blacklist_c
 # 1,000 generated sentences per run of the suite.
 BATCHES = 125
 PER_BATCH = 8
+WORDS = "the a dog cat runs sees big small house tree".split()  # the words tiny_setup's tokenizer learns
 
 
 def tiny_setup(directory, **decode):
     """A config of a one-layer model with these decode settings, and a 40-piece joint tokenizer
     trained into directory on sentences of ten English words."""
-    words = "the a dog cat runs sees big small house tree".split()
-    sentences = [" ".join(words[i % 10:] + words[: i % 7]) for i in range(200)]
+    sentences = [" ".join(WORDS[i % 10:] + WORDS[: i % 7]) for i in range(200)]
     config = config_lib.from_dict({
         "tokenizer": {"vocab_size": 40},
         "model": {"num_encoder_layers": 1, "num_decoder_layers": 1, "hidden_dim": 16, "num_heads": 2,
